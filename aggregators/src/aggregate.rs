@@ -1,0 +1,228 @@
+//! Batch aggregation (pure): a batch's valid events -> one delta per key, with enough kept to
+//! recompute any key's delta from the records above a sequence number.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hasher};
+
+use chrono::{DateTime, Utc};
+
+use crate::key::{AggKey, DimRef, DimValue};
+use crate::seq::SeqNo;
+use crate::quantiles::Slot;
+use crate::state::{AggState, Observation, StateBuilder};
+use crate::window::WindowConfig;
+
+/// One valid event as the aggregator needs it.
+#[derive(Debug, Clone)]
+pub struct Contribution<'a> {
+    pub event_type: std::borrow::Cow<'a, str>,
+    pub occurred_at: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+    /// Dimension values in schema order.
+    pub dims: Vec<DimRef<'a>>,
+    pub obs: Observation,
+}
+
+/// The delta of one key in one batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyDelta {
+    pub key: AggKey,
+    /// Lowest and highest sequence number of the records in this delta.
+    pub first_seq: SeqNo,
+    pub last_seq: SeqNo,
+    pub state: AggState,
+}
+
+#[derive(Debug, Clone)]
+struct RecordObs {
+    seq: SeqNo,
+    obs: Observation,
+    slot: Option<Slot>,
+    /// Range into `record_keys`.
+    keys: std::ops::Range<u32>,
+}
+
+struct KeySlot {
+    group: u32,
+    window: u8,
+    start: i64,
+    first_seq: SeqNo,
+    last_seq: SeqNo,
+    builder: StateBuilder,
+}
+
+/// Accumulates one shard's batch. Records may come in any order; the guard logic only needs
+/// each key's min/max sequence number and the per-record contributions.
+pub struct BatchAggregator {
+    config: WindowConfig,
+    groups: Vec<(String, Vec<DimValue>)>,
+    group_index: HashMap<u64, Vec<u32>>,
+    keys: Vec<KeySlot>,
+    key_index: HashMap<(u32, u8, i64), u32>,
+    records: Vec<RecordObs>,
+    record_keys: Vec<(u32, bool)>,
+}
+
+impl std::fmt::Debug for BatchAggregator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchAggregator")
+            .field("keys", &self.keys.len())
+            .field("records", &self.records.len())
+            .finish()
+    }
+}
+
+impl BatchAggregator {
+    pub fn new(config: WindowConfig) -> Self {
+        BatchAggregator {
+            config,
+            groups: Vec::new(),
+            group_index: HashMap::new(),
+            keys: Vec::new(),
+            key_index: HashMap::new(),
+            records: Vec::new(),
+            record_keys: Vec::new(),
+        }
+    }
+
+    fn group_of(&mut self, event_type: &str, dims: &[DimRef<'_>]) -> u32 {
+        let mut h = DefaultHasher::new();
+        h.write(event_type.as_bytes());
+        for d in dims {
+            d.hash_into(&mut h);
+        }
+        let hash = h.finish();
+        let candidates = self.group_index.entry(hash).or_default();
+        for &g in candidates.iter() {
+            let (t, vals) = &self.groups[g as usize];
+            if t == event_type
+                && vals.len() == dims.len()
+                && dims.iter().zip(vals).all(|(d, v)| d.matches(v))
+            {
+                return g;
+            }
+        }
+        let g = self.groups.len() as u32;
+        self.groups.push((
+            event_type.to_owned(),
+            dims.iter().map(DimRef::to_owned_value).collect(),
+        ));
+        candidates.push(g);
+        g
+    }
+
+    /// Adds one valid event with stream sequence number `seq`.
+    pub fn add(&mut self, seq: SeqNo, c: &Contribution<'_>) {
+        let group = self.group_of(&c.event_type, &c.dims);
+        let slot = c.obs.measure.map(Slot::of);
+        let begin = self.record_keys.len() as u32;
+        for wi in 0..self.config.windows.len() {
+            let w = self.config.windows[wi];
+            let start = w.start_of(c.occurred_at);
+            let late = self.config.is_late(w, c.occurred_at, c.received_at);
+            let next = self.keys.len() as u32;
+            let k = *self
+                .key_index
+                .entry((group, wi as u8, start))
+                .or_insert(next);
+            if k == next {
+                self.keys.push(KeySlot {
+                    group,
+                    window: wi as u8,
+                    start,
+                    first_seq: seq,
+                    last_seq: seq,
+                    builder: StateBuilder::default(),
+                });
+            }
+            let slotref = &mut self.keys[k as usize];
+            slotref.first_seq = slotref.first_seq.min(seq);
+            slotref.last_seq = slotref.last_seq.max(seq);
+            slotref.builder.add(&c.obs, slot, late);
+            self.record_keys.push((k, late));
+        }
+        self.records.push(RecordObs {
+            seq,
+            obs: c.obs,
+            slot,
+            keys: begin..self.record_keys.len() as u32,
+        });
+    }
+
+    /// Number of events added.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether no event was added.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The deltas, one per key, in first-seen order.
+    pub fn finish(self) -> BatchDelta {
+        let deltas = self
+            .keys
+            .into_iter()
+            .map(|k| {
+                let (event_type, dims) = &self.groups[k.group as usize];
+                KeyDelta {
+                    key: AggKey {
+                        event_type: event_type.clone(),
+                        window: self.config.windows[k.window as usize],
+                        window_start: k.start,
+                        dims: dims.clone(),
+                    },
+                    first_seq: k.first_seq,
+                    last_seq: k.last_seq,
+                    state: k.builder.finish(),
+                }
+            })
+            .collect();
+        BatchDelta {
+            deltas,
+            records: self.records,
+            record_keys: self.record_keys,
+        }
+    }
+}
+
+/// One batch's deltas (see [`BatchAggregator`]).
+#[derive(Debug)]
+pub struct BatchDelta {
+    pub deltas: Vec<KeyDelta>,
+    records: Vec<RecordObs>,
+    record_keys: Vec<(u32, bool)>,
+}
+
+impl BatchDelta {
+    /// The delta of key number `key` over only the records with a sequence number above
+    /// `guard`: `None` when no such record touches the key (all already applied).
+    pub fn delta_above(&self, key: usize, guard: SeqNo) -> Option<KeyDelta> {
+        let d = self.deltas.get(key)?;
+        if d.last_seq <= guard {
+            return None;
+        }
+        if d.first_seq > guard {
+            return Some(d.clone());
+        }
+        let mut b = StateBuilder::default();
+        let (mut first, mut last) = (SeqNo::MAX, SeqNo::ZERO);
+        for r in self.records.iter().filter(|r| r.seq > guard) {
+            let span = r.keys.start as usize..r.keys.end as usize;
+            for &(k, late) in &self.record_keys[span] {
+                if k as usize == key {
+                    b.add(&r.obs, r.slot, late);
+                    first = first.min(r.seq);
+                    last = last.max(r.seq);
+                }
+            }
+        }
+        Some(KeyDelta {
+            key: d.key.clone(),
+            first_seq: first,
+            last_seq: last,
+            state: b.finish(),
+        })
+    }
+}

@@ -1,0 +1,40 @@
+//! The aggregator Lambda: Kinesis batches -> exactly-once aggregates in DynamoDB.
+//!
+//! Environment: `SLUICE_AGGREGATES_TABLE` (DynamoDB table), `SLUICE_DLQ_URL` (SQS queue for
+//! invalid records), optional `SLUICE_WINDOWS` (default `1m,1h`) and
+//! `SLUICE_ALLOWED_LATENESS` (default `5m`), plus the AWS settings of `sluice_aws`.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use lambda_runtime::{LambdaEvent, service_fn};
+use sluice_aggregators::{AggregatorHandler, DynamoAggregateStore, WindowConfig, WindowSize, handle_lambda_event};
+use sluice_dlq::SqsDeadLetters;
+use sluice_schemas::Registry;
+
+fn env(name: &str) -> anyhow::Result<String> {
+    std::env::var(name).with_context(|| format!("{name} is not set"))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    sluice_telemetry::init_logging(sluice_telemetry::LogFormat::Json);
+    let settings = sluice_aws::AwsSettings::from_env()?;
+    let sdk = sluice_aws::sdk_config(&settings).await;
+    let windows = std::env::var("SLUICE_WINDOWS").unwrap_or_else(|_| "1m,1h".into());
+    let windows = windows
+        .split(',')
+        .map(|w| w.trim().parse::<WindowSize>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let lateness: WindowSize = std::env::var("SLUICE_ALLOWED_LATENESS")
+        .unwrap_or_else(|_| "5m".into())
+        .parse()?;
+    let config = WindowConfig::new(windows, chrono::TimeDelta::seconds(lateness.secs().into()));
+    let store = DynamoAggregateStore::new(aws_sdk_dynamodb::Client::new(&sdk), env("SLUICE_AGGREGATES_TABLE")?);
+    let dlq = SqsDeadLetters::new(aws_sdk_sqs::Client::new(&sdk), env("SLUICE_DLQ_URL")?);
+    let handler = AggregatorHandler::new(Arc::new(Registry::builtin()?), store, dlq, config);
+    let handler = &handler;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| handle_lambda_event(handler, event)))
+        .await
+        .map_err(|e| anyhow::anyhow!(e))
+}

@@ -1,0 +1,96 @@
+//! Aggregate keys: (event type, window size, window start, dimension values in schema order).
+
+use std::borrow::Cow;
+use std::hash::{Hash, Hasher};
+
+use serde::{Deserialize, Serialize};
+
+use crate::window::WindowSize;
+
+/// A dimension value (dimensions are string or integer fields).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum DimValue {
+    Int(i64),
+    Str(String),
+}
+
+/// A borrowed dimension value, as the decoder extracts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DimRef<'a> {
+    Int(i64),
+    Str(Cow<'a, str>),
+}
+
+impl DimRef<'_> {
+    /// The owned value.
+    pub fn to_owned_value(&self) -> DimValue {
+        match self {
+            DimRef::Int(i) => DimValue::Int(*i),
+            DimRef::Str(s) => DimValue::Str(s.as_ref().to_owned()),
+        }
+    }
+
+    /// Whether it equals `v`.
+    pub fn matches(&self, v: &DimValue) -> bool {
+        match (self, v) {
+            (DimRef::Int(a), DimValue::Int(b)) => a == b,
+            (DimRef::Str(a), DimValue::Str(b)) => a.as_ref() == b.as_str(),
+            _ => false,
+        }
+    }
+
+    pub(crate) fn hash_into(&self, h: &mut impl Hasher) {
+        match self {
+            DimRef::Int(i) => {
+                0u8.hash(h);
+                i.hash(h);
+            }
+            DimRef::Str(s) => {
+                1u8.hash(h);
+                s.as_ref().hash(h);
+            }
+        }
+    }
+}
+
+/// The key of one aggregate (without the shard).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AggKey {
+    pub event_type: String,
+    pub window: WindowSize,
+    /// Window start, Unix seconds.
+    pub window_start: i64,
+    /// Values of the schema's dimensions, in declared order.
+    pub dims: Vec<DimValue>,
+}
+
+impl AggKey {
+    /// The dimension values as compact JSON (`["web","US"]`): the stored form, unambiguous.
+    pub fn dims_text(&self) -> String {
+        dims_text(&self.dims)
+    }
+}
+
+/// `dims` as compact JSON.
+pub fn dims_text(dims: &[DimValue]) -> String {
+    serde_json::to_string(dims).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// Parses [`dims_text`] output.
+pub fn parse_dims_text(text: &str) -> Option<Vec<DimValue>> {
+    serde_json::from_str(text).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dims_text_roundtrip() {
+        let dims = vec![DimValue::Str("a\"|b".into()), DimValue::Int(-3)];
+        assert_eq!(dims_text(&dims), r#"["a\"|b",-3]"#);
+        assert_eq!(parse_dims_text(&dims_text(&dims)), Some(dims));
+        assert_eq!(parse_dims_text("{"), None);
+    }
+}

@@ -1,0 +1,28 @@
+//! sluice-aggregators: exactly-once windowed aggregates.
+//!
+//! Core (pure, no I/O, no AWS type, time passed in): [`window`], [`key`], [`hll`],
+//! [`quantiles`], [`state`], [`aggregate`], [`decode`], [`query`] (the merge/shape part).
+//! Ports and adapters: [`store`] (`AggregateStore`, SQLite and DynamoDB).
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod aggregate;
+pub mod decode;
+pub mod handler;
+pub mod hll;
+pub mod key;
+pub mod quantiles;
+pub mod seq;
+pub mod state;
+pub mod store;
+mod varint;
+pub mod window;
+
+pub use handler::{AggregatorHandler, handle_lambda_event};
+pub use aggregate::{BatchAggregator, BatchDelta, Contribution, KeyDelta};
+pub use key::{AggKey, DimRef, DimValue};
+pub use seq::SeqNo;
+pub use state::{AggState, Observation};
+pub use store::dynamodb::DynamoAggregateStore;
+pub use store::sqlite::SqliteAggregateStore;
+pub use store::{AggregateStore, ApplyPolicy, ApplyReport, Partial, PutOutcome, StoreError, apply_batch};
+pub use window::{WindowConfig, WindowSize};

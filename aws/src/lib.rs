@@ -1,0 +1,32 @@
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+//! sluice-aws: the one place that builds AWS SDK configuration, and the test support for
+//! moto-backed tests.
+//!
+//! Configuration is resolved once at the edge: a binary calls [`AwsSettings::from_env`] (or builds
+//! [`AwsSettings`] from its own typed configuration), then [`sdk_config`] once, and passes the
+//! resulting [`SdkConfig`] to every adapter, which builds its service client with
+//! `aws_sdk_<service>::Client::new(&sdk_config)`. No other crate calls `aws_config` directly.
+//!
+//! ```no_run
+//! # async fn edge() -> Result<(), sluice_aws::SettingsError> {
+//! let settings = sluice_aws::AwsSettings::from_env()?;
+//! let sdk_config = sluice_aws::sdk_config(&settings).await;
+//! // let kinesis = aws_sdk_kinesis::Client::new(&sdk_config);
+//! # let _ = sdk_config;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! **S3 and endpoint overrides.** Local AWS-compatible servers (moto in tests) only serve S3
+//! with path-style addressing. This crate depends on no service crate, so the S3 adapter sets it:
+//! `aws_sdk_s3::config::Builder::from(&sdk_config).force_path_style(overridden)` with
+//! `overridden = settings.endpoint_overridden()` (or `sdk_config.endpoint_url().is_some()` when only
+//! the [`SdkConfig`] is at hand, as in tests using [`testing::moto`]).
+
+mod config;
+mod settings;
+pub mod testing;
+
+pub use aws_types::SdkConfig;
+pub use config::{DEFAULT_REGION, sdk_config};
+pub use settings::{AwsSettings, SettingsError};

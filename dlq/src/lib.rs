@@ -1,0 +1,127 @@
+//! sluice-dlq: the dead-letter port.
+//!
+//! A [`DeadLetter`] is a record the pipeline could not process: either it can never succeed
+//! ([`FailureKind::Invalid`]: bad bytes, schema violation) or it ran out of retries
+//! ([`FailureKind::Exhausted`]). It always carries the exact original bytes, so nothing is lost and
+//! `sluice redrive` can put it back on the stream once the cause is fixed.
+//!
+//! Adapters: [`LocalDeadLetters`] (SQLite, the embedded runtime), [`SqsDeadLetters`] (AWS) and
+//! [`MemoryDeadLetters`] (tests). All of them satisfy the same contract, checked by one suite.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+mod local;
+mod memory;
+mod sqs;
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub use local::{LocalDeadLetters, StoredLetter};
+pub use memory::MemoryDeadLetters;
+pub use sqs::SqsDeadLetters;
+
+/// Why a record was dead-lettered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The record itself is bad; retrying cannot help.
+    Invalid,
+    /// Processing kept failing until retries or record age ran out.
+    Exhausted,
+}
+
+impl FailureKind {
+    /// The stable name used in storage and message attributes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Invalid => "invalid",
+            FailureKind::Exhausted => "exhausted",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "invalid" => Some(FailureKind::Invalid),
+            "exhausted" => Some(FailureKind::Exhausted),
+            _ => None,
+        }
+    }
+}
+
+/// A record that could not be processed, with the reason and its exact original bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The component that gave up on it (`aggregator`, `lake`, `esm:<mapping>`, ...).
+    pub source: String,
+    /// Invalid or exhausted.
+    pub kind: FailureKind,
+    /// What went wrong, for a human.
+    pub reason: String,
+    /// The stream shard it came from, when it came from the stream.
+    pub shard_id: Option<String>,
+    /// Its sequence number within the shard.
+    pub sequence_number: Option<String>,
+    /// Its partition key.
+    pub partition_key: Option<String>,
+    /// When it was dead-lettered.
+    pub failed_at: DateTime<Utc>,
+    /// The exact record bytes (base64 in JSON).
+    #[serde(with = "b64")]
+    pub data: Vec<u8>,
+}
+
+impl DeadLetter {
+    /// The JSON document used as an SQS message body and in exports.
+    pub fn to_json(&self) -> Result<String, DlqError> {
+        serde_json::to_string(self).map_err(|e| DlqError::Encoding(e.to_string()))
+    }
+
+    /// Parses a document written by [`DeadLetter::to_json`].
+    pub fn from_json(body: &str) -> Result<Self, DlqError> {
+        serde_json::from_str(body).map_err(|e| DlqError::Encoding(e.to_string()))
+    }
+}
+
+/// Errors of dead-letter adapters.
+#[derive(Debug, thiserror::Error)]
+pub enum DlqError {
+    /// The dead-letter store could not take the letters now; retry, and if it keeps failing,
+    /// report the records as failed to the trigger so they are redelivered (never drop them).
+    #[error("dead-letter store unavailable: {0}")]
+    Unavailable(String),
+    /// A letter can never be stored by this adapter (e.g. over the SQS message size); report the
+    /// record as failed so the trigger's on-failure destination keeps it.
+    #[error("dead letter rejected: {0}")]
+    Rejected(String),
+    /// A stored letter could not be encoded or decoded.
+    #[error("dead letter encoding: {0}")]
+    Encoding(String),
+}
+
+/// Where dead letters go.
+///
+/// Contract: when `send` returns `Ok`, every letter is durably stored. Sending the same letter
+/// (same source, shard and sequence number) again is harmless: adapters that can detect it keep
+/// one copy (the local adapter does; SQS standard queues may hold both, which redrive tolerates
+/// because every stage is idempotent).
+pub trait DeadLetterQueue: Send + Sync + 'static {
+    /// Stores the letters.
+    fn send(&self, letters: Vec<DeadLetter>) -> impl Future<Output = Result<(), DlqError>> + Send;
+}
+
+mod b64 {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(data: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(data))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        STANDARD.decode(s.as_bytes()).map_err(serde::de::Error::custom)
+    }
+}

@@ -1,0 +1,17 @@
+//! The ingest Lambda: API Gateway HTTP API (payload v2) -> the same axum Router `sluice up`
+//! serves. Configuration comes from the environment (see `sluice_ingest::config::ENV_VARS`)
+//! and is built once per cold start.
+
+use anyhow::Context as _;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    sluice_telemetry::init_logging(sluice_telemetry::LogFormat::Json);
+    let config = sluice_ingest::config::LambdaConfig::from_env().context("ingest configuration")?;
+    let settings = sluice_aws::AwsSettings::from_env().context("AWS settings")?;
+    let sdk = sluice_aws::sdk_config(&settings).await;
+    let state = sluice_ingest::lambda::state(&config, &sdk).context("ingest state")?;
+    lambda_http::run(sluice_ingest::app(state))
+        .await
+        .map_err(|e| anyhow::anyhow!("lambda runtime: {e}"))
+}

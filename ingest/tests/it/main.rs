@@ -1,0 +1,8 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Router tests (`tower::ServiceExt::oneshot`, no server), auth, the EventLog contract suite
+//! (memory, local stream, Kinesis on moto), the OpenAPI agreement and the Lambda fixture.
+
+mod support;
+mod events;
+mod health;
+mod auth;

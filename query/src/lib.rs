@@ -1,0 +1,20 @@
+//! sluice-query: SQL over the Parquet lake, and the Athena / Glue definitions of the same tables.
+//!
+//! The only crate that depends on DataFusion (so the Lambdas never build it).
+//!
+//! - [`lake`]: [`Lake`] (a DataFusion session with one table per event type and the `events`
+//!   view over `file://` and `s3://` lakes) and [`query`], the `sluice query` entry point.
+//! - [`format`]: `--format table|csv|json`.
+//! - [`athena`]: table definitions derived from the registry's Arrow schemas; [`athena_ddl`]
+//!   (`sluice athena-ddl`) and the Glue resources for template.yaml.
+//! - [`template`]: the generated block of template.yaml (`cargo run -p sluice-query --bin gen-glue`).
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod athena;
+pub mod format;
+pub mod lake;
+pub mod template;
+
+pub use athena::{AthenaError, athena_ddl};
+pub use format::{OutputFormat, UnknownFormat, format_batches};
+pub use lake::{EVENTS_VIEW, Lake, QueryError, QueryResult, S3Config, StaticCredentials, query};

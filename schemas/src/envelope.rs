@@ -1,0 +1,151 @@
+//! The event envelope: what producers send, what ingest adds, and the validated [`Event`].
+//!
+//! Producer JSON (one event):
+//! ```json
+//! { "event_id": "0190a0c4-...", "event_type": "page_view", "schema_version": 2,
+//!   "occurred_at": "2024-05-01T14:00:00.123+02:00", "data": { ... } }
+//! ```
+//! `event_id` and `schema_version` are optional; no other top-level field is accepted.
+
+use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::{NoContext, Timestamp, Uuid};
+
+/// Top-level fields a producer may send (all others are rejected).
+pub const ENVELOPE_FIELDS: &[&str] = &["event_id", "event_type", "schema_version", "occurred_at", "data"];
+
+/// Default for [`IngestContext::max_future`]: how far `occurred_at` may lie after `received_at`
+/// (producer clock skew), 5 minutes.
+pub const DEFAULT_MAX_FUTURE: TimeDelta = TimeDelta::seconds(300);
+
+/// A validated event as it travels on the stream (the stream record payload is its JSON).
+///
+/// Guarantees when produced by [`crate::Registry::validate`]: `event_id` is a canonical
+/// hyphenated UUID or a ULID; `(event_type, schema_version)` is registered; `data` satisfies that
+/// schema (integer fields hold JSON integers); both timestamps are UTC with at most microsecond
+/// precision, so `decode_stored(serde_json::to_vec(&event))` returns an equal `Event`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// The producer's idempotency key (UUID or ULID, as given), or an assigned UUIDv7.
+    pub event_id: String,
+    /// A registered event type, e.g. `page_view`.
+    pub event_type: String,
+    /// The schema version `data` was validated against.
+    pub schema_version: u32,
+    /// Event time (producer clock), UTC, microsecond precision.
+    pub occurred_at: DateTime<Utc>,
+    /// When ingest accepted the event, UTC, microsecond precision.
+    pub received_at: DateTime<Utc>,
+    /// The authenticated producer (client) id.
+    pub producer: String,
+    /// The event's fields, valid against `schemas/<event_type>/v<schema_version>.json`.
+    pub data: serde_json::Map<String, serde_json::Value>,
+}
+
+/// What ingest knows about a request: who sent it, when, and how far in the future occurred_at may be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestContext {
+    /// The authenticated producer id (becomes [`Event::producer`]).
+    pub producer: String,
+    /// Receive time (becomes [`Event::received_at`], truncated to microseconds).
+    pub received_at: DateTime<Utc>,
+    /// `occurred_at` later than `received_at + max_future` is rejected.
+    pub max_future: TimeDelta,
+}
+
+impl IngestContext {
+    /// A context with [`DEFAULT_MAX_FUTURE`].
+    pub fn new(producer: impl Into<String>, received_at: DateTime<Utc>) -> Self {
+        Self { producer: producer.into(), received_at, max_future: DEFAULT_MAX_FUTURE }
+    }
+}
+
+/// Why a producer-chosen `event_id` is not acceptable (a message for the producer), or `Ok`.
+///
+/// Accepted: a UUID of any version in canonical hyphenated form (8-4-4-4-12 hex digits, either
+/// case) or a ULID (26 Crockford base32 characters, first one `0`-`7`). The nil and max UUIDs
+/// and the all-zero ULID are placeholders, not ids: as the deduplication key they would merge
+/// unrelated events, so they are rejected.
+pub fn check_event_id(id: &str) -> Result<(), &'static str> {
+    let value = match id.len() {
+        36 => Uuid::try_parse(id).ok().map(|u| u.as_u128()),
+        26 if matches!(id.as_bytes().first(), Some(b'0'..=b'7')) => ulid::Ulid::from_string(id).ok().map(u128::from),
+        _ => None,
+    };
+    match value {
+        None => Err("must be a UUID (8-4-4-4-12 hex digits) or a ULID (26 Crockford base32 characters)"),
+        Some(0 | u128::MAX) => {
+            Err("must not be a placeholder (nil/max UUID, zero ULID): send a unique id or omit event_id")
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// Whether [`check_event_id`] accepts `id`.
+pub fn is_valid_event_id(id: &str) -> bool {
+    check_event_id(id).is_ok()
+}
+
+/// A fresh UUIDv7 (string form) whose timestamp is `at` (clamped to the Unix epoch); the rest is
+/// random. Ids assigned at the same instant are unique but not ordered among themselves.
+pub fn assign_event_id(at: DateTime<Utc>) -> String {
+    let (secs, nanos) = match u64::try_from(at.timestamp()) {
+        Ok(secs) => (secs, at.timestamp_subsec_nanos().min(999_999_999)),
+        Err(_) => (0, 0),
+    };
+    Uuid::new_v7(Timestamp::from_unix(NoContext, secs, nanos)).to_string()
+}
+
+/// Parses an RFC 3339 timestamp (an offset is mandatory), normalised to UTC and truncated to
+/// microseconds. `None` if it is not RFC 3339.
+pub fn parse_occurred_at(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc).trunc_subsecs(6))
+}
+
+/// `t` truncated to microseconds (the lake's timestamp precision).
+pub fn to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.trunc_subsecs(6)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_ids() {
+        assert!(is_valid_event_id("0190a0c4-5b7e-7cc3-8f1a-3b2c1d0e9f8a"));
+        assert!(is_valid_event_id("0190A0C4-5B7E-7CC3-8F1A-3B2C1D0E9F8A"));
+        assert!(is_valid_event_id("01HZX3N4Q5R6S7T8V9W0XYZABC"));
+        assert!(!is_valid_event_id("0190a0c45b7e7cc38f1a3b2c1d0e9f8a"));
+        assert!(!is_valid_event_id("{0190a0c4-5b7e-7cc3-8f1a-3b2c1d0e9f8a}"));
+        assert!(!is_valid_event_id("8ZZZZZZZZZZZZZZZZZZZZZZZZZ"));
+        assert!(!is_valid_event_id("01HZX3N4Q5R6S7T8V9W0XYZAB!"));
+        assert!(!is_valid_event_id(""));
+        assert!(!is_valid_event_id("00000000-0000-0000-0000-000000000000"));
+        assert!(!is_valid_event_id("FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF"));
+        assert!(!is_valid_event_id("00000000000000000000000000"));
+    }
+
+    #[test]
+    fn assigned_ids_are_v7_at_the_given_time() {
+        let at = DateTime::parse_from_rfc3339("2024-05-01T12:00:00.123Z").unwrap().with_timezone(&Utc);
+        let id = assign_event_id(at);
+        let uuid = Uuid::parse_str(&id).unwrap();
+        assert_eq!(uuid.get_version_num(), 7);
+        let (secs, nanos) = uuid.get_timestamp().unwrap().to_unix();
+        assert_eq!((secs, nanos), (1_714_564_800, 123_000_000));
+        assert_ne!(assign_event_id(at), id);
+        // Before the epoch: clamped, still a valid v7.
+        let early = DateTime::parse_from_rfc3339("1960-01-01T00:00:00.5Z").unwrap().with_timezone(&Utc);
+        let uuid = Uuid::parse_str(&assign_event_id(early)).unwrap();
+        assert_eq!(uuid.get_timestamp().unwrap().to_unix(), (0, 0));
+    }
+
+    #[test]
+    fn occurred_at_is_utc_micros() {
+        let t = parse_occurred_at("2024-05-01T14:00:00.123456789+02:00").unwrap();
+        assert_eq!(t.to_rfc3339(), "2024-05-01T12:00:00.123456+00:00");
+        assert!(parse_occurred_at("2024-05-01T14:00:00").is_none());
+        assert!(parse_occurred_at("yesterday").is_none());
+    }
+}

@@ -1,0 +1,26 @@
+//! sluice-schemas: the event contract.
+//!
+//! - [`envelope`] - the producer input shape, the validated [`Event`] that travels on the stream,
+//!   and the [`IngestContext`] ingest supplies.
+//! - [`registry`] - event types and their JSON Schema versions (`schemas/<event_type>/v<N>.json`),
+//!   compiled in ([`Registry::builtin`]) or loaded from a directory ([`Registry::from_dir`]).
+//! - [`validate`] - [`Registry::validate`] (producer JSON -> [`Event`], every violation reported)
+//!   and [`Registry::decode_stored`] (stream record bytes -> [`Event`], re-validated).
+//! - [`evolution`] - the compatibility rule between consecutive schema versions.
+//! - [`arrow`] - the Arrow schema of an event type's lake table.
+//!
+//! Pure: no I/O except [`Registry::from_dir`], no clock except UUIDv7 randomness; time is passed
+//! in through [`IngestContext`].
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod arrow;
+pub mod envelope;
+pub mod evolution;
+pub mod registry;
+pub mod validate;
+
+pub use arrow::ENVELOPE_COLUMNS;
+pub use envelope::{Event, IngestContext};
+pub use evolution::check_compatible;
+pub use registry::{EventType, FieldDef, FieldKind, Registry, RegistryError, SchemaVersion};
+pub use validate::{Rejection, Violation};

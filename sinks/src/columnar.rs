@@ -1,0 +1,354 @@
+//! Validated events -> Arrow [`RecordBatch`] in an event type's lake schema (pure).
+//!
+//! The schema is [`sluice_schemas::EventType::arrow_schema`]: envelope columns, then the latest
+//! version's data fields. Events of an older version leave the fields that version lacks null;
+//! a field an older version had but the latest lacks is not written (the evolution check refuses
+//! removals). Timestamps are microseconds UTC.
+//!
+//! [`RowsBuilder`] appends one event at a time, so a caller can drop each decoded event right
+//! away (the lake writer never holds a batch's events and its Arrow columns at once).
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, RecordBatch,
+    StringBuilder, TimestampMicrosecondBuilder,
+};
+use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use arrow::error::ArrowError;
+use serde_json::Value;
+use sluice_schemas::Event;
+
+/// Why an event or a schema cannot be turned into columns.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ColumnarError {
+    /// The lake schema has a column type this builder does not produce: a bug in the schema
+    /// crate's mapping; fatal for the event type (nothing is written for it).
+    #[error("column {column:?} has unsupported type {data_type}")]
+    UnsupportedColumn { column: String, data_type: String },
+    /// This event does not fit the lake schema (wrong JSON type, missing required value, or an
+    /// event of another type). Dead-letter the event; the rest of the batch is unaffected.
+    #[error("event does not fit the lake schema: column {column:?}: {reason}")]
+    RowMismatch { column: String, reason: String },
+    /// Arrow refused the finished columns (lengths or nullability): a bug, fatal for the batch.
+    #[error("arrow: {0}")]
+    Arrow(String),
+}
+
+impl From<ArrowError> for ColumnarError {
+    fn from(e: ArrowError) -> Self {
+        ColumnarError::Arrow(e.to_string())
+    }
+}
+
+/// Where a column's values come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    EventId,
+    EventType,
+    SchemaVersion,
+    OccurredAt,
+    ReceivedAt,
+    Producer,
+    ShardId,
+    SequenceNumber,
+    Data,
+}
+
+enum ColumnBuilder {
+    Utf8(StringBuilder),
+    Int32(Int32Builder),
+    Int64(Int64Builder),
+    Float64(Float64Builder),
+    Boolean(BooleanBuilder),
+    Timestamp(TimestampMicrosecondBuilder),
+}
+
+/// One extracted value, checked against its column before anything is appended.
+#[derive(Clone, Copy)]
+enum Cell<'a> {
+    Null,
+    Str(&'a str),
+    I32(i32),
+    I64(i64),
+    F64(f64),
+    Bool(bool),
+    Micros(i64),
+}
+
+struct Column {
+    name: String,
+    source: Source,
+    nullable: bool,
+    builder: ColumnBuilder,
+}
+
+/// Builds one [`RecordBatch`] of an event type's lake schema, one event at a time.
+///
+/// Guarantee: [`RowsBuilder::append`] either appends a complete row or nothing (a row that does
+/// not fit is refused before any column is touched), so the finished batch is always well-formed.
+pub struct RowsBuilder {
+    schema: SchemaRef,
+    event_type: String,
+    columns: Vec<Column>,
+    rows: usize,
+}
+
+impl std::fmt::Debug for RowsBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RowsBuilder")
+            .field("event_type", &self.event_type)
+            .field("rows", &self.rows)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RowsBuilder {
+    /// A builder for `event_type`'s rows in `schema` (its `arrow_schema()`), with room for
+    /// `capacity` rows.
+    pub fn new(
+        event_type: &str,
+        schema: SchemaRef,
+        capacity: usize,
+    ) -> Result<Self, ColumnarError> {
+        let mut columns = Vec::with_capacity(schema.fields().len());
+        for field in schema.fields() {
+            let source = match field.name().as_str() {
+                "event_id" => Source::EventId,
+                "event_type" => Source::EventType,
+                "schema_version" => Source::SchemaVersion,
+                "occurred_at" => Source::OccurredAt,
+                "received_at" => Source::ReceivedAt,
+                "producer" => Source::Producer,
+                "shard_id" => Source::ShardId,
+                "sequence_number" => Source::SequenceNumber,
+                _ => Source::Data,
+            };
+            let unsupported = || ColumnarError::UnsupportedColumn {
+                column: field.name().clone(),
+                data_type: field.data_type().to_string(),
+            };
+            let builder = match field.data_type() {
+                DataType::Utf8 => ColumnBuilder::Utf8(StringBuilder::with_capacity(
+                    capacity,
+                    capacity * string_bytes_hint(source),
+                )),
+                DataType::Int32 => ColumnBuilder::Int32(Int32Builder::with_capacity(capacity)),
+                DataType::Int64 => ColumnBuilder::Int64(Int64Builder::with_capacity(capacity)),
+                DataType::Float64 => {
+                    ColumnBuilder::Float64(Float64Builder::with_capacity(capacity))
+                }
+                DataType::Boolean => {
+                    ColumnBuilder::Boolean(BooleanBuilder::with_capacity(capacity))
+                }
+                DataType::Timestamp(TimeUnit::Microsecond, Some(tz))
+                    if tz.as_ref() == "UTC" || tz.as_ref() == "+00:00" =>
+                {
+                    ColumnBuilder::Timestamp(
+                        TimestampMicrosecondBuilder::with_capacity(capacity)
+                            .with_timezone(tz.clone()),
+                    )
+                }
+                _ => return Err(unsupported()),
+            };
+            let type_fits = matches!(
+                (source, &builder),
+                (Source::Data, _)
+                    | (
+                        Source::EventId
+                            | Source::EventType
+                            | Source::Producer
+                            | Source::ShardId
+                            | Source::SequenceNumber,
+                        ColumnBuilder::Utf8(_)
+                    )
+                    | (Source::SchemaVersion, ColumnBuilder::Int32(_))
+                    | (
+                        Source::OccurredAt | Source::ReceivedAt,
+                        ColumnBuilder::Timestamp(_)
+                    )
+            );
+            if !type_fits {
+                return Err(unsupported());
+            }
+            columns.push(Column {
+                name: field.name().clone(),
+                source,
+                nullable: field.is_nullable(),
+                builder,
+            });
+        }
+        Ok(Self {
+            schema,
+            event_type: event_type.to_owned(),
+            columns,
+            rows: 0,
+        })
+    }
+
+    /// Rows appended so far.
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// True when no row was appended.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Appends `event` (read from `shard_id` at `sequence_number`) as one row, or refuses it with
+    /// [`ColumnarError::RowMismatch`] and appends nothing.
+    pub fn append(
+        &mut self,
+        event: &Event,
+        shard_id: &str,
+        sequence_number: &str,
+    ) -> Result<(), ColumnarError> {
+        if event.event_type != self.event_type {
+            return Err(ColumnarError::RowMismatch {
+                column: "event_type".to_owned(),
+                reason: format!(
+                    "is {:?}, this table is {:?}",
+                    event.event_type, self.event_type
+                ),
+            });
+        }
+        let mut cells = Vec::with_capacity(self.columns.len());
+        self.extract(event, shard_id, sequence_number, &mut cells)?;
+        for (column, cell) in self.columns.iter_mut().zip(cells) {
+            push(&mut column.builder, cell);
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn extract<'a>(
+        &self,
+        event: &'a Event,
+        shard_id: &'a str,
+        sequence_number: &'a str,
+        cells: &mut Vec<Cell<'a>>,
+    ) -> Result<(), ColumnarError> {
+        for column in &self.columns {
+            let cell = match column.source {
+                Source::EventId => Cell::Str(&event.event_id),
+                Source::EventType => Cell::Str(&event.event_type),
+                Source::SchemaVersion => {
+                    Cell::I32(i32::try_from(event.schema_version).map_err(|_| {
+                        mismatch(column, "schema_version does not fit in Int32")
+                    })?)
+                }
+                Source::OccurredAt => Cell::Micros(event.occurred_at.timestamp_micros()),
+                Source::ReceivedAt => Cell::Micros(event.received_at.timestamp_micros()),
+                Source::Producer => Cell::Str(&event.producer),
+                Source::ShardId => Cell::Str(shard_id),
+                Source::SequenceNumber => Cell::Str(sequence_number),
+                Source::Data => data_cell(column, event.data.get(&column.name))?,
+            };
+            if matches!(cell, Cell::Null) && !column.nullable {
+                return Err(mismatch(column, "required value is missing"));
+            }
+            cells.push(cell);
+        }
+        Ok(())
+    }
+
+    /// The finished batch (the builder is reset and can be reused for the same schema).
+    pub fn finish(&mut self) -> Result<RecordBatch, ColumnarError> {
+        let arrays: Vec<ArrayRef> = self
+            .columns
+            .iter_mut()
+            .map(|column| -> ArrayRef {
+                match &mut column.builder {
+                    ColumnBuilder::Utf8(b) => Arc::new(b.finish()),
+                    ColumnBuilder::Int32(b) => Arc::new(b.finish()),
+                    ColumnBuilder::Int64(b) => Arc::new(b.finish()),
+                    ColumnBuilder::Float64(b) => Arc::new(b.finish()),
+                    ColumnBuilder::Boolean(b) => Arc::new(b.finish()),
+                    ColumnBuilder::Timestamp(b) => Arc::new(b.finish()),
+                }
+            })
+            .collect();
+        self.rows = 0;
+        Ok(RecordBatch::try_new(self.schema.clone(), arrays)?)
+    }
+
+    /// The schema of the batches this builder produces.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+}
+
+/// Builds one batch from whole events: `(event, shard_id, sequence_number)` rows. Fails on the
+/// first row that does not fit (use [`RowsBuilder`] to skip such rows instead).
+pub fn to_record_batch<'a>(
+    event_type: &str,
+    schema: SchemaRef,
+    rows: impl IntoIterator<Item = (&'a Event, &'a str, &'a str)>,
+) -> Result<RecordBatch, ColumnarError> {
+    let rows = rows.into_iter();
+    let mut builder = RowsBuilder::new(event_type, schema, rows.size_hint().0)?;
+    for (event, shard_id, sequence_number) in rows {
+        builder.append(event, shard_id, sequence_number)?;
+    }
+    builder.finish()
+}
+
+fn mismatch(column: &Column, reason: &str) -> ColumnarError {
+    ColumnarError::RowMismatch {
+        column: column.name.clone(),
+        reason: reason.to_owned(),
+    }
+}
+
+fn data_cell<'a>(column: &Column, value: Option<&'a Value>) -> Result<Cell<'a>, ColumnarError> {
+    let value = match value {
+        None | Some(Value::Null) => return Ok(Cell::Null),
+        Some(value) => value,
+    };
+    let cell = match (&column.builder, value) {
+        (ColumnBuilder::Utf8(_), Value::String(s)) => Some(Cell::Str(s)),
+        (ColumnBuilder::Int64(_), Value::Number(n)) => n.as_i64().map(Cell::I64).or_else(|| {
+            // 3.0 is a valid JSON Schema integer; anything else is not an Int64.
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= -(2f64.powi(63)) && *f < 2f64.powi(63))
+                .map(|f| Cell::I64(f as i64))
+        }),
+        (ColumnBuilder::Int32(_), Value::Number(n)) => n
+            .as_i64()
+            .and_then(|i| i32::try_from(i).ok())
+            .map(Cell::I32),
+        (ColumnBuilder::Float64(_), Value::Number(n)) => n.as_f64().map(Cell::F64),
+        (ColumnBuilder::Boolean(_), Value::Bool(b)) => Some(Cell::Bool(*b)),
+        _ => None,
+    };
+    cell.ok_or_else(|| mismatch(column, &format!("value {value} does not fit the column type")))
+}
+
+fn push(builder: &mut ColumnBuilder, cell: Cell<'_>) {
+    match (builder, cell) {
+        (ColumnBuilder::Utf8(b), Cell::Str(s)) => b.append_value(s),
+        (ColumnBuilder::Int32(b), Cell::I32(v)) => b.append_value(v),
+        (ColumnBuilder::Int64(b), Cell::I64(v)) => b.append_value(v),
+        (ColumnBuilder::Float64(b), Cell::F64(v)) => b.append_value(v),
+        (ColumnBuilder::Boolean(b), Cell::Bool(v)) => b.append_value(v),
+        (ColumnBuilder::Timestamp(b), Cell::Micros(v)) => b.append_value(v),
+        // Null, and (unreachable: cells are extracted per column type) any other pairing.
+        (ColumnBuilder::Utf8(b), _) => b.append_null(),
+        (ColumnBuilder::Int32(b), _) => b.append_null(),
+        (ColumnBuilder::Int64(b), _) => b.append_null(),
+        (ColumnBuilder::Float64(b), _) => b.append_null(),
+        (ColumnBuilder::Boolean(b), _) => b.append_null(),
+        (ColumnBuilder::Timestamp(b), _) => b.append_null(),
+    }
+}
+
+/// Expected bytes per value, to size string buffers once.
+fn string_bytes_hint(source: Source) -> usize {
+    match source {
+        Source::EventId => 36,
+        Source::SequenceNumber => 56,
+        Source::ShardId => 20,
+        _ => 12,
+    }
+}

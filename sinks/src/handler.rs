@@ -1,0 +1,458 @@
+//! The lake writer: one Kinesis batch -> one Parquet file per (event type, dt, hour) group.
+//!
+//! Thin handler over a pure core:
+//! - [`prepare`] (pure, CPU only): decode each record (`Registry::decode_stored`, which
+//!   re-validates), group valid events by partition of `occurred_at` (UTC) and shard, append them
+//!   to that group's Arrow builder (the decoded event is dropped right away), then encode each
+//!   group to Parquet in memory. Records that can never be written are returned as invalid.
+//! - [`LakeWriter::process`] (I/O): dead-letter the invalid records, write the files (a few
+//!   concurrently), and report failures.
+//!
+//! Guarantees:
+//! - **Deterministic names**: a group's file is `<shard>-<first seq>-<last seq>.parquet` of the
+//!   records in that group, so redelivering the same batch rewrites the same files with the same
+//!   rows (an object PUT replaces the old file atomically).
+//! - **One bad record never fails the batch**: it is dead-lettered with the reason and skipped.
+//! - **Failures**: a failed file write or a failed dead-letter send is reported as one batch item
+//!   failure, the LOWEST sequence number among the failed groups' first records and the
+//!   undelivered invalid records; Lambda (and the local ESM) checkpoints everything before it and
+//!   redelivers from it. Never a function error: a retry of the whole batch would not do better.
+//! - **What redelivery can leave behind** (removed by compaction, which dedupes by `event_id`):
+//!   when a redelivered batch has different boundaries than the original (a batch re-split by
+//!   bisect-on-error or a timeout retry, or a partial-failure retry that starts at the failed
+//!   record and may run further), a group's first/last sequence numbers change, so its rows are
+//!   written under a new name while the earlier file (from the attempt that did not complete, or
+//!   from a group that succeeded before another group failed) still holds some of the same
+//!   records. Those rows are exact copies (same `event_id`, shard and sequence number).
+//!   Nothing is ever lost: every record is either in a file written before the invocation
+//!   returned successfully, dead-lettered, or at/after the reported failure.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
+use aws_lambda_events::event::streams::KinesisEventResponse;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use sluice_dlq::{DeadLetter, DeadLetterQueue, FailureKind};
+use sluice_schemas::Registry;
+use sluice_stream::{BatchHandler, HandlerError};
+
+use crate::columnar::{ColumnarError, RowsBuilder};
+use crate::encode::{EncodeError, encode_parquet};
+use crate::lake::Lake;
+use crate::layout::{BatchFileName, Partition};
+
+/// Default `source` of the lake writer's dead letters.
+pub const DEFAULT_SOURCE: &str = "lake-writer";
+/// Default number of files written concurrently.
+pub const DEFAULT_WRITE_CONCURRENCY: usize = 8;
+
+/// Settings of the lake writer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LakeWriterConfig {
+    /// `DeadLetter::source` of invalid records.
+    pub source: String,
+    /// Files written at once.
+    pub write_concurrency: usize,
+}
+
+impl Default for LakeWriterConfig {
+    fn default() -> Self {
+        Self {
+            source: DEFAULT_SOURCE.to_owned(),
+            write_concurrency: DEFAULT_WRITE_CONCURRENCY,
+        }
+    }
+}
+
+/// The lake schemas of a registry's event types, built once.
+#[derive(Debug, Clone)]
+pub struct LakeTables {
+    registry: Arc<Registry>,
+    schemas: HashMap<String, SchemaRef>,
+}
+
+impl LakeTables {
+    /// Every event type of `registry` with its `arrow_schema()`.
+    pub fn new(registry: Arc<Registry>) -> Self {
+        let schemas = registry
+            .event_types()
+            .map(|t| (t.name.clone(), t.arrow_schema()))
+            .collect();
+        Self { registry, schemas }
+    }
+
+    /// The registry the tables come from.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The lake schema of `event_type`.
+    pub fn schema(&self, event_type: &str) -> Option<&SchemaRef> {
+        self.schemas.get(event_type)
+    }
+}
+
+/// One encoded file, ready to write.
+#[derive(Debug, Clone)]
+pub struct PreparedFile {
+    pub partition: Partition,
+    pub name: BatchFileName,
+    /// Path relative to the lake root.
+    pub path: String,
+    pub rows: usize,
+    pub bytes: Bytes,
+}
+
+/// A record that can never be written (dead-letter it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InvalidRecord {
+    pub shard_id: Option<String>,
+    pub sequence_number: String,
+    pub partition_key: String,
+    pub reason: String,
+    pub data: Vec<u8>,
+}
+
+/// A batch decoded, grouped and encoded, before any I/O.
+#[derive(Debug, Clone, Default)]
+pub struct PreparedBatch {
+    /// One file per (event type, dt, hour, shard) group, in partition order.
+    pub files: Vec<PreparedFile>,
+    /// Records to dead-letter, in batch order.
+    pub invalid: Vec<InvalidRecord>,
+    /// Records in the batch.
+    pub records: usize,
+}
+
+/// Why a group could not be encoded: a bug, not the data's fault (the group is reported as
+/// failed so nothing is lost).
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error("building columns: {0}")]
+    Columnar(#[from] ColumnarError),
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+}
+
+/// A group that could not be prepared; its first sequence number is reported as failed.
+#[derive(Debug)]
+pub struct FailedGroup {
+    pub partition: Partition,
+    pub first_sequence: String,
+    pub error: PrepareError,
+}
+
+struct Group {
+    builder: RowsBuilder,
+    shard_id: String,
+    first_sequence: String,
+    last_sequence: String,
+}
+
+/// Decodes, validates, groups and encodes one batch (pure: no I/O, no clock).
+///
+/// Returns the prepared batch and the groups that failed to encode (never expected; reported as
+/// batch item failures by the caller).
+pub fn prepare(tables: &LakeTables, event: &KinesisEvent) -> (PreparedBatch, Vec<FailedGroup>) {
+    let mut groups: HashMap<(Partition, String), Group> = HashMap::new();
+    let mut invalid = Vec::new();
+    let capacity_hint = event.records.len();
+    for record in &event.records {
+        let sequence_number = record.kinesis.sequence_number.as_str();
+        let reject = |reason: String| InvalidRecord {
+            shard_id: shard_id(record).map(str::to_owned),
+            sequence_number: sequence_number.to_owned(),
+            partition_key: record.kinesis.partition_key.clone(),
+            reason,
+            data: record.kinesis.data.0.clone(),
+        };
+        let Some(shard) = shard_id(record) else {
+            invalid.push(reject("record has no shard id in eventID".to_owned()));
+            continue;
+        };
+        if BatchFileName::new(shard, sequence_number, sequence_number).is_err() {
+            invalid.push(reject(format!(
+                "shard id {shard:?} or sequence number {sequence_number:?} cannot name a lake file"
+            )));
+            continue;
+        }
+        let decoded = match tables.registry().decode_stored(&record.kinesis.data.0) {
+            Ok(decoded) => decoded,
+            Err(rejection) => {
+                invalid.push(reject(format!("invalid event: {rejection}")));
+                continue;
+            }
+        };
+        let Some(schema) = tables.schema(&decoded.event_type) else {
+            invalid.push(reject(format!(
+                "event type {:?} has no lake table",
+                decoded.event_type
+            )));
+            continue;
+        };
+        let key = (
+            Partition::of(&decoded.event_type, decoded.occurred_at),
+            shard.to_owned(),
+        );
+        let group = match groups.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                // A group usually holds a large share of the batch; over-reserving a little
+                // beats regrowing every column.
+                let capacity = (capacity_hint / 4).max(16);
+                match RowsBuilder::new(&decoded.event_type, schema.clone(), capacity) {
+                    Ok(builder) => e.insert(Group {
+                        builder,
+                        shard_id: shard.to_owned(),
+                        first_sequence: sequence_number.to_owned(),
+                        last_sequence: sequence_number.to_owned(),
+                    }),
+                    Err(error) => {
+                        invalid.push(reject(format!("no lake table for this event: {error}")));
+                        continue;
+                    }
+                }
+            }
+        };
+        match group.builder.append(&decoded, shard, sequence_number) {
+            Ok(()) => sequence_number.clone_into(&mut group.last_sequence),
+            Err(error) => invalid.push(reject(error.to_string())),
+        }
+    }
+
+    let mut groups: Vec<((Partition, String), Group)> = groups
+        .into_iter()
+        .filter(|(_, g)| !g.builder.is_empty())
+        .collect();
+    groups.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut files = Vec::with_capacity(groups.len());
+    let mut failed = Vec::new();
+    for ((partition, _), mut group) in groups {
+        let first_sequence = group.first_sequence.clone();
+        match encode_group(&partition, &mut group) {
+            Ok(file) => files.push(file),
+            Err(error) => failed.push(FailedGroup {
+                partition,
+                first_sequence,
+                error,
+            }),
+        }
+    }
+    (
+        PreparedBatch {
+            files,
+            invalid,
+            records: event.records.len(),
+        },
+        failed,
+    )
+}
+
+fn encode_group(partition: &Partition, group: &mut Group) -> Result<PreparedFile, PrepareError> {
+    let name = BatchFileName::new(
+        &group.shard_id,
+        &group.first_sequence,
+        &group.last_sequence,
+    )
+    .map_err(|e| {
+        PrepareError::Columnar(ColumnarError::Arrow(format!("unnameable group: {e}")))
+    })?;
+    let batch = group.builder.finish()?;
+    let rows = batch.num_rows();
+    let metadata = [
+        ("sluice.event_type", partition.event_type.clone()),
+        ("sluice.shard_id", group.shard_id.clone()),
+        ("sluice.first_sequence_number", group.first_sequence.clone()),
+        ("sluice.last_sequence_number", group.last_sequence.clone()),
+    ];
+    let schema = batch.schema();
+    let bytes = encode_parquet(&schema, &[batch], &metadata)?;
+    let path = partition.file_path(&name.to_string());
+    Ok(PreparedFile {
+        partition: partition.clone(),
+        name,
+        path,
+        rows,
+        bytes,
+    })
+}
+
+/// The shard id of a record: the part of `eventID` (`shardId-...:<seq>`) before the last `:`.
+fn shard_id(record: &KinesisEventRecord) -> Option<&str> {
+    sluice_stream::shard_id_of(record)
+}
+
+/// Numeric order of decimal sequence-number strings (no leading zeros beyond padding).
+pub fn cmp_sequence(a: &str, b: &str) -> std::cmp::Ordering {
+    let a = a.trim_start_matches('0');
+    let b = b.trim_start_matches('0');
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
+/// What one invocation did (for logs, metrics and tests).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    pub records: usize,
+    /// Paths (relative to the lake root) of the files written.
+    pub files_written: Vec<String>,
+    pub rows_written: usize,
+    /// Records dead-lettered as invalid.
+    pub dead_lettered: usize,
+    /// The sequence number reported as the batch item failure, if any.
+    pub failed_from: Option<String>,
+}
+
+/// The lake writer handler (its own Lambda on the stream, and a handler of `sluice up`'s ESM).
+pub struct LakeWriter<Q> {
+    tables: LakeTables,
+    lake: Lake,
+    dead_letters: Q,
+    config: LakeWriterConfig,
+}
+
+impl<Q> std::fmt::Debug for LakeWriter<Q> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LakeWriter")
+            .field("lake", &self.lake.url())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<Q: DeadLetterQueue> LakeWriter<Q> {
+    /// A writer of `registry`'s event types into `lake`, dead-lettering into `dead_letters`.
+    pub fn new(registry: Arc<Registry>, lake: Lake, dead_letters: Q) -> Self {
+        Self::with_config(registry, lake, dead_letters, LakeWriterConfig::default())
+    }
+
+    /// [`LakeWriter::new`] with explicit settings.
+    pub fn with_config(
+        registry: Arc<Registry>,
+        lake: Lake,
+        dead_letters: Q,
+        config: LakeWriterConfig,
+    ) -> Self {
+        Self {
+            tables: LakeTables::new(registry),
+            lake,
+            dead_letters,
+            config,
+        }
+    }
+
+    /// The lake written to.
+    pub fn lake(&self) -> &Lake {
+        &self.lake
+    }
+
+    /// Handles one batch; `now` stamps dead letters. Never fails: every failure is reported in
+    /// the response (see the module docs for the guarantees).
+    pub async fn process(
+        &self,
+        event: &KinesisEvent,
+        now: DateTime<Utc>,
+    ) -> (KinesisEventResponse, BatchOutcome) {
+        let (prepared, prepare_failures) = prepare(&self.tables, event);
+        let mut failed: Vec<String> = Vec::new();
+        for group in &prepare_failures {
+            tracing::error!(
+                partition = %group.partition.dir(),
+                first_sequence = %group.first_sequence,
+                error = %group.error,
+                "lake group could not be encoded"
+            );
+            failed.push(group.first_sequence.clone());
+        }
+        let mut outcome = BatchOutcome {
+            records: prepared.records,
+            ..BatchOutcome::default()
+        };
+
+        if !prepared.invalid.is_empty() {
+            let letters: Vec<DeadLetter> = prepared
+                .invalid
+                .iter()
+                .map(|r| DeadLetter {
+                    source: self.config.source.clone(),
+                    kind: FailureKind::Invalid,
+                    reason: r.reason.clone(),
+                    shard_id: r.shard_id.clone(),
+                    sequence_number: Some(r.sequence_number.clone()),
+                    partition_key: Some(r.partition_key.clone()),
+                    failed_at: now,
+                    data: r.data.clone(),
+                })
+                .collect();
+            match self.dead_letters.send(letters).await {
+                Ok(()) => outcome.dead_lettered = prepared.invalid.len(),
+                Err(error) => {
+                    tracing::warn!(%error, count = prepared.invalid.len(), "dead-letter send failed; reporting records as failed");
+                    failed.extend(prepared.invalid.iter().map(|r| r.sequence_number.clone()));
+                }
+            }
+        }
+
+        let lake = &self.lake;
+        let results: Vec<(PreparedFile, Result<(), crate::LakeError>)> =
+            futures::stream::iter(prepared.files)
+                .map(|file| async move {
+                    let result = lake.put(&file.path, file.bytes.clone()).await;
+                    (file, result)
+                })
+                .buffer_unordered(self.config.write_concurrency.max(1))
+                .collect()
+                .await;
+        for (file, result) in results {
+            match result {
+                Ok(()) => {
+                    outcome.rows_written += file.rows;
+                    outcome.files_written.push(file.path);
+                }
+                Err(error) => {
+                    tracing::warn!(path = %file.path, %error, "lake file write failed");
+                    failed.push(file.name.first_sequence);
+                }
+            }
+        }
+        outcome.files_written.sort();
+
+        let mut response = KinesisEventResponse::default();
+        if let Some(lowest) = failed.into_iter().min_by(|a, b| cmp_sequence(a, b)) {
+            response.add_failure(lowest.clone());
+            outcome.failed_from = Some(lowest);
+        }
+        tracing::info!(
+            records = outcome.records,
+            files = outcome.files_written.len(),
+            rows = outcome.rows_written,
+            dead_lettered = outcome.dead_lettered,
+            failed_from = outcome.failed_from.as_deref().unwrap_or(""),
+            "lake batch"
+        );
+        (response, outcome)
+    }
+}
+
+impl<Q: DeadLetterQueue> BatchHandler for LakeWriter<Q> {
+    async fn handle(&self, event: KinesisEvent) -> Result<KinesisEventResponse, HandlerError> {
+        Ok(self.process(&event, Utc::now()).await.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn cmp_sequence_is_numeric(a in 0u128..u128::MAX, b in 0u128..u128::MAX, pad in 0usize..4) {
+            let pa = format!("{}{a}", "0".repeat(pad));
+            prop_assert_eq!(cmp_sequence(&pa, &b.to_string()), a.cmp(&b));
+        }
+    }
+}

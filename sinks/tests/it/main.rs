@@ -1,0 +1,8 @@
+//! sluice-sinks integration tests (one binary: linking is the slow part).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod contract;
+mod evolution;
+mod python;
+mod support;
+mod writer;

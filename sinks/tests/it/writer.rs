@@ -1,0 +1,284 @@
+//! The lake writer handler: fixture through the Lambda entry point, round trip, redelivery,
+//! failures.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
+use aws_lambda_events::event::kinesis::KinesisEvent;
+use lambda_runtime::{Context, LambdaEvent};
+use sluice_dlq::{FailureKind, MemoryDeadLetters};
+use sluice_sinks::{Lake, LakeWriter};
+
+use crate::support::{self, SHARD};
+
+const FIXTURE: &str = include_str!("../data/kinesis_batch.json");
+const BASE: &str = "4959033827149025660855969253836157109592157598913658880";
+
+fn memory_writer() -> LakeWriter<MemoryDeadLetters> {
+    let lake = Lake::open("memory://", &Default::default()).unwrap();
+    LakeWriter::new(support::registry(), lake, MemoryDeadLetters::new())
+}
+
+#[tokio::test]
+async fn kinesis_fixture_through_the_lambda_entry_point() {
+    let writer = memory_writer();
+    let payload: KinesisEvent = serde_json::from_str(FIXTURE).unwrap();
+    let event = LambdaEvent {
+        payload,
+        context: Context::default(),
+    };
+    let response = sluice_sinks::lambda::handle(&writer, event).await.unwrap();
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+
+    let files: Vec<String> = writer
+        .lake()
+        .list_files(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.path.partition.file_path(&f.path.file_name))
+        .collect();
+    let name = |first: u8, last: u8| format!("{SHARD}-{BASE}{first}-{BASE}{last}.parquet");
+    assert_eq!(
+        files,
+        vec![
+            format!("events/event_type=api_call/dt=2024-05-01/hour=14/{}", name(4, 4)),
+            format!("events/event_type=page_view/dt=2024-05-01/hour=14/{}", name(0, 1)),
+            format!("events/event_type=page_view/dt=2024-05-01/hour=15/{}", name(2, 2)),
+            format!("events/event_type=purchase/dt=2024-05-01/hour=14/{}", name(3, 3)),
+        ]
+    );
+
+    // The two page_view rows of hour 14: v2 with app_version, v1 with null app_version.
+    let batches = writer
+        .lake()
+        .read_parquet(&files[1])
+        .await
+        .unwrap();
+    let batch = &batches[0];
+    let registry = support::registry();
+    assert_eq!(batch.schema(), registry.get("page_view").unwrap().arrow_schema());
+    let app_version = batch.column_by_name("app_version").unwrap().as_string::<i32>();
+    assert_eq!(app_version.value(0), "3.1.0");
+    assert!(app_version.is_null(1));
+    let occurred = batch
+        .column_by_name("occurred_at")
+        .unwrap()
+        .as_primitive::<TimestampMicrosecondType>();
+    assert_eq!(occurred.value(0), 1_714_572_300_123_456);
+    assert_eq!(occurred.value(1), 1_714_575_599_999_999);
+    let referrer = batch.column_by_name("referrer").unwrap().as_string::<i32>();
+    assert!(referrer.is_null(0));
+    assert_eq!(referrer.value(1), "https://example.com/");
+    let duration = batch.column_by_name("duration_ms").unwrap();
+    assert_eq!(duration.data_type(), &DataType::Float64);
+    assert_eq!(duration.as_primitive::<arrow::datatypes::Float64Type>().value(1), 80.0);
+    let seq = batch.column_by_name("sequence_number").unwrap().as_string::<i32>();
+    assert_eq!(seq.value(1), format!("{BASE}1"));
+    let status_file = writer.lake().read_parquet(&files[0]).await.unwrap();
+    let status = status_file[0].column_by_name("status").unwrap();
+    assert_eq!(status.data_type(), &DataType::Int64);
+
+    // The two invalid records are dead-lettered with their reason and bytes.
+    let letters = writer_letters(&writer);
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    assert!(letters.iter().all(|l| l.kind == FailureKind::Invalid && l.source == "lake-writer"));
+    assert_eq!(letters[0].sequence_number.as_deref(), Some(format!("{BASE}5").as_str()));
+    assert!(letters[0].reason.contains("country"), "{}", letters[0].reason);
+    assert_eq!(letters[1].data, b"not json at all");
+    assert_eq!(letters[1].shard_id.as_deref(), Some(SHARD));
+}
+
+fn writer_letters(writer: &LakeWriter<MemoryDeadLetters>) -> Vec<sluice_dlq::DeadLetter> {
+    writer.dead_letters().letters()
+}
+
+#[tokio::test]
+async fn every_generated_event_round_trips_exactly_once() {
+    let events = support::events(7, 3_000);
+    let writer = memory_writer();
+    let (response, outcome) = writer.process(&support::batch(&events, 0), support::now()).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(outcome.rows_written, events.len());
+    assert!(outcome.files_written.len() >= 6, "3 types x >= 2 hours: {outcome:?}");
+
+    let (ids, files) = support::read_lake(writer.lake()).await;
+    let expected: BTreeMap<String, usize> =
+        events.iter().map(|e| (e.event_id.clone(), 1)).collect();
+    assert_eq!(ids, expected, "every event exactly once");
+
+    // Every row sits in the partition of its occurred_at, with the values it was sent with.
+    let by_id: BTreeMap<&str, &sluice_schemas::Event> =
+        events.iter().map(|e| (e.event_id.as_str(), e)).collect();
+    for (path, batches) in &files {
+        let parsed = sluice_sinks::layout::parse_data_path(path).unwrap();
+        for batch in batches {
+            check_rows(batch, &parsed.partition, &by_id);
+        }
+    }
+}
+
+fn check_rows(
+    batch: &RecordBatch,
+    partition: &sluice_sinks::layout::Partition,
+    by_id: &BTreeMap<&str, &sluice_schemas::Event>,
+) {
+    let ids = batch.column_by_name("event_id").unwrap().as_string::<i32>();
+    let occurred = batch.column_by_name("occurred_at").unwrap();
+    assert_eq!(
+        occurred.data_type(),
+        &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+    );
+    let occurred = occurred.as_primitive::<TimestampMicrosecondType>();
+    let received = batch
+        .column_by_name("received_at")
+        .unwrap()
+        .as_primitive::<TimestampMicrosecondType>();
+    for row in 0..batch.num_rows() {
+        let event = by_id[ids.value(row)];
+        assert_eq!(event.event_type, partition.event_type);
+        assert_eq!(
+            sluice_sinks::layout::Partition::of(&event.event_type, event.occurred_at),
+            *partition
+        );
+        assert_eq!(occurred.value(row), event.occurred_at.timestamp_micros());
+        assert_eq!(received.value(row), event.received_at.timestamp_micros());
+        for (name, value) in &event.data {
+            let column = batch.column_by_name(name).unwrap();
+            let got = match column.data_type() {
+                DataType::Utf8 => serde_json::json!(column.as_string::<i32>().value(row)),
+                DataType::Int64 => serde_json::json!(
+                    column.as_primitive::<arrow::datatypes::Int64Type>().value(row)
+                ),
+                DataType::Float64 => serde_json::json!(
+                    column.as_primitive::<arrow::datatypes::Float64Type>().value(row)
+                ),
+                DataType::Boolean => serde_json::json!(column.as_boolean().value(row)),
+                other => panic!("unexpected column type {other}"),
+            };
+            let same = match (value.as_f64(), got.as_f64()) {
+                (Some(a), Some(b)) => a == b,
+                _ => *value == got,
+            };
+            assert!(same, "{name}: sent {value}, stored {got}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn redelivering_the_same_batch_changes_nothing() {
+    let events = support::events(8, 1_000);
+    let writer = memory_writer();
+    let batch = support::batch(&events, 100);
+    let (_, first) = writer.process(&batch, support::now()).await;
+    let before = support::read_lake(writer.lake()).await.0;
+    let (_, second) = writer.process(&batch, support::now()).await;
+    assert_eq!(first.files_written, second.files_written);
+    let after = support::read_lake(writer.lake()).await.0;
+    assert_eq!(before, after);
+    assert!(after.values().all(|n| *n == 1));
+}
+
+/// A re-split redelivery (bisect, or a retry that starts elsewhere) writes files under new names;
+/// what remains are exact duplicate rows (same event_id, shard, sequence), which compaction's
+/// dedupe by event_id removes. Nothing is lost.
+#[tokio::test]
+async fn a_resplit_redelivery_leaves_only_exact_duplicates() {
+    let events = support::events(9, 1_000);
+    let writer = memory_writer();
+    writer.process(&support::batch(&events, 0), support::now()).await;
+    let (left, right) = events.split_at(400);
+    writer.process(&support::batch(left, 0), support::now()).await;
+    writer.process(&support::batch(right, 400), support::now()).await;
+    let (ids, files) = support::read_lake(writer.lake()).await;
+    assert_eq!(ids.len(), events.len(), "no event lost");
+    assert!(ids.values().all(|n| *n <= 2));
+    // Duplicated rows carry the same shard and sequence number: exact copies.
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    for (_, batches) in &files {
+        for batch in batches {
+            let id = batch.column_by_name("event_id").unwrap().as_string::<i32>();
+            let seq = batch.column_by_name("sequence_number").unwrap().as_string::<i32>();
+            for row in 0..batch.num_rows() {
+                let previous = seen.insert(id.value(row).to_owned(), seq.value(row).to_owned());
+                if let Some(previous) = previous {
+                    assert_eq!(previous, seq.value(row));
+                }
+            }
+        }
+    }
+    let unique: BTreeSet<&String> = ids.keys().collect();
+    assert_eq!(unique.len(), events.len());
+}
+
+#[tokio::test]
+async fn a_failed_write_reports_the_lowest_failed_group_and_redelivery_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = url::Url::from_directory_path(dir.path()).unwrap();
+    let lake = Lake::open(url.as_str(), &Default::default()).unwrap();
+    let writer = LakeWriter::new(support::registry(), lake, MemoryDeadLetters::new());
+    let events = support::events(10, 600);
+    let batch = support::batch(&events, 0);
+
+    // Block one partition: a plain file where its directory must be.
+    let (prepared, _) = sluice_sinks::prepare(&sluice_sinks::LakeTables::new(support::registry()), &batch);
+    let blocked = prepared.files.iter().max_by_key(|f| f.rows).unwrap().clone();
+    let blocked_dir = dir.path().join(blocked.partition.dir());
+    std::fs::create_dir_all(blocked_dir.parent().unwrap()).unwrap();
+    std::fs::write(&blocked_dir, b"in the way").unwrap();
+
+    let (response, outcome) = writer.process(&batch, support::now()).await;
+    assert_eq!(response.batch_item_failures.len(), 1);
+    let failed = response.batch_item_failures[0].item_identifier.clone().unwrap();
+    assert_eq!(failed, blocked.name.first_sequence);
+    assert_eq!(outcome.failed_from.as_deref(), Some(failed.as_str()));
+    assert_eq!(outcome.files_written.len(), prepared.files.len() - 1);
+
+    // Lambda redelivers from the failed record on; once the store recovers, nothing is missing.
+    std::fs::remove_file(&blocked_dir).unwrap();
+    let from = batch
+        .records
+        .iter()
+        .position(|r| r.kinesis.sequence_number == failed)
+        .unwrap();
+    let (response, _) = writer
+        .process(&support::batch(&events[from..], from as u64), support::now())
+        .await;
+    assert!(response.batch_item_failures.is_empty());
+    let (ids, _) = support::read_lake(writer.lake()).await;
+    assert_eq!(ids.len(), events.len());
+}
+
+#[tokio::test]
+async fn a_failed_dead_letter_send_reports_the_invalid_record() {
+    let writer = memory_writer();
+    writer.dead_letters().fail_next(1);
+    let payload: KinesisEvent = serde_json::from_str(FIXTURE).unwrap();
+    let (response, outcome) = writer.process(&payload, support::now()).await;
+    let expected = format!("{BASE}5");
+    assert_eq!(
+        response.batch_item_failures[0].item_identifier.as_deref(),
+        Some(expected.as_str())
+    );
+    assert_eq!(outcome.dead_lettered, 0);
+    assert_eq!(outcome.files_written.len(), 4, "valid groups are still written");
+    // The redelivery from the failed record dead-letters both invalid records.
+    let mut retry = payload.clone();
+    retry.records.drain(..5);
+    let (response, outcome) = writer.process(&retry, support::now()).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(outcome.dead_lettered, 2);
+    assert_eq!(writer.dead_letters().letters().len(), 2);
+}
+
+#[tokio::test]
+async fn the_writer_is_a_batch_handler() {
+    use sluice_stream::BatchHandler;
+    let writer = Arc::new(memory_writer());
+    let events = support::events(11, 50);
+    let response = writer.handle(support::batch(&events, 0)).await.unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(support::read_lake(writer.lake()).await.0.len(), 50);
+}

@@ -1,0 +1,248 @@
+//! `sluice up`: the whole pipeline in one process.
+//!
+//! State lives under the data directory:
+//! - `stream.db`: the durable local stream (one table per shard);
+//! - `checkpoints.db`: each event source mapping's per-shard checkpoint;
+//! - `failures.db`: the mappings' on-failure destination (whole batches, with payloads);
+//! - `dead_letters.db`: records the handlers rejected (invalid) with the reason.
+//!
+//! Shutdown (SIGINT/SIGTERM): the HTTP server stops accepting and drains open requests, every
+//! mapping finishes its in-flight batch and checkpoints it, then the process exits 0. A batch
+//! interrupted harder than that (kill -9, power loss) is redelivered after restart, because its
+//! checkpoint was never written: nothing acknowledged is lost.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde_json::json;
+use sluice_ingest::{AppState, ComponentHealth, Health, HealthProbe, ProbeFuture};
+use sluice_stream::{
+    BatchHandler, EsmConfig, EventSourceMapping, LocalDeadLetters, LocalStream, LocalStreamConfig, MappingStatus,
+    SqliteCheckpoints,
+};
+use sluice_telemetry::Metrics;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// How long shutdown waits for in-flight work before giving up on it (it is then redelivered
+/// after restart). Kept under 10 s so Ctrl-C always returns promptly.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
+
+/// How often expired records are trimmed from the local stream.
+const TRIM_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The ARN the local stream reports in `eventSourceARN`.
+pub const LOCAL_STREAM_ARN: &str = "arn:aws:kinesis:local:000000000000:stream/sluice-events";
+/// The region the local stream reports in `awsRegion`.
+pub const LOCAL_REGION: &str = "local";
+
+/// Typed configuration of `sluice up`, built once from the CLI.
+#[derive(Debug, Clone)]
+pub struct UpConfig {
+    /// Where all local state lives.
+    pub data_dir: PathBuf,
+    /// HTTP listen address.
+    pub listen: SocketAddr,
+    /// Shards of the local stream.
+    pub shards: u32,
+    /// Retention of the local stream.
+    pub retention: chrono::Duration,
+}
+
+/// Binds `config.listen` and runs until `shutdown` is cancelled.
+pub async fn run(config: UpConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let listener =
+        TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+    serve(listener, config, shutdown).await
+}
+
+/// The local resources every component shares.
+#[derive(Clone)]
+pub struct Local {
+    /// The durable local stream.
+    pub stream: LocalStream,
+    /// Checkpoints of the event source mappings.
+    pub checkpoints: Arc<SqliteCheckpoints>,
+    /// On-failure destination of the event source mappings.
+    pub failures: Arc<LocalDeadLetters>,
+    /// Records rejected by handlers.
+    pub dead_letters: sluice_dlq::LocalDeadLetters,
+}
+
+impl Local {
+    /// Opens (creating when needed) every local store under `config.data_dir`.
+    pub fn open(config: &UpConfig) -> anyhow::Result<Self> {
+        let dir = &config.data_dir;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create data dir {}", dir.display()))?;
+        let stream_config =
+            LocalStreamConfig { shards: config.shards, retention: config.retention, ..LocalStreamConfig::default() };
+        let stream = LocalStream::open(&dir.join("stream.db"), stream_config).context("cannot open the local stream")?;
+        let checkpoints =
+            Arc::new(SqliteCheckpoints::open(&dir.join("checkpoints.db")).context("cannot open checkpoints")?);
+        let failures =
+            Arc::new(LocalDeadLetters::open(&dir.join("failures.db")).context("cannot open the failure destination")?);
+        let dead_letters = sluice_dlq::LocalDeadLetters::open(&dir.join("dead_letters.db"))
+            .context("cannot open the dead-letter table")?;
+        Ok(Self { stream, checkpoints, failures, dead_letters })
+    }
+}
+
+/// The event source mapping settings `sluice up` uses for every handler: the same values
+/// template.yaml gives the Lambda event source mappings.
+pub fn mapping_config(name: &str) -> EsmConfig {
+    let mut c = EsmConfig::new(name, LOCAL_STREAM_ARN, LOCAL_REGION);
+    c.batch_size = 1000;
+    c.batching_window = Duration::from_millis(500);
+    c.maximum_retry_attempts = Some(10);
+    c.bisect_batch_on_function_error = true;
+    c.report_batch_item_failures = true;
+    c
+}
+
+/// The running pipeline's background work: one task per event source mapping plus housekeeping.
+struct Pipeline {
+    tasks: JoinSet<anyhow::Result<()>>,
+    mappings: Vec<Arc<MappingStatus>>,
+}
+
+impl Pipeline {
+    fn new() -> Self {
+        Self { tasks: JoinSet::new(), mappings: Vec::new() }
+    }
+
+    /// Starts an event source mapping from the local stream to `handler`.
+    #[allow(dead_code)] // used as handlers are registered
+    fn add_mapping<H: BatchHandler>(&mut self, local: &Local, name: &str, handler: H, shutdown: &CancellationToken) {
+        let mapping = EventSourceMapping::new(
+            mapping_config(name),
+            Arc::new(local.stream.clone()),
+            Arc::new(handler),
+            Arc::clone(&local.failures),
+            Arc::clone(&local.checkpoints),
+        );
+        self.mappings.push(mapping.status());
+        let token = shutdown.clone();
+        let name = name.to_owned();
+        self.tasks.spawn(async move { mapping.run(token).await.with_context(|| format!("mapping {name} failed")) });
+    }
+
+    /// Trims records past retention every [`TRIM_INTERVAL`].
+    fn add_trimmer(&mut self, stream: LocalStream, shutdown: &CancellationToken) {
+        let token = shutdown.clone();
+        self.tasks.spawn(async move {
+            loop {
+                match stream.trim_expired_async(chrono::Utc::now()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(trimmed = n, "trimmed expired stream records"),
+                    Err(e) => tracing::warn!(error = %e, "stream trim failed"),
+                }
+                tokio::select! {
+                    () = token.cancelled() => return Ok(()),
+                    () = tokio::time::sleep(TRIM_INTERVAL) => {}
+                }
+            }
+        });
+    }
+}
+
+struct StreamProbe(LocalStream);
+
+impl HealthProbe for StreamProbe {
+    fn check(&self) -> ProbeFuture<'_> {
+        Box::pin(async move {
+            match self.0.health_async().await {
+                Ok(()) => ComponentHealth::ok(json!({"kind": "local", "shards": self.0.shards().len()})),
+                Err(e) => ComponentHealth::down(e.to_string()),
+            }
+        })
+    }
+}
+
+struct MappingsProbe(Vec<Arc<MappingStatus>>);
+
+impl HealthProbe for MappingsProbe {
+    fn check(&self) -> ProbeFuture<'_> {
+        let snapshots: Vec<_> = self.0.iter().map(|m| m.snapshot()).collect();
+        let all_ok = self.0.iter().all(|m| m.is_healthy());
+        Box::pin(async move {
+            let detail = json!({ "mappings": snapshots });
+            if all_ok {
+                ComponentHealth::ok(detail)
+            } else {
+                let mut h = ComponentHealth::down("an event source mapping is not running");
+                h.detail.insert("mappings".into(), detail["mappings"].clone());
+                h
+            }
+        })
+    }
+}
+
+/// Runs the pipeline, serving HTTP on `listener`, until `shutdown` is cancelled.
+pub async fn serve(listener: TcpListener, config: UpConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let local = Local::open(&config)?;
+    let metrics = Metrics::new();
+    let mut pipeline = Pipeline::new();
+    pipeline.add_trimmer(local.stream.clone(), &shutdown);
+
+    let health = Health::new()
+        .with("stream", Arc::new(StreamProbe(local.stream.clone())))
+        .with("event_source_mappings", Arc::new(MappingsProbe(pipeline.mappings.clone())));
+    let state = AppState { health, metrics };
+    let app = sluice_ingest::app(state);
+
+    let addr = listener.local_addr().context("listener has no address")?;
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), shards = config.shards, "sluice is up");
+
+    let http_shutdown = shutdown.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move { http_shutdown.cancelled().await });
+    let mut http = tokio::spawn(async move { server.await });
+    let http_result = tokio::select! {
+        r = &mut http => Some(r),
+        () = shutdown.cancelled() => None,
+    };
+    if let Some(r) = http_result {
+        // The server stopped on its own: an I/O failure. Stop everything else too.
+        shutdown.cancel();
+        drain(pipeline).await;
+        r.context("HTTP server task failed")?.context("HTTP server failed")?;
+        anyhow::bail!("HTTP server stopped unexpectedly");
+    }
+    // Graceful: drain HTTP and the mappings concurrently, bounded by the grace period.
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        let (http, background) = tokio::join!(http, drain(pipeline));
+        (http, background)
+    })
+    .await;
+    match drained {
+        Ok((http, background)) => {
+            http.context("HTTP server task failed")?.context("HTTP server failed")?;
+            background?;
+            tracing::info!("sluice stopped cleanly");
+            Ok(())
+        }
+        Err(_) => {
+            tracing::warn!(
+                grace_s = SHUTDOWN_GRACE.as_secs(),
+                "shutdown grace period over; unfinished batches will be redelivered after restart"
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Waits for every background task; the first error wins, the rest are logged.
+async fn drain(mut pipeline: Pipeline) -> anyhow::Result<()> {
+    let mut first = None;
+    while let Some(joined) = pipeline.tasks.join_next().await {
+        let result = joined.map_err(anyhow::Error::from).and_then(|r| r);
+        if let Err(e) = result {
+            tracing::error!(error = format!("{e:#}"), "background task failed");
+            first.get_or_insert(e);
+        }
+    }
+    first.map_or(Ok(()), Err)
+}

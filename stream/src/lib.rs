@@ -1,0 +1,35 @@
+//! sluice-stream: the stream record model, the durable local stream (SQLite WAL, one table per
+//! shard, Kinesis routing and sequence numbers), and the local event-source-mapping runner that
+//! delivers `aws_lambda_events` Kinesis batches to batch handlers with Lambda's semantics
+//! (batching, retries, bisect, partial batch responses, record age, on-failure destination).
+//!
+//! Code map:
+//! - [`record`]: `SequenceNumber`, `StreamRecord`, shard ids, `to_kinesis_event`, `shard_id_of` (pure).
+//! - [`routing`]: MD5 partition-key routing over evenly split hash-key ranges (pure).
+//! - [`local`]: `LocalStream`, the durable local stream (adapter: SQLite).
+//! - [`esm`]: `EventSourceMapping` and its ports (`BatchHandler`, `ShardSource`,
+//!   `CheckpointStore`, `FailureDestination`); its decision core is pure.
+//! - [`checkpoints`], [`dead_letters`]: the SQLite checkpoint store and dead-letter table.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod checkpoints;
+pub mod dead_letters;
+pub mod esm;
+pub mod local;
+pub mod record;
+pub mod routing;
+mod sqlite;
+
+pub use checkpoints::{CheckpointError, SqliteCheckpoints};
+pub use dead_letters::{DeadLetter, DeadLetterError, DeadLetterSummary, DiscardDestination, LocalDeadLetters};
+pub use esm::{
+    Backoff, BatchHandler, CheckpointStore, EsmConfig, EsmError, EventSourceMapping, FailedBatch,
+    FailureDestination, FailureReason, HandlerError, MappingStatus, MappingStatusSnapshot,
+    PortError, ShardSource,
+};
+pub use local::{LocalStream, LocalStreamConfig, PutEntry, PutResult, StreamError};
+pub use record::{
+    SequenceNumber, SequenceNumberError, StreamRecord, sequence_number_of, shard_id, shard_id_of,
+    to_kinesis_event,
+};
+pub use sqlite::Durability;
