@@ -42,6 +42,25 @@ impl From<LogFormatArg> for sluice_telemetry::LogFormat {
 pub enum Command {
     /// Run the whole pipeline in this process (HTTP API, local stream, handlers).
     Up(UpArgs),
+    /// Print an access token from the local issuer of `sluice up` (last line of stdout).
+    Token(TokenArgs),
+}
+
+/// `sluice token` arguments.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The data directory of the `sluice up` whose issuer signs the token.
+    #[arg(long, default_value = ".sluice", env = "SLUICE_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// The producer id recorded on every event posted with the token.
+    #[arg(long)]
+    pub producer: String,
+    /// Scopes to grant (repeatable). Default: sluice/events.write.
+    #[arg(long = "scope")]
+    pub scopes: Vec<String>,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    pub ttl_secs: u64,
 }
 
 /// `sluice up` arguments.
@@ -59,6 +78,21 @@ pub struct UpArgs {
     /// How long the local stream keeps records, in hours.
     #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..=8760))]
     pub retention_hours: u32,
+    /// Accept requests without a token (logs a warning at every start). Never in production.
+    #[arg(long)]
+    pub insecure_no_auth: bool,
+    /// Load event schemas from this directory instead of the built-in ones.
+    #[arg(long, env = "SLUICE_SCHEMAS_DIR")]
+    pub schemas_dir: Option<PathBuf>,
+    /// Per-producer sustained rate limit in events/s (0 = off).
+    #[arg(long, default_value_t = 10_000.0)]
+    pub rate_limit: f64,
+    /// Per-producer burst size in events.
+    #[arg(long, default_value_t = 20_000.0)]
+    pub rate_burst: f64,
+    /// How far in the future `occurred_at` may be, in seconds; later events are rejected.
+    #[arg(long, default_value_t = 300)]
+    pub max_future_secs: u32,
 }
 
 impl UpArgs {
@@ -69,6 +103,14 @@ impl UpArgs {
             listen: self.listen,
             shards: self.shards,
             retention: chrono::Duration::hours(i64::from(self.retention_hours)),
+            auth: !self.insecure_no_auth,
+            schemas_dir: self.schemas_dir,
+            limits: sluice_ingest::Limits {
+                max_future: chrono::Duration::seconds(i64::from(self.max_future_secs)),
+                ..sluice_ingest::Limits::default()
+            },
+            rate_limit: (self.rate_limit > 0.0)
+                .then_some(sluice_ingest::RateLimit { rate: self.rate_limit, burst: self.rate_burst.max(1.0) }),
         }
     }
 }

@@ -7,4 +7,5 @@
 
 pub mod cli;
 pub mod signals;
+pub mod token;
 pub mod up;

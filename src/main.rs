@@ -21,9 +21,11 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Up(args) => {
                 let shutdown = CancellationToken::new();
-                tokio::spawn(sluice::signals::cancel_on_signal(shutdown.clone()));
+                sluice::signals::cancel_on_signal(shutdown.clone())
+                    .map_err(|e| anyhow::anyhow!("cannot install signal handlers: {e}"))?;
                 up::run(args.into_config(), shutdown).await
             }
+            Command::Token(args) => sluice::token::print(&args),
         }
     });
     match result {

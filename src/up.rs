@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use serde_json::json;
-use sluice_ingest::{AppState, ComponentHealth, Health, HealthProbe, ProbeFuture};
+use sluice_ingest::{
+    AppState, Authenticator, ComponentHealth, Health, HealthProbe, LocalEventLog, LocalIssuer, ProbeFuture,
+};
 use sluice_stream::{
     BatchHandler, EsmConfig, EventSourceMapping, LocalDeadLetters, LocalStream, LocalStreamConfig, MappingStatus,
     SqliteCheckpoints,
@@ -51,6 +53,27 @@ pub struct UpConfig {
     pub shards: u32,
     /// Retention of the local stream.
     pub retention: chrono::Duration,
+    /// Verify Bearer tokens (the default). `false` accepts every request and warns at start.
+    pub auth: bool,
+    /// Schema directory overriding the built-in registry.
+    pub schemas_dir: Option<PathBuf>,
+    /// Size and time limits of the ingest API.
+    pub limits: sluice_ingest::Limits,
+    /// Per-producer rate limit (`None`: off).
+    pub rate_limit: Option<sluice_ingest::RateLimit>,
+}
+
+/// Loads the schema registry: the built-in one, or `dir` when given.
+pub fn load_registry(dir: Option<&std::path::Path>) -> anyhow::Result<sluice_schemas::Registry> {
+    let registry = match dir {
+        Some(dir) => sluice_schemas::Registry::from_dir(dir)
+            .with_context(|| format!("cannot load schemas from {}", dir.display()))?,
+        None => sluice_schemas::Registry::builtin().context("built-in schemas are invalid")?,
+    };
+    if let Err(problems) = registry.check_evolution() {
+        anyhow::bail!("incompatible schema evolution: {}", problems.join("; "));
+    }
+    Ok(registry)
 }
 
 /// Binds `config.listen` and runs until `shutdown` is cancelled.
@@ -80,7 +103,8 @@ impl Local {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create data dir {}", dir.display()))?;
         let stream_config =
             LocalStreamConfig { shards: config.shards, retention: config.retention, ..LocalStreamConfig::default() };
-        let stream = LocalStream::open(&dir.join("stream.db"), stream_config).context("cannot open the local stream")?;
+        let stream =
+            LocalStream::open(&dir.join("stream.db"), stream_config).context("cannot open the local stream")?;
         let checkpoints =
             Arc::new(SqliteCheckpoints::open(&dir.join("checkpoints.db")).context("cannot open checkpoints")?);
         let failures =
@@ -188,10 +212,24 @@ pub async fn serve(listener: TcpListener, config: UpConfig, shutdown: Cancellati
     let mut pipeline = Pipeline::new();
     pipeline.add_trimmer(local.stream.clone(), &shutdown);
 
+    let registry = Arc::new(load_registry(config.schemas_dir.as_deref())?);
+    let issuer = LocalIssuer::load_or_create(&config.data_dir).context("cannot load the local token issuer key")?;
+    let auth = if config.auth {
+        Authenticator::jwt(issuer.verifier().context("local issuer key is unusable")?)
+    } else {
+        Authenticator::disabled()
+    };
+
     let health = Health::new()
         .with("stream", Arc::new(StreamProbe(local.stream.clone())))
         .with("event_source_mappings", Arc::new(MappingsProbe(pipeline.mappings.clone())));
-    let state = AppState { health, metrics };
+    let state = AppState::builder(registry, Arc::new(LocalEventLog::new(local.stream.clone())), auth)
+        .health(health)
+        .metrics(metrics)
+        .limits(config.limits)
+        .rate_limit(config.rate_limit)
+        .jwks(issuer.jwks())
+        .build();
     let app = sluice_ingest::app(state);
 
     let addr = listener.local_addr().context("listener has no address")?;
@@ -200,14 +238,17 @@ pub async fn serve(listener: TcpListener, config: UpConfig, shutdown: Cancellati
     let http_shutdown = shutdown.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move { http_shutdown.cancelled().await });
     let mut http = tokio::spawn(async move { server.await });
+    // Biased: the server also ends after a requested shutdown, which must not count as a failure.
     let http_result = tokio::select! {
-        r = &mut http => Some(r),
+        biased;
         () = shutdown.cancelled() => None,
+        r = &mut http => Some(r),
     };
     if let Some(r) = http_result {
         // The server stopped on its own: an I/O failure. Stop everything else too.
         shutdown.cancel();
-        drain(pipeline).await;
+        // drain logs every background failure; the HTTP failure is the one to report.
+        let _ = drain(pipeline).await;
         r.context("HTTP server task failed")?.context("HTTP server failed")?;
         anyhow::bail!("HTTP server stopped unexpectedly");
     }

@@ -7,13 +7,13 @@ use std::hash::{DefaultHasher, Hasher};
 use chrono::{DateTime, Utc};
 
 use crate::key::{AggKey, DimRef, DimValue};
-use crate::seq::SeqNo;
 use crate::quantiles::Slot;
+use crate::seq::SeqNo;
 use crate::state::{AggState, Observation, StateBuilder};
 use crate::window::WindowConfig;
 
 /// One valid event as the aggregator needs it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Contribution<'a> {
     pub event_type: std::borrow::Cow<'a, str>,
     pub occurred_at: DateTime<Utc>,
@@ -65,10 +65,7 @@ pub struct BatchAggregator {
 
 impl std::fmt::Debug for BatchAggregator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BatchAggregator")
-            .field("keys", &self.keys.len())
-            .field("records", &self.records.len())
-            .finish()
+        f.debug_struct("BatchAggregator").field("keys", &self.keys.len()).field("records", &self.records.len()).finish()
     }
 }
 
@@ -95,18 +92,12 @@ impl BatchAggregator {
         let candidates = self.group_index.entry(hash).or_default();
         for &g in candidates.iter() {
             let (t, vals) = &self.groups[g as usize];
-            if t == event_type
-                && vals.len() == dims.len()
-                && dims.iter().zip(vals).all(|(d, v)| d.matches(v))
-            {
+            if t == event_type && vals.len() == dims.len() && dims.iter().zip(vals).all(|(d, v)| d.matches(v)) {
                 return g;
             }
         }
         let g = self.groups.len() as u32;
-        self.groups.push((
-            event_type.to_owned(),
-            dims.iter().map(DimRef::to_owned_value).collect(),
-        ));
+        self.groups.push((event_type.to_owned(), dims.iter().map(DimRef::to_owned_value).collect()));
         candidates.push(g);
         g
     }
@@ -121,10 +112,7 @@ impl BatchAggregator {
             let start = w.start_of(c.occurred_at);
             let late = self.config.is_late(w, c.occurred_at, c.received_at);
             let next = self.keys.len() as u32;
-            let k = *self
-                .key_index
-                .entry((group, wi as u8, start))
-                .or_insert(next);
+            let k = *self.key_index.entry((group, wi as u8, start)).or_insert(next);
             if k == next {
                 self.keys.push(KeySlot {
                     group,
@@ -141,12 +129,7 @@ impl BatchAggregator {
             slotref.builder.add(&c.obs, slot, late);
             self.record_keys.push((k, late));
         }
-        self.records.push(RecordObs {
-            seq,
-            obs: c.obs,
-            slot,
-            keys: begin..self.record_keys.len() as u32,
-        });
+        self.records.push(RecordObs { seq, obs: c.obs, slot, keys: begin..self.record_keys.len() as u32 });
     }
 
     /// Number of events added.
@@ -179,11 +162,7 @@ impl BatchAggregator {
                 }
             })
             .collect();
-        BatchDelta {
-            deltas,
-            records: self.records,
-            record_keys: self.record_keys,
-        }
+        BatchDelta { deltas, records: self.records, record_keys: self.record_keys }
     }
 }
 
@@ -218,11 +197,6 @@ impl BatchDelta {
                 }
             }
         }
-        Some(KeyDelta {
-            key: d.key.clone(),
-            first_seq: first,
-            last_seq: last,
-            state: b.finish(),
-        })
+        Some(KeyDelta { key: d.key.clone(), first_seq: first, last_seq: last, state: b.finish() })
     }
 }

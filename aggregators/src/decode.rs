@@ -76,41 +76,20 @@ struct FastSchema {
     has_identity: bool,
 }
 
-const ANNOTATIONS: &[&str] = &[
-    "description",
-    "title",
-    "examples",
-    "$comment",
-    "deprecated",
-    "readOnly",
-    "writeOnly",
-    "type",
-];
-const TOP_LEVEL: &[&str] = &[
-    "$schema",
-    "$id",
-    "$comment",
-    "title",
-    "description",
-    "type",
-    "properties",
-    "required",
-    "additionalProperties",
-];
+const ANNOTATIONS: &[&str] =
+    &["description", "title", "examples", "$comment", "deprecated", "readOnly", "writeOnly", "type"];
+const TOP_LEVEL: &[&str] =
+    &["$schema", "$id", "$comment", "title", "description", "type", "properties", "required", "additionalProperties"];
 
 /// A pattern the `regex` crate and ECMA-262 read identically: anchors, ASCII literals, bracket
 /// classes of ASCII ranges and counted/`*+?` quantifiers, nothing else.
 fn simple_pattern(p: &str) -> bool {
-    p.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"^$[]{}-,+*?_ ".contains(&b))
+    p.bytes().all(|b| b.is_ascii_alphanumeric() || b"^$[]{}-,+*?_ ".contains(&b))
 }
 
 fn compile_fast(schema: &SchemaVersion) -> Option<FastSchema> {
     let top = schema.document.as_object()?;
-    if top
-        .keys()
-        .any(|k| !TOP_LEVEL.contains(&k.as_str()) && !k.starts_with("x-sluice-"))
-    {
+    if top.keys().any(|k| !TOP_LEVEL.contains(&k.as_str()) && !k.starts_with("x-sluice-")) {
         return None;
     }
     let props = top.get("properties")?.as_object()?;
@@ -144,12 +123,8 @@ fn compile_fast(schema: &SchemaVersion) -> Option<FastSchema> {
                 k if ANNOTATIONS.contains(&k) => {}
                 "enum" => match field.kind {
                     FieldKind::String => {
-                        r.enum_str = Some(
-                            v.as_array()?
-                                .iter()
-                                .map(|x| x.as_str().map(str::to_owned))
-                                .collect::<Option<_>>()?,
-                        );
+                        r.enum_str =
+                            Some(v.as_array()?.iter().map(|x| x.as_str().map(str::to_owned)).collect::<Option<_>>()?);
                     }
                     FieldKind::Integer => {
                         r.enum_int = Some(
@@ -194,7 +169,8 @@ fn compile_fast(schema: &SchemaVersion) -> Option<FastSchema> {
 #[derive(Debug, Clone)]
 pub struct Decoder {
     registry: Arc<Registry>,
-    fast: HashMap<(String, u32), FastSchema>,
+    /// Fast rules by event type, then version.
+    fast: HashMap<String, Vec<(u32, FastSchema)>>,
 }
 
 /// A value extracted by the fast path.
@@ -284,18 +260,9 @@ impl<'de> Visitor<'de> for DataSeed<'_> {
         let schema = self.0;
         let unsure = || <A::Error as de::Error>::custom("unsure");
         let mut seen: u64 = 0;
-        let mut out = Extracted {
-            dims: vec![None; schema.dims],
-            measure: None,
-            identity: None,
-        };
+        let mut out = Extracted { dims: vec![None; schema.dims], measure: None, identity: None };
         while let Some(key) = map.next_key::<&'de str>()? {
-            let (i, rule) = schema
-                .rules
-                .iter()
-                .enumerate()
-                .find(|(_, r)| r.name == key)
-                .ok_or_else(unsure)?;
+            let (i, rule) = schema.rules.iter().enumerate().find(|(_, r)| r.name == key).ok_or_else(unsure)?;
             let bit = 1u64.checked_shl(i as u32).unwrap_or(0);
             if bit == 0 || seen & bit != 0 {
                 return Err(unsure());
@@ -334,9 +301,7 @@ impl<'de> Visitor<'de> for DataSeed<'_> {
                 return Err(unsure());
             }
         }
-        if (schema.has_measure && out.measure.is_none())
-            || (schema.has_identity && out.identity.is_none())
-        {
+        if (schema.has_measure && out.measure.is_none()) || (schema.has_identity && out.identity.is_none()) {
             return Err(unsure());
         }
         Ok(out)
@@ -377,15 +342,14 @@ fn check(r: &Rule, v: &Val<'_>) -> bool {
         }
         Val::Bool => None,
     };
-    if let Some(x) = num {
-        if !x.is_finite()
+    if let Some(x) = num
+        && (!x.is_finite()
             || r.minimum.is_some_and(|m| x < m)
             || r.maximum.is_some_and(|m| x > m)
             || r.exclusive_minimum.is_some_and(|m| x <= m)
-            || r.exclusive_maximum.is_some_and(|m| x >= m)
-        {
-            return false;
-        }
+            || r.exclusive_maximum.is_some_and(|m| x >= m))
+    {
+        return false;
     }
     true
 }
@@ -404,7 +368,9 @@ impl Decoder {
         for t in registry.event_types() {
             for (v, schema) in &t.versions {
                 if let Some(f) = compile_fast(schema) {
-                    fast.insert((t.name.clone(), *v), f);
+                    fast.entry(t.name.clone())
+                        .or_insert_with(Vec::new)
+                        .push((*v, f));
                 }
             }
         }
@@ -418,7 +384,7 @@ impl Decoder {
 
     /// Whether `(event_type, version)` has fast rules.
     pub fn is_fast(&self, event_type: &str, version: u32) -> bool {
-        self.fast.contains_key(&(event_type.to_owned(), version))
+        self.fast_schema(event_type, version).is_some()
     }
 
     /// Decodes one stream record payload. `Err` carries the registry's rejection.
@@ -430,11 +396,17 @@ impl Decoder {
         Ok((self.from_event(event)?, Path::Registry))
     }
 
+    fn fast_schema(&self, event_type: &str, version: u32) -> Option<&FastSchema> {
+        self.fast
+            .get(event_type)?
+            .iter()
+            .find(|(v, _)| *v == version)
+            .map(|(_, f)| f)
+    }
+
     fn try_fast<'a>(&self, bytes: &'a [u8]) -> Option<Contribution<'a>> {
         let stored: StoredRef<'a> = serde_json::from_slice(bytes).ok()?;
-        let schema = self
-            .fast
-            .get(&(stored.event_type.as_ref().to_owned(), stored.schema_version))?;
+        let schema = self.fast.get(&(stored.event_type.as_ref().to_owned(), stored.schema_version))?;
         let mut de = serde_json::Deserializer::from_str(stored.data.get());
         let ex = DataSeed(schema).deserialize(&mut de).ok()?;
         let dims: Option<Vec<DimRef<'a>>> = ex.dims.into_iter().collect();
@@ -443,10 +415,7 @@ impl Decoder {
             occurred_at: stored.occurred_at,
             received_at: stored.received_at,
             dims: dims?,
-            obs: Observation {
-                measure: ex.measure,
-                identity: ex.identity,
-            },
+            obs: Observation { measure: ex.measure, identity: ex.identity },
         })
     }
 
@@ -456,14 +425,16 @@ impl Decoder {
     }
 }
 
+/// An integer-valued JSON number (`200` or `200.0`) as i64; JSON Schema's `integer` admits both.
+fn as_integer(n: &serde_json::Number) -> Option<i64> {
+    n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.2e18).map(|f| f as i64))
+}
+
 /// The contribution of a validated [`Event`]: its dimensions, measure and identity as its
 /// schema version declares them.
 pub fn contribution_of(registry: &Registry, event: Event) -> Result<Contribution<'static>, Rejection> {
     let missing = |what: &str| Rejection {
-        violations: vec![sluice_schemas::Violation::new(
-            "/data",
-            format!("lacks its {what} (schema changed?)"),
-        )],
+        violations: vec![sluice_schemas::Violation::new("/data", format!("lacks its {what} (schema changed?)"))],
     };
     let schema = registry
         .get(&event.event_type)
@@ -473,25 +444,22 @@ pub fn contribution_of(registry: &Registry, event: Event) -> Result<Contribution
     for d in &schema.dimensions {
         dims.push(match event.data.get(d) {
             Some(Value::String(s)) => DimRef::Str(Cow::Owned(s.clone())),
-            Some(Value::Number(n)) => DimRef::Int(n.as_i64().ok_or_else(|| missing("dimension"))?),
+            Some(Value::Number(n)) => DimRef::Int(as_integer(n).ok_or_else(|| missing("dimension"))?),
             _ => return Err(missing("dimension")),
         });
     }
     let measure = match &schema.measure {
         None => None,
-        Some(m) => Some(
-            event
-                .data
-                .get(m)
-                .and_then(Value::as_f64)
-                .ok_or_else(|| missing("measure"))?,
-        ),
+        Some(m) => Some(event.data.get(m).and_then(Value::as_f64).ok_or_else(|| missing("measure"))?),
     };
     let identity = match &schema.identity {
         None => None,
         Some(i) => Some(match event.data.get(i) {
             Some(Value::String(s)) => fingerprint(s.as_bytes()),
-            Some(Value::Number(n)) => fingerprint(n.to_string().as_bytes()),
+            Some(Value::Number(n)) => match as_integer(n) {
+                Some(i) => fingerprint(i.to_string().as_bytes()),
+                None => fingerprint(n.to_string().as_bytes()),
+            },
             _ => return Err(missing("identity")),
         }),
     };

@@ -51,9 +51,7 @@ pub struct AggregatorHandler<S, D> {
 
 impl<S, D> std::fmt::Debug for AggregatorHandler<S, D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AggregatorHandler")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
+        f.debug_struct("AggregatorHandler").field("config", &self.config).finish_non_exhaustive()
     }
 }
 
@@ -128,12 +126,10 @@ impl<S: AggregateStore, D: DeadLetterQueue> AggregatorHandler<S, D> {
             let seq = record.kinesis.sequence_number.parse::<SeqNo>();
             let shard = sluice_stream::shard_id_of(record);
             match (shard, seq) {
-                (Some(shard), Ok(seq)) => {
-                    match shards.iter_mut().find(|(s, _)| s == shard) {
-                        Some((_, items)) => items.push(Item { record, seq }),
-                        None => shards.push((shard.to_owned(), vec![Item { record, seq }])),
-                    }
-                }
+                (Some(shard), Ok(seq)) => match shards.iter_mut().find(|(s, _)| s == shard) {
+                    Some((_, items)) => items.push(Item { record, seq }),
+                    None => shards.push((shard.to_owned(), vec![Item { record, seq }])),
+                },
                 (shard, seq) => letters.push((
                     None,
                     dead_letter(
@@ -199,12 +195,8 @@ impl<S: AggregateStore, D: DeadLetterQueue> AggregatorHandler<S, D> {
             if !report.errors.is_empty() {
                 tracing::warn!(shard, errors = ?report.errors, "aggregate partials not applied");
             }
-            let first_failed = dlq_failed
-                .iter()
-                .filter(|(s, _)| s == shard)
-                .map(|(_, q)| *q)
-                .chain(report.failed_from)
-                .min();
+            let first_failed =
+                dlq_failed.iter().filter(|(s, _)| s == shard).map(|(_, q)| *q).chain(report.failed_from).min();
             if let Some(from) = first_failed {
                 // Report the original string of the first record at or after `from`.
                 if let Some(item) = items.iter().filter(|i| i.seq >= from).min_by_key(|i| i.seq) {
@@ -227,7 +219,10 @@ impl<S: AggregateStore, D: DeadLetterQueue> AggregatorHandler<S, D> {
                 Ok(()) => return Ok(()),
                 Err(e) if attempt + 1 >= self.policy.max_attempts.max(1) => return Err(e),
                 Err(sluice_dlq::DlqError::Unavailable(_)) => {
-                    tokio::time::sleep(self.policy.base_backoff.saturating_mul(1 << attempt.min(6)).min(Duration::from_secs(2))).await;
+                    tokio::time::sleep(
+                        self.policy.base_backoff.saturating_mul(1 << attempt.min(6)).min(Duration::from_secs(2)),
+                    )
+                    .await;
                     attempt += 1;
                 }
                 Err(e) => return Err(e),
@@ -242,8 +237,7 @@ fn dead_letter(record: &KinesisEventRecord, shard: Option<&str>, reason: String)
         kind: FailureKind::Invalid,
         reason,
         shard_id: shard.map(str::to_owned),
-        sequence_number: Some(record.kinesis.sequence_number.clone())
-            .filter(|s| !s.is_empty()),
+        sequence_number: Some(record.kinesis.sequence_number.clone()).filter(|s| !s.is_empty()),
         partition_key: Some(record.kinesis.partition_key.clone()).filter(|s| !s.is_empty()),
         failed_at: Utc::now(),
         data: record.kinesis.data.0.clone(),

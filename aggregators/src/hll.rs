@@ -244,11 +244,7 @@ fn dense_estimate(regs: &[u8]) -> u64 {
         }
     }
     let raw = alpha * m * m / sum;
-    let est = if raw <= 2.5 * m && zeros > 0 {
-        m * (m / zeros as f64).ln()
-    } else {
-        raw
-    };
+    let est = if raw <= 2.5 * m && zeros > 0 { m * (m / zeros as f64).ln() } else { raw };
     // A dense sketch always stands for more than SPARSE_MAX fingerprints.
     (est.round() as u64).max(SPARSE_MAX as u64 + 1)
 }
@@ -259,11 +255,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn sketch_of(n: u64, salt: &str) -> Hll {
-        Hll::from_fingerprints(
-            (0..n)
-                .map(|i| fingerprint(format!("{salt}-user-{i}").as_bytes()))
-                .collect(),
-        )
+        Hll::from_fingerprints((0..n).map(|i| fingerprint(format!("{salt}-user-{i}").as_bytes())).collect())
     }
 
     #[test]

@@ -11,15 +11,17 @@ pub mod handler;
 pub mod hll;
 pub mod key;
 pub mod quantiles;
+pub mod query;
 pub mod seq;
 pub mod state;
 pub mod store;
 mod varint;
 pub mod window;
 
-pub use handler::{AggregatorHandler, handle_lambda_event};
 pub use aggregate::{BatchAggregator, BatchDelta, Contribution, KeyDelta};
+pub use handler::{AggregatorHandler, handle_lambda_event};
 pub use key::{AggKey, DimRef, DimValue};
+pub use query::{AggregateQuery, AggregateResponse, Bucket, QueryError, read_aggregates};
 pub use seq::SeqNo;
 pub use state::{AggState, Observation};
 pub use store::dynamodb::DynamoAggregateStore;

@@ -87,12 +87,7 @@ impl Store {
             return;
         }
         let cut = hi - MAX_BUCKETS + 1;
-        let folded: u64 = self
-            .0
-            .iter()
-            .filter(|(i, _)| *i < cut)
-            .map(|(_, c)| *c)
-            .fold(0, u64::wrapping_add);
+        let folded: u64 = self.0.iter().filter(|(i, _)| *i < cut).map(|(_, c)| *c).fold(0, u64::wrapping_add);
         self.0.retain(|(i, _)| *i >= cut);
         match self.0.first_mut() {
             Some((i, c)) if *i == cut => *c = c.wrapping_add(folded),
@@ -199,11 +194,7 @@ impl QuantileSketch {
                 Slot::Pos(i) => pos.push(i),
             }
         }
-        QuantileSketch {
-            neg: Store::from_indices(neg),
-            zero,
-            pos: Store::from_indices(pos),
-        }
+        QuantileSketch { neg: Store::from_indices(neg), zero, pos: Store::from_indices(pos) }
     }
 
     /// A sketch of the given values.
@@ -213,10 +204,7 @@ impl QuantileSketch {
 
     /// Number of values.
     pub fn count(&self) -> u64 {
-        self.neg
-            .total()
-            .wrapping_add(self.zero)
-            .wrapping_add(self.pos.total())
+        self.neg.total().wrapping_add(self.zero).wrapping_add(self.pos.total())
     }
 
     /// Number of non-empty buckets.
@@ -323,13 +311,7 @@ mod tests {
 
     fn values() -> impl Strategy<Value = Vec<f64>> {
         proptest::collection::vec(
-            prop_oneof![
-                -1e6..1e6f64,
-                0.0..10.0f64,
-                Just(0.0),
-                1e-12..1e-6f64,
-                1e20..1e40f64
-            ],
+            prop_oneof![-1e6..1e6f64, 0.0..10.0f64, Just(0.0), 1e-12..1e-6f64, 1e20..1e40f64],
             0..200,
         )
     }

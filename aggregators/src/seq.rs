@@ -28,10 +28,7 @@ impl SeqNo {
 
     /// A sequence number that fits in a u128.
     pub fn from_u128(v: u128) -> SeqNo {
-        SeqNo {
-            hi: v / LO_MOD,
-            lo: v % LO_MOD,
-        }
+        SeqNo { hi: v / LO_MOD, lo: v % LO_MOD }
     }
 
     /// Zero-padded to [`PADDED_WIDTH`] digits: string order equals numeric order (the stored form).
@@ -57,11 +54,7 @@ impl FromStr for SeqNo {
 
 impl fmt::Display for SeqNo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.hi == 0 {
-            write!(f, "{}", self.lo)
-        } else {
-            write!(f, "{}{:038}", self.hi, self.lo)
-        }
+        if self.hi == 0 { write!(f, "{}", self.lo) } else { write!(f, "{}{:038}", self.hi, self.lo) }
     }
 }
 

@@ -142,9 +142,7 @@ impl AggState {
         if version != ENCODING_VERSION {
             return Err(DecodeStateError::UnknownVersion(version));
         }
-        Self::decode_v1(&mut input)
-            .filter(|_| input.is_empty())
-            .ok_or(DecodeStateError::Malformed)
+        Self::decode_v1(&mut input).filter(|_| input.is_empty()).ok_or(DecodeStateError::Malformed)
     }
 
     fn decode_v1(input: &mut &[u8]) -> Option<AggState> {
@@ -164,14 +162,7 @@ impl AggState {
         };
         let distinct = Hll::decode(input)?;
         let quantiles = QuantileSketch::decode(input)?;
-        Some(AggState {
-            count,
-            late,
-            sum_micros,
-            min_max,
-            distinct,
-            quantiles,
-        })
+        Some(AggState { count, late, sum_micros, min_max, distinct, quantiles })
     }
 }
 

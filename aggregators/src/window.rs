@@ -41,11 +41,11 @@ impl fmt::Display for WindowSize {
     /// The canonical label: the largest unit that divides the length (`90s`, `1m`, `1h`, `1d`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.0;
-        if s % 86_400 == 0 {
+        if s.is_multiple_of(86_400) {
             write!(f, "{}d", s / 86_400)
-        } else if s % 3600 == 0 {
+        } else if s.is_multiple_of(3600) {
             write!(f, "{}h", s / 3600)
-        } else if s % 60 == 0 {
+        } else if s.is_multiple_of(60) {
             write!(f, "{}m", s / 60)
         } else {
             write!(f, "{s}s")
@@ -71,10 +71,7 @@ impl FromStr for WindowSize {
             _ => return Err(bad()),
         };
         let secs = n.checked_mul(mult).filter(|s| *s <= 366 * 86_400).ok_or_else(bad)?;
-        u32::try_from(secs)
-            .ok()
-            .and_then(WindowSize::from_secs)
-            .ok_or_else(bad)
+        u32::try_from(secs).ok().and_then(WindowSize::from_secs).ok_or_else(bad)
     }
 }
 
@@ -90,10 +87,7 @@ pub struct WindowConfig {
 
 impl Default for WindowConfig {
     fn default() -> Self {
-        WindowConfig {
-            windows: vec![MINUTE, HOUR],
-            allowed_lateness: TimeDelta::minutes(5),
-        }
+        WindowConfig { windows: vec![MINUTE, HOUR], allowed_lateness: TimeDelta::minutes(5) }
     }
 }
 
@@ -102,21 +96,14 @@ impl WindowConfig {
     pub fn new(mut windows: Vec<WindowSize>, allowed_lateness: TimeDelta) -> Self {
         windows.sort();
         windows.dedup();
-        WindowConfig {
-            windows,
-            allowed_lateness,
-        }
+        WindowConfig { windows, allowed_lateness }
     }
 
     /// Whether an event that occurred at `occurred_at` and was received at `received_at` is late
     /// for its window of size `w`: `received_at > window_start + w + allowed_lateness`.
     pub fn is_late(&self, w: WindowSize, occurred_at: DateTime<Utc>, received_at: DateTime<Utc>) -> bool {
         let end_micros = (w.start_of(occurred_at) + i64::from(w.secs())).saturating_mul(1_000_000);
-        let deadline = end_micros.saturating_add(
-            self.allowed_lateness
-                .num_microseconds()
-                .unwrap_or(i64::MAX),
-        );
+        let deadline = end_micros.saturating_add(self.allowed_lateness.num_microseconds().unwrap_or(i64::MAX));
         received_at.timestamp_micros() > deadline
     }
 }

@@ -116,10 +116,13 @@ impl LambdaConfig {
 
     /// From any variable lookup (pure; see [`ENV_VARS`]).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let stream = get("SLUICE_STREAM").filter(|s| !s.trim().is_empty()).ok_or(ConfigError::Missing("SLUICE_STREAM"))?;
+        let stream =
+            get("SLUICE_STREAM").filter(|s| !s.trim().is_empty()).ok_or(ConfigError::Missing("SLUICE_STREAM"))?;
         let auth = match get("SLUICE_AUTH").as_deref().map(str::trim) {
             None | Some("") | Some("jwt") => {
-                let issuer = get("SLUICE_JWT_ISSUER").filter(|s| !s.is_empty()).ok_or(ConfigError::Missing("SLUICE_JWT_ISSUER"))?;
+                let issuer = get("SLUICE_JWT_ISSUER")
+                    .filter(|s| !s.is_empty())
+                    .ok_or(ConfigError::Missing("SLUICE_JWT_ISSUER"))?;
                 let audiences: Vec<String> = get("SLUICE_JWT_AUDIENCES")
                     .unwrap_or_default()
                     .split(',')
@@ -165,7 +168,9 @@ impl LambdaConfig {
             auth,
             limits,
             rate_limit,
-            write_scope: get("SLUICE_WRITE_SCOPE").filter(|s| !s.is_empty()).unwrap_or_else(|| crate::SCOPE_EVENTS_WRITE.to_owned()),
+            write_scope: get("SLUICE_WRITE_SCOPE")
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| crate::SCOPE_EVENTS_WRITE.to_owned()),
             schemas_dir: get("SLUICE_SCHEMAS_DIR").filter(|s| !s.is_empty()).map(PathBuf::from),
         })
     }
@@ -183,7 +188,8 @@ mod tests {
 
     #[test]
     fn defaults_and_errors() {
-        let c = cfg(&[("SLUICE_STREAM", "s"), ("SLUICE_JWT_ISSUER", "https://i"), ("SLUICE_JWT_AUDIENCES", "a, b")]).unwrap();
+        let c = cfg(&[("SLUICE_STREAM", "s"), ("SLUICE_JWT_ISSUER", "https://i"), ("SLUICE_JWT_AUDIENCES", "a, b")])
+            .unwrap();
         let AuthSetting::Jwt(jwt) = &c.auth else { panic!("jwt expected") };
         assert_eq!(jwt.audiences, vec!["a", "b"]);
         assert_eq!(jwt.resolved_jwks_url().unwrap().as_str(), "https://i/.well-known/jwks.json");
@@ -193,12 +199,24 @@ mod tests {
 
         assert_eq!(cfg(&[]), Err(ConfigError::Missing("SLUICE_STREAM")));
         assert_eq!(cfg(&[("SLUICE_STREAM", "s")]), Err(ConfigError::Missing("SLUICE_JWT_ISSUER")));
-        assert_eq!(cfg(&[("SLUICE_STREAM", "s"), ("SLUICE_JWT_ISSUER", "i")]), Err(ConfigError::Missing("SLUICE_JWT_AUDIENCES")));
+        assert_eq!(
+            cfg(&[("SLUICE_STREAM", "s"), ("SLUICE_JWT_ISSUER", "i")]),
+            Err(ConfigError::Missing("SLUICE_JWT_AUDIENCES"))
+        );
         assert!(matches!(cfg(&[("SLUICE_STREAM", "s"), ("SLUICE_AUTH", "maybe")]), Err(ConfigError::Invalid { .. })));
-        let c = cfg(&[("SLUICE_STREAM", "s"), ("SLUICE_AUTH", "trust-gateway"), ("SLUICE_RATE_LIMIT", "0"), ("SLUICE_MAX_FUTURE_SECS", "60")]).unwrap();
+        let c = cfg(&[
+            ("SLUICE_STREAM", "s"),
+            ("SLUICE_AUTH", "trust-gateway"),
+            ("SLUICE_RATE_LIMIT", "0"),
+            ("SLUICE_MAX_FUTURE_SECS", "60"),
+        ])
+        .unwrap();
         assert_eq!(c.auth, AuthSetting::TrustGateway);
         assert_eq!(c.rate_limit, None);
         assert_eq!(c.limits.max_future, TimeDelta::seconds(60));
-        assert!(matches!(cfg(&[("SLUICE_STREAM", "s"), ("SLUICE_AUTH", "disabled"), ("SLUICE_MAX_BODY_BYTES", "x")]), Err(ConfigError::Invalid { .. })));
+        assert!(matches!(
+            cfg(&[("SLUICE_STREAM", "s"), ("SLUICE_AUTH", "disabled"), ("SLUICE_MAX_BODY_BYTES", "x")]),
+            Err(ConfigError::Invalid { .. })
+        ));
     }
 }

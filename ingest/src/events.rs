@@ -17,6 +17,9 @@
 //! each request makes exactly one `append` call. Records are `serde_json::to_vec(&Event)` with
 //! partition key = `event_id` (even spread over shards; a producer's duplicates share a shard).
 
+// The error path of every helper here *is* the response (a `Problem`); boxing it buys nothing.
+#![allow(clippy::result_large_err)]
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -32,12 +35,12 @@ use serde_json::Value;
 use sluice_schemas::{IngestContext, Registry, Violation};
 use sluice_telemetry::{Counter, Metrics};
 
+use crate::AppState;
 use crate::auth::{AuthError, Authenticator};
 use crate::config::Limits;
 use crate::eventlog::{AppendOutcome, EventLog, LogRecord};
 use crate::problem::Problem;
 use crate::ratelimit::{Decision, RateLimit, RateLimiter};
-use crate::AppState;
 
 /// The intake: everything `POST /v1/events` and `GET /v1/schemas` use.
 pub struct Ingest {
@@ -62,7 +65,11 @@ struct Counters {
 impl Counters {
     fn new(metrics: &Metrics) -> Self {
         let events = |outcome: &str| {
-            metrics.counter("sluice_ingest_events_total", "Events posted to the ingest API, by outcome", &[("outcome", outcome)])
+            metrics.counter(
+                "sluice_ingest_events_total",
+                "Events posted to the ingest API, by outcome",
+                &[("outcome", outcome)],
+            )
         };
         let requests = crate::ROUTES
             .iter()
@@ -70,10 +77,22 @@ impl Counters {
             .flat_map(|r| r.statuses.iter())
             .map(|&s| {
                 let code = s.to_string();
-                (s, metrics.counter("sluice_ingest_requests_total", "POST /v1/events requests, by status", &[("status", &code)]))
+                (
+                    s,
+                    metrics.counter(
+                        "sluice_ingest_requests_total",
+                        "POST /v1/events requests, by status",
+                        &[("status", &code)],
+                    ),
+                )
             })
             .collect();
-        Self { accepted: events("accepted"), rejected: events("rejected"), unavailable: events("unavailable"), requests }
+        Self {
+            accepted: events("accepted"),
+            rejected: events("rejected"),
+            unavailable: events("unavailable"),
+            requests,
+        }
     }
 
     fn request(&self, status: StatusCode) {
@@ -178,11 +197,9 @@ async fn intake(ingest: &Ingest, request: Request) -> Result<Response, Problem> 
         single => vec![single],
     };
     if events.len() > ingest.limits.max_events {
-        return Err(Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-many-events", "Content Too Large").detail(format!(
-            "{} events in one request; at most {} are allowed.",
-            events.len(),
-            ingest.limits.max_events
-        )));
+        return Err(Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-many-events", "Content Too Large").detail(
+            format!("{} events in one request; at most {} are allowed.", events.len(), ingest.limits.max_events),
+        ));
     }
     if events.is_empty() {
         return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "empty-batch", "Unprocessable Content")
@@ -191,12 +208,12 @@ async fn intake(ingest: &Ingest, request: Request) -> Result<Response, Problem> 
             .with("rejected", 0.into())
             .with("results", Value::Array(Vec::new())));
     }
-    if let Some(limiter) = &ingest.limiter {
-        if let Decision::RetryAfter(secs) = limiter.check(&principal.producer, events.len(), Instant::now()) {
-            return Err(Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too Many Requests")
-                .detail(format!("Producer {:?} is over its event rate; retry in {secs} s.", principal.producer))
-                .retry_after(secs));
-        }
+    if let Some(limiter) = &ingest.limiter
+        && let Decision::RetryAfter(secs) = limiter.check(&principal.producer, events.len(), Instant::now())
+    {
+        return Err(Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too Many Requests")
+            .detail(format!("Producer {:?} is over its event rate; retry in {secs} s.", principal.producer))
+            .retry_after(secs));
     }
 
     let ctx = IngestContext { producer: principal.producer, received_at: now, max_future: ingest.limits.max_future };
@@ -220,7 +237,12 @@ async fn intake(ingest: &Ingest, request: Request) -> Result<Response, Problem> 
                         .with("index", index.into()));
                 }
                 record_index.push(results.len());
-                results.push(EventResult { index, event_id: Some(event.event_id.clone()), status: "unavailable", errors: Vec::new() });
+                results.push(EventResult {
+                    index,
+                    event_id: Some(event.event_id.clone()),
+                    status: "unavailable",
+                    errors: Vec::new(),
+                });
                 records.push(LogRecord { partition_key: event.event_id, data: Bytes::from(data) });
             }
             Err(rejection) => {
@@ -276,7 +298,8 @@ async fn intake(ingest: &Ingest, request: Request) -> Result<Response, Problem> 
             .with("rejected", rejected.into())
             .with("results", serde_json::to_value(&results).unwrap_or(Value::Null)));
     }
-    let body = serde_json::to_vec(&Accepted { accepted, rejected, results: &results }).map_err(|_| Problem::internal())?;
+    let body =
+        serde_json::to_vec(&Accepted { accepted, rejected, results: &results }).map_err(|_| Problem::internal())?;
     let mut response = (StatusCode::ACCEPTED, body).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(response)
@@ -304,7 +327,8 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
             .detail(format!("The body is larger than {limit} bytes; split the batch."))
             .with("max_body_bytes", limit.into())
     };
-    let announced = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let announced =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if announced.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }

@@ -174,7 +174,46 @@ pub fn app(state: AppState) -> Router {
         .route("/.well-known/jwks.json", get(schemas_route::jwks))
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
+        .layer(axum::middleware::from_fn(request_span))
         .with_state(state)
+}
+
+/// Header carrying the request id (taken from the request when present, else generated; echoed
+/// on the response).
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Runs each request inside a `request` span carrying its id, so every log line has it. The id
+/// is API Gateway's `requestContext.requestId` in Lambda, the `x-request-id` header otherwise,
+/// else a fresh random one.
+async fn request_span(mut request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use tracing::Instrument as _;
+    let id = request_id(&request);
+    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+    if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
+        request.headers_mut().insert(REQUEST_ID, v.clone());
+        let mut response = next.run(request).instrument(span).await;
+        response.headers_mut().insert(REQUEST_ID, v);
+        response
+    } else {
+        next.run(request).instrument(span).await
+    }
+}
+
+fn request_id(request: &axum::extract::Request) -> String {
+    #[allow(irrefutable_let_patterns)]
+    if let Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) =
+        request.extensions().get::<lambda_http::request::RequestContext>()
+        && let Some(id) = &ctx.request_id
+    {
+        return id.clone();
+    }
+    match request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()) {
+        Some(id) if !id.is_empty() && id.len() <= 128 => id.to_owned(),
+        _ => {
+            use rand::Rng as _;
+            format!("{:032x}", rand::rng().random::<u128>())
+        }
+    }
 }
 
 /// `GET /metrics`: the Prometheus text exposition of every registered metric.

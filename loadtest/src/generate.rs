@@ -75,16 +75,7 @@ const ROUTES: &[(&str, u32)] = &[
     ("POST /v1/orders", 5),
     ("DELETE /v1/items/{id}", 3),
 ];
-const STATUSES: &[(i64, u32)] = &[
-    (200, 85),
-    (201, 4),
-    (204, 2),
-    (400, 3),
-    (401, 1),
-    (404, 3),
-    (429, 1),
-    (500, 1),
-];
+const STATUSES: &[(i64, u32)] = &[(200, 85), (201, 4), (204, 2), (400, 3), (401, 1), (404, 3), (429, 1), (500, 1)];
 const PAGES: &[&str] = &["/", "/search", "/items", "/item", "/cart", "/checkout", "/account"];
 
 fn pick<T: Copy>(rng: &mut StdRng, items: &[(T, u32)]) -> T {
@@ -152,8 +143,7 @@ impl Generator {
         let received_at = (occurred_at + delay).trunc_subsecs(6);
         let kind = pick(&mut self.rng, &[(0u8, self.cfg.mix[0]), (1, self.cfg.mix[1]), (2, self.cfg.mix[2])]);
         let country_item = {
-            let items: Vec<((&str, &str), u32)> =
-                COUNTRIES.iter().map(|(c, w, cur)| ((*c, *cur), *w)).collect();
+            let items: Vec<((&str, &str), u32)> = COUNTRIES.iter().map(|(c, w, cur)| ((*c, *cur), *w)).collect();
             pick(&mut self.rng, &items)
         };
         let (event_type, schema_version, data) = match kind {
@@ -232,7 +222,13 @@ pub fn sequence_number(n: u64) -> String {
 }
 
 /// One Kinesis event record holding `data`.
-pub fn kinesis_record(shard_id: &str, seq: &str, partition_key: &str, data: Vec<u8>, arrival: DateTime<Utc>) -> KinesisEventRecord {
+pub fn kinesis_record(
+    shard_id: &str,
+    seq: &str,
+    partition_key: &str,
+    data: Vec<u8>,
+    arrival: DateTime<Utc>,
+) -> KinesisEventRecord {
     let mut r = KinesisEventRecord::default();
     r.aws_region = Some("us-east-1".to_owned());
     r.event_id = Some(format!("{shard_id}:{seq}"));
@@ -266,7 +262,12 @@ pub fn kinesis_event(shard_id: &str, first_seq: u64, payloads: Vec<Vec<u8>>, arr
 /// The next batch from `generator`: records while the KinesisEvent JSON stays within
 /// `target_bytes` and up to 10,000 records (Lambda's Kinesis batch maximum). Returns the event and the
 /// events it holds.
-pub fn kinesis_batch(generator: &mut Generator, shard_id: &str, first_seq: u64, target_bytes: usize) -> (KinesisEvent, Vec<Event>) {
+pub fn kinesis_batch(
+    generator: &mut Generator,
+    shard_id: &str,
+    first_seq: u64,
+    target_bytes: usize,
+) -> (KinesisEvent, Vec<Event>) {
     let mut events = Vec::new();
     let mut records = Vec::new();
     let mut size = 20;
@@ -361,17 +362,19 @@ fn value_text(v: &Value) -> String {
 /// late for a window when `received_at > window end + allowed_lateness`. Dimensions, measure and
 /// identity come from each event's schema version in `registry`; events of unknown types are
 /// skipped.
-pub fn ground_truth(registry: &Registry, events: &[Event], windows_secs: &[u32], allowed_lateness: TimeDelta) -> BTreeMap<TruthKey, TruthAgg> {
+pub fn ground_truth(
+    registry: &Registry,
+    events: &[Event],
+    windows_secs: &[u32],
+    allowed_lateness: TimeDelta,
+) -> BTreeMap<TruthKey, TruthAgg> {
     let mut out: BTreeMap<TruthKey, TruthAgg> = BTreeMap::new();
     for e in events {
         let Some(schema) = registry.get(&e.event_type).and_then(|t| t.version(e.schema_version)) else {
             continue;
         };
-        let dims: Vec<String> = schema
-            .dimensions
-            .iter()
-            .map(|d| e.data.get(d).map(value_text).unwrap_or_default())
-            .collect();
+        let dims: Vec<String> =
+            schema.dimensions.iter().map(|d| e.data.get(d).map(value_text).unwrap_or_default()).collect();
         let measure = schema.measure.as_ref().and_then(|m| e.data.get(m)).and_then(Value::as_f64);
         let identity = schema.identity.as_ref().and_then(|i| e.data.get(i)).map(value_text);
         for &w in windows_secs {

@@ -2,3 +2,4 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod generate;
+pub mod http_bench;

@@ -28,10 +28,8 @@ pub const PROJECTION_START_DATE: &str = "2020-01-01";
 
 /// The Parquet SerDe and its input/output formats (what Athena and Glue expect for Parquet).
 pub const PARQUET_SERDE: &str = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe";
-pub const PARQUET_INPUT_FORMAT: &str =
-    "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat";
-pub const PARQUET_OUTPUT_FORMAT: &str =
-    "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat";
+pub const PARQUET_INPUT_FORMAT: &str = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat";
+pub const PARQUET_OUTPUT_FORMAT: &str = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat";
 
 /// Glue limits a column comment to 255 characters.
 const MAX_COMMENT_CHARS: usize = 255;
@@ -42,11 +40,7 @@ const MAX_COMMENT_CHARS: usize = 255;
 pub enum AthenaError {
     /// A column's Arrow type has no Athena equivalent in [`hive_type`].
     #[error("{event_type}.{column}: Arrow type {data_type} has no Athena/Hive type mapping")]
-    UnsupportedType {
-        event_type: String,
-        column: String,
-        data_type: String,
-    },
+    UnsupportedType { event_type: String, column: String, data_type: String },
     /// The lake location is not `s3://bucket[/prefix]`.
     #[error("lake location {location:?} must be an s3://bucket[/prefix] URL")]
     InvalidLocation { location: String },
@@ -119,10 +113,7 @@ fn envelope_comment(column: &str) -> Option<&'static str> {
 
 /// Cuts `text` to [`MAX_COMMENT_CHARS`] characters and flattens line breaks.
 fn clean_comment(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(MAX_COMMENT_CHARS)
-        .collect()
+    text.chars().map(|c| if c.is_control() { ' ' } else { c }).take(MAX_COMMENT_CHARS).collect()
 }
 
 /// The table definition of one event type.
@@ -157,19 +148,12 @@ pub fn table_definition(event_type: &EventType) -> Result<TableDef, AthenaError>
                 .and_then(|d| d.as_str())
                 .map(str::to_owned)
         });
-        columns.push(ColumnDef {
-            name: name.clone(),
-            hive_type,
-            comment: comment.as_deref().map(clean_comment),
-        });
+        columns.push(ColumnDef { name: name.clone(), hive_type, comment: comment.as_deref().map(clean_comment) });
     }
     let description = latest
         .and_then(|v| v.document.get("description"))
         .and_then(|d| d.as_str())
-        .map_or_else(
-            || format!("{} events", event_type.name),
-            |d| format!("{} events: {d}", event_type.name),
-        );
+        .map_or_else(|| format!("{} events", event_type.name), |d| format!("{} events: {d}", event_type.name));
     Ok(TableDef {
         name: event_type.name.clone(),
         description: clean_comment(&description),
@@ -220,19 +204,13 @@ fn table_location(root: &str, event_type: &str) -> String {
 
 /// `s3://bucket[/prefix][/]` -> `s3://bucket[/prefix]/`.
 fn normalize_location(location: &str) -> Result<String, AthenaError> {
-    let invalid = || AthenaError::InvalidLocation {
-        location: location.to_owned(),
-    };
+    let invalid = || AthenaError::InvalidLocation { location: location.to_owned() };
     let rest = location.strip_prefix("s3://").ok_or_else(invalid)?;
     let rest = rest.trim_end_matches('/');
     let bucket = rest.split('/').next().unwrap_or_default();
     let valid_bucket = !bucket.is_empty()
-        && bucket
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
-    let valid_chars = !rest
-        .chars()
-        .any(|c| c.is_control() || c.is_whitespace() || matches!(c, '\'' | '\\' | '$'));
+        && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    let valid_chars = !rest.chars().any(|c| c.is_control() || c.is_whitespace() || matches!(c, '\'' | '\\' | '$'));
     if !valid_bucket || !valid_chars || rest.contains("//") {
         return Err(invalid());
     }
@@ -240,10 +218,7 @@ fn normalize_location(location: &str) -> Result<String, AthenaError> {
 }
 
 fn valid_database(name: &str) -> bool {
-    (1..=255).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    (1..=255).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// A Hive DDL string literal: single quotes, backslash escapes.
@@ -266,16 +241,10 @@ fn sql_string(text: &str) -> String {
 /// Idempotent statements (`IF NOT EXISTS`), separated by blank lines, each ending in `;`. Run
 /// them one at a time (Athena executes one statement per query). The tables are equivalent to
 /// the Glue tables of [`glue_resources_yaml`].
-pub fn athena_ddl(
-    registry: &Registry,
-    lake_location: &str,
-    database: &str,
-) -> Result<String, AthenaError> {
+pub fn athena_ddl(registry: &Registry, lake_location: &str, database: &str) -> Result<String, AthenaError> {
     let root = normalize_location(lake_location)?;
     if !valid_database(database) {
-        return Err(AthenaError::InvalidDatabase {
-            name: database.to_owned(),
-        });
+        return Err(AthenaError::InvalidDatabase { name: database.to_owned() });
     }
     let tables = table_definitions(registry)?;
     let mut out = String::new();
@@ -287,21 +256,12 @@ pub fn athena_ddl(
             Some(comment) => format!("`{}` {} COMMENT {}", c.name, c.hive_type, sql_string(comment)),
             None => format!("`{}` {}", c.name, c.hive_type),
         };
-        let columns: Vec<String> = table
-            .columns
-            .iter()
-            .map(|c| format!("  {}", column_line(c)))
+        let columns: Vec<String> = table.columns.iter().map(|c| format!("  {}", column_line(c))).collect();
+        let partitions: Vec<String> = table.partition_keys.iter().map(|c| format!("  {}", column_line(c))).collect();
+        let properties: Vec<String> = table_properties(&format!("{location}dt=${{dt}}/hour=${{hour}}/"))
+            .into_iter()
+            .map(|(k, v)| format!("  {}={}", sql_string(k), sql_string(&v)))
             .collect();
-        let partitions: Vec<String> = table
-            .partition_keys
-            .iter()
-            .map(|c| format!("  {}", column_line(c)))
-            .collect();
-        let properties: Vec<String> =
-            table_properties(&format!("{location}dt=${{dt}}/hour=${{hour}}/"))
-                .into_iter()
-                .map(|(k, v)| format!("  {}={}", sql_string(k), sql_string(&v)))
-                .collect();
         let _ = write!(
             out,
             "\nCREATE EXTERNAL TABLE IF NOT EXISTS `{database}`.`{name}` (\n{columns}\n)\n\
@@ -342,9 +302,7 @@ pub fn table_logical_id(event_type: &str) -> String {
         .filter(|part| !part.is_empty())
         .map(|part| {
             let mut chars = part.chars();
-            chars.next().map_or_else(String::new, |first| {
-                first.to_ascii_uppercase().to_string() + chars.as_str()
-            })
+            chars.next().map_or_else(String::new, |first| first.to_ascii_uppercase().to_string() + chars.as_str())
         })
         .collect();
     format!("LakeTable{camel}")
@@ -497,10 +455,7 @@ mod tests {
             (DataType::Int32, Some("int")),
             (DataType::Float64, Some("double")),
             (DataType::Boolean, Some("boolean")),
-            (
-                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-                Some("timestamp"),
-            ),
+            (DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), Some("timestamp")),
             (DataType::Timestamp(TimeUnit::Nanosecond, None), None),
             (DataType::UInt64, None),
         ];
@@ -513,11 +468,7 @@ mod tests {
     fn page_view_table_has_envelope_data_and_partition_columns() {
         let registry = registry();
         let table = table_definition(registry.get("page_view").unwrap()).unwrap();
-        let columns: Vec<(&str, &str)> = table
-            .columns
-            .iter()
-            .map(|c| (c.name.as_str(), c.hive_type))
-            .collect();
+        let columns: Vec<(&str, &str)> = table.columns.iter().map(|c| (c.name.as_str(), c.hive_type)).collect();
         assert_eq!(
             columns,
             vec![
@@ -541,10 +492,7 @@ mod tests {
         );
         let keys: Vec<&str> = table.partition_keys.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(keys, PARTITION_COLUMNS);
-        assert_eq!(
-            table.columns[13].comment.as_deref(),
-            Some("ISO 3166-1 alpha-2 country code, e.g. US")
-        );
+        assert_eq!(table.columns[13].comment.as_deref(), Some("ISO 3166-1 alpha-2 country code, e.g. US"));
     }
 
     #[test]
@@ -558,10 +506,7 @@ mod tests {
         assert!(ddl.contains("  `occurred_at` timestamp COMMENT"), "{ddl}");
         assert!(ddl.contains("  `duration_ms` double COMMENT"), "{ddl}");
         assert!(ddl.contains("PARTITIONED BY (\n  `dt` string COMMENT"), "{ddl}");
-        assert!(
-            ddl.contains("LOCATION 's3://my-lake/prod/events/event_type=page_view/'"),
-            "{ddl}"
-        );
+        assert!(ddl.contains("LOCATION 's3://my-lake/prod/events/event_type=page_view/'"), "{ddl}");
         assert!(ddl.contains(
             "'storage.location.template'='s3://my-lake/prod/events/event_type=page_view/dt=${dt}/hour=${hour}/'"
         ));
@@ -582,22 +527,15 @@ mod tests {
     #[test]
     fn ddl_rejects_bad_inputs() {
         let registry = registry();
-        for location in ["", "file:///tmp/lake", "s3://", "s3://Bucket", "s3://b/x'y", "s3://b/a//c"]
-        {
+        for location in ["", "file:///tmp/lake", "s3://", "s3://Bucket", "s3://b/x'y", "s3://b/a//c"] {
             assert!(
-                matches!(
-                    athena_ddl(&registry, location, "db"),
-                    Err(AthenaError::InvalidLocation { .. })
-                ),
+                matches!(athena_ddl(&registry, location, "db"), Err(AthenaError::InvalidLocation { .. })),
                 "{location}"
             );
         }
         for database in ["", "Sluice", "a-b", "a`b", "x y"] {
             assert!(
-                matches!(
-                    athena_ddl(&registry, "s3://b", database),
-                    Err(AthenaError::InvalidDatabase { .. })
-                ),
+                matches!(athena_ddl(&registry, "s3://b", database), Err(AthenaError::InvalidDatabase { .. })),
                 "{database}"
             );
         }
@@ -622,9 +560,7 @@ mod tests {
         assert!(existing.contains(
             "          storage.location.template: !Sub \"s3://${LakeBucket}/events/event_type=page_view/dt=${!dt}/hour=${!hour}/\"\n"
         ));
-        assert!(existing.contains(
-            "          Location: !Sub \"s3://${LakeBucket}/events/event_type=purchase/\"\n"
-        ));
+        assert!(existing.contains("          Location: !Sub \"s3://${LakeBucket}/events/event_type=purchase/\"\n"));
         for line in existing.lines().filter(|l| !l.is_empty()) {
             assert!(line.starts_with("  "), "not indented under Resources: {line:?}");
             assert!(!line.ends_with(' '), "trailing space: {line:?}");

@@ -57,29 +57,19 @@ impl FromStr for OutputFormat {
 }
 
 /// Renders `batches` (all of `schema`) in `format`; the text ends in a newline.
-pub fn format_batches(
-    schema: &SchemaRef,
-    batches: &[RecordBatch],
-    format: OutputFormat,
-) -> Result<String, QueryError> {
+pub fn format_batches(schema: &SchemaRef, batches: &[RecordBatch], format: OutputFormat) -> Result<String, QueryError> {
     let mut out = match format {
-        OutputFormat::Table => {
-            arrow::util::pretty::pretty_format_batches_with_schema(schema.clone(), batches)
-                .map_err(QueryError::Format)?
-                .to_string()
-                .into_bytes()
-        }
+        OutputFormat::Table => arrow::util::pretty::pretty_format_batches_with_schema(schema.clone(), batches)
+            .map_err(QueryError::Format)?
+            .to_string()
+            .into_bytes(),
         OutputFormat::Csv => {
             let mut buf = Vec::new();
             {
-                let mut writer = arrow::csv::WriterBuilder::new()
-                    .with_header(true)
-                    .build(&mut buf);
+                let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(&mut buf);
                 // The header is written with the first batch: write an empty one for 0 rows.
                 if batches.is_empty() {
-                    writer
-                        .write(&RecordBatch::new_empty(schema.clone()))
-                        .map_err(QueryError::Format)?;
+                    writer.write(&RecordBatch::new_empty(schema.clone())).map_err(QueryError::Format)?;
                 }
                 for batch in batches {
                     writer.write(batch).map_err(QueryError::Format)?;
@@ -89,9 +79,8 @@ pub fn format_batches(
         }
         OutputFormat::Json => {
             let mut buf = Vec::new();
-            let mut writer = arrow::json::WriterBuilder::new()
-                .with_explicit_nulls(true)
-                .build::<_, JsonArray>(&mut buf);
+            let mut writer =
+                arrow::json::WriterBuilder::new().with_explicit_nulls(true).build::<_, JsonArray>(&mut buf);
             for batch in batches {
                 writer.write(batch).map_err(QueryError::Format)?;
             }
@@ -120,11 +109,7 @@ mod tests {
             Field::new("country", DataType::Utf8, true),
             Field::new("n", DataType::Int64, false),
             Field::new("avg", DataType::Float64, true),
-            Field::new(
-                "at",
-                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-                false,
-            ),
+            Field::new("at", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
         ]));
         let batch = RecordBatch::try_new(
             schema.clone(),
@@ -132,10 +117,7 @@ mod tests {
                 Arc::new(StringArray::from(vec![Some("DE"), None])),
                 Arc::new(Int64Array::from(vec![3, 1])),
                 Arc::new(Float64Array::from(vec![Some(1.5), None])),
-                Arc::new(
-                    TimestampMicrosecondArray::from(vec![1_700_000_000_000_001, 0])
-                        .with_timezone("UTC"),
-                ),
+                Arc::new(TimestampMicrosecondArray::from(vec![1_700_000_000_000_001, 0]).with_timezone("UTC")),
             ],
         )
         .unwrap();
@@ -147,10 +129,7 @@ mod tests {
         assert_eq!("table".parse(), Ok(OutputFormat::Table));
         assert_eq!("CSV".parse(), Ok(OutputFormat::Csv));
         assert_eq!(" json ".parse(), Ok(OutputFormat::Json));
-        assert_eq!(
-            "xml".parse::<OutputFormat>(),
-            Err(UnknownFormat("xml".into()))
-        );
+        assert_eq!("xml".parse::<OutputFormat>(), Err(UnknownFormat("xml".into())));
         for f in OutputFormat::ALL {
             assert_eq!(f.to_string().parse(), Ok(f));
         }
@@ -175,10 +154,7 @@ mod tests {
     fn csv() {
         let (schema, batches) = sample();
         let out = format_batches(&schema, &batches, OutputFormat::Csv).unwrap();
-        assert_eq!(
-            out,
-            "country,n,avg,at\nDE,3,1.5,2023-11-14T22:13:20.000001Z\n,1,,1970-01-01T00:00:00Z\n"
-        );
+        assert_eq!(out, "country,n,avg,at\nDE,3,1.5,2023-11-14T22:13:20.000001Z\n,1,,1970-01-01T00:00:00Z\n");
     }
 
     #[test]
@@ -200,10 +176,7 @@ mod tests {
         let (schema, _) = sample();
         let table = format_batches(&schema, &[], OutputFormat::Table).unwrap();
         assert!(table.contains("| country | n | avg | at |"), "{table}");
-        assert_eq!(
-            format_batches(&schema, &[], OutputFormat::Csv).unwrap(),
-            "country,n,avg,at\n"
-        );
+        assert_eq!(format_batches(&schema, &[], OutputFormat::Csv).unwrap(), "country,n,avg,at\n");
         assert_eq!(format_batches(&schema, &[], OutputFormat::Json).unwrap(), "[]\n");
     }
 }

@@ -17,9 +17,7 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{
-    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-};
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::datasource::physical_plan::FileScanConfig;
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::DataFusionError;
@@ -99,15 +97,11 @@ impl S3Config {
     /// Region and endpoint from the shared AWS settings (`AWS_REGION`, `AWS_ENDPOINT_URL`, ...);
     /// credentials from object_store's environment chain.
     pub fn from_settings(settings: &sluice_aws::AwsSettings) -> Self {
-        Self {
-            region: settings.region.clone(),
-            endpoint: settings.endpoint_url.clone(),
-            credentials: None,
-        }
+        Self { region: settings.region.clone(), endpoint: settings.endpoint_url.clone(), credentials: None }
     }
 
-    /// The object store of one bucket.
-    fn store(&self, bucket: &str) -> Result<Arc<dyn ObjectStore>, QueryError> {
+    /// The object store of one bucket, configured as [`Lake::open`] uses it.
+    pub fn object_store(&self, bucket: &str) -> Result<Arc<dyn ObjectStore>, QueryError> {
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
         if let Some(region) = &self.region {
             builder = builder.with_region(region);
@@ -133,10 +127,7 @@ impl S3Config {
 /// Parses a lake location: `file:///abs/dir`, `s3://bucket[/prefix]`, or a local directory path
 /// (relative paths resolve against the current directory). The result always ends in `/`.
 pub fn parse_lake_url(location: &str) -> Result<Url, QueryError> {
-    let invalid = |reason: &str| QueryError::InvalidLakeUrl {
-        url: location.to_owned(),
-        reason: reason.to_owned(),
-    };
+    let invalid = |reason: &str| QueryError::InvalidLakeUrl { url: location.to_owned(), reason: reason.to_owned() };
     let mut url = if location.contains("://") {
         Url::parse(location).map_err(|e| invalid(&e.to_string()))?
     } else {
@@ -144,8 +135,7 @@ pub fn parse_lake_url(location: &str) -> Result<Url, QueryError> {
             return Err(invalid("empty path"));
         }
         let path = std::path::absolute(location).map_err(|e| invalid(&e.to_string()))?;
-        Url::from_directory_path(&path)
-            .map_err(|()| invalid("not representable as a file:// URL"))?
+        Url::from_directory_path(&path).map_err(|()| invalid("not representable as a file:// URL"))?
     };
     match url.scheme() {
         "file" => {
@@ -159,9 +149,7 @@ pub fn parse_lake_url(location: &str) -> Result<Url, QueryError> {
             }
         }
         other => {
-            return Err(invalid(&format!(
-                "unsupported scheme `{other}` (use file://, s3:// or a directory path)"
-            )));
+            return Err(invalid(&format!("unsupported scheme `{other}` (use file://, s3:// or a directory path)")));
         }
     }
     if url.query().is_some() || url.fragment().is_some() {
@@ -202,10 +190,7 @@ pub struct Lake {
 
 impl std::fmt::Debug for Lake {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lake")
-            .field("root", &self.root.as_str())
-            .field("tables", &self.tables)
-            .finish_non_exhaustive()
+        f.debug_struct("Lake").field("root", &self.root.as_str()).field("tables", &self.tables).finish_non_exhaustive()
     }
 }
 
@@ -213,24 +198,16 @@ impl Lake {
     /// Registers the lake at `location` (see [`parse_lake_url`]) for every event type of
     /// `registry`. Does no I/O: a missing event type directory is an empty table, and storage
     /// errors surface when a query runs.
-    pub async fn open(
-        location: &str,
-        registry: &Registry,
-        s3: &S3Config,
-    ) -> Result<Lake, QueryError> {
+    pub async fn open(location: &str, registry: &Registry, s3: &S3Config) -> Result<Lake, QueryError> {
         let root = parse_lake_url(location)?;
-        let config = SessionConfig::new()
-            .with_information_schema(true)
-            .with_default_catalog_and_schema("sluice", "lake");
+        let config =
+            SessionConfig::new().with_information_schema(true).with_default_catalog_and_schema("sluice", "lake");
         let ctx = SessionContext::new_with_config(config);
         if root.scheme() == "s3" {
             let bucket = root.host_str().unwrap_or_default();
             let store_url = Url::parse(&format!("s3://{bucket}"))
-                .map_err(|e| QueryError::InvalidLakeUrl {
-                    url: location.to_owned(),
-                    reason: e.to_string(),
-                })?;
-            ctx.register_object_store(&store_url, s3.store(bucket)?);
+                .map_err(|e| QueryError::InvalidLakeUrl { url: location.to_owned(), reason: e.to_string() })?;
+            ctx.register_object_store(&store_url, s3.object_store(bucket)?);
         }
 
         let setup = |e: DataFusionError, event_type: &str| QueryError::InvalidEventType {
@@ -248,10 +225,7 @@ impl Lake {
             }
             let dir = root
                 .join(&format!("events/event_type={name}/"))
-                .map_err(|e| QueryError::InvalidLakeUrl {
-                    url: location.to_owned(),
-                    reason: e.to_string(),
-                })?;
+                .map_err(|e| QueryError::InvalidLakeUrl { url: location.to_owned(), reason: e.to_string() })?;
             let table_url = ListingTableUrl::parse(dir.as_str()).map_err(|e| setup(e, name))?;
             let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
                 .with_file_extension(".parquet")
@@ -259,20 +233,14 @@ impl Lake {
                     ("dt".to_owned(), DataType::Utf8),
                     ("hour".to_owned(), DataType::Utf8),
                 ]);
-            let config = ListingTableConfig::new(table_url)
-                .with_listing_options(options)
-                .with_schema(event_type.arrow_schema());
+            let config =
+                ListingTableConfig::new(table_url).with_listing_options(options).with_schema(event_type.arrow_schema());
             let table = ListingTable::try_new(config).map_err(|e| setup(e, name))?;
-            ctx.register_table(name, Arc::new(table))
-                .map_err(|e| setup(e, name))?;
+            ctx.register_table(name, Arc::new(table)).map_err(|e| setup(e, name))?;
             tables.push(name.to_owned());
         }
 
-        let columns: Vec<&str> = ENVELOPE_COLUMNS
-            .iter()
-            .copied()
-            .chain(["dt", "hour"])
-            .collect();
+        let columns: Vec<&str> = ENVELOPE_COLUMNS.iter().copied().chain(["dt", "hour"]).collect();
         let mut view: Option<datafusion::dataframe::DataFrame> = None;
         for name in &tables {
             let part = ctx
@@ -286,8 +254,7 @@ impl Lake {
             });
         }
         if let Some(view) = view {
-            ctx.register_table(EVENTS_VIEW, view.into_view())
-                .map_err(|e| setup(e, EVENTS_VIEW))?;
+            ctx.register_table(EVENTS_VIEW, view.into_view()).map_err(|e| setup(e, EVENTS_VIEW))?;
         }
         Ok(Lake { ctx, root, tables })
     }
@@ -308,24 +275,15 @@ impl Lake {
     }
 
     async fn plan(&self, sql: &str) -> Result<datafusion::dataframe::DataFrame, QueryError> {
-        let read_only = SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false);
-        self.ctx
-            .sql_with_options(sql, read_only)
-            .await
-            .map_err(|e| QueryError::InvalidQuery(Box::new(e)))
+        let read_only = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
+        self.ctx.sql_with_options(sql, read_only).await.map_err(|e| QueryError::InvalidQuery(Box::new(e)))
     }
 
     /// Runs one read-only SQL statement and collects the result.
     pub async fn sql(&self, sql: &str) -> Result<QueryResult, QueryError> {
         let df = self.plan(sql).await?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let batches = df
-            .collect()
-            .await
-            .map_err(|e| QueryError::Execution(Box::new(e)))?;
+        let batches = df.collect().await.map_err(|e| QueryError::Execution(Box::new(e)))?;
         Ok(QueryResult { schema, batches })
     }
 
@@ -334,15 +292,13 @@ impl Lake {
         Ok(self.sql(sql).await?.batches)
     }
 
-    /// The files the query would read after partition pruning (object store paths, sorted),
-    /// without reading any of them. Listing the lake is the only I/O.
+    /// The files the query's plan scans after partition pruning (object store paths, sorted),
+    /// without running it. Planning lists the surviving partitions and reads those files'
+    /// footers (statistics); a query answered from statistics alone (e.g. a bare `count(*)`)
+    /// scans no file and returns an empty list.
     pub async fn files_to_scan(&self, sql: &str) -> Result<Vec<String>, QueryError> {
-        let plan = self
-            .plan(sql)
-            .await?
-            .create_physical_plan()
-            .await
-            .map_err(|e| QueryError::Execution(Box::new(e)))?;
+        let plan =
+            self.plan(sql).await?.create_physical_plan().await.map_err(|e| QueryError::Execution(Box::new(e)))?;
         let mut files = Vec::new();
         collect_files(&plan, &mut files);
         files.sort();
@@ -351,9 +307,8 @@ impl Lake {
 }
 
 fn collect_files(plan: &Arc<dyn ExecutionPlan>, out: &mut Vec<String>) {
-    if let Some(scan) = plan
-        .downcast_ref::<DataSourceExec>()
-        .and_then(|exec| exec.data_source().downcast_ref::<FileScanConfig>())
+    if let Some(scan) =
+        plan.downcast_ref::<DataSourceExec>().and_then(|exec| exec.data_source().downcast_ref::<FileScanConfig>())
     {
         for group in &scan.file_groups {
             out.extend(group.iter().map(|f| f.object_meta.location.to_string()));
@@ -367,18 +322,14 @@ fn collect_files(plan: &Arc<dyn ExecutionPlan>, out: &mut Vec<String>) {
 /// `sluice query`: opens the lake at `lake_url` (S3 settings from the environment: `AWS_REGION`,
 /// `AWS_ENDPOINT_URL`, credentials chain), runs one read-only `sql` statement and renders the
 /// result in `format`.
-pub async fn query(
-    lake_url: &str,
-    registry: &Registry,
-    sql: &str,
-    format: OutputFormat,
-) -> Result<String, QueryError> {
-    let s3 = S3Config::from_settings(&sluice_aws::AwsSettings::from_env()?);
-    Lake::open(lake_url, registry, &s3)
-        .await?
-        .sql(sql)
-        .await?
-        .format(format)
+pub async fn query(lake_url: &str, registry: &Registry, sql: &str, format: OutputFormat) -> Result<String, QueryError> {
+    // Only an s3:// lake needs (and so may fail on) the AWS settings.
+    let s3 = if parse_lake_url(lake_url)?.scheme() == "s3" {
+        S3Config::from_settings(&sluice_aws::AwsSettings::from_env()?)
+    } else {
+        S3Config::default()
+    };
+    Lake::open(lake_url, registry, &s3).await?.sql(sql).await?.format(format)
 }
 
 #[cfg(test)]
@@ -401,19 +352,22 @@ mod tests {
         let relative = parse_lake_url("lake").unwrap();
         assert_eq!(relative.scheme(), "file");
         assert!(relative.path().ends_with("/lake/"), "{relative}");
-        for bad in [
-            "",
-            "s3://",
-            "http://example.com/lake",
-            "memory:///",
-            "file://host/tmp",
-            "s3://b/p?x=1",
-            "not a url://x",
-        ] {
-            assert!(
-                matches!(parse_lake_url(bad), Err(QueryError::InvalidLakeUrl { .. })),
-                "{bad}"
-            );
+        for bad in
+            ["", "s3://", "http://example.com/lake", "memory:///", "file://host/tmp", "s3://b/p?x=1", "not a url://x"]
+        {
+            assert!(matches!(parse_lake_url(bad), Err(QueryError::InvalidLakeUrl { .. })), "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn lake_url_parsing_never_panics(input in "\\PC{0,40}", scheme in "(s3|file|http)://") {
+            for candidate in [input.clone(), format!("{scheme}{input}")] {
+                if let Ok(url) = parse_lake_url(&candidate) {
+                    proptest::prop_assert!(url.path().ends_with('/'));
+                    proptest::prop_assert!(matches!(url.scheme(), "s3" | "file"));
+                }
+            }
         }
     }
 
@@ -436,9 +390,7 @@ mod tests {
     async fn opens_an_empty_lake_and_refuses_writes() {
         let dir = tempfile::tempdir().unwrap();
         let registry = Registry::builtin().unwrap();
-        let lake = Lake::open(dir.path().to_str().unwrap(), &registry, &S3Config::default())
-            .await
-            .unwrap();
+        let lake = Lake::open(dir.path().to_str().unwrap(), &registry, &S3Config::default()).await.unwrap();
         assert_eq!(lake.tables(), ["api_call", "page_view", "purchase"]);
         let result = lake.sql("SELECT count(*) AS n FROM events").await.unwrap();
         assert_eq!(result.num_rows(), 1);
@@ -449,14 +401,17 @@ mod tests {
             "SET datafusion.execution.batch_size = 1",
             "DROP TABLE page_view",
         ] {
-            assert!(
-                matches!(lake.sql(sql).await, Err(QueryError::InvalidQuery(_))),
-                "{sql}"
-            );
+            assert!(matches!(lake.sql(sql).await, Err(QueryError::InvalidQuery(_))), "{sql}");
         }
-        assert!(matches!(
-            lake.sql("SELECT * FROM nope").await,
-            Err(QueryError::InvalidQuery(_))
-        ));
+        assert!(matches!(lake.sql("SELECT * FROM nope").await, Err(QueryError::InvalidQuery(_))));
+        // Read-only introspection stays available.
+        let tables = lake.sql("SHOW TABLES").await.unwrap();
+        let listed = tables.format(OutputFormat::Csv).unwrap();
+        for name in ["api_call", "page_view", "purchase", "events"] {
+            assert!(listed.contains(&format!(",{name},")), "{listed}");
+        }
+        let described = lake.sql("DESCRIBE page_view").await.unwrap();
+        assert_eq!(described.num_rows(), 16 + 2);
+        lake.sql("EXPLAIN SELECT count(*) FROM events WHERE dt = '2024-01-01'").await.unwrap();
     }
 }

@@ -8,6 +8,24 @@
 //! - [`athena`]: table definitions derived from the registry's Arrow schemas; [`athena_ddl`]
 //!   (`sluice athena-ddl`) and the Glue resources for template.yaml.
 //! - [`template`]: the generated block of template.yaml (`cargo run -p sluice-query --bin gen-glue`).
+//!
+//! ```no_run
+//! # async fn cli() -> Result<(), Box<dyn std::error::Error>> {
+//! let registry = sluice_schemas::Registry::builtin()?;
+//! // `sluice query "SQL" --format csv --lake file:///var/lib/sluice/lake`
+//! let text = sluice_query::query(
+//!     "file:///var/lib/sluice/lake",
+//!     &registry,
+//!     "SELECT country, count(*) FROM page_view WHERE dt = '2024-03-01' GROUP BY 1",
+//!     "csv".parse()?,
+//! )
+//! .await?;
+//! print!("{text}");
+//! // `sluice athena-ddl --lake s3://my-lake-bucket --database sluice_prod`
+//! print!("{}", sluice_query::athena_ddl(&registry, "s3://my-lake-bucket", "sluice_prod")?);
+//! # Ok(())
+//! # }
+//! ```
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod athena;

@@ -43,25 +43,15 @@ enum Block {
 
 fn locate(lines: &[&str]) -> Result<Block, TemplateError> {
     let find = |marker: &str| -> Vec<usize> {
-        lines
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| l.trim_end() == marker)
-            .map(|(i, _)| i)
-            .collect()
+        lines.iter().enumerate().filter(|(_, l)| l.trim_end() == marker).map(|(i, _)| i).collect()
     };
     let begins = find(BEGIN_MARKER);
     let ends = find(END_MARKER);
     match (begins.as_slice(), ends.as_slice()) {
-        ([begin], [end]) if begin < end => Ok(Block::Present {
-            begin: *begin,
-            end: *end,
-        }),
+        ([begin], [end]) if begin < end => Ok(Block::Present { begin: *begin, end: *end }),
         ([], []) => {
-            let resources = lines
-                .iter()
-                .position(|l| l.trim_end() == "Resources:")
-                .ok_or(TemplateError::NoResources)?;
+            let resources =
+                lines.iter().position(|l| l.trim_end() == "Resources:").ok_or(TemplateError::NoResources)?;
             // The section ends at the next top-level key (not indented, not a comment).
             let next_key = lines[resources + 1..]
                 .iter()
@@ -102,11 +92,7 @@ fn block_body(registry: &Registry, bucket: LakeBucket) -> Result<String, Templat
 pub fn render(template: &str, registry: &Registry) -> Result<String, TemplateError> {
     let lines: Vec<&str> = template.lines().collect();
     let block = locate(&lines)?;
-    let bucket = if lake_bucket_defined_outside(&lines, &block) {
-        LakeBucket::Existing
-    } else {
-        LakeBucket::Define
-    };
+    let bucket = if lake_bucket_defined_outside(&lines, &block) { LakeBucket::Existing } else { LakeBucket::Define };
     let body = block_body(registry, bucket)?;
     let (before, after): (&[&str], &[&str]) = match block {
         Block::Present { begin, end } => (&lines[..begin], &lines[end + 1..]),
@@ -117,8 +103,7 @@ pub fn render(template: &str, registry: &Registry) -> Result<String, TemplateErr
         out.push_str(line);
         out.push('\n');
     }
-    if matches!(block, Block::Missing { .. }) && before.last().is_some_and(|l| !l.trim().is_empty())
-    {
+    if matches!(block, Block::Missing { .. }) && before.last().is_some_and(|l| !l.trim().is_empty()) {
         out.push('\n');
     }
     out.push_str(BEGIN_MARKER);
@@ -126,8 +111,7 @@ pub fn render(template: &str, registry: &Registry) -> Result<String, TemplateErr
     out.push_str(&body);
     out.push_str(END_MARKER);
     out.push('\n');
-    if matches!(block, Block::Missing { .. }) && after.first().is_some_and(|l| !l.trim().is_empty())
-    {
+    if matches!(block, Block::Missing { .. }) && after.first().is_some_and(|l| !l.trim().is_empty()) {
         out.push('\n');
     }
     for line in after {
@@ -147,11 +131,7 @@ pub enum Check {
 
 /// Compares `template` with [`render`]`(template)`.
 pub fn check(template: &str, registry: &Registry) -> Result<Check, TemplateError> {
-    Ok(if render(template, registry)? == template {
-        Check::UpToDate
-    } else {
-        Check::Stale
-    })
+    Ok(if render(template, registry)? == template { Check::UpToDate } else { Check::Stale })
 }
 
 #[cfg(test)]
@@ -204,31 +184,38 @@ mod tests {
 
     #[test]
     fn references_a_lake_bucket_defined_elsewhere() {
-        let with_bucket = BASE.replace(
-            "Resources:\n",
-            "Resources:\n  LakeBucket:\n    Type: AWS::S3::Bucket\n",
-        );
+        let with_bucket = BASE.replace("Resources:\n", "Resources:\n  LakeBucket:\n    Type: AWS::S3::Bucket\n");
         let out = render(&with_bucket, &registry()).unwrap();
         assert_eq!(out.matches("  LakeBucket:\n").count(), 1);
         assert!(out.contains("!Sub \"s3://${LakeBucket}/events/event_type=page_view/\""));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn render_is_idempotent_around_arbitrary_resources(
+            before in proptest::collection::vec("  [A-Za-z]{1,8}:( [a-z]{0,5})?|    [a-z: ]{0,12}|", 0..6),
+            after in proptest::collection::vec("[A-Z][a-z]{0,8}:|  [a-z: ]{0,12}|# [a-z ]{0,10}", 0..6),
+        ) {
+            let template = format!(
+                "Resources:\n{}{}",
+                before.iter().map(|l| format!("{l}\n")).collect::<String>(),
+                after.iter().map(|l| format!("{l}\n")).collect::<String>(),
+            );
+            let registry = registry();
+            let once = render(&template, &registry).unwrap();
+            proptest::prop_assert_eq!(&render(&once, &registry).unwrap(), &once);
+            proptest::prop_assert_eq!(check(&once, &registry).unwrap(), Check::UpToDate);
+            proptest::prop_assert_eq!(once.matches(BEGIN_MARKER).count(), 1);
+        }
+    }
+
     #[test]
     fn bad_markers_are_refused() {
         let only_begin = BASE.replace("\nOutputs:", &format!("{BEGIN_MARKER}\n\nOutputs:"));
-        let reversed = BASE.replace(
-            "\nOutputs:",
-            &format!("{END_MARKER}\n{BEGIN_MARKER}\n\nOutputs:"),
-        );
+        let reversed = BASE.replace("\nOutputs:", &format!("{END_MARKER}\n{BEGIN_MARKER}\n\nOutputs:"));
         for template in [only_begin, reversed] {
-            assert!(matches!(
-                render(&template, &registry()),
-                Err(TemplateError::Markers(_))
-            ));
+            assert!(matches!(render(&template, &registry()), Err(TemplateError::Markers(_))));
         }
-        assert_eq!(
-            render("Outputs: {}\n", &registry()),
-            Err(TemplateError::NoResources)
-        );
+        assert_eq!(render("Outputs: {}\n", &registry()), Err(TemplateError::NoResources));
     }
 }

@@ -11,8 +11,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, RecordBatch,
-    StringBuilder, TimestampMicrosecondBuilder,
+    ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, RecordBatch, StringBuilder,
+    TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
@@ -106,11 +106,7 @@ impl std::fmt::Debug for RowsBuilder {
 impl RowsBuilder {
     /// A builder for `event_type`'s rows in `schema` (its `arrow_schema()`), with room for
     /// `capacity` rows.
-    pub fn new(
-        event_type: &str,
-        schema: SchemaRef,
-        capacity: usize,
-    ) -> Result<Self, ColumnarError> {
+    pub fn new(event_type: &str, schema: SchemaRef, capacity: usize) -> Result<Self, ColumnarError> {
         let mut columns = Vec::with_capacity(schema.fields().len());
         for field in schema.fields() {
             let source = match field.name().as_str() {
@@ -129,24 +125,18 @@ impl RowsBuilder {
                 data_type: field.data_type().to_string(),
             };
             let builder = match field.data_type() {
-                DataType::Utf8 => ColumnBuilder::Utf8(StringBuilder::with_capacity(
-                    capacity,
-                    capacity * string_bytes_hint(source),
-                )),
+                DataType::Utf8 => {
+                    ColumnBuilder::Utf8(StringBuilder::with_capacity(capacity, capacity * string_bytes_hint(source)))
+                }
                 DataType::Int32 => ColumnBuilder::Int32(Int32Builder::with_capacity(capacity)),
                 DataType::Int64 => ColumnBuilder::Int64(Int64Builder::with_capacity(capacity)),
-                DataType::Float64 => {
-                    ColumnBuilder::Float64(Float64Builder::with_capacity(capacity))
-                }
-                DataType::Boolean => {
-                    ColumnBuilder::Boolean(BooleanBuilder::with_capacity(capacity))
-                }
+                DataType::Float64 => ColumnBuilder::Float64(Float64Builder::with_capacity(capacity)),
+                DataType::Boolean => ColumnBuilder::Boolean(BooleanBuilder::with_capacity(capacity)),
                 DataType::Timestamp(TimeUnit::Microsecond, Some(tz))
                     if tz.as_ref() == "UTC" || tz.as_ref() == "+00:00" =>
                 {
                     ColumnBuilder::Timestamp(
-                        TimestampMicrosecondBuilder::with_capacity(capacity)
-                            .with_timezone(tz.clone()),
+                        TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone(tz.clone()),
                     )
                 }
                 _ => return Err(unsupported()),
@@ -163,27 +153,14 @@ impl RowsBuilder {
                         ColumnBuilder::Utf8(_)
                     )
                     | (Source::SchemaVersion, ColumnBuilder::Int32(_))
-                    | (
-                        Source::OccurredAt | Source::ReceivedAt,
-                        ColumnBuilder::Timestamp(_)
-                    )
+                    | (Source::OccurredAt | Source::ReceivedAt, ColumnBuilder::Timestamp(_))
             );
             if !type_fits {
                 return Err(unsupported());
             }
-            columns.push(Column {
-                name: field.name().clone(),
-                source,
-                nullable: field.is_nullable(),
-                builder,
-            });
+            columns.push(Column { name: field.name().clone(), source, nullable: field.is_nullable(), builder });
         }
-        Ok(Self {
-            schema,
-            event_type: event_type.to_owned(),
-            columns,
-            rows: 0,
-        })
+        Ok(Self { schema, event_type: event_type.to_owned(), columns, rows: 0 })
     }
 
     /// Rows appended so far.
@@ -198,19 +175,11 @@ impl RowsBuilder {
 
     /// Appends `event` (read from `shard_id` at `sequence_number`) as one row, or refuses it with
     /// [`ColumnarError::RowMismatch`] and appends nothing.
-    pub fn append(
-        &mut self,
-        event: &Event,
-        shard_id: &str,
-        sequence_number: &str,
-    ) -> Result<(), ColumnarError> {
+    pub fn append(&mut self, event: &Event, shard_id: &str, sequence_number: &str) -> Result<(), ColumnarError> {
         if event.event_type != self.event_type {
             return Err(ColumnarError::RowMismatch {
                 column: "event_type".to_owned(),
-                reason: format!(
-                    "is {:?}, this table is {:?}",
-                    event.event_type, self.event_type
-                ),
+                reason: format!("is {:?}, this table is {:?}", event.event_type, self.event_type),
             });
         }
         let mut cells = Vec::with_capacity(self.columns.len());
@@ -233,11 +202,10 @@ impl RowsBuilder {
             let cell = match column.source {
                 Source::EventId => Cell::Str(&event.event_id),
                 Source::EventType => Cell::Str(&event.event_type),
-                Source::SchemaVersion => {
-                    Cell::I32(i32::try_from(event.schema_version).map_err(|_| {
-                        mismatch(column, "schema_version does not fit in Int32")
-                    })?)
-                }
+                Source::SchemaVersion => Cell::I32(
+                    i32::try_from(event.schema_version)
+                        .map_err(|_| mismatch(column, "schema_version does not fit in Int32"))?,
+                ),
                 Source::OccurredAt => Cell::Micros(event.occurred_at.timestamp_micros()),
                 Source::ReceivedAt => Cell::Micros(event.received_at.timestamp_micros()),
                 Source::Producer => Cell::Str(&event.producer),
@@ -295,10 +263,7 @@ pub fn to_record_batch<'a>(
 }
 
 fn mismatch(column: &Column, reason: &str) -> ColumnarError {
-    ColumnarError::RowMismatch {
-        column: column.name.clone(),
-        reason: reason.to_owned(),
-    }
+    ColumnarError::RowMismatch { column: column.name.clone(), reason: reason.to_owned() }
 }
 
 fn data_cell<'a>(column: &Column, value: Option<&'a Value>) -> Result<Cell<'a>, ColumnarError> {
@@ -314,10 +279,7 @@ fn data_cell<'a>(column: &Column, value: Option<&'a Value>) -> Result<Cell<'a>, 
                 .filter(|f| f.fract() == 0.0 && *f >= -(2f64.powi(63)) && *f < 2f64.powi(63))
                 .map(|f| Cell::I64(f as i64))
         }),
-        (ColumnBuilder::Int32(_), Value::Number(n)) => n
-            .as_i64()
-            .and_then(|i| i32::try_from(i).ok())
-            .map(Cell::I32),
+        (ColumnBuilder::Int32(_), Value::Number(n)) => n.as_i64().and_then(|i| i32::try_from(i).ok()).map(Cell::I32),
         (ColumnBuilder::Float64(_), Value::Number(n)) => n.as_f64().map(Cell::F64),
         (ColumnBuilder::Boolean(_), Value::Bool(b)) => Some(Cell::Bool(*b)),
         _ => None,

@@ -27,8 +27,7 @@ pub const DATA_PAGE_ROW_LIMIT: usize = 20_000;
 /// zstd level: 3 is zstd's default, a good size/speed balance for write-once data.
 pub const ZSTD_LEVEL: i32 = 3;
 /// Envelope columns written without a dictionary (nearly unique per row).
-pub const NO_DICTIONARY_COLUMNS: &[&str] =
-    &["event_id", "sequence_number", "occurred_at", "received_at"];
+pub const NO_DICTIONARY_COLUMNS: &[&str] = &["event_id", "sequence_number", "occurred_at", "received_at"];
 
 /// Why a batch could not be encoded. A bug or resource problem, never the data's fault: the
 /// caller retries (the write is reported as failed).
@@ -52,10 +51,7 @@ pub fn writer_properties(metadata: &[(&str, String)]) -> WriterProperties {
     }
     if !metadata.is_empty() {
         builder = builder.set_key_value_metadata(Some(
-            metadata
-                .iter()
-                .map(|(k, v)| KeyValue::new((*k).to_owned(), v.clone()))
-                .collect(),
+            metadata.iter().map(|(k, v)| KeyValue::new((*k).to_owned(), v.clone())).collect(),
         ));
     }
     builder.build()
@@ -70,11 +66,7 @@ pub fn encode_parquet(
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     // Compressed output is ~30-60 bytes per row; start near that to avoid regrowing.
     let mut out = Vec::with_capacity(4096 + rows * 48);
-    let mut writer = ArrowWriter::try_new(
-        &mut out,
-        Arc::clone(schema),
-        Some(writer_properties(metadata)),
-    )?;
+    let mut writer = ArrowWriter::try_new(&mut out, Arc::clone(schema), Some(writer_properties(metadata)))?;
     for batch in batches {
         writer.write(batch)?;
     }

@@ -61,10 +61,7 @@ pub struct LakeWriterConfig {
 
 impl Default for LakeWriterConfig {
     fn default() -> Self {
-        Self {
-            source: DEFAULT_SOURCE.to_owned(),
-            write_concurrency: DEFAULT_WRITE_CONCURRENCY,
-        }
+        Self { source: DEFAULT_SOURCE.to_owned(), write_concurrency: DEFAULT_WRITE_CONCURRENCY }
     }
 }
 
@@ -78,10 +75,7 @@ pub struct LakeTables {
 impl LakeTables {
     /// Every event type of `registry` with its `arrow_schema()`.
     pub fn new(registry: Arc<Registry>) -> Self {
-        let schemas = registry
-            .event_types()
-            .map(|t| (t.name.clone(), t.arrow_schema()))
-            .collect();
+        let schemas = registry.event_types().map(|t| (t.name.clone(), t.arrow_schema())).collect();
         Self { registry, schemas }
     }
 
@@ -147,6 +141,7 @@ pub struct FailedGroup {
 }
 
 struct Group {
+    partition: Partition,
     builder: RowsBuilder,
     shard_id: String,
     first_sequence: String,
@@ -158,7 +153,7 @@ struct Group {
 /// Returns the prepared batch and the groups that failed to encode (never expected; reported as
 /// batch item failures by the caller).
 pub fn prepare(tables: &LakeTables, event: &KinesisEvent) -> (PreparedBatch, Vec<FailedGroup>) {
-    let mut groups: HashMap<(Partition, String), Group> = HashMap::new();
+    let mut groups: Vec<Group> = Vec::new();
     let mut invalid = Vec::new();
     let capacity_hint = event.records.len();
     for record in &event.records {
@@ -188,29 +183,35 @@ pub fn prepare(tables: &LakeTables, event: &KinesisEvent) -> (PreparedBatch, Vec
             }
         };
         let Some(schema) = tables.schema(&decoded.event_type) else {
-            invalid.push(reject(format!(
-                "event type {:?} has no lake table",
-                decoded.event_type
-            )));
+            invalid.push(reject(format!("event type {:?} has no lake table", decoded.event_type)));
             continue;
         };
-        let key = (
-            Partition::of(&decoded.event_type, decoded.occurred_at),
-            shard.to_owned(),
-        );
-        let group = match groups.entry(key) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => {
+        // Few groups per batch (types x hours): a linear scan beats hashing an owned key.
+        let partition_of = Partition::of_parts(decoded.occurred_at);
+        let position = groups.iter().position(|g| {
+            g.partition.dt == partition_of.0
+                && g.partition.hour == partition_of.1
+                && g.partition.event_type == decoded.event_type
+                && g.shard_id == shard
+        });
+        let group = match position {
+            Some(i) => &mut groups[i],
+            None => {
                 // A group usually holds a large share of the batch; over-reserving a little
                 // beats regrowing every column.
                 let capacity = (capacity_hint / 4).max(16);
                 match RowsBuilder::new(&decoded.event_type, schema.clone(), capacity) {
-                    Ok(builder) => e.insert(Group {
-                        builder,
-                        shard_id: shard.to_owned(),
-                        first_sequence: sequence_number.to_owned(),
-                        last_sequence: sequence_number.to_owned(),
-                    }),
+                    Ok(builder) => {
+                        groups.push(Group {
+                            partition: Partition::of(&decoded.event_type, decoded.occurred_at),
+                            builder,
+                            shard_id: shard.to_owned(),
+                            first_sequence: sequence_number.to_owned(),
+                            last_sequence: sequence_number.to_owned(),
+                        });
+                        let last = groups.len() - 1;
+                        &mut groups[last]
+                    }
                     Err(error) => {
                         invalid.push(reject(format!("no lake table for this event: {error}")));
                         continue;
@@ -224,43 +225,25 @@ pub fn prepare(tables: &LakeTables, event: &KinesisEvent) -> (PreparedBatch, Vec
         }
     }
 
-    let mut groups: Vec<((Partition, String), Group)> = groups
-        .into_iter()
-        .filter(|(_, g)| !g.builder.is_empty())
-        .collect();
-    groups.sort_by(|a, b| a.0.cmp(&b.0));
+    groups.retain(|g| !g.builder.is_empty());
+    groups.sort_by(|a, b| (&a.partition, &a.shard_id).cmp(&(&b.partition, &b.shard_id)));
     let mut files = Vec::with_capacity(groups.len());
     let mut failed = Vec::new();
-    for ((partition, _), mut group) in groups {
-        let first_sequence = group.first_sequence.clone();
-        match encode_group(&partition, &mut group) {
+    for mut group in groups {
+        match encode_group(&mut group) {
             Ok(file) => files.push(file),
-            Err(error) => failed.push(FailedGroup {
-                partition,
-                first_sequence,
-                error,
-            }),
+            Err(error) => {
+                failed.push(FailedGroup { partition: group.partition, first_sequence: group.first_sequence, error })
+            }
         }
     }
-    (
-        PreparedBatch {
-            files,
-            invalid,
-            records: event.records.len(),
-        },
-        failed,
-    )
+    (PreparedBatch { files, invalid, records: event.records.len() }, failed)
 }
 
-fn encode_group(partition: &Partition, group: &mut Group) -> Result<PreparedFile, PrepareError> {
-    let name = BatchFileName::new(
-        &group.shard_id,
-        &group.first_sequence,
-        &group.last_sequence,
-    )
-    .map_err(|e| {
-        PrepareError::Columnar(ColumnarError::Arrow(format!("unnameable group: {e}")))
-    })?;
+fn encode_group(group: &mut Group) -> Result<PreparedFile, PrepareError> {
+    let partition = &group.partition;
+    let name = BatchFileName::new(&group.shard_id, &group.first_sequence, &group.last_sequence)
+        .map_err(|e| PrepareError::Columnar(ColumnarError::Arrow(format!("unnameable group: {e}"))))?;
     let batch = group.builder.finish()?;
     let rows = batch.num_rows();
     let metadata = [
@@ -272,13 +255,7 @@ fn encode_group(partition: &Partition, group: &mut Group) -> Result<PreparedFile
     let schema = batch.schema();
     let bytes = encode_parquet(&schema, &[batch], &metadata)?;
     let path = partition.file_path(&name.to_string());
-    Ok(PreparedFile {
-        partition: partition.clone(),
-        name,
-        path,
-        rows,
-        bytes,
-    })
+    Ok(PreparedFile { partition: partition.clone(), name, path, rows, bytes })
 }
 
 /// The shard id of a record: the part of `eventID` (`shardId-...:<seq>`) before the last `:`.
@@ -330,18 +307,8 @@ impl<Q: DeadLetterQueue> LakeWriter<Q> {
     }
 
     /// [`LakeWriter::new`] with explicit settings.
-    pub fn with_config(
-        registry: Arc<Registry>,
-        lake: Lake,
-        dead_letters: Q,
-        config: LakeWriterConfig,
-    ) -> Self {
-        Self {
-            tables: LakeTables::new(registry),
-            lake,
-            dead_letters,
-            config,
-        }
+    pub fn with_config(registry: Arc<Registry>, lake: Lake, dead_letters: Q, config: LakeWriterConfig) -> Self {
+        Self { tables: LakeTables::new(registry), lake, dead_letters, config }
     }
 
     /// The lake written to.
@@ -349,13 +316,14 @@ impl<Q: DeadLetterQueue> LakeWriter<Q> {
         &self.lake
     }
 
+    /// The dead-letter port invalid records go to.
+    pub fn dead_letters(&self) -> &Q {
+        &self.dead_letters
+    }
+
     /// Handles one batch; `now` stamps dead letters. Never fails: every failure is reported in
     /// the response (see the module docs for the guarantees).
-    pub async fn process(
-        &self,
-        event: &KinesisEvent,
-        now: DateTime<Utc>,
-    ) -> (KinesisEventResponse, BatchOutcome) {
+    pub async fn process(&self, event: &KinesisEvent, now: DateTime<Utc>) -> (KinesisEventResponse, BatchOutcome) {
         let (prepared, prepare_failures) = prepare(&self.tables, event);
         let mut failed: Vec<String> = Vec::new();
         for group in &prepare_failures {
@@ -367,10 +335,7 @@ impl<Q: DeadLetterQueue> LakeWriter<Q> {
             );
             failed.push(group.first_sequence.clone());
         }
-        let mut outcome = BatchOutcome {
-            records: prepared.records,
-            ..BatchOutcome::default()
-        };
+        let mut outcome = BatchOutcome { records: prepared.records, ..BatchOutcome::default() };
 
         if !prepared.invalid.is_empty() {
             let letters: Vec<DeadLetter> = prepared
@@ -397,15 +362,14 @@ impl<Q: DeadLetterQueue> LakeWriter<Q> {
         }
 
         let lake = &self.lake;
-        let results: Vec<(PreparedFile, Result<(), crate::LakeError>)> =
-            futures::stream::iter(prepared.files)
-                .map(|file| async move {
-                    let result = lake.put(&file.path, file.bytes.clone()).await;
-                    (file, result)
-                })
-                .buffer_unordered(self.config.write_concurrency.max(1))
-                .collect()
-                .await;
+        let results: Vec<(PreparedFile, Result<(), crate::LakeError>)> = futures::stream::iter(prepared.files)
+            .map(|file| async move {
+                let result = lake.put(&file.path, file.bytes.clone()).await;
+                (file, result)
+            })
+            .buffer_unordered(self.config.write_concurrency.max(1))
+            .collect()
+            .await;
         for (file, result) in results {
             match result {
                 Ok(()) => {

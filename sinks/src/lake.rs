@@ -86,20 +86,13 @@ impl Lake {
         aws: &AwsSettings,
         s3_options: &[(AmazonS3ConfigKey, String)],
     ) -> Result<Self, LakeError> {
-        let invalid = |reason: &str| LakeError::InvalidUrl {
-            url: url.to_owned(),
-            reason: reason.to_owned(),
-        };
+        let invalid = |reason: &str| LakeError::InvalidUrl { url: url.to_owned(), reason: reason.to_owned() };
         let parsed = Url::parse(url).map_err(|e| invalid(&e.to_string()))?;
         match parsed.scheme() {
             "file" => {
-                let dir = parsed
-                    .to_file_path()
-                    .map_err(|()| invalid("file:// URLs need an absolute local path"))?;
-                std::fs::create_dir_all(&dir).map_err(|source| LakeError::CreateDir {
-                    path: dir.display().to_string(),
-                    source,
-                })?;
+                let dir = parsed.to_file_path().map_err(|()| invalid("file:// URLs need an absolute local path"))?;
+                std::fs::create_dir_all(&dir)
+                    .map_err(|source| LakeError::CreateDir { path: dir.display().to_string(), source })?;
                 let store = LocalFileSystem::new_with_prefix(&dir)?;
                 Ok(Self::new(Arc::new(store), Path::default(), url))
             }
@@ -123,23 +116,16 @@ impl Lake {
                     builder = builder.with_config(*key, value);
                 }
                 let store = builder.build()?;
-                let root = Path::parse(parsed.path().trim_matches('/'))
-                    .map_err(|e| invalid(&e.to_string()))?;
+                let root = Path::parse(parsed.path().trim_matches('/')).map_err(|e| invalid(&e.to_string()))?;
                 Ok(Self::new(Arc::new(store), root, url))
             }
-            other => Err(invalid(&format!(
-                "unsupported scheme {other:?} (use file://, memory:// or s3://)"
-            ))),
+            other => Err(invalid(&format!("unsupported scheme {other:?} (use file://, memory:// or s3://)"))),
         }
     }
 
     /// A lake over any store, `events/...` under `root`.
     pub fn new(store: Arc<dyn ObjectStore>, root: Path, url: &str) -> Self {
-        Self {
-            store,
-            root,
-            url: url.to_owned(),
-        }
+        Self { store, root, url: url.to_owned() }
     }
 
     /// The URL the lake was opened from.
@@ -169,9 +155,7 @@ impl Lake {
     /// Writes `bytes` at `relative`, replacing any object there. Atomic per object (readers see
     /// the old or the new content, never a mix); idempotent for the same bytes.
     pub async fn put(&self, relative: &str, bytes: Bytes) -> Result<(), LakeError> {
-        self.store
-            .put(&self.location(relative), PutPayload::from(bytes))
-            .await?;
+        self.store.put(&self.location(relative), PutPayload::from(bytes)).await?;
         Ok(())
     }
 
@@ -201,18 +185,10 @@ impl Lake {
         let mut files: Vec<LakeFile> = metas
             .into_iter()
             .filter_map(|meta| {
-                let relative: Vec<String> = meta
-                    .location
-                    .parts()
-                    .skip(root_parts)
-                    .map(|p| p.as_ref().to_owned())
-                    .collect();
+                let relative: Vec<String> =
+                    meta.location.parts().skip(root_parts).map(|p| p.as_ref().to_owned()).collect();
                 let path = layout::parse_data_path(&relative.join("/")).ok()?;
-                Some(LakeFile {
-                    path,
-                    location: meta.location.to_string(),
-                    size: meta.size,
-                })
+                Some(LakeFile { path, location: meta.location.to_string(), size: meta.size })
             })
             .collect();
         files.sort();
@@ -220,35 +196,22 @@ impl Lake {
     }
 
     /// The partitions holding at least one data file.
-    pub async fn list_partitions(
-        &self,
-        event_type: Option<&str>,
-    ) -> Result<BTreeSet<Partition>, LakeError> {
-        Ok(self
-            .list_files(event_type)
-            .await?
-            .into_iter()
-            .map(|f| f.path.partition)
-            .collect())
+    pub async fn list_partitions(&self, event_type: Option<&str>) -> Result<BTreeSet<Partition>, LakeError> {
+        Ok(self.list_files(event_type).await?.into_iter().map(|f| f.path.partition).collect())
     }
 
     /// Reads one Parquet file back as record batches (whole file in memory; for tests, checks
     /// and compaction of bounded files).
     pub async fn read_parquet(&self, relative: &str) -> Result<Vec<RecordBatch>, LakeError> {
         let bytes = self.get(relative).await?;
-        read_parquet_bytes(bytes).map_err(|source| LakeError::Corrupt {
-            path: relative.to_owned(),
-            source,
-        })
+        read_parquet_bytes(bytes).map_err(|source| LakeError::Corrupt { path: relative.to_owned(), source })
     }
 }
 
 /// Decodes an in-memory Parquet file into record batches.
 pub fn read_parquet_bytes(bytes: Bytes) -> Result<Vec<RecordBatch>, parquet::errors::ParquetError> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
-    reader
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))
+    reader.collect::<Result<Vec<_>, _>>().map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))
 }
 
 #[cfg(test)]
@@ -270,15 +233,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s3.root().as_ref(), "some/prefix");
-        assert_eq!(
-            s3.location("events/event_type=a/x.parquet").as_ref(),
-            "some/prefix/events/event_type=a/x.parquet"
-        );
+        assert_eq!(s3.location("events/event_type=a/x.parquet").as_ref(), "some/prefix/events/event_type=a/x.parquet");
         for bad in ["", "not a url", "gs://bucket/x", "s3:///nobucket", "http://x/y"] {
-            assert!(
-                matches!(Lake::open(bad, &aws), Err(LakeError::InvalidUrl { .. })),
-                "{bad:?}"
-            );
+            assert!(matches!(Lake::open(bad, &aws), Err(LakeError::InvalidUrl { .. })), "{bad:?}");
         }
     }
 }

@@ -63,19 +63,14 @@ mod tests {
     #[test]
     fn config_table() {
         let cfg = |vars: &[(&str, &str)]| {
-            let vars: Vec<(String, String)> =
-                vars.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+            let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
             LambdaConfig::from_lookup(|n| vars.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()))
         };
         assert_eq!(cfg(&[]), Err(MissingVar(ENV_LAKE_URL)));
         assert_eq!(cfg(&[(ENV_LAKE_URL, "s3://b/p")]), Err(MissingVar(ENV_DLQ_URL)));
         assert_eq!(
             cfg(&[(ENV_LAKE_URL, " s3://b/p "), (ENV_DLQ_URL, "http://q"), (ENV_SCHEMAS_DIR, "")]),
-            Ok(LambdaConfig {
-                lake_url: "s3://b/p".into(),
-                dlq_url: "http://q".into(),
-                schemas_dir: None
-            })
+            Ok(LambdaConfig { lake_url: "s3://b/p".into(), dlq_url: "http://q".into(), schemas_dir: None })
         );
     }
 }

@@ -54,6 +54,12 @@ impl Partition {
         }
     }
 
+    /// The `(dt, hour)` of `occurred_at` without building a [`Partition`] (no allocation).
+    pub fn of_parts(occurred_at: DateTime<Utc>) -> (NaiveDate, u8) {
+        // `hour()` is 0..=23, so the cast never truncates.
+        (occurred_at.date_naive(), occurred_at.hour() as u8)
+    }
+
     /// `events/event_type=<t>/dt=YYYY-MM-DD/hour=HH` (no trailing slash).
     pub fn dir(&self) -> String {
         format!(
@@ -96,11 +102,7 @@ pub struct BatchFileName {
 
 impl BatchFileName {
     /// Builds a name; rejects shard ids and sequence numbers that would not parse back.
-    pub fn new(
-        shard_id: &str,
-        first_sequence: &str,
-        last_sequence: &str,
-    ) -> Result<Self, LayoutError> {
+    pub fn new(shard_id: &str, first_sequence: &str, last_sequence: &str) -> Result<Self, LayoutError> {
         check_shard_id(shard_id)?;
         check_sequence(first_sequence)?;
         check_sequence(last_sequence)?;
@@ -122,11 +124,7 @@ impl BatchFileName {
 
 impl fmt::Display for BatchFileName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}-{}-{}{PARQUET_EXTENSION}",
-            self.shard_id, self.first_sequence, self.last_sequence
-        )
+        write!(f, "{}-{}-{}{PARQUET_EXTENSION}", self.shard_id, self.first_sequence, self.last_sequence)
     }
 }
 
@@ -148,18 +146,13 @@ impl DataPath {
 /// Parses `events/event_type=<t>/dt=YYYY-MM-DD/hour=HH/<name>.parquet` (relative to the lake
 /// root; a leading `/` is ignored). Inverse of [`Partition::file_path`].
 pub fn parse_data_path(path: &str) -> Result<DataPath, LayoutError> {
-    let not = |reason| LayoutError::NotADataPath {
-        path: path.to_owned(),
-        reason,
-    };
+    let not = |reason| LayoutError::NotADataPath { path: path.to_owned(), reason };
     let mut parts = path.trim_start_matches('/').split('/');
     if parts.next() != Some(EVENTS_DIR) {
         return Err(not("does not start with events/"));
     }
-    let event_type = parts
-        .next()
-        .and_then(|s| s.strip_prefix("event_type="))
-        .ok_or_else(|| not("missing event_type=<t>"))?;
+    let event_type =
+        parts.next().and_then(|s| s.strip_prefix("event_type=")).ok_or_else(|| not("missing event_type=<t>"))?;
     check_event_type(event_type).map_err(|_| not("bad event_type value"))?;
     let dt = parts
         .next()
@@ -182,21 +175,14 @@ pub fn parse_data_path(path: &str) -> Result<DataPath, LayoutError> {
         return Err(not("too many segments"));
     }
     Ok(DataPath {
-        partition: Partition {
-            event_type: event_type.to_owned(),
-            dt,
-            hour,
-        },
+        partition: Partition { event_type: event_type.to_owned(), dt, hour },
         file_name: file_name.to_owned(),
     })
 }
 
 /// Event types are path segments: lowercase letters, digits and `_` (the registry's rule).
 pub fn check_event_type(value: &str) -> Result<(), LayoutError> {
-    let ok = !value.is_empty()
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    let ok = !value.is_empty() && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     if ok {
         Ok(())
     } else {
@@ -210,9 +196,7 @@ pub fn check_event_type(value: &str) -> Result<(), LayoutError> {
 fn check_shard_id(value: &str) -> Result<(), LayoutError> {
     let ok = !value.is_empty()
         && value.len() <= 128
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     if ok {
         Ok(())
     } else {
@@ -228,10 +212,7 @@ fn check_sequence(value: &str) -> Result<(), LayoutError> {
     if ok {
         Ok(())
     } else {
-        Err(LayoutError::InvalidSegment {
-            value: value.to_owned(),
-            reason: "sequence numbers are 1-64 decimal digits",
-        })
+        Err(LayoutError::InvalidSegment { value: value.to_owned(), reason: "sequence numbers are 1-64 decimal digits" })
     }
 }
 
@@ -241,18 +222,12 @@ mod tests {
     use proptest::prelude::*;
 
     fn partition(t: &str, y: i32, m: u32, d: u32, h: u8) -> Partition {
-        Partition {
-            event_type: t.to_owned(),
-            dt: NaiveDate::from_ymd_opt(y, m, d).unwrap(),
-            hour: h,
-        }
+        Partition { event_type: t.to_owned(), dt: NaiveDate::from_ymd_opt(y, m, d).unwrap(), hour: h }
     }
 
     #[test]
     fn partition_of_uses_utc_date_and_hour() {
-        let t = DateTime::parse_from_rfc3339("2024-05-01T00:30:00+02:00")
-            .unwrap()
-            .with_timezone(&Utc);
+        let t = DateTime::parse_from_rfc3339("2024-05-01T00:30:00+02:00").unwrap().with_timezone(&Utc);
         let p = Partition::of("page_view", t);
         assert_eq!(p, partition("page_view", 2024, 4, 30, 22));
         assert_eq!(p.dir(), "events/event_type=page_view/dt=2024-04-30/hour=22");
@@ -274,13 +249,7 @@ mod tests {
              49590338271490256608559692540925702759324208523137515618.parquet"
         );
         assert_eq!(BatchFileName::parse(&text), Some(name));
-        for bad in [
-            "part-0.parquet",
-            "shardId-1-2-3.json",
-            "-1-2.parquet",
-            "s-1-x.parquet",
-            "s--2.parquet",
-        ] {
+        for bad in ["part-0.parquet", "shardId-1-2-3.json", "-1-2.parquet", "s-1-x.parquet", "s--2.parquet"] {
             assert_eq!(BatchFileName::parse(bad), None, "{bad}");
         }
         assert!(BatchFileName::new("shard/1", "1", "2").is_err());

@@ -56,17 +56,11 @@ impl SqliteCheckpoints {
                 PRIMARY KEY (mapping, shard_id)
             ) STRICT;",
         )?;
-        Ok(SqliteCheckpoints {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        Ok(SqliteCheckpoints { conn: Arc::new(Mutex::new(conn)) })
     }
 
     /// The checkpoint of (`mapping`, `shard_id`), if any (blocking).
-    pub fn get(
-        &self,
-        mapping: &str,
-        shard_id: &str,
-    ) -> Result<Option<SequenceNumber>, CheckpointError> {
+    pub fn get(&self, mapping: &str, shard_id: &str) -> Result<Option<SequenceNumber>, CheckpointError> {
         let conn = lock(&self.conn);
         let s: Option<String> = conn
             .query_row(
@@ -80,12 +74,7 @@ impl SqliteCheckpoints {
 
     /// Sets the checkpoint of (`mapping`, `shard_id`) to `seq`, committed before returning
     /// (blocking). Overwrites unconditionally (an operator may rewind).
-    pub fn set(
-        &self,
-        mapping: &str,
-        shard_id: &str,
-        seq: SequenceNumber,
-    ) -> Result<(), CheckpointError> {
+    pub fn set(&self, mapping: &str, shard_id: &str, seq: SequenceNumber) -> Result<(), CheckpointError> {
         let conn = lock(&self.conn);
         conn.prepare_cached(
             "INSERT INTO esm_checkpoints (mapping, shard_id, sequence_number, updated_at)
@@ -93,12 +82,7 @@ impl SqliteCheckpoints {
              ON CONFLICT (mapping, shard_id) DO UPDATE
              SET sequence_number = excluded.sequence_number, updated_at = excluded.updated_at",
         )?
-        .execute(params![
-            mapping,
-            shard_id,
-            seq.to_string(),
-            Utc::now().to_rfc3339()
-        ])?;
+        .execute(params![mapping, shard_id, seq.to_string(), Utc::now().to_rfc3339()])?;
         Ok(())
     }
 
@@ -108,9 +92,7 @@ impl SqliteCheckpoints {
         let mut stmt = conn.prepare_cached(
             "SELECT shard_id, sequence_number FROM esm_checkpoints WHERE mapping = ?1 ORDER BY shard_id",
         )?;
-        let rows = stmt.query_map([mapping], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })?;
+        let rows = stmt.query_map([mapping], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
         let mut out = Vec::new();
         for row in rows {
             let (shard, seq) = row?;
@@ -123,15 +105,11 @@ impl SqliteCheckpoints {
 impl CheckpointStore for SqliteCheckpoints {
     async fn load(&self, mapping: &str, shard_id: &str) -> Result<Option<SequenceNumber>, PortError> {
         let (this, mapping, shard_id) = (self.clone(), mapping.to_owned(), shard_id.to_owned());
-        blocking(move || this.get(&mapping, &shard_id))
-            .await
-            .map_err(PortError::new)
+        blocking(move || this.get(&mapping, &shard_id)).await.map_err(PortError::new)
     }
 
     async fn save(&self, mapping: &str, shard_id: &str, seq: SequenceNumber) -> Result<(), PortError> {
         let (this, mapping, shard_id) = (self.clone(), mapping.to_owned(), shard_id.to_owned());
-        blocking(move || this.set(&mapping, &shard_id, seq))
-            .await
-            .map_err(PortError::new)
+        blocking(move || this.set(&mapping, &shard_id, seq)).await.map_err(PortError::new)
     }
 }

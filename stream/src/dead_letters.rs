@@ -90,7 +90,8 @@ impl std::fmt::Debug for LocalDeadLetters {
     }
 }
 
-const SUMMARY_COLUMNS: &str = "id, mapping, stream_arn, shard_id, first_seq, last_seq, reason, error, attempts, failed_at, record_count";
+const SUMMARY_COLUMNS: &str =
+    "id, mapping, stream_arn, shard_id, first_seq, last_seq, reason, error, attempts, failed_at, record_count";
 
 impl LocalDeadLetters {
     /// Opens (creating if needed) the `dead_letters` table in the SQLite file at `path`.
@@ -112,9 +113,7 @@ impl LocalDeadLetters {
                 records TEXT NOT NULL
             ) STRICT;",
         )?;
-        Ok(LocalDeadLetters {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        Ok(LocalDeadLetters { conn: Arc::new(Mutex::new(conn)) })
     }
 
     /// Stores `batch` (committed before returning); returns its id (blocking).
@@ -122,10 +121,8 @@ impl LocalDeadLetters {
         if batch.records.is_empty() {
             return Err(DeadLetterError::Empty);
         }
-        let records = serde_json::to_string(&batch.records).map_err(|e| DeadLetterError::Corrupt {
-            id: 0,
-            reason: format!("cannot encode records: {e}"),
-        })?;
+        let records = serde_json::to_string(&batch.records)
+            .map_err(|e| DeadLetterError::Corrupt { id: 0, reason: format!("cannot encode records: {e}") })?;
         let conn = lock(&self.conn);
         conn.prepare_cached(
             "INSERT INTO dead_letters (mapping, stream_arn, shard_id, first_seq, last_seq, reason, error, attempts, failed_at, record_count, records)
@@ -150,9 +147,7 @@ impl LocalDeadLetters {
     /// Every dead letter, oldest first, without records (blocking).
     pub fn list(&self) -> Result<Vec<DeadLetterSummary>, DeadLetterError> {
         let conn = lock(&self.conn);
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {SUMMARY_COLUMNS} FROM dead_letters ORDER BY id"
-        ))?;
+        let mut stmt = conn.prepare_cached(&format!("SELECT {SUMMARY_COLUMNS} FROM dead_letters ORDER BY id"))?;
         let rows = stmt.query_map([], raw_summary)?;
         let mut out = Vec::new();
         for row in rows {
@@ -165,20 +160,15 @@ impl LocalDeadLetters {
     pub fn get(&self, id: i64) -> Result<Option<DeadLetter>, DeadLetterError> {
         let conn = lock(&self.conn);
         let row = conn
-            .prepare_cached(&format!(
-                "SELECT {SUMMARY_COLUMNS}, records FROM dead_letters WHERE id = ?1"
-            ))?
+            .prepare_cached(&format!("SELECT {SUMMARY_COLUMNS}, records FROM dead_letters WHERE id = ?1"))?
             .query_row([id], |r| Ok((raw_summary(r)?, r.get::<_, String>(11)?)))
             .optional()?;
         let Some((raw, records_json)) = row else {
             return Ok(None);
         };
         let s = raw.parse()?;
-        let records: Vec<StreamRecord> =
-            serde_json::from_str(&records_json).map_err(|e| DeadLetterError::Corrupt {
-                id,
-                reason: format!("records: {e}"),
-            })?;
+        let records: Vec<StreamRecord> = serde_json::from_str(&records_json)
+            .map_err(|e| DeadLetterError::Corrupt { id, reason: format!("records: {e}") })?;
         Ok(Some(DeadLetter {
             id,
             batch: FailedBatch {
@@ -214,9 +204,7 @@ impl LocalDeadLetters {
 impl FailureDestination for LocalDeadLetters {
     async fn send(&self, batch: &FailedBatch) -> Result<(), PortError> {
         let (this, batch) = (self.clone(), batch.clone());
-        blocking(move || this.insert(&batch).map(|_| ()))
-            .await
-            .map_err(PortError::new)
+        blocking(move || this.insert(&batch).map(|_| ())).await.map_err(PortError::new)
     }
 }
 
@@ -257,22 +245,14 @@ impl RawSummary {
         let corrupt = |reason: String| DeadLetterError::Corrupt { id, reason };
         Ok(DeadLetterSummary {
             id,
-            first_sequence: self
-                .first_seq
-                .parse()
-                .map_err(|e| corrupt(format!("first_seq: {e}")))?,
-            last_sequence: self
-                .last_seq
-                .parse()
-                .map_err(|e| corrupt(format!("last_seq: {e}")))?,
+            first_sequence: self.first_seq.parse().map_err(|e| corrupt(format!("first_seq: {e}")))?,
+            last_sequence: self.last_seq.parse().map_err(|e| corrupt(format!("last_seq: {e}")))?,
             reason: self.reason.parse().map_err(corrupt)?,
-            attempts: u32::try_from(self.attempts)
-                .map_err(|e| corrupt(format!("attempts: {e}")))?,
+            attempts: u32::try_from(self.attempts).map_err(|e| corrupt(format!("attempts: {e}")))?,
             failed_at: DateTime::parse_from_rfc3339(&self.failed_at)
                 .map_err(|e| corrupt(format!("failed_at: {e}")))?
                 .with_timezone(&Utc),
-            record_count: usize::try_from(self.record_count)
-                .map_err(|e| corrupt(format!("record_count: {e}")))?,
+            record_count: usize::try_from(self.record_count).map_err(|e| corrupt(format!("record_count: {e}")))?,
             mapping: self.mapping,
             stream_arn: self.stream_arn,
             shard_id: self.shard_id,

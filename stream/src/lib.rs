@@ -23,13 +23,11 @@ mod sqlite;
 pub use checkpoints::{CheckpointError, SqliteCheckpoints};
 pub use dead_letters::{DeadLetter, DeadLetterError, DeadLetterSummary, DiscardDestination, LocalDeadLetters};
 pub use esm::{
-    Backoff, BatchHandler, CheckpointStore, EsmConfig, EsmError, EventSourceMapping, FailedBatch,
-    FailureDestination, FailureReason, HandlerError, MappingStatus, MappingStatusSnapshot,
-    PortError, ShardSource,
+    Backoff, BatchHandler, CheckpointStore, EsmConfig, EsmError, EventSourceMapping, FailedBatch, FailureDestination,
+    FailureReason, HandlerError, MappingStatus, MappingStatusSnapshot, PortError, ShardSource,
 };
 pub use local::{LocalStream, LocalStreamConfig, PutEntry, PutResult, StreamError};
 pub use record::{
-    SequenceNumber, SequenceNumberError, StreamRecord, sequence_number_of, shard_id, shard_id_of,
-    to_kinesis_event,
+    SequenceNumber, SequenceNumberError, StreamRecord, sequence_number_of, shard_id, shard_id_of, to_kinesis_event,
 };
 pub use sqlite::Durability;

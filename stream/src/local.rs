@@ -54,11 +54,7 @@ pub struct LocalStreamConfig {
 
 impl Default for LocalStreamConfig {
     fn default() -> Self {
-        LocalStreamConfig {
-            shards: 4,
-            retention: chrono::Duration::hours(24),
-            durability: Durability::default(),
-        }
+        LocalStreamConfig { shards: 4, retention: chrono::Duration::hours(24), durability: Durability::default() }
     }
 }
 
@@ -121,10 +117,7 @@ pub enum StreamError {
 impl StreamError {
     /// Whether retrying the same call later may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            StreamError::Unavailable(_) | StreamError::Interrupted(_)
-        )
+        matches!(self, StreamError::Unavailable(_) | StreamError::Interrupted(_))
     }
 }
 
@@ -137,10 +130,7 @@ pub struct LocalStream {
 
 impl std::fmt::Debug for LocalStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalStream")
-            .field("path", &self.inner.path)
-            .field("config", &self.inner.config)
-            .finish()
+        f.debug_struct("LocalStream").field("path", &self.inner.path).field("config", &self.inner.config).finish()
     }
 }
 
@@ -165,16 +155,10 @@ impl LocalStream {
     /// Fails with `ShardCountMismatch` if the file exists with another shard count.
     pub fn open(path: &Path, config: LocalStreamConfig) -> Result<Self, StreamError> {
         if config.shards == 0 || config.shards > MAX_SHARDS {
-            return Err(StreamError::InvalidConfig(format!(
-                "shards must be 1..={MAX_SHARDS}, got {}",
-                config.shards
-            )));
+            return Err(StreamError::InvalidConfig(format!("shards must be 1..={MAX_SHARDS}, got {}", config.shards)));
         }
         if config.retention <= chrono::Duration::zero() {
-            return Err(StreamError::InvalidConfig(format!(
-                "retention must be positive, got {}",
-                config.retention
-            )));
+            return Err(StreamError::InvalidConfig(format!("retention must be positive, got {}", config.retention)));
         }
         let mut conn = sqlite::open(path, config.durability)?;
         conn.set_prepared_statement_cache_capacity(config.shards as usize + 16);
@@ -184,13 +168,8 @@ impl LocalStream {
             tx.execute_batch(
                 "CREATE TABLE IF NOT EXISTS stream_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT;",
             )?;
-            let existing: Option<i64> = tx
-                .query_row(
-                    "SELECT value FROM stream_meta WHERE key = ?1",
-                    [META_SHARDS],
-                    |r| r.get(0),
-                )
-                .optional()?;
+            let existing: Option<i64> =
+                tx.query_row("SELECT value FROM stream_meta WHERE key = ?1", [META_SHARDS], |r| r.get(0)).optional()?;
             match existing {
                 None => {
                     tx.execute(
@@ -250,10 +229,7 @@ impl LocalStream {
     /// The shard a record with `partition_key` goes to.
     pub fn shard_for(&self, partition_key: &str) -> &str {
         let i = shard_for_partition_key(partition_key, self.inner.config.shards) as usize;
-        self.inner
-            .shard_ids
-            .get(i)
-            .map_or("", std::string::String::as_str)
+        self.inner.shard_ids.get(i).map_or("", std::string::String::as_str)
     }
 
     /// Appends `entries` in ONE transaction, arrival time now; returns, in input order, where each
@@ -264,11 +240,7 @@ impl LocalStream {
 
     /// [`LocalStream::put_records`] with an explicit arrival time (replays, tests). Arrival times
     /// are stored with millisecond precision.
-    pub fn put_records_at(
-        &self,
-        entries: &[PutEntry],
-        arrival: DateTime<Utc>,
-    ) -> Result<Vec<PutResult>, StreamError> {
+    pub fn put_records_at(&self, entries: &[PutEntry], arrival: DateTime<Utc>) -> Result<Vec<PutResult>, StreamError> {
         for (index, e) in entries.iter().enumerate() {
             validate_entry(e).map_err(|reason| StreamError::InvalidRecord { index, reason })?;
         }
@@ -276,30 +248,20 @@ impl LocalStream {
             return Ok(Vec::new());
         }
         let shards = self.inner.config.shards;
-        let routes: Vec<usize> = entries
-            .iter()
-            .map(|e| shard_for_partition_key(&e.partition_key, shards) as usize)
-            .collect();
+        let routes: Vec<usize> =
+            entries.iter().map(|e| shard_for_partition_key(&e.partition_key, shards) as usize).collect();
         let arrival_ms = arrival.timestamp_millis();
 
         let mut conn = lock(&self.inner.writer);
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let last: i64 = tx.query_row(
-            "SELECT value FROM stream_meta WHERE key = ?1",
-            [META_LAST_SEQ],
-            |r| r.get(0),
-        )?;
+        let last: i64 = tx.query_row("SELECT value FROM stream_meta WHERE key = ?1", [META_LAST_SEQ], |r| r.get(0))?;
         let mut seq = last;
         let mut results = Vec::with_capacity(entries.len());
         {
-            let mut stmts: Vec<Option<CachedStatement<'_>>> =
-                (0..shards).map(|_| None).collect();
+            let mut stmts: Vec<Option<CachedStatement<'_>>> = (0..shards).map(|_| None).collect();
             for (e, &shard) in entries.iter().zip(&routes) {
-                seq = seq
-                    .checked_add(1)
-                    .ok_or_else(|| StreamError::Corrupt("sequence counter overflow".into()))?;
-                let (Some(slot), Some(table)) = (stmts.get_mut(shard), self.inner.tables.get(shard))
-                else {
+                seq = seq.checked_add(1).ok_or_else(|| StreamError::Corrupt("sequence counter overflow".into()))?;
+                let (Some(slot), Some(table)) = (stmts.get_mut(shard), self.inner.tables.get(shard)) else {
                     return Err(StreamError::Corrupt(format!("no table for shard {shard}")));
                 };
                 let stmt = match slot {
@@ -315,10 +277,7 @@ impl LocalStream {
                 });
             }
         }
-        tx.execute(
-            "UPDATE stream_meta SET value = ?1 WHERE key = ?2",
-            params![seq, META_LAST_SEQ],
-        )?;
+        tx.execute("UPDATE stream_meta SET value = ?1 WHERE key = ?2", params![seq, META_LAST_SEQ])?;
         tx.commit()?;
         Ok(results)
     }
@@ -350,22 +309,13 @@ impl LocalStream {
             return Ok(Vec::new());
         }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let table = self
-            .inner
-            .tables
-            .get(index)
-            .ok_or_else(|| StreamError::UnknownShard(shard_id.to_owned()))?;
+        let table = self.inner.tables.get(index).ok_or_else(|| StreamError::UnknownShard(shard_id.to_owned()))?;
         self.with_reader(|conn| {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT seq, partition_key, arrival_ms, data FROM {table} WHERE seq > ?1 ORDER BY seq LIMIT ?2"
             ))?;
             let rows = stmt.query_map(params![after, limit], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, Vec<u8>>(3)?,
-                ))
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, Vec<u8>>(3)?))
             })?;
             let mut out = Vec::new();
             for row in rows {
@@ -374,9 +324,8 @@ impl LocalStream {
                     shard_id: shard_id.to_owned(),
                     sequence_number: local_seq(seq)?,
                     partition_key,
-                    approximate_arrival: DateTime::from_timestamp_millis(arrival_ms).ok_or_else(
-                        || StreamError::Corrupt(format!("arrival time {arrival_ms} out of range")),
-                    )?,
+                    approximate_arrival: DateTime::from_timestamp_millis(arrival_ms)
+                        .ok_or_else(|| StreamError::Corrupt(format!("arrival time {arrival_ms} out of range")))?,
                     data,
                 });
             }
@@ -387,9 +336,7 @@ impl LocalStream {
     /// Deletes, in one transaction, every record that arrived before `now - retention`; returns
     /// how many were deleted. Sequence numbers of deleted records are never reused.
     pub fn trim_expired(&self, now: DateTime<Utc>) -> Result<u64, StreamError> {
-        let cutoff = now
-            .checked_sub_signed(self.inner.config.retention)
-            .map_or(i64::MIN, |t| t.timestamp_millis());
+        let cutoff = now.checked_sub_signed(self.inner.config.retention).map_or(i64::MIN, |t| t.timestamp_millis());
         let mut conn = lock(&self.inner.writer);
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut deleted = 0u64;
@@ -404,11 +351,8 @@ impl LocalStream {
     /// Checks that the stream file is readable. `Err` means the stream cannot serve requests.
     pub fn health(&self) -> Result<(), StreamError> {
         self.with_reader(|conn| {
-            let shards: i64 = conn.query_row(
-                "SELECT value FROM stream_meta WHERE key = ?1",
-                [META_SHARDS],
-                |r| r.get(0),
-            )?;
+            let shards: i64 =
+                conn.query_row("SELECT value FROM stream_meta WHERE key = ?1", [META_SHARDS], |r| r.get(0))?;
             if shards == i64::from(self.inner.config.shards) {
                 Ok(())
             } else {
@@ -421,10 +365,7 @@ impl LocalStream {
     }
 
     /// [`LocalStream::put_records`] on the blocking pool.
-    pub async fn put_records_async(
-        &self,
-        entries: Vec<PutEntry>,
-    ) -> Result<Vec<PutResult>, StreamError> {
+    pub async fn put_records_async(&self, entries: Vec<PutEntry>) -> Result<Vec<PutResult>, StreamError> {
         let this = self.clone();
         blocking(move || this.put_records(&entries)).await
     }
@@ -453,10 +394,7 @@ impl LocalStream {
         blocking(move || this.health()).await
     }
 
-    fn with_reader<T>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T, StreamError>,
-    ) -> Result<T, StreamError> {
+    fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StreamError>) -> Result<T, StreamError> {
         let pooled = lock(&self.inner.readers).pop();
         let conn = match pooled {
             Some(c) => c,
@@ -487,9 +425,7 @@ impl ShardSource for LocalStream {
         after: Option<SequenceNumber>,
         limit: usize,
     ) -> Result<Vec<StreamRecord>, PortError> {
-        self.read_async(shard_id, after, limit)
-            .await
-            .map_err(PortError::new)
+        self.read_async(shard_id, after, limit).await.map_err(PortError::new)
     }
 }
 
@@ -502,24 +438,20 @@ fn local_seq(seq: i64) -> Result<SequenceNumber, StreamError> {
 fn validate_entry(e: &PutEntry) -> Result<(), String> {
     let chars = e.partition_key.chars().count();
     if chars == 0 || chars > MAX_PARTITION_KEY_CHARS {
-        return Err(format!(
-            "partition key must be 1..={MAX_PARTITION_KEY_CHARS} characters, got {chars}"
-        ));
+        return Err(format!("partition key must be 1..={MAX_PARTITION_KEY_CHARS} characters, got {chars}"));
     }
     let size = e.partition_key.len() + e.data.len();
     if size > MAX_RECORD_BYTES {
-        return Err(format!(
-            "record is {size} bytes (partition key + data), the limit is {MAX_RECORD_BYTES}"
-        ));
+        return Err(format!("record is {size} bytes (partition key + data), the limit is {MAX_RECORD_BYTES}"));
     }
     Ok(())
 }
 
-pub(crate) async fn blocking<T: Send + 'static, E: Send + 'static>(
-    f: impl FnOnce() -> Result<T, E> + Send + 'static,
-) -> Result<T, E>
+/// Runs a blocking call on Tokio's blocking pool.
+pub(crate) async fn blocking<T, E>(f: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, E>
 where
-    E: From<tokio::task::JoinError>,
+    T: Send + 'static,
+    E: Send + 'static + From<tokio::task::JoinError>,
 {
     tokio::task::spawn_blocking(f).await?
 }
@@ -536,30 +468,15 @@ mod tests {
 
     #[test]
     fn validates_entries() {
-        let ok = PutEntry {
-            partition_key: "k".into(),
-            data: vec![0; 10],
-        };
+        let ok = PutEntry { partition_key: "k".into(), data: vec![0; 10] };
         assert!(validate_entry(&ok).is_ok());
-        let empty_key = PutEntry {
-            partition_key: String::new(),
-            data: vec![],
-        };
+        let empty_key = PutEntry { partition_key: String::new(), data: vec![] };
         assert!(validate_entry(&empty_key).is_err());
-        let long_key = PutEntry {
-            partition_key: "é".repeat(257),
-            data: vec![],
-        };
+        let long_key = PutEntry { partition_key: "é".repeat(257), data: vec![] };
         assert!(validate_entry(&long_key).is_err());
-        let max_key = PutEntry {
-            partition_key: "é".repeat(256),
-            data: vec![],
-        };
+        let max_key = PutEntry { partition_key: "é".repeat(256), data: vec![] };
         assert!(validate_entry(&max_key).is_ok());
-        let big = PutEntry {
-            partition_key: "k".into(),
-            data: vec![0; MAX_RECORD_BYTES],
-        };
+        let big = PutEntry { partition_key: "k".into(), data: vec![0; MAX_RECORD_BYTES] };
         assert!(validate_entry(&big).is_err());
     }
 }

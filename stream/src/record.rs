@@ -67,9 +67,7 @@ impl SequenceNumber {
 
     /// The number whose value is `n` (e.g. the small numbers a Kinesis emulator returns).
     pub const fn from_u128(n: u128) -> Self {
-        SequenceNumber {
-            limbs: [0, 0, (n >> 64) as u64, n as u64],
-        }
+        SequenceNumber { limbs: [0, 0, (n >> 64) as u64, n as u64] }
     }
 
     /// The local stream's sequence number for counter `n`: `49·10^54 + n`, which renders as
@@ -107,11 +105,7 @@ impl SequenceNumber {
             limbs[i] = v as u64;
             carry = v >> 64;
         }
-        if carry != 0 {
-            None
-        } else {
-            Some(SequenceNumber { limbs })
-        }
+        if carry != 0 { None } else { Some(SequenceNumber { limbs }) }
     }
 
     fn add(self, other: Self) -> Option<Self> {
@@ -163,9 +157,7 @@ impl FromStr for SequenceNumber {
         }
         let mut n = SequenceNumber::ZERO;
         for b in digits.bytes() {
-            n = n
-                .mul_add_small(10, u64::from(b - b'0'))
-                .ok_or_else(|| SequenceNumberError::TooLarge(truncate(s)))?;
+            n = n.mul_add_small(10, u64::from(b - b'0')).ok_or_else(|| SequenceNumberError::TooLarge(truncate(s)))?;
         }
         Ok(n)
     }
@@ -303,19 +295,12 @@ pub const EVENT_SOURCE: &str = "aws:kinesis";
 /// approximate arrival timestamp.
 pub fn to_kinesis_event(records: &[StreamRecord], stream_arn: &str, region: &str) -> KinesisEvent {
     let mut event = KinesisEvent::default();
-    event.records = records
-        .iter()
-        .map(|r| to_kinesis_event_record(r, stream_arn, region))
-        .collect();
+    event.records = records.iter().map(|r| to_kinesis_event_record(r, stream_arn, region)).collect();
     event
 }
 
 /// Builds one Lambda Kinesis event record (see [`to_kinesis_event`]).
-pub fn to_kinesis_event_record(
-    record: &StreamRecord,
-    stream_arn: &str,
-    region: &str,
-) -> KinesisEventRecord {
+pub fn to_kinesis_event_record(record: &StreamRecord, stream_arn: &str, region: &str) -> KinesisEventRecord {
     let mut kinesis = KinesisRecord::default();
     kinesis.approximate_arrival_timestamp = SecondTimestamp(record.approximate_arrival);
     kinesis.data.0 = record.data.clone();
@@ -356,8 +341,7 @@ impl TryFrom<&KinesisEventRecord> for StreamRecord {
 
     /// Reads a Lambda Kinesis event record back as a stream record (shard id from eventID).
     fn try_from(record: &KinesisEventRecord) -> Result<Self, Self::Error> {
-        let shard_id =
-            shard_id_of(record).ok_or_else(|| RecordError::BadEventId(record.event_id.clone()))?;
+        let shard_id = shard_id_of(record).ok_or_else(|| RecordError::BadEventId(record.event_id.clone()))?;
         Ok(StreamRecord {
             shard_id: shard_id.to_owned(),
             sequence_number: sequence_number_of(record)?,
@@ -375,33 +359,20 @@ mod tests {
 
     #[test]
     fn local_numbers_render_as_56_digits() {
-        assert_eq!(
-            SequenceNumber::from_local(0).to_string(),
-            format!("49{:054}", 0)
-        );
+        assert_eq!(SequenceNumber::from_local(0).to_string(), format!("49{:054}", 0));
         assert_eq!(
             SequenceNumber::from_local(7).to_string(),
             "49000000000000000000000000000000000000000000000000000007"
         );
-        assert_eq!(
-            SequenceNumber::from_local(u128::MAX).to_string(),
-            format!("49{:054}", u128::MAX)
-        );
+        assert_eq!(SequenceNumber::from_local(u128::MAX).to_string(), format!("49{:054}", u128::MAX));
     }
 
     #[test]
     fn real_kinesis_numbers_parse_and_compare() {
-        let a: SequenceNumber = "49568167373333333333333333333333333333333333333333333333"
-            .parse()
-            .unwrap();
-        let b: SequenceNumber = "49568167373333333334444444444444444444444444444444444444"
-            .parse()
-            .unwrap();
+        let a: SequenceNumber = "49568167373333333333333333333333333333333333333333333333".parse().unwrap();
+        let b: SequenceNumber = "49568167373333333334444444444444444444444444444444444444".parse().unwrap();
         assert!(a < b);
-        assert_eq!(
-            a.to_string(),
-            "49568167373333333333333333333333333333333333333333333333"
-        );
+        assert_eq!(a.to_string(), "49568167373333333333333333333333333333333333333333333333");
         // Above the local base, but the counter would not fit in a u128.
         assert_eq!(a.local_counter(), None);
         assert_eq!(a.to_u128(), None);
@@ -410,18 +381,9 @@ mod tests {
     #[test]
     fn rejects_garbage() {
         assert_eq!("".parse::<SequenceNumber>(), Err(SequenceNumberError::Empty));
-        assert!(matches!(
-            "12a".parse::<SequenceNumber>(),
-            Err(SequenceNumberError::NotDecimal(_))
-        ));
-        assert!(matches!(
-            "-1".parse::<SequenceNumber>(),
-            Err(SequenceNumberError::NotDecimal(_))
-        ));
-        assert!(matches!(
-            "9".repeat(79).parse::<SequenceNumber>(),
-            Err(SequenceNumberError::TooLarge(_))
-        ));
+        assert!(matches!("12a".parse::<SequenceNumber>(), Err(SequenceNumberError::NotDecimal(_))));
+        assert!(matches!("-1".parse::<SequenceNumber>(), Err(SequenceNumberError::NotDecimal(_))));
+        assert!(matches!("9".repeat(79).parse::<SequenceNumber>(), Err(SequenceNumberError::TooLarge(_))));
         // 2^256 - 1 fits, 2^256 does not.
         let max = "115792089237316195423570985008687907853269984665640564039457584007913129639935";
         assert_eq!(max.parse::<SequenceNumber>().unwrap().to_string(), max);
@@ -494,10 +456,7 @@ mod tests {
         );
         let json = serde_json::to_value(&event).unwrap();
         let r = &json["Records"][0];
-        assert_eq!(
-            r["eventID"],
-            "shardId-000000000003:49000000000000000000000000000000000000000000000000000042"
-        );
+        assert_eq!(r["eventID"], "shardId-000000000003:49000000000000000000000000000000000000000000000000000042");
         assert_eq!(r["eventName"], "aws:kinesis:record");
         assert_eq!(r["eventSource"], "aws:kinesis");
         assert_eq!(r["eventVersion"], "1.0");
@@ -507,12 +466,7 @@ mod tests {
         assert_eq!(r["kinesis"]["partitionKey"], "user-1");
         // aws_lambda_events writes seconds.millis as a JSON string (Lambda sends a number; the
         // crate reads both).
-        assert_eq!(
-            r["kinesis"]["approximateArrivalTimestamp"]
-                .to_string()
-                .trim_matches('"'),
-            "1480641523.477"
-        );
+        assert_eq!(r["kinesis"]["approximateArrivalTimestamp"].to_string().trim_matches('"'), "1480641523.477");
         // And back, through the wire format.
         let parsed: KinesisEvent = serde_json::from_value(json).unwrap();
         assert_eq!(shard_id_of(&parsed.records[0]), Some("shardId-000000000003"));

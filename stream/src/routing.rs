@@ -31,24 +31,14 @@ fn step(shards: u32) -> u128 {
 pub fn shard_ranges(shards: u32) -> Vec<HashKeyRange> {
     match shards {
         0 => Vec::new(),
-        1 => vec![HashKeyRange {
-            starting_hash_key: 0,
-            ending_hash_key: u128::MAX,
-        }],
+        1 => vec![HashKeyRange { starting_hash_key: 0, ending_hash_key: u128::MAX }],
         n => {
             let step = step(n);
             (0..n)
                 .map(|i| {
                     let start = step * u128::from(i);
-                    let end = if i + 1 == n {
-                        u128::MAX
-                    } else {
-                        step * u128::from(i + 1) - 1
-                    };
-                    HashKeyRange {
-                        starting_hash_key: start,
-                        ending_hash_key: end,
-                    }
+                    let end = if i + 1 == n { u128::MAX } else { step * u128::from(i + 1) - 1 };
+                    HashKeyRange { starting_hash_key: start, ending_hash_key: end }
                 })
                 .collect()
         }
@@ -90,22 +80,10 @@ mod tests {
         // DescribeStream of a 3-shard stream created by Kinesis.
         let r = shard_ranges(3);
         assert_eq!(r[0].starting_hash_key, 0);
-        assert_eq!(
-            r[0].ending_hash_key,
-            113427455640312821154458202477256070484
-        );
-        assert_eq!(
-            r[1].starting_hash_key,
-            113427455640312821154458202477256070485
-        );
-        assert_eq!(
-            r[1].ending_hash_key,
-            226854911280625642308916404954512140969
-        );
-        assert_eq!(
-            r[2].starting_hash_key,
-            226854911280625642308916404954512140970
-        );
+        assert_eq!(r[0].ending_hash_key, 113427455640312821154458202477256070484);
+        assert_eq!(r[1].starting_hash_key, 113427455640312821154458202477256070485);
+        assert_eq!(r[1].ending_hash_key, 226854911280625642308916404954512140969);
+        assert_eq!(r[2].starting_hash_key, 226854911280625642308916404954512140970);
         assert_eq!(r[2].ending_hash_key, u128::MAX);
     }
 

@@ -38,10 +38,7 @@ pub(crate) fn open(path: &Path, durability: Durability) -> rusqlite::Result<Conn
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(rusqlite::Error::SqliteFailure(
             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
-            Some(format!(
-                "cannot put {} in WAL mode (journal_mode={mode})",
-                path.display()
-            )),
+            Some(format!("cannot put {} in WAL mode (journal_mode={mode})", path.display())),
         ));
     }
     conn.pragma_update(None, "synchronous", durability.pragma())?;

@@ -11,7 +11,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub struct Sluice {
     pub child: Child,
     pub addr: SocketAddr,
+    /// Log lines after the start line.
     pub stderr: std::sync::mpsc::Receiver<String>,
+    /// Log lines up to and including the start line.
+    pub seen: Vec<String>,
 }
 
 /// Starts `sluice up` on a free loopback port with `data_dir`, plus extra args, and waits until
@@ -36,15 +39,19 @@ pub fn start(data_dir: &std::path::Path, extra: &[&str]) -> Sluice {
         }
     });
     let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
     loop {
-        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("sluice did not start");
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("sluice did not start; its log:\n{}", seen.join("\n")));
+        seen.push(line.clone());
         let v: serde_json::Value = match serde_json::from_str(&line) {
             Ok(v) => v,
             Err(_) => continue,
         };
         if v["message"] == "sluice is up" {
             let addr = v["addr"].as_str().unwrap().parse().unwrap();
-            return Sluice { child, addr, stderr: rx };
+            return Sluice { child, addr, stderr: rx, seen };
         }
     }
 }
@@ -75,7 +82,8 @@ impl Drop for Sluice {
 /// A minimal HTTP/1.1 exchange: returns (status, body).
 pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Vec<u8>) {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut req =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }

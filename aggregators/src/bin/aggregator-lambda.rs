@@ -22,13 +22,8 @@ async fn main() -> anyhow::Result<()> {
     let settings = sluice_aws::AwsSettings::from_env()?;
     let sdk = sluice_aws::sdk_config(&settings).await;
     let windows = std::env::var("SLUICE_WINDOWS").unwrap_or_else(|_| "1m,1h".into());
-    let windows = windows
-        .split(',')
-        .map(|w| w.trim().parse::<WindowSize>())
-        .collect::<Result<Vec<_>, _>>()?;
-    let lateness: WindowSize = std::env::var("SLUICE_ALLOWED_LATENESS")
-        .unwrap_or_else(|_| "5m".into())
-        .parse()?;
+    let windows = windows.split(',').map(|w| w.trim().parse::<WindowSize>()).collect::<Result<Vec<_>, _>>()?;
+    let lateness: WindowSize = std::env::var("SLUICE_ALLOWED_LATENESS").unwrap_or_else(|_| "5m".into()).parse()?;
     let config = WindowConfig::new(windows, chrono::TimeDelta::seconds(lateness.secs().into()));
     let store = DynamoAggregateStore::new(aws_sdk_dynamodb::Client::new(&sdk), env("SLUICE_AGGREGATES_TABLE")?);
     let dlq = SqsDeadLetters::new(aws_sdk_sqs::Client::new(&sdk), env("SLUICE_DLQ_URL")?);

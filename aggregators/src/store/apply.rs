@@ -29,11 +29,7 @@ pub struct ApplyPolicy {
 
 impl Default for ApplyPolicy {
     fn default() -> Self {
-        ApplyPolicy {
-            max_attempts: 6,
-            base_backoff: Duration::from_millis(25),
-            concurrency: 32,
-        }
+        ApplyPolicy { max_attempts: 6, base_backoff: Duration::from_millis(25), concurrency: 32 }
     }
 }
 
@@ -55,10 +51,7 @@ pub struct ApplyReport {
 
 fn backoff(policy: &ApplyPolicy, attempt: u32) -> Duration {
     let factor = 1u32 << attempt.min(10);
-    policy
-        .base_backoff
-        .saturating_mul(factor)
-        .min(Duration::from_secs(2))
+    policy.base_backoff.saturating_mul(factor).min(Duration::from_secs(2))
 }
 
 enum KeyOutcome {
@@ -155,10 +148,7 @@ async fn apply_key<S: AggregateStore>(
         first_unapplied = delta.first_seq;
         let mut state = current.as_ref().map(|p| p.state.clone()).unwrap_or_default();
         state.merge(&delta.state);
-        let new = Partial {
-            guard: delta.last_seq,
-            state,
-        };
+        let new = Partial { guard: delta.last_seq, state };
         let result = store.put(shard, &delta.key, guard, &new).await;
         match result {
             Ok(PutOutcome::Written) => return KeyOutcome::Written { conflicts },
@@ -184,10 +174,7 @@ async fn apply_key<S: AggregateStore>(
             }
         }
     }
-    KeyOutcome::Failed {
-        from: first_unapplied,
-        error,
-    }
+    KeyOutcome::Failed { from: first_unapplied, error }
 }
 
 async fn reload<S: AggregateStore>(

@@ -19,8 +19,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    KeysAndAttributes, ScalarAttributeType,
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, KeysAndAttributes, ScalarAttributeType,
 };
 use futures::StreamExt;
 
@@ -46,9 +45,7 @@ pub struct DynamoAggregateStore {
 
 impl std::fmt::Debug for DynamoAggregateStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DynamoAggregateStore")
-            .field("table", &self.table)
-            .finish_non_exhaustive()
+        f.debug_struct("DynamoAggregateStore").field("table", &self.table).finish_non_exhaustive()
     }
 }
 
@@ -93,10 +90,7 @@ pub fn item(key: &AggKey, shard: &str, partial: &Partial) -> HashMap<String, Att
         ("pk".to_owned(), AttributeValue::S(partition_key(key))),
         ("sk".to_owned(), AttributeValue::S(sort_key(key, shard))),
         ("guard".to_owned(), AttributeValue::S(partial.guard.padded())),
-        (
-            "state".to_owned(),
-            AttributeValue::B(partial.state.encode().into()),
-        ),
+        ("state".to_owned(), AttributeValue::B(partial.state.encode().into())),
         ("event_type".to_owned(), AttributeValue::S(key.event_type.clone())),
         ("window_secs".to_owned(), AttributeValue::N(key.window.secs().to_string())),
         ("window_start".to_owned(), AttributeValue::N(key.window_start.to_string())),
@@ -127,36 +121,18 @@ fn decode_item(item: &HashMap<String, AttributeValue>) -> Result<(AggKey, String
         .and_then(WindowSize::from_secs)
         .ok_or_else(|| corrupt("bad window_secs".into()))?;
     let window_start = num("window_start")?;
-    let guard = s_attr(item, "guard")?
-        .parse::<SeqNo>()
-        .map_err(|e| corrupt(e.to_string()))?;
+    let guard = s_attr(item, "guard")?.parse::<SeqNo>().map_err(|e| corrupt(e.to_string()))?;
     let state = match item.get("state") {
-        Some(AttributeValue::B(b)) => {
-            AggState::decode(b.as_ref()).map_err(|e| corrupt(e.to_string()))?
-        }
+        Some(AttributeValue::B(b)) => AggState::decode(b.as_ref()).map_err(|e| corrupt(e.to_string()))?,
         _ => return Err(corrupt("item lacks binary attribute `state`".into())),
     };
-    Ok((
-        AggKey {
-            event_type,
-            window,
-            window_start,
-            dims,
-        },
-        shard,
-        Partial { guard, state },
-    ))
+    Ok((AggKey { event_type, window, window_start, dims }, shard, Partial { guard, state }))
 }
 
 impl DynamoAggregateStore {
     /// A store over the existing `table`.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        DynamoAggregateStore {
-            client,
-            table: table.into(),
-            write_units: Arc::new(AtomicU64::new(0)),
-            metric: None,
-        }
+        DynamoAggregateStore { client, table: table.into(), write_units: Arc::new(AtomicU64::new(0)), metric: None }
     }
 
     /// Also counts write units in `metrics` as `sluice_aggregates_write_units_total`.
@@ -185,11 +161,7 @@ impl DynamoAggregateStore {
                 .map_err(unavailable)
         };
         let key = |name: &str, kind: KeyType| {
-            KeySchemaElement::builder()
-                .attribute_name(name)
-                .key_type(kind)
-                .build()
-                .map_err(unavailable)
+            KeySchemaElement::builder().attribute_name(name).key_type(kind).build().map_err(unavailable)
         };
         client
             .create_table()
@@ -203,16 +175,8 @@ impl DynamoAggregateStore {
             .await
             .map_err(unavailable)?;
         for _ in 0..100 {
-            let d = client
-                .describe_table()
-                .table_name(table)
-                .send()
-                .await
-                .map_err(unavailable)?;
-            if d.table()
-                .and_then(|t| t.table_status())
-                .is_some_and(|s| s.as_str() == "ACTIVE")
-            {
+            let d = client.describe_table().table_name(table).send().await.map_err(unavailable)?;
+            if d.table().and_then(|t| t.table_status()).is_some_and(|s| s.as_str() == "ACTIVE") {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -220,11 +184,7 @@ impl DynamoAggregateStore {
         Err(StoreError::Unavailable(format!("table {table} did not become active")))
     }
 
-    async fn load_chunk(
-        &self,
-        shard: &str,
-        keys: &[AggKey],
-    ) -> Result<HashMap<(String, String), Partial>, StoreError> {
+    async fn load_chunk(&self, shard: &str, keys: &[AggKey]) -> Result<HashMap<(String, String), Partial>, StoreError> {
         let mut pending: Vec<HashMap<String, AttributeValue>> = keys
             .iter()
             .map(|k| {
@@ -242,13 +202,8 @@ impl DynamoAggregateStore {
                 .consistent_read(true)
                 .build()
                 .map_err(unavailable)?;
-            let out = self
-                .client
-                .batch_get_item()
-                .request_items(&self.table, request)
-                .send()
-                .await
-                .map_err(unavailable)?;
+            let out =
+                self.client.batch_get_item().request_items(&self.table, request).send().await.map_err(unavailable)?;
             for item in out.responses().and_then(|r| r.get(&self.table)).into_iter().flatten() {
                 let (k, s, p) = decode_item(item)?;
                 found.insert((partition_key(&k), sort_key(&k, &s)), p);
@@ -258,9 +213,7 @@ impl DynamoAggregateStore {
                 if !pending.is_empty() {
                     attempt += 1;
                     if attempt > 8 {
-                        return Err(StoreError::Unavailable(
-                            "BatchGetItem kept returning unprocessed keys".into(),
-                        ));
+                        return Err(StoreError::Unavailable("BatchGetItem kept returning unprocessed keys".into()));
                     }
                     tokio::time::sleep(Duration::from_millis(20 << attempt.min(6))).await;
                 }
@@ -282,10 +235,7 @@ impl AggregateStore for DynamoAggregateStore {
         for chunk in chunks {
             found.extend(chunk?);
         }
-        Ok(keys
-            .iter()
-            .map(|k| found.remove(&(partition_key(k), sort_key(k, shard))))
-            .collect())
+        Ok(keys.iter().map(|k| found.remove(&(partition_key(k), sort_key(k, shard)))).collect())
     }
 
     async fn put(
@@ -297,11 +247,7 @@ impl AggregateStore for DynamoAggregateStore {
     ) -> Result<PutOutcome, StoreError> {
         let item = item(key, shard, new);
         let units = write_units(&item);
-        let request = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item));
+        let request = self.client.put_item().table_name(&self.table).set_item(Some(item));
         let request = match expected {
             None => request.condition_expression("attribute_not_exists(pk)"),
             Some(g) => request
@@ -316,10 +262,7 @@ impl AggregateStore for DynamoAggregateStore {
         }
         match result {
             Ok(_) => Ok(PutOutcome::Written),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
                 Ok(PutOutcome::Conflict)
             }
             Err(e) => Err(unavailable(e)),
@@ -333,14 +276,15 @@ impl AggregateStore for DynamoAggregateStore {
         from: i64,
         to: i64,
     ) -> Result<Vec<(AggKey, String, AggState)>, StoreError> {
-        let step = i64::from(window.secs());
+        let step = i128::from(window.secs());
+        let (from, to) = (i128::from(from), i128::from(to));
         let first = from.div_euclid(step) * step + if from.rem_euclid(step) == 0 { 0 } else { step };
         let count = if to > first { (to - first + step - 1) / step } else { 0 };
-        if count > MAX_SCAN_WINDOWS {
-            return Err(StoreError::Unavailable(format!(
-                "range covers {count} windows, more than {MAX_SCAN_WINDOWS}"
-            )));
+        if count > i128::from(MAX_SCAN_WINDOWS) {
+            return Err(StoreError::TooLarge(format!("range covers {count} windows, more than {MAX_SCAN_WINDOWS}")));
         }
+        let first = i64::try_from(first).unwrap_or(i64::MAX);
+        let (count, step) = (count as i64, step as i64);
         let starts: Vec<i64> = (0..count).map(|i| first + i * step).collect();
         let parts: Vec<Result<Vec<_>, StoreError>> = futures::stream::iter(starts)
             .map(|start| {

@@ -44,6 +44,10 @@ pub enum StoreError {
     /// needs an operator.
     #[error("stored aggregate is unreadable: {0}")]
     Corrupt(String),
+    /// The request exceeds what the adapter serves (e.g. a scan over too many windows): narrow
+    /// it; not retryable.
+    #[error("aggregate store request too large: {0}")]
+    TooLarge(String),
 }
 
 impl StoreError {

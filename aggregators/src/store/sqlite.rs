@@ -62,9 +62,7 @@ impl SqliteAggregateStore {
 
     fn init(conn: Connection) -> Result<Self, StoreError> {
         conn.execute_batch(SCHEMA).map_err(unavailable)?;
-        Ok(SqliteAggregateStore {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        Ok(SqliteAggregateStore { conn: Arc::new(Mutex::new(conn)) })
     }
 
     async fn with_conn<T: Send + 'static>(
@@ -73,9 +71,7 @@ impl SqliteAggregateStore {
     ) -> Result<T, StoreError> {
         let conn = Arc::clone(&self.conn);
         tokio::task::spawn_blocking(move || {
-            let mut guard = conn
-                .lock()
-                .map_err(|_| StoreError::Unavailable("sqlite connection poisoned".into()))?;
+            let mut guard = conn.lock().map_err(|_| StoreError::Unavailable("sqlite connection poisoned".into()))?;
             f(&mut guard)
         })
         .await
@@ -84,9 +80,7 @@ impl SqliteAggregateStore {
 }
 
 fn decode_partial(guard: &str, state: &[u8]) -> Result<Partial, StoreError> {
-    let guard = guard
-        .parse::<SeqNo>()
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let guard = guard.parse::<SeqNo>().map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let state = AggState::decode(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     Ok(Partial { guard, state })
 }
@@ -105,16 +99,9 @@ impl AggregateStore for SqliteAggregateStore {
             let mut out = Vec::with_capacity(keys.len());
             for k in &keys {
                 let row: Option<(String, Vec<u8>)> = stmt
-                    .query_row(
-                        params![
-                            k.event_type,
-                            k.window.secs(),
-                            k.window_start,
-                            k.dims_text(),
-                            shard
-                        ],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )
+                    .query_row(params![k.event_type, k.window.secs(), k.window_start, k.dims_text(), shard], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
                     .optional()
                     .map_err(unavailable)?;
                 out.push(match row {
@@ -139,9 +126,7 @@ impl AggregateStore for SqliteAggregateStore {
         let guard = new.guard.padded();
         let state = new.state.encode();
         self.with_conn(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(unavailable)?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(unavailable)?;
             let dims = key.dims_text();
             let stored: Option<String> = tx
                 .query_row(
@@ -159,15 +144,7 @@ impl AggregateStore for SqliteAggregateStore {
                 "INSERT OR REPLACE INTO aggregate_partials \
                  (event_type, window_secs, window_start, dims, shard, guard, state) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    key.event_type,
-                    key.window.secs(),
-                    key.window_start,
-                    dims,
-                    shard,
-                    guard,
-                    state
-                ],
+                params![key.event_type, key.window.secs(), key.window_start, dims, shard, guard, state],
             )
             .map_err(unavailable)?;
             tx.commit().map_err(unavailable)?;
@@ -194,35 +171,18 @@ impl AggregateStore for SqliteAggregateStore {
                 .map_err(unavailable)?;
             let rows = stmt
                 .query_map(params![event_type, window.secs(), from, to], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, Vec<u8>>(3)?,
-                    ))
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, Vec<u8>>(3)?))
                 })
                 .map_err(unavailable)?;
             let mut out = Vec::new();
             for row in rows {
                 let (start, dims, shard, state) = row.map_err(unavailable)?;
-                let dims = parse_dims_text(&dims)
-                    .ok_or_else(|| StoreError::Corrupt(format!("bad dims `{dims}`")))?;
-                let state =
-                    AggState::decode(&state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                out.push((
-                    AggKey {
-                        event_type: event_type.clone(),
-                        window,
-                        window_start: start,
-                        dims,
-                    },
-                    shard,
-                    state,
-                ));
+                let dims = parse_dims_text(&dims).ok_or_else(|| StoreError::Corrupt(format!("bad dims `{dims}`")))?;
+                let state = AggState::decode(&state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                out.push((AggKey { event_type: event_type.clone(), window, window_start: start, dims }, shard, state));
             }
             Ok(out)
         })
         .await
     }
 }
-

@@ -144,7 +144,15 @@ mod tests {
                 1_500,
                 Ok(()),
             ),
-            ("wrong aud", |c| { c.client_id = None; c.aud = Some(OneOrMany::One("x".into())); }, 1_500, Err(AuthError::WrongAudience)),
+            (
+                "wrong aud",
+                |c| {
+                    c.client_id = None;
+                    c.aud = Some(OneOrMany::One("x".into()));
+                },
+                1_500,
+                Err(AuthError::WrongAudience),
+            ),
         ];
         for (name, edit, now, expected) in cases {
             let mut c = good();

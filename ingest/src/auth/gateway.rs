@@ -20,11 +20,7 @@ pub fn principal(extensions: &Extensions) -> Result<Principal, AuthError> {
     let RequestContext::ApiGatewayV2(context) = context else {
         return Err(AuthError::MissingToken);
     };
-    let jwt = context
-        .authorizer
-        .as_ref()
-        .and_then(|a| a.jwt.as_ref())
-        .ok_or(AuthError::MissingToken)?;
+    let jwt = context.authorizer.as_ref().and_then(|a| a.jwt.as_ref()).ok_or(AuthError::MissingToken)?;
     let producer = jwt
         .claims
         .get("client_id")

@@ -17,8 +17,8 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::DecodingKey;
+use jsonwebtoken::jwk::{Jwk, JwkSet};
 use tokio::sync::{Mutex, RwLock};
 use tokio::time::Instant;
 use url::Url;
@@ -94,11 +94,8 @@ impl HttpJwksFetcher {
         if !response.status().is_success() {
             return Err(format!("status {}", response.status()));
         }
-        let body = Limited::new(response.into_body(), MAX_JWKS_BYTES)
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
+        let body =
+            Limited::new(response.into_body(), MAX_JWKS_BYTES).collect().await.map_err(|e| e.to_string())?.to_bytes();
         parse_jwks(&body)
     }
 }
@@ -166,10 +163,10 @@ impl JwksCache {
     pub async fn key(&self, kid: &str) -> Result<Arc<CachedKey>, AuthError> {
         {
             let state = self.state.read().await;
-            if let Some(key) = state.keys.get(kid) {
-                if state.fetched_at.is_some_and(|t| t.elapsed() < self.max_age) {
-                    return Ok(key.clone());
-                }
+            if let Some(key) = state.keys.get(kid)
+                && state.fetched_at.is_some_and(|t| t.elapsed() < self.max_age)
+            {
+                return Ok(key.clone());
             }
         }
         let _guard = self.refresh.lock().await;
@@ -200,7 +197,8 @@ impl JwksCache {
                     // Keep the old keys; try again after min_refresh, not on every request.
                     let mut state = self.state.write().await;
                     let now = Instant::now();
-                    state.fetched_at = Some(now.checked_sub(self.max_age.saturating_sub(self.min_refresh)).unwrap_or(now));
+                    state.fetched_at =
+                        Some(now.checked_sub(self.max_age.saturating_sub(self.min_refresh)).unwrap_or(now));
                 }
             }
         }

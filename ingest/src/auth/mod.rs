@@ -22,7 +22,7 @@ pub mod verifier;
 
 use std::sync::Arc;
 
-use axum::http::{HeaderMap, Extensions, StatusCode, header};
+use axum::http::{Extensions, HeaderMap, StatusCode, header};
 
 use crate::problem::Problem;
 
@@ -144,7 +144,10 @@ impl AuthError {
                 let value = if matches!(self, Self::MissingToken) {
                     "Bearer".to_owned()
                 } else {
-                    format!("Bearer error=\"invalid_token\", error_description=\"{}\"", self.to_string().replace('"', "'"))
+                    format!(
+                        "Bearer error=\"invalid_token\", error_description=\"{}\"",
+                        self.to_string().replace('"', "'")
+                    )
                 };
                 if let Ok(v) = value.parse() {
                     p.headers.push((header::WWW_AUTHENTICATE, v));
@@ -187,7 +190,12 @@ impl Authenticator {
     /// Establishes the caller from the request headers (and, for
     /// [`Authenticator::TrustGateway`], the Lambda request context in `extensions`).
     /// `now` is Unix seconds.
-    pub async fn authenticate(&self, headers: &HeaderMap, extensions: &Extensions, now: i64) -> Result<Principal, AuthError> {
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        extensions: &Extensions,
+        now: i64,
+    ) -> Result<Principal, AuthError> {
         match self {
             Self::Jwt(verifier) => {
                 let token = bearer(headers)?;

@@ -136,9 +136,8 @@ impl JwtVerifier {
         if token.split('.').count() != 3 {
             return Err(AuthError::Malformed("a JWT has three dot-separated parts".into()));
         }
-        let header_json = URL_SAFE_NO_PAD
-            .decode(header_b64)
-            .map_err(|_| AuthError::Malformed("header is not base64url".into()))?;
+        let header_json =
+            URL_SAFE_NO_PAD.decode(header_b64).map_err(|_| AuthError::Malformed("header is not base64url".into()))?;
         let header: RawHeader = serde_json::from_slice(&header_json)
             .map_err(|_| AuthError::Malformed("header is not a JSON object".into()))?;
         let alg_name = header.alg.unwrap_or_default();
@@ -161,10 +160,13 @@ impl JwtVerifier {
             Ok(data) => Ok(data.claims),
             Err(e) => Err(match e.kind() {
                 jsonwebtoken::errors::ErrorKind::InvalidSignature => AuthError::BadSignature,
-                jsonwebtoken::errors::ErrorKind::InvalidAlgorithm | jsonwebtoken::errors::ErrorKind::InvalidKeyFormat => {
+                jsonwebtoken::errors::ErrorKind::InvalidAlgorithm
+                | jsonwebtoken::errors::ErrorKind::InvalidKeyFormat => {
                     AuthError::AlgorithmNotAllowed(format!("{alg_name} (does not match key {kid})"))
                 }
-                jsonwebtoken::errors::ErrorKind::Json(_) => AuthError::InvalidClaims("claims are not valid JSON of the expected types".into()),
+                jsonwebtoken::errors::ErrorKind::Json(_) => {
+                    AuthError::InvalidClaims("claims are not valid JSON of the expected types".into())
+                }
                 _ => AuthError::Malformed(e.to_string()),
             }),
         }

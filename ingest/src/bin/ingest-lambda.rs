@@ -11,7 +11,5 @@ async fn main() -> anyhow::Result<()> {
     let settings = sluice_aws::AwsSettings::from_env().context("AWS settings")?;
     let sdk = sluice_aws::sdk_config(&settings).await;
     let state = sluice_ingest::lambda::state(&config, &sdk).context("ingest state")?;
-    lambda_http::run(sluice_ingest::app(state))
-        .await
-        .map_err(|e| anyhow::anyhow!("lambda runtime: {e}"))
+    lambda_http::run(sluice_ingest::app(state)).await.map_err(|e| anyhow::anyhow!("lambda runtime: {e}"))
 }

@@ -154,10 +154,9 @@ impl PutRecordsApi for SdkPutRecords {
             Ok(results
                 .iter()
                 .map(|r| match (r.shard_id(), r.sequence_number(), r.error_code()) {
-                    (Some(shard), Some(seq), None) => EntryResult::Ok(Appended {
-                        shard_id: shard.to_owned(),
-                        sequence_number: seq.to_owned(),
-                    }),
+                    (Some(shard), Some(seq), None) => {
+                        EntryResult::Ok(Appended { shard_id: shard.to_owned(), sequence_number: seq.to_owned() })
+                    }
                     (_, _, code) => EntryResult::Err {
                         code: code.unwrap_or("Unknown").to_owned(),
                         message: r.error_message().unwrap_or_default().to_owned(),
@@ -194,7 +193,14 @@ fn classify(err: SdkError<PutRecordsError>) -> PutRecordsCallError {
 /// Whether a per-record `ErrorCode` is worth retrying (all are, per the Kinesis docs:
 /// `ProvisionedThroughputExceededException` and `InternalFailure`); `KMS*` access errors are not.
 fn entry_retryable(code: &str) -> bool {
-    !matches!(code, "KMSAccessDeniedException" | "KMSDisabledException" | "KMSNotFoundException" | "KMSOptInRequired" | "AccessDeniedException")
+    !matches!(
+        code,
+        "KMSAccessDeniedException"
+            | "KMSDisabledException"
+            | "KMSNotFoundException"
+            | "KMSOptInRequired"
+            | "AccessDeniedException"
+    )
 }
 
 /// The Kinesis [`EventLog`].
@@ -222,6 +228,11 @@ impl<P: PutRecordsApi> KinesisEventLog<P> {
     pub fn retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
+    }
+
+    /// The `PutRecords` seam (tests inspect their wrapper).
+    pub fn api(&self) -> &P {
+        &self.api
     }
 
     /// Replaces the chunk limits (tests use small ones).
@@ -275,8 +286,10 @@ impl<P: PutRecordsApi> KinesisEventLog<P> {
                 }
                 Ok(results) => {
                     still = pending.clone();
-                    last_failure =
-                        ("MalformedResponse".into(), format!("{} results for {} records", results.len(), pending.len()));
+                    last_failure = (
+                        "MalformedResponse".into(),
+                        format!("{} results for {} records", results.len(), pending.len()),
+                    );
                 }
                 Err(e) => {
                     still = pending.clone();
@@ -362,7 +375,11 @@ mod tests {
 
     #[test]
     fn ceiling_doubles_and_caps() {
-        let p = RetryPolicy { deadline: Duration::from_secs(1), base: Duration::from_millis(10), max: Duration::from_millis(75) };
+        let p = RetryPolicy {
+            deadline: Duration::from_secs(1),
+            base: Duration::from_millis(10),
+            max: Duration::from_millis(75),
+        };
         assert_eq!(p.ceiling(0), Duration::from_millis(10));
         assert_eq!(p.ceiling(1), Duration::from_millis(20));
         assert_eq!(p.ceiling(2), Duration::from_millis(40));

@@ -5,6 +5,7 @@
 use sluice_stream::{LocalStream, PutEntry};
 
 use super::{AppendOutcome, Appended, BoxFuture, EventLog, LogRecord};
+use crate::health::{ComponentHealth, HealthProbe, ProbeFuture};
 
 /// [`EventLog`] over a [`LocalStream`].
 #[derive(Debug, Clone)]
@@ -42,7 +43,9 @@ impl EventLog for LocalEventLog {
                         })
                     })
                     .collect(),
-                Ok(results) => super::all_failed(n, "Unavailable", &format!("{} results for {n} records", results.len())),
+                Ok(results) => {
+                    super::all_failed(n, "Unavailable", &format!("{} results for {n} records", results.len()))
+                }
                 Err(e) => {
                     let code = if e.is_retryable() { "Unavailable" } else { "Rejected" };
                     super::all_failed(n, code, &e.to_string())
@@ -53,5 +56,17 @@ impl EventLog for LocalEventLog {
 
     fn kind(&self) -> &'static str {
         "local"
+    }
+}
+
+/// Health of the local stream: `ok` with its shard count, or `down` with the storage error.
+impl HealthProbe for LocalEventLog {
+    fn check(&self) -> ProbeFuture<'_> {
+        Box::pin(async move {
+            match self.stream.health_async().await {
+                Ok(()) => ComponentHealth::ok(serde_json::json!({ "kind": "local", "shards": self.stream.shards().len() })),
+                Err(e) => ComponentHealth::down(e.to_string()),
+            }
+        })
     }
 }

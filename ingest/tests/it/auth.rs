@@ -96,9 +96,21 @@ async fn local_issuer_tokens() {
         ("wrong audience", claims(&|c| c["aud"] = json!("other-api")), Err(AuthError::WrongAudience)),
         ("id token", claims(&|c| c["token_use"] = json!("id")), Err(AuthError::WrongTokenUse)),
         ("alg none", alg_none(&valid), Err(AuthError::AlgorithmNotAllowed("none".into()))),
-        ("HS256 with the public key", hs256_with_public_key(&valid, issuer.kid(), &public), Err(AuthError::AlgorithmNotAllowed("HS256".into()))),
-        ("unknown kid", other.mint("p", &[SCOPE_EVENTS_WRITE], Duration::from_secs(60)).unwrap(), Err(AuthError::UnknownKey(other.kid().into()))),
-        ("other key, our kid", with_kid(&other.mint("p", &[SCOPE_EVENTS_WRITE], Duration::from_secs(60)).unwrap(), issuer.kid()), Err(AuthError::BadSignature)),
+        (
+            "HS256 with the public key",
+            hs256_with_public_key(&valid, issuer.kid(), &public),
+            Err(AuthError::AlgorithmNotAllowed("HS256".into())),
+        ),
+        (
+            "unknown kid",
+            other.mint("p", &[SCOPE_EVENTS_WRITE], Duration::from_secs(60)).unwrap(),
+            Err(AuthError::UnknownKey(other.kid().into())),
+        ),
+        (
+            "other key, our kid",
+            with_kid(&other.mint("p", &[SCOPE_EVENTS_WRITE], Duration::from_secs(60)).unwrap(), issuer.kid()),
+            Err(AuthError::BadSignature),
+        ),
         ("tampered payload", tampered(&valid), Err(AuthError::BadSignature)),
         ("missing kid", with_kid(&valid, ""), Err(AuthError::MissingKeyId)),
         ("garbage", "a.b.c".into(), Err(AuthError::Malformed("header is not base64url".into()))),
@@ -123,7 +135,8 @@ async fn local_issuer_tokens() {
 async fn every_rejected_token_is_401_problem_through_the_router() {
     let env = Env::new(memory());
     let t = now();
-    let expired = env.issuer.sign(&json!({"iss": "sluice-local", "aud": "sluice", "sub": "p", "exp": t - 100})).unwrap();
+    let expired =
+        env.issuer.sign(&json!({"iss": "sluice-local", "aud": "sluice", "sub": "p", "exp": t - 100})).unwrap();
     let valid = env.token("p");
     for token in [expired, alg_none(&valid), tampered(&valid), hs256_with_public_key(&valid, env.issuer.kid(), b"x")] {
         let (status, headers, _) = send(env.app(), post_events(Some(&token), page_view(&uuid(1)).to_string())).await;
@@ -167,8 +180,20 @@ async fn pool(config: &sluice_aws::SdkConfig, endpoint: &str) -> Pool {
         .user_pool_id(&id)
         .identifier("sluice")
         .name("sluice")
-        .scopes(ResourceServerScopeType::builder().scope_name("events.write").scope_description("post events").build().unwrap())
-        .scopes(ResourceServerScopeType::builder().scope_name("metrics.read").scope_description("read metrics").build().unwrap())
+        .scopes(
+            ResourceServerScopeType::builder()
+                .scope_name("events.write")
+                .scope_description("post events")
+                .build()
+                .unwrap(),
+        )
+        .scopes(
+            ResourceServerScopeType::builder()
+                .scope_name("metrics.read")
+                .scope_description("read metrics")
+                .build()
+                .unwrap(),
+        )
         .send()
         .await
         .unwrap();
@@ -254,7 +279,12 @@ async fn cognito_tokens_from_moto() {
         ("not yet valid", a.access.clone(), iat - 31, Err(AuthError::NotYetValid)),
         ("id token", a.id_token.clone(), t, Err(AuthError::WrongTokenUse)),
         ("alg none", alg_none(&a.access), t, Err(AuthError::AlgorithmNotAllowed("none".into()))),
-        ("HS256 with the public key", hs256_with_public_key(&a.access, &kid, &public), t, Err(AuthError::AlgorithmNotAllowed("HS256".into()))),
+        (
+            "HS256 with the public key",
+            hs256_with_public_key(&a.access, &kid, &public),
+            t,
+            Err(AuthError::AlgorithmNotAllowed("HS256".into())),
+        ),
         ("unknown kid", with_kid(&a.access, "rotated-away"), t, Err(AuthError::UnknownKey("rotated-away".into()))),
         ("tampered payload", tampered(&a.access), t, Err(AuthError::BadSignature)),
         // Pool b's token: moto signs every pool with the same key, so only the iss check stops it.

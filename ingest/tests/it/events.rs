@@ -82,7 +82,8 @@ async fn none_valid_is_422_with_every_error() {
 
 #[tokio::test]
 async fn an_event_too_far_in_the_future_is_rejected() {
-    let env = Env::with(memory(), |b| b.limits(Limits { max_future: chrono::TimeDelta::seconds(60), ..Limits::default() }));
+    let env =
+        Env::with(memory(), |b| b.limits(Limits { max_future: chrono::TimeDelta::seconds(60), ..Limits::default() }));
     let mut e = page_view(&uuid(1));
     e["occurred_at"] = json!((chrono::Utc::now() + chrono::TimeDelta::minutes(10)).to_rfc3339());
     let (status, _, body) = send(env.app(), post_events(Some(&env.token("p")), e.to_string())).await;
@@ -138,7 +139,8 @@ async fn wrong_or_missing_content_type_is_415() {
 
 #[tokio::test]
 async fn oversized_bodies_batches_and_events_are_413() {
-    let env = Env::with(memory(), |b| b.limits(Limits { max_body_bytes: 2_000, max_event_bytes: 600, ..Limits::default() }));
+    let env =
+        Env::with(memory(), |b| b.limits(Limits { max_body_bytes: 2_000, max_event_bytes: 600, ..Limits::default() }));
     let token = env.token("p");
     // Body over the limit, announced by Content-Length.
     let big = format!("[{}]", vec![page_view(&uuid(1)).to_string(); 20].join(","));
@@ -146,7 +148,9 @@ async fn oversized_bodies_batches_and_events_are_413() {
     assert_eq!(status, 413);
     assert_eq!(json(&body)["max_body_bytes"], 2_000);
     // Same body streamed without Content-Length.
-    let stream = futures::stream::iter(big.into_bytes().chunks(100).map(|c| Ok::<_, std::io::Error>(c.to_vec())).collect::<Vec<_>>());
+    let stream = futures::stream::iter(
+        big.into_bytes().chunks(100).map(|c| Ok::<_, std::io::Error>(c.to_vec())).collect::<Vec<_>>(),
+    );
     let (status, _, _) = send(env.app(), post_events(Some(&token), Body::from_stream(stream))).await;
     assert_eq!(status, 413);
     // One event over max_event_bytes after encoding.
@@ -159,7 +163,8 @@ async fn oversized_bodies_batches_and_events_are_413() {
 
 #[tokio::test]
 async fn more_than_500_events_is_413() {
-    let env = Env::with(memory(), |b| b.rate_limit(None).limits(Limits { max_body_bytes: 10 << 20, ..Limits::default() }));
+    let env =
+        Env::with(memory(), |b| b.rate_limit(None).limits(Limits { max_body_bytes: 10 << 20, ..Limits::default() }));
     let batch = Value::Array((0..501).map(|i| page_view(&uuid(i))).collect());
     let (status, _, body) = send(env.app(), post_events(Some(&env.token("p")), batch.to_string())).await;
     assert_eq!(status, 413);
@@ -194,7 +199,10 @@ impl EventLog for Partial {
         let out = (0..records.len())
             .map(|i| {
                 if self.0.contains(&i) {
-                    AppendOutcome::Written(sluice_ingest::eventlog::Appended { shard_id: "s".into(), sequence_number: i.to_string() })
+                    AppendOutcome::Written(sluice_ingest::eventlog::Appended {
+                        shard_id: "s".into(),
+                        sequence_number: i.to_string(),
+                    })
                 } else {
                     AppendOutcome::failed("ProvisionedThroughputExceededException", "slow down")
                 }
@@ -210,7 +218,8 @@ impl EventLog for Partial {
 #[tokio::test]
 async fn unwritten_events_are_503_never_202() {
     let env = Env::new(Arc::new(Partial(vec![])));
-    let (status, headers, body) = send(env.app(), post_events(Some(&env.token("p")), page_view(&uuid(1)).to_string())).await;
+    let (status, headers, body) =
+        send(env.app(), post_events(Some(&env.token("p")), page_view(&uuid(1)).to_string())).await;
     assert_eq!(status, 503);
     assert_eq!(headers["retry-after"], "1");
     let v = json(&body);
@@ -225,7 +234,10 @@ async fn unwritten_events_are_503_never_202() {
     let v = json(&body);
     let statuses: Vec<&str> = v["results"].as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
     assert_eq!(statuses, vec!["unavailable", "rejected", "accepted", "unavailable"]);
-    assert_eq!((v["accepted"].as_u64(), v["rejected"].as_u64(), v["unavailable"].as_u64()), (Some(1), Some(1), Some(2)));
+    assert_eq!(
+        (v["accepted"].as_u64(), v["rejected"].as_u64(), v["unavailable"].as_u64()),
+        (Some(1), Some(1), Some(2))
+    );
 }
 
 #[tokio::test]
@@ -254,7 +266,10 @@ async fn schemas_lists_every_type_and_version() {
     assert_eq!(pv["versions"].as_array().unwrap().len(), 2);
     assert_eq!(pv["versions"][0]["identity"], "user_id");
     assert_eq!(pv["versions"][0]["measure"], "duration_ms");
-    assert!(pv["versions"][1]["schema"]["properties"]["data"].is_object() || pv["versions"][1]["schema"]["properties"].is_object());
+    assert!(
+        pv["versions"][1]["schema"]["properties"]["data"].is_object()
+            || pv["versions"][1]["schema"]["properties"].is_object()
+    );
 }
 
 #[tokio::test]
@@ -285,4 +300,91 @@ async fn disabled_auth_records_anonymous_and_metrics_count_outcomes() {
     assert!(text.contains("sluice_ingest_events_total{outcome=\"accepted\"} 1"), "{text}");
     assert!(text.contains("sluice_ingest_events_total{outcome=\"rejected\"} 1"), "{text}");
     assert!(text.contains("sluice_ingest_requests_total{status=\"202\"} 1"), "{text}");
+}
+
+#[tokio::test]
+async fn the_request_id_is_echoed_or_generated() {
+    let env = Env::new(memory());
+    let req = Request::get("/v1/schemas").header("x-request-id", "abc-123").body(Body::empty()).unwrap();
+    let (_, headers, _) = send(env.app(), req).await;
+    assert_eq!(headers["x-request-id"], "abc-123");
+    let (_, headers, _) = send(env.app(), get("/v1/schemas")).await;
+    assert_eq!(headers["x-request-id"].len(), 32);
+}
+
+#[tokio::test]
+async fn the_local_stream_probe_reports_its_shards() {
+    use sluice_ingest::HealthProbe as _;
+    let dir = tempfile::tempdir().unwrap();
+    let stream = sluice_stream::LocalStream::open(&dir.path().join("s.db"), sluice_stream::LocalStreamConfig::default()).unwrap();
+    let probe = sluice_ingest::LocalEventLog::new(stream);
+    let h = probe.check().await;
+    assert_eq!(serde_json::to_value(&h).unwrap(), json!({"status": "ok", "kind": "local", "shards": 4}));
+}
+
+mod no_input_causes_a_500 {
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    use crate::support::*;
+
+    /// JSON values shaped like events, with any field replaced by anything.
+    fn mutated_event() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            ".{0,40}".prop_map(Value::from),
+        ];
+        let any_json = leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                proptest::collection::btree_map(".{0,8}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        });
+        let field = prop_oneof![
+            Just("event_id"),
+            Just("event_type"),
+            Just("schema_version"),
+            Just("occurred_at"),
+            Just("data"),
+            Just("extra")
+        ];
+        let data_field = prop_oneof![Just("user_id"), Just("device"), Just("duration_ms"), Just("country"), Just("x")];
+        (field, data_field, any_json, any::<bool>()).prop_map(|(f, d, v, in_data)| {
+            let mut e = page_view(&uuid(7));
+            if in_data {
+                e["data"][d] = v;
+            } else {
+                e[f] = v;
+            }
+            e
+        })
+    }
+
+    fn check(body: Vec<u8>) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let env = Env::with(memory(), |b| b.rate_limit(None));
+            let (status, _, _) = send(env.app(), post_events(Some(&env.token("p")), body)).await;
+            assert!(status.as_u16() < 500, "{status}");
+        });
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+
+        #[test]
+        fn arbitrary_bytes(body in proptest::collection::vec(any::<u8>(), 0..300)) {
+            check(body);
+        }
+
+        #[test]
+        fn mutated_events(events in proptest::collection::vec(mutated_event(), 1..5), single in any::<bool>()) {
+            let body = if single { events[0].clone() } else { json!(events) };
+            check(serde_json::to_vec(&body).unwrap());
+        }
+    }
 }

@@ -2,7 +2,10 @@
 //! Router tests (`tower::ServiceExt::oneshot`, no server), auth, the EventLog contract suite
 //! (memory, local stream, Kinesis on moto), the OpenAPI agreement and the Lambda fixture.
 
-mod support;
+mod auth;
+mod eventlog_contract;
 mod events;
 mod health;
-mod auth;
+mod lambda;
+mod openapi;
+mod support;

@@ -65,7 +65,10 @@ impl Env {
         Self::with(log, |b| b)
     }
 
-    pub fn with(log: Arc<dyn EventLog>, f: impl FnOnce(sluice_ingest::AppStateBuilder) -> sluice_ingest::AppStateBuilder) -> Self {
+    pub fn with(
+        log: Arc<dyn EventLog>,
+        f: impl FnOnce(sluice_ingest::AppStateBuilder) -> sluice_ingest::AppStateBuilder,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let issuer = LocalIssuer::load_or_create(dir.path()).unwrap();
         let auth = Authenticator::jwt(issuer.verifier().unwrap());

@@ -31,29 +31,20 @@ fn main() -> anyhow::Result<()> {
     if paths.len() > 2 {
         bail!("expected at most two paths: TEMPLATE SCHEMAS_DIR");
     }
-    let template_path = paths
-        .first()
-        .cloned()
-        .unwrap_or_else(|| workspace.join("template.yaml"));
-    let schemas_dir = paths
-        .get(1)
-        .cloned()
-        .unwrap_or_else(|| workspace.join("schemas"));
+    let template_path = paths.first().cloned().unwrap_or_else(|| workspace.join("template.yaml"));
+    let schemas_dir = paths.get(1).cloned().unwrap_or_else(|| workspace.join("schemas"));
 
-    let registry = Registry::from_dir(&schemas_dir)
-        .with_context(|| format!("loading schemas from {}", schemas_dir.display()))?;
-    let current = std::fs::read_to_string(&template_path)
-        .with_context(|| format!("reading {}", template_path.display()))?;
+    let registry =
+        Registry::from_dir(&schemas_dir).with_context(|| format!("loading schemas from {}", schemas_dir.display()))?;
+    let current =
+        std::fs::read_to_string(&template_path).with_context(|| format!("reading {}", template_path.display()))?;
     if check {
         return match template::check(&current, &registry)? {
             Check::UpToDate => {
                 println!("{}: Glue block up to date", template_path.display());
                 Ok(())
             }
-            Check::Stale => bail!(
-                "{}: Glue block out of date; run `{REGENERATE_COMMAND}`",
-                template_path.display()
-            ),
+            Check::Stale => bail!("{}: Glue block out of date; run `{REGENERATE_COMMAND}`", template_path.display()),
         };
     }
     let rendered = template::render(&current, &registry)?;
@@ -64,8 +55,7 @@ fn main() -> anyhow::Result<()> {
     // Write a sibling file, then rename: the template is never half-written.
     let tmp = template_path.with_extension("yaml.gen-glue.tmp");
     std::fs::write(&tmp, &rendered).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &template_path)
-        .with_context(|| format!("replacing {}", template_path.display()))?;
+    std::fs::rename(&tmp, &template_path).with_context(|| format!("replacing {}", template_path.display()))?;
     println!("{}: Glue block regenerated", template_path.display());
     Ok(())
 }

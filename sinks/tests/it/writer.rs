@@ -25,10 +25,7 @@ fn memory_writer() -> LakeWriter<MemoryDeadLetters> {
 async fn kinesis_fixture_through_the_lambda_entry_point() {
     let writer = memory_writer();
     let payload: KinesisEvent = serde_json::from_str(FIXTURE).unwrap();
-    let event = LambdaEvent {
-        payload,
-        context: Context::default(),
-    };
+    let event = LambdaEvent { payload, context: Context::default() };
     let response = sluice_sinks::lambda::handle(&writer, event).await.unwrap();
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
 
@@ -52,21 +49,14 @@ async fn kinesis_fixture_through_the_lambda_entry_point() {
     );
 
     // The two page_view rows of hour 14: v2 with app_version, v1 with null app_version.
-    let batches = writer
-        .lake()
-        .read_parquet(&files[1])
-        .await
-        .unwrap();
+    let batches = writer.lake().read_parquet(&files[1]).await.unwrap();
     let batch = &batches[0];
     let registry = support::registry();
     assert_eq!(batch.schema(), registry.get("page_view").unwrap().arrow_schema());
     let app_version = batch.column_by_name("app_version").unwrap().as_string::<i32>();
     assert_eq!(app_version.value(0), "3.1.0");
     assert!(app_version.is_null(1));
-    let occurred = batch
-        .column_by_name("occurred_at")
-        .unwrap()
-        .as_primitive::<TimestampMicrosecondType>();
+    let occurred = batch.column_by_name("occurred_at").unwrap().as_primitive::<TimestampMicrosecondType>();
     assert_eq!(occurred.value(0), 1_714_572_300_123_456);
     assert_eq!(occurred.value(1), 1_714_575_599_999_999);
     let referrer = batch.column_by_name("referrer").unwrap().as_string::<i32>();
@@ -105,13 +95,11 @@ async fn every_generated_event_round_trips_exactly_once() {
     assert!(outcome.files_written.len() >= 6, "3 types x >= 2 hours: {outcome:?}");
 
     let (ids, files) = support::read_lake(writer.lake()).await;
-    let expected: BTreeMap<String, usize> =
-        events.iter().map(|e| (e.event_id.clone(), 1)).collect();
+    let expected: BTreeMap<String, usize> = events.iter().map(|e| (e.event_id.clone(), 1)).collect();
     assert_eq!(ids, expected, "every event exactly once");
 
     // Every row sits in the partition of its occurred_at, with the values it was sent with.
-    let by_id: BTreeMap<&str, &sluice_schemas::Event> =
-        events.iter().map(|e| (e.event_id.as_str(), e)).collect();
+    let by_id: BTreeMap<&str, &sluice_schemas::Event> = events.iter().map(|e| (e.event_id.as_str(), e)).collect();
     for (path, batches) in &files {
         let parsed = sluice_sinks::layout::parse_data_path(path).unwrap();
         for batch in batches {
@@ -127,34 +115,23 @@ fn check_rows(
 ) {
     let ids = batch.column_by_name("event_id").unwrap().as_string::<i32>();
     let occurred = batch.column_by_name("occurred_at").unwrap();
-    assert_eq!(
-        occurred.data_type(),
-        &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
-    );
+    assert_eq!(occurred.data_type(), &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())));
     let occurred = occurred.as_primitive::<TimestampMicrosecondType>();
-    let received = batch
-        .column_by_name("received_at")
-        .unwrap()
-        .as_primitive::<TimestampMicrosecondType>();
+    let received = batch.column_by_name("received_at").unwrap().as_primitive::<TimestampMicrosecondType>();
     for row in 0..batch.num_rows() {
         let event = by_id[ids.value(row)];
         assert_eq!(event.event_type, partition.event_type);
-        assert_eq!(
-            sluice_sinks::layout::Partition::of(&event.event_type, event.occurred_at),
-            *partition
-        );
+        assert_eq!(sluice_sinks::layout::Partition::of(&event.event_type, event.occurred_at), *partition);
         assert_eq!(occurred.value(row), event.occurred_at.timestamp_micros());
         assert_eq!(received.value(row), event.received_at.timestamp_micros());
         for (name, value) in &event.data {
             let column = batch.column_by_name(name).unwrap();
             let got = match column.data_type() {
                 DataType::Utf8 => serde_json::json!(column.as_string::<i32>().value(row)),
-                DataType::Int64 => serde_json::json!(
-                    column.as_primitive::<arrow::datatypes::Int64Type>().value(row)
-                ),
-                DataType::Float64 => serde_json::json!(
-                    column.as_primitive::<arrow::datatypes::Float64Type>().value(row)
-                ),
+                DataType::Int64 => serde_json::json!(column.as_primitive::<arrow::datatypes::Int64Type>().value(row)),
+                DataType::Float64 => {
+                    serde_json::json!(column.as_primitive::<arrow::datatypes::Float64Type>().value(row))
+                }
                 DataType::Boolean => serde_json::json!(column.as_boolean().value(row)),
                 other => panic!("unexpected column type {other}"),
             };
@@ -238,14 +215,8 @@ async fn a_failed_write_reports_the_lowest_failed_group_and_redelivery_completes
 
     // Lambda redelivers from the failed record on; once the store recovers, nothing is missing.
     std::fs::remove_file(&blocked_dir).unwrap();
-    let from = batch
-        .records
-        .iter()
-        .position(|r| r.kinesis.sequence_number == failed)
-        .unwrap();
-    let (response, _) = writer
-        .process(&support::batch(&events[from..], from as u64), support::now())
-        .await;
+    let from = batch.records.iter().position(|r| r.kinesis.sequence_number == failed).unwrap();
+    let (response, _) = writer.process(&support::batch(&events[from..], from as u64), support::now()).await;
     assert!(response.batch_item_failures.is_empty());
     let (ids, _) = support::read_lake(writer.lake()).await;
     assert_eq!(ids.len(), events.len());
@@ -258,10 +229,7 @@ async fn a_failed_dead_letter_send_reports_the_invalid_record() {
     let payload: KinesisEvent = serde_json::from_str(FIXTURE).unwrap();
     let (response, outcome) = writer.process(&payload, support::now()).await;
     let expected = format!("{BASE}5");
-    assert_eq!(
-        response.batch_item_failures[0].item_identifier.as_deref(),
-        Some(expected.as_str())
-    );
+    assert_eq!(response.batch_item_failures[0].item_identifier.as_deref(), Some(expected.as_str()));
     assert_eq!(outcome.dead_lettered, 0);
     assert_eq!(outcome.files_written.len(), 4, "valid groups are still written");
     // The redelivery from the failed record dead-letters both invalid records.

@@ -21,11 +21,7 @@ pub(crate) struct Pending {
 impl Pending {
     pub(crate) fn new(records: Vec<StreamRecord>) -> Option<Pending> {
         let range_last = records.last()?.sequence_number;
-        Some(Pending {
-            records,
-            retries: 0,
-            range_last,
-        })
+        Some(Pending { records, retries: 0, range_last })
     }
 }
 
@@ -60,11 +56,9 @@ pub(crate) fn interpret(
         let index = if id.is_empty() {
             None
         } else {
-            id.parse::<SequenceNumber>().ok().and_then(|seq| {
-                records
-                    .binary_search_by(|r| r.sequence_number.cmp(&seq))
-                    .ok()
-            })
+            id.parse::<SequenceNumber>()
+                .ok()
+                .and_then(|seq| records.binary_search_by(|r| r.sequence_number.cmp(&seq)).ok())
         };
         match index {
             Some(i) => first = Some(first.map_or(i, |f| f.min(i))),
@@ -80,10 +74,7 @@ pub(crate) fn interpret(
     }
     match first {
         Some(first_failed) => {
-            let seq = records
-                .get(first_failed)
-                .map(|r| r.sequence_number.to_string())
-                .unwrap_or_default();
+            let seq = records.get(first_failed).map(|r| r.sequence_number.to_string()).unwrap_or_default();
             Outcome::PartialFailure {
                 first_failed,
                 detail: format!("handler reported record {seq} (and any later) as failed"),
@@ -113,97 +104,46 @@ pub(crate) enum Step {
     Done { checkpoint: SequenceNumber },
     /// Checkpoint `acked` (if any: the records before the failure succeeded), wait a backoff,
     /// then deliver `next` again.
-    Retry {
-        acked: Option<SequenceNumber>,
-        next: Pending,
-        error: String,
-    },
+    Retry { acked: Option<SequenceNumber>, next: Pending, error: String },
     /// Deliver `first`, then `second` (no retry consumed).
     Bisect { first: Pending, second: Pending },
     /// Checkpoint `acked` (if any), send `failed.records` to the destination, then checkpoint
     /// `failed.range_last`.
-    DeadLetter {
-        acked: Option<SequenceNumber>,
-        failed: Pending,
-        attempts: u32,
-        error: String,
-    },
+    DeadLetter { acked: Option<SequenceNumber>, failed: Pending, attempts: u32, error: String },
 }
 
 /// Applies an invocation outcome to the run `p` whose `records` were delivered.
 pub(crate) fn decide(p: Pending, outcome: Outcome, policy: Policy) -> Step {
     match outcome {
-        Outcome::Success => Step::Done {
-            checkpoint: p.range_last,
-        },
-        Outcome::PartialFailure {
-            first_failed,
-            detail,
-        } => {
+        Outcome::Success => Step::Done { checkpoint: p.range_last },
+        Outcome::PartialFailure { first_failed, detail } => {
             let mut records = p.records;
             let first_failed = first_failed.min(records.len());
-            let rest = records.split_off((first_failed + 1).min(records.len()));
+            let rest = records.split_off(first_failed);
             let acked = records.last().map(|r| r.sequence_number);
             if rest.is_empty() {
-                return Step::Done {
-                    checkpoint: p.range_last,
-                };
+                return Step::Done { checkpoint: p.range_last };
             }
-            let failed = Pending {
-                records: rest,
-                retries: p.retries.saturating_add(1),
-                range_last: p.range_last,
-            };
+            let failed = Pending { records: rest, retries: p.retries.saturating_add(1), range_last: p.range_last };
             if policy.exhausted(p.retries) {
-                Step::DeadLetter {
-                    acked,
-                    failed,
-                    attempts: p.retries.saturating_add(1),
-                    error: detail,
-                }
+                Step::DeadLetter { acked, failed, attempts: p.retries.saturating_add(1), error: detail }
             } else {
-                Step::Retry {
-                    acked,
-                    next: failed,
-                    error: detail,
-                }
+                Step::Retry { acked, next: failed, error: detail }
             }
         }
         Outcome::FunctionError { error } => {
             if policy.bisect_batch_on_function_error && p.records.len() > 1 {
                 let mut first = p.records;
                 let second = first.split_off(first.len() / 2);
-                let first_last = first
-                    .last()
-                    .map_or(p.range_last, |r| r.sequence_number);
+                let first_last = first.last().map_or(p.range_last, |r| r.sequence_number);
                 Step::Bisect {
-                    first: Pending {
-                        records: first,
-                        retries: p.retries,
-                        range_last: first_last,
-                    },
-                    second: Pending {
-                        records: second,
-                        retries: p.retries,
-                        range_last: p.range_last,
-                    },
+                    first: Pending { records: first, retries: p.retries, range_last: first_last },
+                    second: Pending { records: second, retries: p.retries, range_last: p.range_last },
                 }
             } else if policy.exhausted(p.retries) {
-                Step::DeadLetter {
-                    acked: None,
-                    attempts: p.retries.saturating_add(1),
-                    failed: p,
-                    error,
-                }
+                Step::DeadLetter { acked: None, attempts: p.retries.saturating_add(1), failed: p, error }
             } else {
-                Step::Retry {
-                    acked: None,
-                    next: Pending {
-                        retries: p.retries.saturating_add(1),
-                        ..p
-                    },
-                    error,
-                }
+                Step::Retry { acked: None, next: Pending { retries: p.retries.saturating_add(1), ..p }, error }
             }
         }
     }
@@ -228,9 +168,8 @@ pub(crate) fn take_expired(
     if !p.records.iter().any(|r| r.approximate_arrival < cutoff) {
         return Vec::new();
     }
-    let (expired, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut p.records)
-        .into_iter()
-        .partition(|r| r.approximate_arrival < cutoff);
+    let (expired, kept): (Vec<_>, Vec<_>) =
+        std::mem::take(&mut p.records).into_iter().partition(|r| r.approximate_arrival < cutoff);
     p.records = kept;
     expired
 }
@@ -270,18 +209,10 @@ mod tests {
         let b = recs(&[1, 2, 3, 4]);
         let ok = KinesisEventResponse::default();
         assert_eq!(interpret(Ok(ok.clone()), &b, true), Outcome::Success);
-        assert_eq!(
-            interpret(Err("boom".into()), &b, true),
-            Outcome::FunctionError {
-                error: "boom".into()
-            }
-        );
+        assert_eq!(interpret(Err("boom".into()), &b, true), Outcome::FunctionError { error: "boom".into() });
         // Lowest identifier wins, whatever the order.
         let r = failures(&[Some(&seq(4)), Some(&seq(2)), Some(&seq(3))]);
-        assert!(matches!(
-            interpret(Ok(r.clone()), &b, true),
-            Outcome::PartialFailure { first_failed: 1, .. }
-        ));
+        assert!(matches!(interpret(Ok(r.clone()), &b, true), Outcome::PartialFailure { first_failed: 1, .. }));
         // Ignored without ReportBatchItemFailures.
         assert_eq!(interpret(Ok(r), &b, false), Outcome::Success);
         // Invalid identifiers fail the whole batch.
@@ -292,46 +223,26 @@ mod tests {
             failures(&[Some(&seq(9))]),
             failures(&[Some(&seq(2)), Some("")]),
         ] {
-            assert!(
-                matches!(
-                    interpret(Ok(bad.clone()), &b, true),
-                    Outcome::FunctionError { .. }
-                ),
-                "{bad:?}"
-            );
+            assert!(matches!(interpret(Ok(bad.clone()), &b, true), Outcome::FunctionError { .. }), "{bad:?}");
         }
     }
 
-    const NO_RETRY_LIMIT: Policy = Policy {
-        maximum_retry_attempts: None,
-        bisect_batch_on_function_error: false,
-    };
+    const NO_RETRY_LIMIT: Policy = Policy { maximum_retry_attempts: None, bisect_batch_on_function_error: false };
 
     #[test]
     fn success_checkpoints_range_end() {
         let p = Pending::new(recs(&[1, 2])).unwrap();
         assert_eq!(
             decide(p, Outcome::Success, NO_RETRY_LIMIT),
-            Step::Done {
-                checkpoint: SequenceNumber::from_local(2)
-            }
+            Step::Done { checkpoint: SequenceNumber::from_local(2) }
         );
     }
 
     #[test]
     fn partial_failure_acks_prefix_and_retries_suffix() {
         let p = Pending::new(recs(&[1, 2, 3])).unwrap();
-        let step = decide(
-            p,
-            Outcome::PartialFailure {
-                first_failed: 1,
-                detail: String::new(),
-            },
-            NO_RETRY_LIMIT,
-        );
-        let Step::Retry { acked, next, .. } = step else {
-            panic!("{step:?}")
-        };
+        let step = decide(p, Outcome::PartialFailure { first_failed: 1, detail: String::new() }, NO_RETRY_LIMIT);
+        let Step::Retry { acked, next, .. } = step else { panic!("{step:?}") };
         assert_eq!(acked, Some(SequenceNumber::from_local(1)));
         assert_eq!(next.records, recs(&[2, 3]));
         assert_eq!(next.retries, 1);
@@ -340,69 +251,36 @@ mod tests {
 
     #[test]
     fn function_error_retries_then_dead_letters() {
-        let policy = Policy {
-            maximum_retry_attempts: Some(2),
-            bisect_batch_on_function_error: false,
-        };
+        let policy = Policy { maximum_retry_attempts: Some(2), bisect_batch_on_function_error: false };
         let mut p = Pending::new(recs(&[1, 2])).unwrap();
         for expected_retries in 1..=2 {
             let step = decide(p, Outcome::FunctionError { error: "e".into() }, policy);
-            let Step::Retry { acked: None, next, .. } = step else {
-                panic!("{step:?}")
-            };
+            let Step::Retry { acked: None, next, .. } = step else { panic!("{step:?}") };
             assert_eq!(next.retries, expected_retries);
             p = next;
         }
         let step = decide(p, Outcome::FunctionError { error: "e".into() }, policy);
-        let Step::DeadLetter {
-            acked: None,
-            failed,
-            attempts: 3,
-            ..
-        } = step
-        else {
-            panic!("{step:?}")
-        };
+        let Step::DeadLetter { acked: None, failed, attempts: 3, .. } = step else { panic!("{step:?}") };
         assert_eq!(failed.records, recs(&[1, 2]));
     }
 
     #[test]
     fn zero_retries_dead_letters_at_once() {
-        let policy = Policy {
-            maximum_retry_attempts: Some(0),
-            bisect_batch_on_function_error: false,
-        };
+        let policy = Policy { maximum_retry_attempts: Some(0), bisect_batch_on_function_error: false };
         let p = Pending::new(recs(&[1, 2, 3])).unwrap();
-        let step = decide(
-            p,
-            Outcome::PartialFailure {
-                first_failed: 2,
-                detail: String::new(),
-            },
-            policy,
-        );
-        let Step::DeadLetter {
-            acked, failed, attempts: 1, ..
-        } = step
-        else {
-            panic!("{step:?}")
-        };
+        let step = decide(p, Outcome::PartialFailure { first_failed: 2, detail: String::new() }, policy);
+        let Step::DeadLetter { acked, failed, attempts: 1, .. } = step else { panic!("{step:?}") };
         assert_eq!(acked, Some(SequenceNumber::from_local(2)));
         assert_eq!(failed.records, recs(&[3]));
     }
 
     #[test]
     fn bisect_splits_without_consuming_retries() {
-        let policy = Policy {
-            maximum_retry_attempts: Some(0),
-            bisect_batch_on_function_error: true,
-        };
+        let policy = Policy { maximum_retry_attempts: Some(0), bisect_batch_on_function_error: true };
         let mut p = Pending::new(recs(&[1, 2, 3, 4, 5])).unwrap();
         p.retries = 0;
         let step = decide(p, Outcome::FunctionError { error: "e".into() }, policy);
-        let Step::Bisect { first, second } = step else {
-            panic!("{step:?}")
-        };
+        let Step::Bisect { first, second } = step else { panic!("{step:?}") };
         assert_eq!(first.records, recs(&[1, 2]));
         assert_eq!(first.range_last, SequenceNumber::from_local(2));
         assert_eq!(second.records, recs(&[3, 4, 5]));

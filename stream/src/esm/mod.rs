@@ -78,10 +78,7 @@ pub trait BatchHandler: Send + Sync + 'static {
     /// Processes one batch (records of one shard, in order). `Err` = function error (the whole
     /// batch failed). `Ok` with `batchItemFailures` reports the first failed record (honoured
     /// only when the mapping has `report_batch_item_failures`).
-    fn handle(
-        &self,
-        event: KinesisEvent,
-    ) -> impl Future<Output = Result<KinesisEventResponse, HandlerError>> + Send;
+    fn handle(&self, event: KinesisEvent) -> impl Future<Output = Result<KinesisEventResponse, HandlerError>> + Send;
 }
 
 /// A failure of a port (source, checkpoint store, failure destination). The runner retries every
@@ -234,11 +231,7 @@ impl Backoff {
         }
         let half = d / 2;
         let jitter_nanos = u64::try_from((d - half).as_nanos()).unwrap_or(u64::MAX);
-        let j = if jitter_nanos == 0 {
-            0
-        } else {
-            rand::random_range(0..=jitter_nanos)
-        };
+        let j = if jitter_nanos == 0 { 0 } else { rand::random_range(0..=jitter_nanos) };
         half + Duration::from_nanos(j)
     }
 }
@@ -278,11 +271,7 @@ pub struct EsmConfig {
 impl EsmConfig {
     /// A mapping with Lambda's defaults: batch size 100, no batching window, infinite retries, no
     /// bisect, no record age limit, no partial batch responses.
-    pub fn new(
-        name: impl Into<String>,
-        stream_arn: impl Into<String>,
-        region: impl Into<String>,
-    ) -> Self {
+    pub fn new(name: impl Into<String>, stream_arn: impl Into<String>, region: impl Into<String>) -> Self {
         EsmConfig {
             name: name.into(),
             batch_size: 100,
@@ -292,10 +281,7 @@ impl EsmConfig {
             maximum_record_age: None,
             report_batch_item_failures: false,
             poll_interval: Duration::from_millis(100),
-            retry_backoff: Backoff {
-                initial: Duration::from_millis(100),
-                max: Duration::from_secs(10),
-            },
+            retry_backoff: Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(10) },
             function_timeout: Some(Duration::from_secs(900)),
             shard_refresh_interval: Duration::from_secs(60),
             stream_arn: stream_arn.into(),
@@ -314,18 +300,12 @@ impl EsmConfig {
             return bad(format!("batch_size must be 1..=10000, got {}", self.batch_size));
         }
         if self.batching_window > Duration::from_secs(300) {
-            return bad(format!(
-                "batching_window must be at most 300 s, got {:?}",
-                self.batching_window
-            ));
+            return bad(format!("batching_window must be at most 300 s, got {:?}", self.batching_window));
         }
         if self.maximum_retry_attempts.is_some_and(|n| n > 10_000) {
             return bad("maximum_retry_attempts must be at most 10000".into());
         }
-        if self
-            .maximum_record_age
-            .is_some_and(|a| a.is_zero() || a > Duration::from_secs(604_800))
-        {
+        if self.maximum_record_age.is_some_and(|a| a.is_zero() || a > Duration::from_secs(604_800)) {
             return bad("maximum_record_age must be in (0, 604800 s]".into());
         }
         if self.poll_interval.is_zero() {

@@ -15,8 +15,8 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::decide::{Outcome, Pending, Policy, Step, decide, interpret, take_expired};
 use super::{
-    BatchHandler, CheckpointStore, EsmConfig, EsmError, FailedBatch, FailureDestination,
-    FailureReason, MappingStatus, PortError, ShardSource,
+    BatchHandler, CheckpointStore, EsmConfig, EsmError, FailedBatch, FailureDestination, FailureReason, MappingStatus,
+    PortError, ShardSource,
 };
 use crate::record::{SequenceNumber, StreamRecord, to_kinesis_event};
 
@@ -50,29 +50,13 @@ where
     C: CheckpointStore,
 {
     /// A mapping of `source` to `handler`. Nothing runs until [`EventSourceMapping::run`].
-    pub fn new(
-        config: EsmConfig,
-        source: Arc<S>,
-        handler: Arc<H>,
-        destination: Arc<D>,
-        checkpoints: Arc<C>,
-    ) -> Self {
+    pub fn new(config: EsmConfig, source: Arc<S>, handler: Arc<H>, destination: Arc<D>, checkpoints: Arc<C>) -> Self {
         let status = Arc::new(MappingStatus::new(&config.name));
         let policy = Policy {
             maximum_retry_attempts: config.maximum_retry_attempts,
             bisect_batch_on_function_error: config.bisect_batch_on_function_error,
         };
-        EventSourceMapping {
-            ctx: Arc::new(Ctx {
-                config,
-                policy,
-                source,
-                handler,
-                destination,
-                checkpoints,
-                status,
-            }),
-        }
+        EventSourceMapping { ctx: Arc::new(Ctx { config, policy, source, handler, destination, checkpoints, status }) }
     }
 
     /// The mapping's live status and counters (shared; keeps updating while `run` executes).
@@ -113,10 +97,7 @@ where
                     list_errors = 0;
                     for shard in shards {
                         if known.insert(shard.clone()) {
-                            let handle = workers.spawn(Arc::clone(&ctx).shard_worker(
-                                shard.clone(),
-                                stop.clone(),
-                            ));
+                            let handle = workers.spawn(Arc::clone(&ctx).shard_worker(shard.clone(), stop.clone()));
                             shard_of_task.insert(handle.id(), shard);
                         }
                     }
@@ -188,11 +169,7 @@ async fn sleep_or_stop(d: Duration, stop: &CancellationToken) -> bool {
 
 /// Sorted, deduplicated, after `after`, at most `limit` (defends the invariants the runner relies
 /// on against a misbehaving source).
-fn sanitize(
-    mut records: Vec<StreamRecord>,
-    after: Option<SequenceNumber>,
-    limit: usize,
-) -> Vec<StreamRecord> {
+fn sanitize(mut records: Vec<StreamRecord>, after: Option<SequenceNumber>, limit: usize) -> Vec<StreamRecord> {
     records.sort_by_key(|r| r.sequence_number);
     records.dedup_by_key(|r| r.sequence_number);
     if let Some(a) = after {
@@ -211,19 +188,15 @@ where
 {
     fn backoff(&self, retry: u32) -> Duration {
         // Never spin: port retries wait at least one poll interval.
-        self.config
-            .retry_backoff
-            .delay(retry)
-            .max(self.config.poll_interval)
+        self.config.retry_backoff.delay(retry).max(self.config.poll_interval)
     }
 
     async fn shard_worker(self: Arc<Self>, shard: String, stop: CancellationToken) {
         let span = info_span!("esm_shard", mapping = %self.config.name, shard = %shard);
         async {
             let name = &self.config.name;
-            let Some(mut position) = self
-                .retry_port("load checkpoint", &stop, || self.checkpoints.load(name, &shard))
-                .await
+            let Some(mut position) =
+                self.retry_port("load checkpoint", &stop, || self.checkpoints.load(name, &shard)).await
             else {
                 return;
             };
@@ -338,11 +311,8 @@ where
         }
 
         if let Some(last) = batch.last() {
-            let age = Utc::now()
-                .signed_duration_since(last.approximate_arrival)
-                .num_milliseconds();
-            self.status
-                .iterator_age(shard, u64::try_from(age).unwrap_or(0));
+            let age = Utc::now().signed_duration_since(last.approximate_arrival).num_milliseconds();
+            self.status.iterator_age(shard, u64::try_from(age).unwrap_or(0));
         }
         Some(batch)
     }
@@ -369,10 +339,7 @@ where
                     "records older than the maximum record age {:?}",
                     self.config.maximum_record_age.unwrap_or_default()
                 ));
-                if !self
-                    .dead_letter(shard, expired, FailureReason::RecordAgeExceeded, p.retries, error, stop)
-                    .await
-                {
+                if !self.dead_letter(shard, expired, FailureReason::RecordAgeExceeded, p.retries, error, stop).await {
                     return Flow::Stop;
                 }
                 self.status.dead_lettered(n, true);
@@ -388,10 +355,7 @@ where
             let outcome = interpret(result, &p.records, self.config.report_batch_item_failures);
             match &outcome {
                 Outcome::Success => self.status.succeeded(p.records.len()),
-                Outcome::PartialFailure {
-                    first_failed,
-                    detail,
-                } => {
+                Outcome::PartialFailure { first_failed, detail } => {
                     self.status.succeeded(*first_failed);
                     self.status.failed(detail);
                 }
@@ -405,10 +369,10 @@ where
                     }
                 }
                 Step::Retry { acked, next, error } => {
-                    if let Some(a) = acked {
-                        if !self.checkpoint(shard, a, position, stop).await {
-                            return Flow::Stop;
-                        }
+                    if let Some(a) = acked
+                        && !self.checkpoint(shard, a, position, stop).await
+                    {
+                        return Flow::Stop;
                     }
                     self.status.retried();
                     warn!(
@@ -418,10 +382,7 @@ where
                         records = next.records.len(),
                         "batch failed; retrying"
                     );
-                    let delay = self
-                        .config
-                        .retry_backoff
-                        .delay(next.retries.saturating_sub(1));
+                    let delay = self.config.retry_backoff.delay(next.retries.saturating_sub(1));
                     if stop.is_cancelled() || !sleep_or_stop(delay, stop).await {
                         return Flow::Stop;
                     }
@@ -437,16 +398,11 @@ where
                     queue.push_front(second);
                     queue.push_front(first);
                 }
-                Step::DeadLetter {
-                    acked,
-                    failed,
-                    attempts,
-                    error,
-                } => {
-                    if let Some(a) = acked {
-                        if !self.checkpoint(shard, a, position, stop).await {
-                            return Flow::Stop;
-                        }
+                Step::DeadLetter { acked, failed, attempts, error } => {
+                    if let Some(a) = acked
+                        && !self.checkpoint(shard, a, position, stop).await
+                    {
+                        return Flow::Stop;
                     }
                     let n = failed.records.len();
                     if !self
@@ -481,12 +437,8 @@ where
         stop: &CancellationToken,
     ) -> bool {
         let name = &self.config.name;
-        let saved = self
-            .retry_port("save checkpoint", stop, || {
-                self.checkpoints.save(name, shard, seq)
-            })
-            .await
-            .is_some();
+        let saved =
+            self.retry_port("save checkpoint", stop, || self.checkpoints.save(name, shard, seq)).await.is_some();
         if saved {
             *position = Some(seq);
         }
@@ -526,20 +478,12 @@ where
             records = batch.records.len(),
             "discarding records to the on-failure destination"
         );
-        self.retry_port("send to the on-failure destination", stop, || {
-            self.destination.send(&batch)
-        })
-        .await
-        .is_some()
+        self.retry_port("send to the on-failure destination", stop, || self.destination.send(&batch)).await.is_some()
     }
 
     /// Runs the handler on its own task (a panic or timeout is a function error, as a crashed or
     /// timed-out Lambda invocation is).
-    async fn invoke(
-        &self,
-        shard: &str,
-        records: &[StreamRecord],
-    ) -> Result<KinesisEventResponse, String> {
+    async fn invoke(&self, shard: &str, records: &[StreamRecord]) -> Result<KinesisEventResponse, String> {
         let (Some(first), Some(last)) = (records.first(), records.last()) else {
             return Ok(KinesisEventResponse::default());
         };

@@ -66,10 +66,7 @@ pub struct MappingStatusSnapshot {
 
 impl MappingStatus {
     pub(crate) fn new(name: &str) -> Self {
-        MappingStatus {
-            name: name.to_owned(),
-            ..MappingStatus::default()
-        }
+        MappingStatus { name: name.to_owned(), ..MappingStatus::default() }
     }
 
     /// The mapping name.
@@ -119,8 +116,7 @@ impl MappingStatus {
     }
 
     pub(crate) fn succeeded(&self, records: usize) {
-        self.succeeded_records
-            .fetch_add(records as u64, Ordering::Relaxed);
+        self.succeeded_records.fetch_add(records as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn failed(&self, error: &str) {
@@ -137,11 +133,9 @@ impl MappingStatus {
     }
 
     pub(crate) fn dead_lettered(&self, records: usize, expired: bool) {
-        self.dead_lettered_records
-            .fetch_add(records as u64, Ordering::Relaxed);
+        self.dead_lettered_records.fetch_add(records as u64, Ordering::Relaxed);
         if expired {
-            self.expired_records
-                .fetch_add(records as u64, Ordering::Relaxed);
+            self.expired_records.fetch_add(records as u64, Ordering::Relaxed);
         }
     }
 

@@ -1,7 +1,7 @@
 use chrono::{DateTime, Utc};
 use sluice_stream::{
-    CheckpointStore, FailedBatch, FailureDestination, FailureReason, LocalDeadLetters,
-    SequenceNumber, SqliteCheckpoints, StreamRecord, shard_id,
+    CheckpointStore, FailedBatch, FailureDestination, FailureReason, LocalDeadLetters, SequenceNumber,
+    SqliteCheckpoints, StreamRecord, shard_id,
 };
 
 fn record(n: u128, data: &[u8]) -> StreamRecord {
@@ -75,9 +75,7 @@ async fn checkpoints_are_per_mapping_and_shard_and_survive_reopen() {
     cp.save("m2", "s0", SequenceNumber::from_local(1)).await.unwrap();
     cp.save("m1", "s0", SequenceNumber::from_local(6)).await.unwrap();
     // A real Kinesis sequence number (beyond u128) round-trips too.
-    let real: SequenceNumber = "49568167373333333333333333333333333333333333333333333333"
-        .parse()
-        .unwrap();
+    let real: SequenceNumber = "49568167373333333333333333333333333333333333333333333333".parse().unwrap();
     cp.save("aws", "shardId-000000000000", real).await.unwrap();
     drop(cp);
     let cp = SqliteCheckpoints::open(&path).unwrap();
@@ -85,10 +83,7 @@ async fn checkpoints_are_per_mapping_and_shard_and_survive_reopen() {
     assert_eq!(cp.get("m2", "s0").unwrap(), Some(SequenceNumber::from_local(1)));
     assert_eq!(
         cp.list("m1").unwrap(),
-        vec![
-            ("s0".to_owned(), SequenceNumber::from_local(6)),
-            ("s1".to_owned(), SequenceNumber::from_local(9))
-        ]
+        vec![("s0".to_owned(), SequenceNumber::from_local(6)), ("s1".to_owned(), SequenceNumber::from_local(9))]
     );
     assert_eq!(cp.get("aws", "shardId-000000000000").unwrap(), Some(real));
 }

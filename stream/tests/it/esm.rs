@@ -9,8 +9,7 @@ use aws_lambda_events::kinesis::KinesisEvent;
 use aws_lambda_events::streams::KinesisEventResponse;
 use chrono::Utc;
 use sluice_stream::{
-    BatchHandler, EventSourceMapping, FailureReason, HandlerError, PutEntry, SequenceNumber,
-    StreamRecord, shard_id,
+    BatchHandler, EventSourceMapping, FailureReason, HandlerError, PutEntry, SequenceNumber, StreamRecord, shard_id,
 };
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -61,10 +60,7 @@ async fn batching_window_waits_for_the_batch_to_fill() {
     within(wait_until("a batch", PATIENCE, || h.count() >= 1)).await;
     let waited = started.elapsed();
     run.stop().await;
-    assert!(
-        waited >= Duration::from_millis(1500),
-        "invoked after {waited:?}, before the window closed"
-    );
+    assert!(waited >= Duration::from_millis(1500), "invoked after {waited:?}, before the window closed");
     let inv = h.invocations();
     assert_eq!(inv.len(), 1);
     assert_eq!(inv[0].data, vec!["a", "b", "c", "d", "e"]);
@@ -120,10 +116,7 @@ async fn shards_run_concurrently_one_batch_in_flight_each_in_order() {
     let mut put_order: BTreeMap<String, Vec<SequenceNumber>> = BTreeMap::new();
     for b in 0..4 {
         let entries: Vec<PutEntry> = (0..50)
-            .map(|i| PutEntry {
-                partition_key: format!("user-{}", i % 17),
-                data: format!("{b}-{i}").into_bytes(),
-            })
+            .map(|i| PutEntry { partition_key: format!("user-{}", i % 17), data: format!("{b}-{i}").into_bytes() })
             .collect();
         for r in fx.stream.put_records(&entries).unwrap() {
             put_order.entry(r.shard_id).or_default().push(r.sequence_number);
@@ -173,10 +166,7 @@ async fn report_batch_item_failures_redelivers_from_the_lowest_failed_record() {
     let mut c = config("rbif");
     c.report_batch_item_failures = true;
     let (run, status) = start(&fx, c, Arc::clone(&h));
-    wait_until("resolved", PATIENCE, || {
-        fx.checkpoint("rbif", &shard_id(0)) == Some(puts[9].sequence_number)
-    })
-    .await;
+    wait_until("resolved", PATIENCE, || fx.checkpoint("rbif", &shard_id(0)) == Some(puts[9].sequence_number)).await;
     run.stop().await;
     let inv = h.invocations();
     assert_eq!(inv.len(), 2);
@@ -199,10 +189,7 @@ async fn partial_failure_acks_the_prefix_durably_before_retrying() {
     c.report_batch_item_failures = true;
     c.maximum_retry_attempts = Some(0);
     let (run, _status) = start(&fx, c, Arc::clone(&h));
-    wait_until("resolved", PATIENCE, || {
-        fx.checkpoint("rbif-dlq", &shard_id(0)) == Some(puts[4].sequence_number)
-    })
-    .await;
+    wait_until("resolved", PATIENCE, || fx.checkpoint("rbif-dlq", &shard_id(0)) == Some(puts[4].sequence_number)).await;
     run.stop().await;
     assert_eq!(h.count(), 1);
     let dl = fx.dead_letters.list().unwrap();
@@ -220,10 +207,7 @@ async fn without_report_batch_item_failures_the_response_is_ignored() {
     let s1 = puts[1].sequence_number.to_string();
     let h = Recording::new(move |_, _| Ok(fail_items([s1.as_str()])));
     let (run, status) = start(&fx, config("no-rbif"), Arc::clone(&h));
-    wait_until("resolved", PATIENCE, || {
-        fx.checkpoint("no-rbif", &shard_id(0)) == Some(puts[2].sequence_number)
-    })
-    .await;
+    wait_until("resolved", PATIENCE, || fx.checkpoint("no-rbif", &shard_id(0)) == Some(puts[2].sequence_number)).await;
     run.stop().await;
     assert_eq!(h.count(), 1);
     assert_eq!(status.snapshot().retries, 0);
@@ -253,10 +237,7 @@ async fn an_invalid_item_identifier_fails_the_whole_batch() {
         let mut c = config(name);
         c.report_batch_item_failures = true;
         let (run, status) = start(&fx, c, Arc::clone(&h));
-        wait_until("resolved", PATIENCE, || {
-            fx.checkpoint(name, &shard_id(0)) == Some(puts[2].sequence_number)
-        })
-        .await;
+        wait_until("resolved", PATIENCE, || fx.checkpoint(name, &shard_id(0)) == Some(puts[2].sequence_number)).await;
         run.stop().await;
         let inv = h.invocations();
         assert_eq!(inv.len(), 2, "{name}");
@@ -283,10 +264,7 @@ async fn retries_up_to_the_maximum_then_dead_letters_with_payloads_and_moves_on(
     wait_until("dead-lettered", PATIENCE, || fx.dead_letters.count().unwrap() == 1).await;
     // The shard moves on.
     let later = fx.put("k", &["good"]);
-    wait_until("moved on", PATIENCE, || {
-        fx.checkpoint("retries", &shard_id(0)) == Some(later[0].sequence_number)
-    })
-    .await;
+    wait_until("moved on", PATIENCE, || fx.checkpoint("retries", &shard_id(0)) == Some(later[0].sequence_number)).await;
     run.stop().await;
 
     let inv = h.invocations();
@@ -319,9 +297,7 @@ async fn retries_up_to_the_maximum_then_dead_letters_with_payloads_and_moves_on(
 #[tokio::test]
 async fn bisect_on_function_error_isolates_a_poison_record() {
     let fx = Fixture::new(1);
-    let p: Vec<String> = (0..8)
-        .map(|i| if i == 5 { "poison".to_owned() } else { format!("r{i}") })
-        .collect();
+    let p: Vec<String> = (0..8).map(|i| if i == 5 { "poison".to_owned() } else { format!("r{i}") }).collect();
     let puts = fx.put("k", &strs(&p));
     let h = Recording::new(|_, inv| {
         if inv.data.iter().any(|d| d == "poison") {
@@ -334,10 +310,7 @@ async fn bisect_on_function_error_isolates_a_poison_record() {
     c.bisect_batch_on_function_error = true;
     c.maximum_retry_attempts = Some(1);
     let (run, status) = start(&fx, c, Arc::clone(&h));
-    wait_until("resolved", PATIENCE, || {
-        fx.checkpoint("bisect", &shard_id(0)) == Some(puts[7].sequence_number)
-    })
-    .await;
+    wait_until("resolved", PATIENCE, || fx.checkpoint("bisect", &shard_id(0)) == Some(puts[7].sequence_number)).await;
     run.stop().await;
 
     let ranges: Vec<Vec<String>> = h.invocations().into_iter().map(|i| i.data).collect();
@@ -373,26 +346,15 @@ async fn records_older_than_the_maximum_age_go_to_the_destination_undelivered() 
     let fx = Fixture::new(1);
     let old = Utc::now() - chrono::Duration::hours(2);
     let entries = |xs: &[&str]| -> Vec<PutEntry> {
-        xs.iter()
-            .map(|x| PutEntry {
-                partition_key: "k".into(),
-                data: x.as_bytes().to_vec(),
-            })
-            .collect()
+        xs.iter().map(|x| PutEntry { partition_key: "k".into(), data: x.as_bytes().to_vec() }).collect()
     };
-    let stale = fx
-        .stream
-        .put_records_at(&entries(&["old-1", "old-2", "old-3"]), old)
-        .unwrap();
+    let stale = fx.stream.put_records_at(&entries(&["old-1", "old-2", "old-3"]), old).unwrap();
     let fresh = fx.stream.put_records(&entries(&["new-1", "new-2"])).unwrap();
     let h = Recording::ok();
     let mut c = config("age");
     c.maximum_record_age = Some(Duration::from_secs(3600));
     let (run, status) = start(&fx, c, Arc::clone(&h));
-    wait_until("resolved", PATIENCE, || {
-        fx.checkpoint("age", &shard_id(0)) == Some(fresh[1].sequence_number)
-    })
-    .await;
+    wait_until("resolved", PATIENCE, || fx.checkpoint("age", &shard_id(0)) == Some(fresh[1].sequence_number)).await;
     run.stop().await;
     let delivered: Vec<String> = h.invocations().into_iter().flat_map(|i| i.data).collect();
     assert_eq!(delivered, vec!["new-1", "new-2"]);
@@ -430,11 +392,7 @@ async fn graceful_shutdown_finishes_the_in_flight_batch_and_starts_no_other() {
     let fx = Fixture::new(1);
     let p = payloads(20, "r");
     let puts = fx.put("k", &strs(&p));
-    let gate = Arc::new(Gate {
-        entered: Semaphore::new(0),
-        release: Semaphore::new(0),
-        log: Default::default(),
-    });
+    let gate = Arc::new(Gate { entered: Semaphore::new(0), release: Semaphore::new(0), log: Default::default() });
     let (run, status) = start(&fx, config("graceful"), Arc::clone(&gate));
     within(gate.entered.acquire()).await.unwrap().forget();
     run.token.cancel();
@@ -445,10 +403,7 @@ async fn graceful_shutdown_finishes_the_in_flight_batch_and_starts_no_other() {
     gate.release.add_permits(1);
     within(run.handle).await.unwrap().unwrap();
     // Its checkpoint was written; no other batch started.
-    assert_eq!(
-        fx.checkpoint("graceful", &shard_id(0)),
-        Some(puts[9].sequence_number)
-    );
+    assert_eq!(fx.checkpoint("graceful", &shard_id(0)), Some(puts[9].sequence_number));
     assert_eq!(gate.log.lock().unwrap().len(), 1);
     assert!(!status.is_running());
 }
@@ -462,12 +417,7 @@ async fn restart_resumes_after_the_checkpoint_and_redelivers_the_in_flight_batch
     let hang = Arc::new(Semaphore::new(0));
     let h1 = {
         let hang = Arc::clone(&hang);
-        Arc::new(HangOn {
-            nth: 2,
-            seen: AtomicUsize::new(0),
-            log: Default::default(),
-            hang,
-        })
+        Arc::new(HangOn { nth: 2, seen: AtomicUsize::new(0), log: Default::default(), hang })
     };
     let mut c = config("restart");
     c.batch_size = 5;
@@ -482,21 +432,12 @@ async fn restart_resumes_after_the_checkpoint_and_redelivers_the_in_flight_batch
     within(hang.acquire()).await.unwrap().forget();
     task.abort(); // crash: no graceful shutdown
     assert!(task.await.unwrap_err().is_cancelled());
-    assert_eq!(
-        fx.checkpoint("restart", &shard_id(0)),
-        Some(puts[9].sequence_number)
-    );
+    assert_eq!(fx.checkpoint("restart", &shard_id(0)), Some(puts[9].sequence_number));
 
     // Second life, everything reopened from the same file.
     let (stream, checkpoints, dead_letters) = open_all(&fx.path, 1);
     let h2 = Recording::ok();
-    let esm = EventSourceMapping::new(
-        c,
-        Arc::new(stream),
-        Arc::clone(&h2),
-        dead_letters,
-        Arc::clone(&checkpoints),
-    );
+    let esm = EventSourceMapping::new(c, Arc::new(stream), Arc::clone(&h2), dead_letters, Arc::clone(&checkpoints));
     let token = CancellationToken::new();
     let task = tokio::spawn(esm.run(token.clone()));
     wait_until("redelivered", PATIENCE, || {
@@ -549,16 +490,11 @@ async fn a_panicking_or_timed_out_handler_is_a_function_error() {
     }
     let fx = Fixture::new(1);
     let puts = fx.put("k", &["a"]);
-    let h = Arc::new(Flaky {
-        calls: AtomicUsize::new(0),
-    });
+    let h = Arc::new(Flaky { calls: AtomicUsize::new(0) });
     let mut c = config("flaky");
     c.function_timeout = Some(Duration::from_millis(100));
     let (run, status) = start(&fx, c, Arc::clone(&h));
-    wait_until("resolved", PATIENCE, || {
-        fx.checkpoint("flaky", &shard_id(0)) == Some(puts[0].sequence_number)
-    })
-    .await;
+    wait_until("resolved", PATIENCE, || fx.checkpoint("flaky", &shard_id(0)) == Some(puts[0].sequence_number)).await;
     run.stop().await;
     assert_eq!(h.calls.load(Ordering::SeqCst), 3);
     let snap = status.snapshot();
@@ -578,8 +514,5 @@ async fn invalid_configuration_is_rejected() {
         Arc::clone(&fx.dead_letters),
         Arc::clone(&fx.checkpoints),
     );
-    assert!(matches!(
-        esm.run(CancellationToken::new()).await,
-        Err(sluice_stream::EsmError::InvalidConfig(_))
-    ));
+    assert!(matches!(esm.run(CancellationToken::new()).await, Err(sluice_stream::EsmError::InvalidConfig(_))));
 }

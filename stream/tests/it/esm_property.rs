@@ -29,8 +29,8 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use sluice_stream::{
-    BatchHandler, EventSourceMapping, FailedBatch, FailureDestination, FailureReason,
-    HandlerError, LocalDeadLetters, PortError, PutEntry, SequenceNumber,
+    BatchHandler, EventSourceMapping, FailedBatch, FailureDestination, FailureReason, HandlerError, LocalDeadLetters,
+    PortError, PutEntry, SequenceNumber,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -82,14 +82,10 @@ fn scenario() -> impl Strategy<Value = Scenario> {
         any::<u64>(),
         prop::collection::vec(stop(), 0..=3),
     )
-        .prop_flat_map(
-            |(shards, batch_size, report, bisect, max_retries, window_ms, seed, stops)| {
-                let n = stops.len() + 1;
-                prop::collection::vec(
-                    prop::collection::vec((0u8..16, prop::bool::weighted(0.06)), 0..40),
-                    n..=n,
-                )
-                .prop_map(move |chunks| Scenario {
+        .prop_flat_map(|(shards, batch_size, report, bisect, max_retries, window_ms, seed, stops)| {
+            let n = stops.len() + 1;
+            prop::collection::vec(prop::collection::vec((0u8..16, prop::bool::weighted(0.06)), 0..40), n..=n).prop_map(
+                move |chunks| Scenario {
                     shards,
                     batch_size,
                     report,
@@ -99,25 +95,16 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                     seed,
                     chunks,
                     stops: stops.clone(),
-                })
-            },
-        )
+                },
+            )
+        })
 }
 
 #[derive(Debug, Clone)]
 enum Event {
-    Invoked {
-        shard: String,
-        seqs: Vec<SequenceNumber>,
-    },
-    Acked {
-        shard: String,
-        seqs: Vec<SequenceNumber>,
-    },
-    DeadLettered {
-        shard: String,
-        seqs: Vec<SequenceNumber>,
-    },
+    Invoked { shard: String, seqs: Vec<SequenceNumber> },
+    Acked { shard: String, seqs: Vec<SequenceNumber> },
+    DeadLettered { shard: String, seqs: Vec<SequenceNumber> },
 }
 
 struct Shared {
@@ -147,10 +134,7 @@ impl BatchHandler for PropHandler {
         let (answer, ids, hang) = {
             let mut events = s.events.lock().unwrap();
             let n = s.invocations.fetch_add(1, Ordering::SeqCst) + 1;
-            events.push(Event::Invoked {
-                shard: inv.shard.clone(),
-                seqs: inv.seqs.clone(),
-            });
+            events.push(Event::Invoked { shard: inv.shard.clone(), seqs: inv.seqs.clone() });
             let mut rng = s.rng.lock().unwrap();
             let roll = rng.random_range(0..100);
             let mut answer = if roll < 15 {
@@ -183,10 +167,7 @@ impl BatchHandler for PropHandler {
                 Answer::Invalid | Answer::FunctionError => 0,
             };
             if acked > 0 {
-                events.push(Event::Acked {
-                    shard: inv.shard.clone(),
-                    seqs: inv.seqs[..acked].to_vec(),
-                });
+                events.push(Event::Acked { shard: inv.shard.clone(), seqs: inv.seqs[..acked].to_vec() });
             }
             let mut ids: Vec<String> = Vec::new();
             match answer {
@@ -210,11 +191,11 @@ impl BatchHandler for PropHandler {
                 Answer::Success | Answer::FunctionError => {}
             }
             let mut hang = false;
-            if let Some((at, h)) = *s.crash_at.lock().unwrap() {
-                if at == n {
-                    s.crashed.store(true, Ordering::SeqCst);
-                    hang = h;
-                }
+            if let Some((at, h)) = *s.crash_at.lock().unwrap()
+                && at == n
+            {
+                s.crashed.store(true, Ordering::SeqCst);
+                hang = h;
             }
             (answer, ids, hang)
         };
@@ -267,9 +248,9 @@ impl Model {
     fn apply(&mut self, events: &[Event]) {
         for e in &events[self.applied..] {
             let (shard, seqs) = match e {
-                Event::Invoked { shard, seqs }
-                | Event::Acked { shard, seqs }
-                | Event::DeadLettered { shard, seqs } => (shard, seqs),
+                Event::Invoked { shard, seqs } | Event::Acked { shard, seqs } | Event::DeadLettered { shard, seqs } => {
+                    (shard, seqs)
+                }
             };
             let m = self.shards.get_mut(shard).expect("event for an unknown shard");
             let f = m.frontier;
@@ -309,11 +290,7 @@ fn run_scenario(sc: &Scenario) {
         crash_at: Mutex::new(None),
         crashed: AtomicBool::new(false),
     });
-    let mut model = Model {
-        shards: BTreeMap::new(),
-        applied: 0,
-        batch_size: sc.batch_size,
-    };
+    let mut model = Model { shards: BTreeMap::new(), applied: 0, batch_size: sc.batch_size };
     let mut cfg = config(NAME);
     cfg.batch_size = sc.batch_size;
     cfg.report_batch_item_failures = sc.report;
@@ -321,10 +298,7 @@ fn run_scenario(sc: &Scenario) {
     cfg.maximum_retry_attempts = Some(sc.max_retries);
     cfg.batching_window = Duration::from_millis(sc.window_ms);
     cfg.poll_interval = Duration::from_millis(1);
-    cfg.retry_backoff = sluice_stream::Backoff {
-        initial: Duration::ZERO,
-        max: Duration::from_millis(1),
-    };
+    cfg.retry_backoff = sluice_stream::Backoff { initial: Duration::ZERO, max: Duration::from_millis(1) };
 
     let mut poisoned: Vec<(String, SequenceNumber)> = Vec::new();
     let mut previous_graceful = true;
@@ -361,11 +335,7 @@ fn run_scenario(sc: &Scenario) {
         }
 
         let stop = sc.stops.get(epoch).copied();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let base = shared.invocations.load(Ordering::SeqCst);
         shared.crashed.store(false, Ordering::SeqCst);
         *shared.crash_at.lock().unwrap() = match stop {
@@ -379,16 +349,19 @@ fn run_scenario(sc: &Scenario) {
                 cfg.clone(),
                 Arc::new(stream),
                 Arc::new(PropHandler(Arc::clone(&shared))),
-                Arc::new(RecordingDlq {
-                    inner: dead_letters,
-                    shared: Arc::clone(&shared),
-                }),
+                Arc::new(RecordingDlq { inner: dead_letters, shared: Arc::clone(&shared) }),
                 checkpoints,
             );
             let task = tokio::spawn(esm.run(token.clone()));
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            // A correct runner produces an event every few milliseconds while work remains.
+            let stall = Duration::from_secs(10);
+            let mut deadline = tokio::time::Instant::now() + stall;
             loop {
+                let before = model.applied;
                 model.apply(&shared.events.lock().unwrap());
+                if model.applied > before {
+                    deadline = tokio::time::Instant::now() + stall;
+                }
                 let invoked = shared.invocations.load(Ordering::SeqCst) - base;
                 let crashed = shared.crashed.load(Ordering::SeqCst);
                 if crashed {
@@ -400,17 +373,13 @@ fn run_scenario(sc: &Scenario) {
                 }
                 assert!(
                     tokio::time::Instant::now() < deadline,
-                    "epoch {epoch} made no progress: {:?}",
+                    "epoch {epoch} stalled for {stall:?}: (shard, frontier, records) {:?}",
                     model.shards.iter().map(|(s, m)| (s, m.frontier, m.seqs.len())).collect::<Vec<_>>()
                 );
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
             token.cancel();
-            tokio::time::timeout(Duration::from_secs(30), task)
-                .await
-                .expect("graceful stop hung")
-                .unwrap()
-                .unwrap();
+            tokio::time::timeout(Duration::from_secs(30), task).await.expect("graceful stop hung").unwrap().unwrap();
             true
         });
         // Dropping the runtime drops every task at its current await point (a crash); blocking
@@ -477,7 +446,12 @@ fn run_scenario(sc: &Scenario) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, max_shrink_iters: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 48,
+        max_shrink_iters: 32,
+        max_shrink_time: 60_000,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn every_record_is_delivered_in_order_and_resolved(sc in scenario()) {
@@ -502,12 +476,7 @@ fn scenario_with_crashes_and_poison() {
             (0..30).map(|i| (i % 16, false)).collect(),
             (0..20).map(|i| (i % 16, i == 7)).collect(),
         ],
-        stops: vec![
-            Stop::CrashInHandler(5),
-            Stop::CrashAfterReturn(9),
-            Stop::Graceful(6),
-        ],
+        stops: vec![Stop::CrashInHandler(5), Stop::CrashAfterReturn(9), Stop::Graceful(6)],
     };
     run_scenario(&sc);
 }
-

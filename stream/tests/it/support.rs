@@ -10,9 +10,8 @@ use std::time::Duration;
 use aws_lambda_events::kinesis::KinesisEvent;
 use aws_lambda_events::streams::KinesisEventResponse;
 use sluice_stream::{
-    Backoff, BatchHandler, EsmConfig, EsmError, EventSourceMapping, HandlerError,
-    LocalDeadLetters, LocalStream, LocalStreamConfig, PutEntry, PutResult, SequenceNumber,
-    SqliteCheckpoints, StreamRecord,
+    Backoff, BatchHandler, EsmConfig, EsmError, EventSourceMapping, HandlerError, LocalDeadLetters, LocalStream,
+    LocalStreamConfig, PutEntry, PutResult, SequenceNumber, SqliteCheckpoints, StreamRecord,
 };
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
@@ -35,24 +34,13 @@ impl Fixture {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sluice.db");
         let (stream, checkpoints, dead_letters) = open_all(&path, shards);
-        Fixture {
-            _dir: dir,
-            path,
-            stream,
-            checkpoints,
-            dead_letters,
-        }
+        Fixture { _dir: dir, path, stream, checkpoints, dead_letters }
     }
 
     /// Puts records with the given partition key and payloads, in one call.
     pub fn put(&self, key: &str, payloads: &[&str]) -> Vec<PutResult> {
-        let entries: Vec<PutEntry> = payloads
-            .iter()
-            .map(|p| PutEntry {
-                partition_key: key.to_owned(),
-                data: p.as_bytes().to_vec(),
-            })
-            .collect();
+        let entries: Vec<PutEntry> =
+            payloads.iter().map(|p| PutEntry { partition_key: key.to_owned(), data: p.as_bytes().to_vec() }).collect();
         self.stream.put_records(&entries).unwrap()
     }
 
@@ -65,18 +53,8 @@ impl Fixture {
     }
 }
 
-pub fn open_all(
-    path: &std::path::Path,
-    shards: u32,
-) -> (LocalStream, Arc<SqliteCheckpoints>, Arc<LocalDeadLetters>) {
-    let stream = LocalStream::open(
-        path,
-        LocalStreamConfig {
-            shards,
-            ..LocalStreamConfig::default()
-        },
-    )
-    .unwrap();
+pub fn open_all(path: &std::path::Path, shards: u32) -> (LocalStream, Arc<SqliteCheckpoints>, Arc<LocalDeadLetters>) {
+    let stream = LocalStream::open(path, LocalStreamConfig { shards, ..LocalStreamConfig::default() }).unwrap();
     let checkpoints = Arc::new(SqliteCheckpoints::open(path).unwrap());
     let dead_letters = Arc::new(LocalDeadLetters::open(path).unwrap());
     (stream, checkpoints, dead_letters)
@@ -87,10 +65,7 @@ pub fn config(name: &str) -> EsmConfig {
     let mut c = EsmConfig::new(name, ARN, REGION);
     c.batch_size = 10;
     c.poll_interval = Duration::from_millis(2);
-    c.retry_backoff = Backoff {
-        initial: Duration::from_millis(1),
-        max: Duration::from_millis(5),
-    };
+    c.retry_backoff = Backoff { initial: Duration::from_millis(1), max: Duration::from_millis(5) };
     c
 }
 
@@ -104,24 +79,16 @@ pub struct Invocation {
 
 impl Invocation {
     pub fn from_event(event: &KinesisEvent) -> Invocation {
-        let records: Vec<StreamRecord> = event
-            .records
-            .iter()
-            .map(|r| StreamRecord::try_from(r).unwrap())
-            .collect();
+        let records: Vec<StreamRecord> = event.records.iter().map(|r| StreamRecord::try_from(r).unwrap()).collect();
         Invocation {
             shard: records.first().map(|r| r.shard_id.clone()).unwrap_or_default(),
             seqs: records.iter().map(|r| r.sequence_number).collect(),
-            data: records
-                .iter()
-                .map(|r| String::from_utf8(r.data.clone()).unwrap())
-                .collect(),
+            data: records.iter().map(|r| String::from_utf8(r.data.clone()).unwrap()).collect(),
         }
     }
 }
 
-type Script =
-    dyn Fn(usize, &Invocation) -> Result<KinesisEventResponse, HandlerError> + Send + Sync;
+type Script = dyn Fn(usize, &Invocation) -> Result<KinesisEventResponse, HandlerError> + Send + Sync;
 
 /// A handler that records every invocation and answers with `script(n, invocation)` (`n` is the
 /// 0-based invocation count across all shards).
@@ -132,15 +99,9 @@ pub struct Recording {
 
 impl Recording {
     pub fn new(
-        script: impl Fn(usize, &Invocation) -> Result<KinesisEventResponse, HandlerError>
-        + Send
-        + Sync
-        + 'static,
+        script: impl Fn(usize, &Invocation) -> Result<KinesisEventResponse, HandlerError> + Send + Sync + 'static,
     ) -> Arc<Recording> {
-        Arc::new(Recording {
-            log: Mutex::new(Vec::new()),
-            script: Box::new(script),
-        })
+        Arc::new(Recording { log: Mutex::new(Vec::new()), script: Box::new(script) })
     }
 
     pub fn ok() -> Arc<Recording> {
@@ -179,10 +140,7 @@ pub fn fail_items<'a>(ids: impl IntoIterator<Item = &'a str>) -> KinesisEventRes
 pub async fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + timeout;
     while !cond() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }

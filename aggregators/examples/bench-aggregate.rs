@@ -1,0 +1,388 @@
+//! Benchmark (not a test): decode + validate + aggregate of ~6 MB Kinesis-shaped batches, peak
+//! memory per batch, DynamoDB write request units per 1M events, and the same work by a typical
+//! Python Lambda and by DuckDB on the same files.
+//!
+//! `cargo run --release -p sluice-aggregators --example bench-aggregate [-- --batches 8 --wru-events 1000000 --no-peers]`
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::Context as _;
+use aws_lambda_events::event::kinesis::KinesisEvent;
+use base64::Engine as _;
+use generate::{GenConfig, Generator, kinesis_batch, record_bytes};
+use serde::Deserialize;
+use sluice_aggregators::decode::Decoder;
+use sluice_aggregators::store::dynamodb::{item, write_units};
+use sluice_aggregators::store::{AggregateStore, Partial, PutOutcome, StoreError};
+use sluice_aggregators::{
+    AggKey, AggState, ApplyPolicy, BatchAggregator, SeqNo, WindowConfig, WindowSize, apply_batch,
+};
+use sluice_schemas::Registry;
+
+#[path = "../../loadtest/src/generate.rs"]
+#[allow(dead_code)]
+mod generate;
+
+const BATCH_BYTES: usize = 6_000_000;
+
+#[derive(Deserialize)]
+struct LeanBatch<'a> {
+    #[serde(borrow, rename = "Records")]
+    records: Vec<LeanRecord<'a>>,
+}
+#[derive(Deserialize)]
+struct LeanRecord<'a> {
+    #[serde(borrow)]
+    kinesis: LeanKinesis<'a>,
+}
+#[derive(Deserialize)]
+struct LeanKinesis<'a> {
+    #[serde(borrow)]
+    data: &'a str,
+    #[serde(borrow, rename = "sequenceNumber")]
+    sequence_number: &'a str,
+}
+
+fn proc_status(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn reset_peak() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Full handler work from the raw payload: Kinesis JSON (with base64) -> events -> deltas.
+fn from_json(decoder: &Decoder, config: &WindowConfig, json: &[u8]) -> anyhow::Result<usize> {
+    let event: KinesisEvent = serde_json::from_slice(json)?;
+    from_parsed(decoder, config, &event)
+}
+
+/// The work after the Lambda runtime has parsed the payload.
+fn from_parsed(decoder: &Decoder, config: &WindowConfig, event: &KinesisEvent) -> anyhow::Result<usize> {
+    let mut agg = BatchAggregator::new(config.clone());
+    for r in &event.records {
+        let seq: SeqNo = r.kinesis.sequence_number.parse()?;
+        if let Ok((c, _)) = decoder.decode(&r.kinesis.data) {
+            agg.add(seq, &c);
+        }
+    }
+    let n = agg.len();
+    let delta = agg.finish();
+    std::hint::black_box(&delta);
+    Ok(n)
+}
+
+/// Borrowed envelope parse + base64 into a reused buffer + decode + aggregate.
+fn lean(decoder: &Decoder, config: &WindowConfig, json: &[u8]) -> anyhow::Result<usize> {
+    let batch: LeanBatch<'_> = serde_json::from_slice(json)?;
+    let mut agg = BatchAggregator::new(config.clone());
+    let mut buf = Vec::with_capacity(2048);
+    for r in &batch.records {
+        buf.clear();
+        base64::engine::general_purpose::STANDARD.decode_vec(r.kinesis.data, &mut buf)?;
+        let seq: SeqNo = r.kinesis.sequence_number.parse()?;
+        if let Ok((c, _)) = decoder.decode(&buf) {
+            agg.add(seq, &c);
+        }
+    }
+    let n = agg.len();
+    std::hint::black_box(agg.finish());
+    Ok(n)
+}
+
+/// Ceiling: Kinesis JSON + base64 + parse of each payload into a borrowed envelope, no checks.
+fn ceiling(json: &[u8]) -> anyhow::Result<usize> {
+    #[derive(Deserialize)]
+    #[allow(dead_code)]
+    struct Env<'a> {
+        #[serde(borrow)]
+        event_type: &'a str,
+        #[serde(borrow)]
+        data: &'a serde_json::value::RawValue,
+    }
+    let batch: LeanBatch<'_> = serde_json::from_slice(json)?;
+    let mut buf = Vec::with_capacity(2048);
+    let mut n = 0;
+    for r in &batch.records {
+        buf.clear();
+        base64::engine::general_purpose::STANDARD.decode_vec(r.kinesis.data, &mut buf)?;
+        let e: Env<'_> = serde_json::from_slice(&buf)?;
+        std::hint::black_box(&e);
+        n += 1;
+    }
+    Ok(n)
+}
+
+fn best_rate(events: usize, runs: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
+    let mut best = f64::MAX;
+    for _ in 0..runs {
+        let t = Instant::now();
+        f()?;
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    Ok(events as f64 / best)
+}
+
+/// In-memory store that prices each PutItem as DynamoDB would.
+#[derive(Default, Clone)]
+struct PricedStore {
+    items: Arc<Mutex<HashMap<(String, AggKey), Partial>>>,
+    wru: Arc<Mutex<(u64, u64, usize)>>, // (WRU, puts, max item bytes)
+}
+
+impl AggregateStore for PricedStore {
+    async fn load(&self, shard: &str, keys: &[AggKey]) -> Result<Vec<Option<Partial>>, StoreError> {
+        let items = self.items.lock().map_err(|_| StoreError::Unavailable("poisoned".into()))?;
+        Ok(keys.iter().map(|k| items.get(&(shard.to_owned(), k.clone())).cloned()).collect())
+    }
+    async fn put(
+        &self,
+        shard: &str,
+        key: &AggKey,
+        _expected: Option<SeqNo>,
+        new: &Partial,
+    ) -> Result<PutOutcome, StoreError> {
+        let it = item(key, shard, new);
+        let size = sluice_aggregators::store::dynamodb::item_size(&it);
+        {
+            let mut w = self.wru.lock().map_err(|_| StoreError::Unavailable("poisoned".into()))?;
+            w.0 += write_units(&it);
+            w.1 += 1;
+            w.2 = w.2.max(size);
+        }
+        self.items
+            .lock()
+            .map_err(|_| StoreError::Unavailable("poisoned".into()))?
+            .insert((shard.to_owned(), key.clone()), new.clone());
+        Ok(PutOutcome::Written)
+    }
+    async fn scan(
+        &self,
+        _: &str,
+        _: WindowSize,
+        _: i64,
+        _: i64,
+    ) -> Result<Vec<(AggKey, String, AggState)>, StoreError> {
+        Ok(Vec::new())
+    }
+}
+
+/// WRU for `total` events of the default mix over `shards` shards (round-robin), full batches.
+async fn simulate_wru(
+    registry: &Arc<Registry>,
+    config: &WindowConfig,
+    total: usize,
+    shards: usize,
+) -> anyhow::Result<(u64, u64, usize, usize)> {
+    let decoder = Decoder::new(Arc::clone(registry));
+    let store = PricedStore::default();
+    let mut generator = Generator::new(GenConfig::default());
+    let mut per_shard: Vec<Vec<Vec<u8>>> = vec![Vec::new(); shards];
+    let mut sizes = vec![0usize; shards];
+    let mut batches = 0usize;
+    let mut seq = 0u64;
+    let flush = |payloads: Vec<Vec<u8>>, shard: usize, seq: &mut u64| {
+        let decoder = &decoder;
+        let store = store.clone();
+        let config = config.clone();
+        let first = *seq;
+        *seq += payloads.len() as u64;
+        async move {
+            let mut agg = BatchAggregator::new(config);
+            for (i, p) in payloads.iter().enumerate() {
+                if let Ok((c, _)) = decoder.decode(p) {
+                    agg.add(SeqNo::from_u128(u128::from(first) + i as u128), &c);
+                }
+            }
+            let report =
+                apply_batch(&store, &format!("shardId-{shard:012}"), &agg.finish(), &ApplyPolicy::default()).await;
+            anyhow::ensure!(report.failed_from.is_none(), "simulated store failed");
+            Ok::<(), anyhow::Error>(())
+        }
+    };
+    for i in 0..total {
+        let s = i % shards;
+        let bytes = record_bytes(&generator.next_event());
+        let len = bytes.len().div_ceil(3) * 4 + 560;
+        if sizes[s] + len > BATCH_BYTES || per_shard[s].len() >= 10_000 {
+            let payloads = std::mem::take(&mut per_shard[s]);
+            flush(payloads, s, &mut seq).await?;
+            batches += 1;
+            sizes[s] = 0;
+        }
+        sizes[s] += len;
+        per_shard[s].push(bytes);
+    }
+    for s in 0..shards {
+        let payloads = std::mem::take(&mut per_shard[s]);
+        if !payloads.is_empty() {
+            flush(payloads, s, &mut seq).await?;
+            batches += 1;
+        }
+    }
+    let (wru, puts, max_item) = *store.wru.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+    Ok((wru, puts, max_item, batches))
+}
+
+fn python() -> String {
+    for p in [".venv/bin/python", "../.venv/bin/python"] {
+        if std::path::Path::new(p).exists() {
+            return p.to_owned();
+        }
+    }
+    "python3".to_owned()
+}
+
+fn peer(script: &str, files: &[PathBuf]) -> anyhow::Result<serde_json::Value> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../loadtest/peers").join(script);
+    let out = Command::new(python()).arg(&root).args(files).output().with_context(|| format!("running {script}"))?;
+    anyhow::ensure!(out.status.success(), "{script} failed: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(serde_json::from_slice(out.stdout.trim_ascii())?)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str, default: usize| -> usize {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let n_batches = arg("--batches", 8);
+    let wru_events = arg("--wru-events", 1_000_000);
+    let peers = !args.iter().any(|a| a == "--no-peers");
+
+    let registry = Arc::new(Registry::builtin()?);
+    let decoder = Decoder::new(Arc::clone(&registry));
+    let config = WindowConfig::default();
+
+    // Data: ~6 MB Kinesis-shaped batches of the default mix, written for the peers.
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench-aggregate");
+    std::fs::create_dir_all(&dir)?;
+    let mut generator = Generator::new(GenConfig::default());
+    let mut files = Vec::new();
+    let mut jsons = Vec::new();
+    let mut parsed = Vec::new();
+    let mut events = 0usize;
+    let mut seq = 0u64;
+    for i in 0..n_batches {
+        let (batch, evs) = kinesis_batch(&mut generator, "shardId-000000000000", seq, BATCH_BYTES);
+        seq += evs.len() as u64;
+        events += evs.len();
+        let json = serde_json::to_vec(&batch)?;
+        let path = dir.join(format!("batch-{i:02}.json"));
+        std::fs::write(&path, &json)?;
+        files.push(path);
+        jsons.push(json);
+        parsed.push(batch);
+    }
+    let mb = jsons.iter().map(Vec::len).sum::<usize>() as f64 / 1e6;
+    println!(
+        "data: {n_batches} batches, {events} events, {mb:.1} MB ({:.0} records/batch, {:.2} MB/batch) in {}",
+        events as f64 / n_batches as f64,
+        mb / n_batches as f64,
+        dir.display()
+    );
+
+    // Peak memory per batch (full path from the JSON payload).
+    let mut peak_kb = 0u64;
+    for json in &jsons {
+        let before = proc_status("VmRSS:");
+        reset_peak();
+        from_json(&decoder, &config, json)?;
+        peak_kb = peak_kb.max(proc_status("VmHWM:").saturating_sub(before));
+    }
+
+    let runs = 3;
+    let r_ceiling = best_rate(events, runs, || {
+        for j in &jsons {
+            ceiling(j)?;
+        }
+        Ok(())
+    })?;
+    let r_json = best_rate(events, runs, || {
+        for j in &jsons {
+            from_json(&decoder, &config, j)?;
+        }
+        Ok(())
+    })?;
+    let r_parsed = best_rate(events, runs, || {
+        for p in &parsed {
+            from_parsed(&decoder, &config, p)?;
+        }
+        Ok(())
+    })?;
+    let r_lean = best_rate(events, runs, || {
+        for j in &jsons {
+            lean(&decoder, &config, j)?;
+        }
+        Ok(())
+    })?;
+
+    println!();
+    println!("| path (1 core) | events/s |");
+    println!("|---|---:|");
+    println!("| ceiling: Kinesis JSON + base64 + envelope parse, no validation | {r_ceiling:.0} |");
+    println!("| sluice, lean: borrowed Kinesis JSON + base64 + decode/validate + aggregate | {r_lean:.0} |");
+    println!("| sluice, handler input: from parsed KinesisEvent (Lambda runtime parsed it) | {r_parsed:.0} |");
+    println!(
+        "| sluice, full: KinesisEvent JSON parse (aws_lambda_events) + decode/validate + aggregate | {r_json:.0} |"
+    );
+    println!("peak memory per batch (VmHWM above RSS before, full path): {:.1} MB", peak_kb as f64 / 1024.0);
+
+    if peers {
+        let py = peer("python_lambda.py", &files)?;
+        let duck = peer("duckdb_agg.py", &files)?;
+        let py_rate = py["events_per_sec"].as_f64().unwrap_or(f64::NAN);
+        let duck_rate = duck["events_per_sec"].as_f64().unwrap_or(f64::NAN);
+        println!();
+        println!("| peer (same files, 1 core) | events/s | sluice full / peer | sluice lean / peer |");
+        println!("|---|---:|---:|---:|");
+        println!(
+            "| Python Lambda (json per record + dicts) | {py_rate:.0} | {:.1}x | {:.1}x |",
+            r_json / py_rate,
+            r_lean / py_rate
+        );
+        println!(
+            "| DuckDB {} (threads=1, SQL) | {duck_rate:.0} | {:.1}x | {:.1}x |",
+            "",
+            r_json / duck_rate,
+            r_lean / duck_rate
+        );
+        println!("python: {py}");
+        println!("duckdb: {duck}");
+    }
+
+    println!();
+    println!(
+        "| DynamoDB cost, {wru_events} events, default mix, full batches | windows | shards | batches | puts | WRU | WRU per 1M | max item |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    for (label, windows) in [
+        ("1m+1h", vec![sluice_aggregators::window::MINUTE, sluice_aggregators::window::HOUR]),
+        ("1m", vec![sluice_aggregators::window::MINUTE]),
+    ] {
+        for shards in [1usize, 4] {
+            let cfg = WindowConfig::new(windows.clone(), config.allowed_lateness);
+            let (wru, puts, max_item, batches) = simulate_wru(&registry, &cfg, wru_events, shards).await?;
+            println!(
+                "| | {label} | {shards} | {batches} | {puts} | {wru} | {:.0} | {max_item} B |",
+                wru as f64 * 1e6 / wru_events as f64
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,151 @@
+//! Shared helpers: synthetic batches, a crash-injecting store wrapper, store constructors.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sluice_aggregators::key::DimRef;
+use sluice_aggregators::store::{AggregateStore, Partial, PutOutcome, StoreError};
+use sluice_aggregators::{
+    AggKey, AggState, BatchAggregator, BatchDelta, Contribution, DynamoAggregateStore, Observation, SeqNo,
+    SqliteAggregateStore, WindowConfig, WindowSize,
+};
+
+/// One synthetic record: sequence counter, group (0..4), measure, identity.
+#[derive(Debug, Clone, Copy)]
+pub struct Rec {
+    pub seq: u64,
+    pub group: u8,
+    pub measure: f64,
+    pub identity: u32,
+    pub minute: i64,
+}
+
+pub fn t0() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_767_225_600, 0).unwrap()
+}
+
+pub fn seq(n: u64) -> SeqNo {
+    // Kinesis-sized: above u128.
+    format!("4959033827149025660855969253{n:028}").parse().unwrap()
+}
+
+pub fn batch_of(event_type: &str, recs: &[Rec]) -> BatchDelta {
+    let mut agg = BatchAggregator::new(WindowConfig::default());
+    for r in recs {
+        let occurred_at = t0() + TimeDelta::seconds(r.minute * 60 + 7);
+        let c = Contribution {
+            event_type: Cow::Borrowed(event_type),
+            occurred_at,
+            received_at: occurred_at + TimeDelta::minutes(if r.group == 3 { 30 } else { 0 }),
+            dims: vec![DimRef::Str(Cow::Owned(format!("g{}", r.group % 2))), DimRef::Int(i64::from(r.group / 2))],
+            obs: Observation { measure: Some(r.measure), identity: Some(r.identity) },
+        };
+        agg.add(seq(r.seq), &c);
+    }
+    agg.finish()
+}
+
+/// Every key's state as the store holds it, all shards merged per key.
+pub async fn snapshot<S: AggregateStore>(
+    store: &S,
+    event_type: &str,
+) -> std::collections::BTreeMap<(WindowSize, AggKey), AggState> {
+    let mut out = std::collections::BTreeMap::new();
+    for w in WindowConfig::default().windows {
+        let rows = store.scan(event_type, w, t0().timestamp() - 7200, t0().timestamp() + 7200).await.unwrap();
+        for (k, _shard, s) in rows {
+            out.entry((w, k)).or_insert_with(AggState::default).merge(&s);
+        }
+    }
+    out
+}
+
+/// The same map computed directly from the records (the truth).
+pub fn expected(event_type: &str, recs: &[Rec]) -> std::collections::BTreeMap<(WindowSize, AggKey), AggState> {
+    let b = batch_of(event_type, recs);
+    let mut out = std::collections::BTreeMap::new();
+    for d in b.deltas {
+        out.entry((d.key.window, d.key)).or_insert_with(AggState::default).merge(&d.state);
+    }
+    out
+}
+
+/// Wraps a store; after `puts_before_crash` successful puts every call fails (a crashed
+/// invocation), until `heal`.
+#[derive(Clone)]
+pub struct Crashing<S> {
+    pub inner: S,
+    remaining: Arc<AtomicUsize>,
+}
+
+impl<S> Crashing<S> {
+    pub fn new(inner: S, puts_before_crash: usize) -> Self {
+        Crashing { inner, remaining: Arc::new(AtomicUsize::new(puts_before_crash)) }
+    }
+}
+
+impl<S: AggregateStore> AggregateStore for Crashing<S> {
+    async fn load(&self, shard: &str, keys: &[AggKey]) -> Result<Vec<Option<Partial>>, StoreError> {
+        if self.remaining.load(Ordering::SeqCst) == 0 {
+            return Err(StoreError::Unavailable("crashed".into()));
+        }
+        self.inner.load(shard, keys).await
+    }
+    async fn put(
+        &self,
+        shard: &str,
+        key: &AggKey,
+        expected: Option<SeqNo>,
+        new: &Partial,
+    ) -> Result<PutOutcome, StoreError> {
+        let ok = self.remaining.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+        if !ok {
+            return Err(StoreError::Unavailable("crashed".into()));
+        }
+        self.inner.put(shard, key, expected, new).await
+    }
+    async fn scan(
+        &self,
+        event_type: &str,
+        window: WindowSize,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(AggKey, String, AggState)>, StoreError> {
+        self.inner.scan(event_type, window, from, to).await
+    }
+}
+
+pub fn sqlite() -> SqliteAggregateStore {
+    SqliteAggregateStore::in_memory().unwrap()
+}
+
+/// A DynamoDB store on a fresh table in moto, or `None` (skip) without moto.
+pub async fn dynamo() -> Option<DynamoAggregateStore> {
+    let config = sluice_aws::testing::moto().await?;
+    let client = aws_sdk_dynamodb::Client::new(&config);
+    let table = sluice_aws::testing::unique_name("aggregates");
+    DynamoAggregateStore::create_table(&client, &table).await.unwrap();
+    Some(DynamoAggregateStore::new(client, table))
+}
+
+pub fn fast_policy() -> sluice_aggregators::ApplyPolicy {
+    sluice_aggregators::ApplyPolicy {
+        max_attempts: 2,
+        base_backoff: std::time::Duration::from_millis(1),
+        concurrency: 8,
+    }
+}
+
+pub fn recs(range: std::ops::RangeInclusive<u64>) -> Vec<Rec> {
+    range
+        .map(|i| Rec {
+            seq: i,
+            group: (i % 4) as u8,
+            measure: (i as f64) * 1.25,
+            identity: (i % 7) as u32,
+            minute: (i % 3) as i64,
+        })
+        .collect()
+}

@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""The same aggregation in DuckDB (one thread), for comparison with sluice's Rust handler.
+
+For each Kinesis-shaped batch file: read the JSON, unnest the records, base64-decode and parse
+each payload, and GROUP BY (event_type, window, window_start, dims) with count, sum, min, max,
+approx_count_distinct, approx_quantile(0.5/0.9/0.99) and the late count, for 1m and 1h windows.
+
+Usage: duckdb_agg.py BATCH.json [BATCH.json ...]
+Prints one JSON line: {"events": n, "seconds": s, "events_per_sec": r, "groups": g}.
+"""
+import json
+import sys
+import time
+
+import duckdb
+
+SQL = """
+WITH recs AS (
+  SELECT unnest(Records, recursive := false) AS r FROM read_json(?, maximum_object_size = 67108864)
+), ev AS (
+  SELECT CAST(from_base64(r.kinesis.data) AS VARCHAR) AS j FROM recs
+), parsed AS (
+  SELECT j->>'event_type' AS t,
+         CAST(j->>'occurred_at' AS TIMESTAMPTZ) AS occ,
+         CAST(j->>'received_at' AS TIMESTAMPTZ) AS rec,
+         CASE j->>'event_type' WHEN 'page_view' THEN j->'data'->>'device'
+                               WHEN 'api_call' THEN j->'data'->>'route'
+                               ELSE j->'data'->>'currency' END AS d1,
+         CASE j->>'event_type' WHEN 'api_call' THEN j->'data'->>'status'
+                               ELSE j->'data'->>'country' END AS d2,
+         CAST(CASE j->>'event_type' WHEN 'page_view' THEN j->'data'->>'duration_ms'
+                                    WHEN 'api_call' THEN j->'data'->>'latency_ms'
+                                    ELSE j->'data'->>'amount' END AS DOUBLE) AS m,
+         CASE j->>'event_type' WHEN 'api_call' THEN j->'data'->>'client_id'
+                               ELSE j->'data'->>'user_id' END AS ident
+  FROM ev
+), win AS (
+  SELECT *, w, time_bucket(to_seconds(w), occ) AS ws FROM parsed, (VALUES (60), (3600)) v(w)
+)
+SELECT t, w, ws, d1, d2, count(*) AS n, sum(m), min(m), max(m), approx_count_distinct(ident),
+       approx_quantile(m, 0.5), approx_quantile(m, 0.9), approx_quantile(m, 0.99),
+       count(*) FILTER (WHERE rec > ws + to_seconds(w) + INTERVAL 5 MINUTE) AS late
+FROM win WHERE m IS NOT NULL AND m >= 0
+GROUP BY ALL
+"""
+
+
+def main():
+    con = duckdb.connect()
+    con.execute("SET threads = 1")
+    files = sys.argv[1:]
+    events = 0
+    groups = 0
+    t0 = time.perf_counter()
+    for f in files:
+        rows = con.execute(SQL, [f]).fetchall()
+        groups += len(rows)
+        events += sum(r[5] for r in rows if r[1] == 60)
+    secs = time.perf_counter() - t0
+    print(json.dumps({"events": events, "seconds": secs, "events_per_sec": events / secs, "groups": groups}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+//! The Athena/Glue side: the checked-in template.yaml block is current, and every column of the
+//! Parquet files matches the table definitions (generated, checked in, and DDL).
+
+use std::path::{Path, PathBuf};
+
+use parquet::basic::{LogicalType, TimeUnit, Type as PhysicalType};
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use sluice_query::athena::{self, PARTITION_COLUMNS, TableDef};
+use sluice_query::template::{self, BEGIN_MARKER, Check, END_MARKER, REGENERATE_COMMAND};
+use sluice_schemas::Registry;
+
+use crate::support;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn checked_in_template() -> String {
+    std::fs::read_to_string(workspace().join("template.yaml")).unwrap()
+}
+
+/// The registry gen-glue uses: the schema files on disk.
+fn disk_registry() -> Registry {
+    Registry::from_dir(&workspace().join("schemas")).unwrap()
+}
+
+#[test]
+fn checked_in_glue_block_is_up_to_date() {
+    let template = checked_in_template();
+    let status = template::check(&template, &disk_registry()).unwrap();
+    assert_eq!(
+        status,
+        Check::UpToDate,
+        "template.yaml's generated Glue block is out of date with schemas/: run `{REGENERATE_COMMAND}`"
+    );
+    assert_eq!(template.matches(BEGIN_MARKER).count(), 1);
+    assert_eq!(template.matches(END_MARKER).count(), 1);
+}
+
+#[test]
+fn builtin_and_disk_schemas_give_the_same_tables() {
+    assert_eq!(
+        athena::table_definitions(&support::registry()).unwrap(),
+        athena::table_definitions(&disk_registry()).unwrap()
+    );
+}
+
+/// (name, Athena type) of every leaf column of a Parquet file, derived from the Parquet physical
+/// and logical types alone (independent of the generator's Arrow mapping).
+pub fn parquet_columns(path: &Path) -> Vec<(String, String)> {
+    let reader = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    let schema = reader.metadata().file_metadata().schema_descr_ptr();
+    schema
+        .columns()
+        .iter()
+        .map(|column| {
+            let name = column.name().to_owned();
+            let athena = match (column.physical_type(), column.logical_type_ref()) {
+                (PhysicalType::BYTE_ARRAY, Some(LogicalType::String)) => "string",
+                (PhysicalType::INT64, Some(LogicalType::Timestamp(t))) => {
+                    assert!(
+                        matches!(t.unit, TimeUnit::MICROS),
+                        "{name}: timestamps must be microseconds (Athena cannot read nanos)"
+                    );
+                    assert!(t.is_adjusted_to_u_t_c, "{name}: timestamps must be UTC");
+                    "timestamp"
+                }
+                (PhysicalType::INT64, None) => "bigint",
+                (PhysicalType::INT64, Some(LogicalType::Integer(i))) if i.bit_width == 64 && i.is_signed => "bigint",
+                (PhysicalType::INT32, None) => "int",
+                (PhysicalType::INT32, Some(LogicalType::Integer(i))) if i.bit_width == 32 && i.is_signed => "int",
+                (PhysicalType::DOUBLE, None) => "double",
+                (PhysicalType::BOOLEAN, None) => "boolean",
+                (physical, logical) => panic!("{name}: unexpected Parquet type {physical} {logical:?}"),
+            };
+            (name, athena.to_owned())
+        })
+        .collect()
+}
+
+fn def_columns(table: &TableDef) -> Vec<(String, String)> {
+    table.columns.iter().map(|c| (c.name.clone(), c.hive_type.to_owned())).collect()
+}
+
+/// (name, type) of the `Columns` (or `PartitionKeys`) list of `table` in the checked-in
+/// template, read line by line (the generator's fixed layout).
+fn template_columns(template: &str, table: &str, list: &str) -> Vec<(String, String)> {
+    let mut lines = template
+        .lines()
+        .skip_while(|l| l.trim() != format!("Name: {table}"))
+        .skip(1)
+        .skip_while(|l| l.trim() != format!("{list}:"))
+        .skip(1);
+    let mut out = Vec::new();
+    while let Some(line) = lines.next() {
+        let Some(name) = line.trim().strip_prefix("- Name: ") else {
+            if line.trim().starts_with("Comment:") {
+                continue;
+            }
+            break;
+        };
+        let ty = lines.next().unwrap().trim().strip_prefix("Type: ").unwrap();
+        out.push((name.to_owned(), ty.to_owned()));
+    }
+    out
+}
+
+/// (name, type) of the columns or partition keys of `table` in the DDL.
+fn ddl_columns(ddl: &str, table: &str, partitions: bool) -> Vec<(String, String)> {
+    let start = ddl.find(&format!("`.`{table}` (")).unwrap_or_else(|| panic!("no CREATE TABLE for {table}"));
+    let body = &ddl[start..];
+    let body = if partitions { &body[body.find("PARTITIONED BY (").unwrap()..] } else { body };
+    body.lines()
+        .skip(1)
+        .take_while(|l| l.starts_with("  `"))
+        .map(|l| {
+            let mut parts = l.split_whitespace();
+            let name = parts.next().unwrap().trim_matches('`').to_owned();
+            let ty = parts.next().unwrap().trim_end_matches(',').to_owned();
+            (name, ty)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn parquet_files_match_every_table_definition() {
+    let (dir, expected) = support::local_lake().await;
+    let registry = support::registry();
+    let template = checked_in_template();
+    let ddl = athena::athena_ddl(&registry, "s3://lake-bucket/prefix", "sluice").unwrap();
+    let mut checked_files = 0;
+    for table in athena::table_definitions(&registry).unwrap() {
+        let columns = def_columns(&table);
+        assert_eq!(template_columns(&template, &table.name, "Columns"), columns);
+        assert_eq!(ddl_columns(&ddl, &table.name, false), columns);
+        let partition_keys = vec![("dt".to_owned(), "string".to_owned()), ("hour".to_owned(), "string".to_owned())];
+        assert_eq!(template_columns(&template, &table.name, "PartitionKeys"), partition_keys);
+        assert_eq!(ddl_columns(&ddl, &table.name, true), partition_keys);
+
+        let files: Vec<&String> = expected
+            .files_by_partition
+            .iter()
+            .filter(|((t, _, _), _)| *t == table.name)
+            .flat_map(|(_, files)| files)
+            .collect();
+        assert!(!files.is_empty(), "{}: no files written", table.name);
+        for file in files {
+            let path = dir.path().join(file);
+            // The path segments are the partition keys, in order.
+            let segments: Vec<&str> = file.split('/').collect();
+            assert_eq!(segments[1], format!("event_type={}", table.name));
+            for (segment, key) in segments[2..4].iter().zip(PARTITION_COLUMNS) {
+                assert!(segment.starts_with(&format!("{key}=")), "{file}");
+            }
+            let actual = parquet_columns(&path);
+            if file.contains("old-v1-writer") {
+                // An older writer: a prefix-compatible subset, every column typed as the table.
+                for column in &actual {
+                    assert!(columns.contains(column), "{file}: {column:?} not in the table");
+                }
+                assert!(actual.len() < columns.len(), "{file}: not an older schema");
+            } else {
+                assert_eq!(actual, columns, "{file}");
+            }
+            checked_files += 1;
+        }
+    }
+    assert_eq!(checked_files, support::standard_files(&registry).len());
+}
+
+#[test]
+fn ddl_names_database_location_and_projection() {
+    let ddl = athena::athena_ddl(&support::registry(), "s3://lake-bucket", "sluice_prod").unwrap();
+    for table in ["api_call", "page_view", "purchase"] {
+        assert!(ddl.contains(&format!("CREATE EXTERNAL TABLE IF NOT EXISTS `sluice_prod`.`{table}` (")));
+        assert!(ddl.contains(&format!("LOCATION 's3://lake-bucket/events/event_type={table}/'")));
+        assert!(ddl.contains(&format!(
+            "'storage.location.template'='s3://lake-bucket/events/event_type={table}/dt=${{dt}}/hour=${{hour}}/'"
+        )));
+    }
+    assert!(ddl.contains("ROW FORMAT SERDE 'org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe'"));
+}
+
+/// cfn-lint over the checked-in template (installed on developer machines and by the test
+/// command's requirements). Skips with a note when it is not installed and not required.
+#[test]
+fn template_passes_cfn_lint() {
+    let template = workspace().join("template.yaml");
+    let venv = workspace().join(".venv/bin/cfn-lint");
+    let candidates = [venv.to_string_lossy().into_owned(), "cfn-lint".to_owned()];
+    for lint in &candidates {
+        match std::process::Command::new(lint).arg(&template).output() {
+            Ok(out) => {
+                assert!(
+                    out.status.success(),
+                    "cfn-lint template.yaml failed:\n{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                return;
+            }
+            Err(_) => continue,
+        }
+    }
+    let required = std::env::var("SLUICE_REQUIRE_MOTO").is_ok_and(|v| v.trim() == "1");
+    assert!(!required, "cfn-lint is not installed but SLUICE_REQUIRE_MOTO=1");
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "skipped (no cfn-lint): template_passes_cfn_lint");
+}

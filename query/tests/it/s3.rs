@@ -1,0 +1,52 @@
+//! `sluice query` over an `s3://` lake on moto: the same files, the same answers, the same pruning.
+
+use std::sync::Arc;
+
+use sluice_query::{Lake, S3Config, StaticCredentials};
+
+use crate::query::{COUNTRY_SQL, counts};
+use crate::support;
+
+#[tokio::test]
+async fn queries_an_s3_lake_on_moto() {
+    let Some(sdk_config) = sluice_aws::testing::moto().await else {
+        return;
+    };
+    let Some(endpoint) = sluice_aws::testing::moto_endpoint() else {
+        return;
+    };
+    let bucket = sluice_aws::testing::unique_name("lake");
+    let s3 =
+        aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk_config).force_path_style(true).build());
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+
+    let config = S3Config {
+        region: Some(sluice_aws::testing::TEST_REGION.into()),
+        endpoint: Some(endpoint),
+        credentials: Some(StaticCredentials {
+            access_key_id: sluice_aws::testing::TEST_ACCESS_KEY_ID.into(),
+            secret_access_key: sluice_aws::testing::TEST_SECRET_ACCESS_KEY.into(),
+            session_token: None,
+        }),
+    };
+    let store = config.object_store(&bucket).unwrap();
+    let registry = support::registry();
+    let prefix = "team/lake/";
+    let expected =
+        support::write_lake(Arc::as_ref(&store), prefix, &registry, &support::standard_files(&registry)).await;
+
+    let lake = Lake::open(&format!("s3://{bucket}/team/lake"), &registry, &config).await.unwrap();
+    assert_eq!(counts(&lake.run(COUNTRY_SQL).await.unwrap()), expected.page_view_by_country);
+    let by_type = counts(&lake.run("SELECT event_type, count(*) FROM events GROUP BY 1").await.unwrap());
+    assert_eq!(by_type.len(), 3);
+
+    let sql = "SELECT event_id FROM page_view WHERE dt = '2024-03-02' AND hour = '23'";
+    let mut want: Vec<String> = expected.files_by_partition[&("page_view".into(), "2024-03-02".into(), "23".into())]
+        .iter()
+        .map(|f| format!("{prefix}{f}"))
+        .collect();
+    want.sort();
+    assert_eq!(lake.files_to_scan(sql).await.unwrap(), want);
+    let rows: usize = lake.run(sql).await.unwrap().iter().map(|b| b.num_rows()).sum();
+    assert_eq!(rows as i64, expected.rows_by_partition[&("page_view".into(), "2024-03-02".into(), "23".into())]);
+}

@@ -1,0 +1,184 @@
+//! Files produced by the lake writer's own code path (`sluice_sinks`: validated events ->
+//! `columnar` -> `encode` -> `layout` paths) read back against the Athena table definitions,
+//! through `sluice query`, and through DuckDB.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use arrow::array::AsArray;
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_json::json;
+use sluice_query::{Lake, S3Config, athena};
+use sluice_schemas::{Event, IngestContext, Registry};
+use sluice_sinks::layout::{BatchFileName, Partition};
+use sluice_sinks::{columnar, encode};
+
+use crate::athena::parquet_columns;
+use crate::query::counts;
+use crate::support::{self, Rng};
+
+const SHARD: &str = "shardId-000000000003";
+
+/// Producer JSON for one event of `event_type` (valid against its latest schema).
+/// `id` makes the (UUID) event id.
+fn producer_json(event_type: &str, id: usize, rng: &mut Rng, occurred_at: DateTime<Utc>) -> serde_json::Value {
+    let i = id;
+    let country = support::COUNTRIES[rng.below(5) as usize];
+    let data = match event_type {
+        "page_view" => {
+            let mut data = json!({
+                "user_id": format!("u{}", rng.below(50)),
+                "session_id": format!("s{}", rng.below(200)),
+                "page": format!("/p/{}", rng.below(20)),
+                "device": (["ios", "android", "web", "tv"][rng.below(4) as usize]),
+                "country": country,
+                "duration_ms": rng.below(10_000) as f64 / 3.0,
+            });
+            if i.is_multiple_of(3) {
+                data["app_version"] = json!("2.1.0");
+            }
+            if i.is_multiple_of(4) {
+                data["referrer"] = json!("https://example.com/");
+            }
+            data
+        }
+        "purchase" => json!({
+            "user_id": format!("u{}", rng.below(50)),
+            "order_id": format!("o{i}"),
+            "amount": rng.below(100_000) as f64 / 100.0,
+            "currency": (["EUR", "USD"][rng.below(2) as usize]),
+            "country": country,
+        }),
+        "api_call" => json!({
+            "client_id": format!("c{}", rng.below(10)),
+            "route": "GET /v1/items/{id}",
+            "status": ([200, 201, 404, 500][rng.below(4) as usize]),
+            "latency_ms": rng.below(5_000) as f64 / 7.0,
+        }),
+        other => panic!("add a producer JSON generator for the new event type {other}"),
+    };
+    json!({
+        "event_id": format!("00000000-0000-4000-8000-{id:012x}"),
+        "event_type": event_type,
+        "occurred_at": occurred_at.to_rfc3339(),
+        "data": data,
+    })
+}
+
+/// Validated events of every type, spread over three hours of event time.
+fn events(registry: &Registry) -> Vec<Event> {
+    let received_at: DateTime<Utc> = "2024-03-01T12:30:00.123456Z".parse().unwrap();
+    let ctx = IngestContext::new("producer-1", received_at);
+    let mut rng = Rng::new(42);
+    let mut out = Vec::new();
+    for (t, event_type) in registry.event_types().enumerate() {
+        for i in 0..150 {
+            let occurred_at = received_at - TimeDelta::seconds(rng.below(3 * 3600) as i64);
+            let input = producer_json(&event_type.name, t * 1000 + i, &mut rng, occurred_at);
+            out.push(registry.validate(&input, &ctx).unwrap());
+        }
+    }
+    out
+}
+
+/// Writes `events` as the lake writer does: one file per partition, deterministic names.
+fn write_with_lake_writer_code(root: &std::path::Path, registry: &Registry, events: &[Event]) -> Vec<String> {
+    let mut groups: BTreeMap<Partition, Vec<(&Event, String)>> = BTreeMap::new();
+    for (n, event) in events.iter().enumerate() {
+        let sequence = format!("{:056}", 1_000 + n);
+        groups.entry(Partition::of(&event.event_type, event.occurred_at)).or_default().push((event, sequence));
+    }
+    let mut paths = Vec::new();
+    for (partition, rows) in groups {
+        let schema = registry.get(&partition.event_type).unwrap().arrow_schema();
+        let batch = columnar::to_record_batch(
+            &partition.event_type,
+            schema.clone(),
+            rows.iter().map(|(e, s)| (*e, SHARD, s.as_str())),
+        )
+        .unwrap();
+        let bytes = encode::encode_parquet(&schema, &[batch], &[]).unwrap();
+        let name = BatchFileName::new(SHARD, &rows[0].1, &rows[rows.len() - 1].1).unwrap();
+        let path = partition.file_path(&name.to_string());
+        let full = root.join(&path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(&full, &bytes).unwrap();
+        paths.push(path);
+    }
+    paths
+}
+
+#[tokio::test]
+async fn lake_writer_files_match_the_tables_and_answer_queries() {
+    let registry = support::registry();
+    let events = events(&registry);
+    let dir = tempfile::tempdir().unwrap();
+    let paths = write_with_lake_writer_code(dir.path(), &registry, &events);
+    assert!(paths.len() >= 9, "three types over at least three hours: {paths:?}");
+
+    // Every column of every file is exactly the Athena table's column, in order.
+    let tables: BTreeMap<String, Vec<(String, String)>> = athena::table_definitions(&registry)
+        .unwrap()
+        .into_iter()
+        .map(|t| {
+            let columns = t.columns.iter().map(|c| (c.name.clone(), c.hive_type.to_owned())).collect();
+            (t.name, columns)
+        })
+        .collect();
+    for path in &paths {
+        let event_type = path.split('/').nth(1).unwrap().trim_start_matches("event_type=");
+        assert_eq!(parquet_columns(&dir.path().join(path)), tables[event_type], "{path}");
+    }
+
+    // `sluice query` sees every event exactly once, with its partition.
+    let lake = Lake::open(&support::lake_url(&dir), &registry, &S3Config::default()).await.unwrap();
+    let batches = lake.run("SELECT event_id, dt, hour, occurred_at FROM events").await.unwrap();
+    let mut seen = BTreeSet::new();
+    for batch in &batches {
+        let ids = batch.column(0).as_string::<i32>();
+        let dts = batch.column(1).as_string::<i32>();
+        let hours = batch.column(2).as_string::<i32>();
+        let at = batch.column(3).as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+        for i in 0..batch.num_rows() {
+            assert!(seen.insert(ids.value(i).to_owned()), "duplicate {}", ids.value(i));
+            let occurred = DateTime::from_timestamp_micros(at.value(i)).unwrap();
+            assert_eq!(dts.value(i), occurred.format("%Y-%m-%d").to_string());
+            assert_eq!(hours.value(i), occurred.format("%H").to_string());
+        }
+    }
+    let want: BTreeSet<String> = events.iter().map(|e| e.event_id.clone()).collect();
+    assert_eq!(seen, want);
+
+    // Typed values survive: timestamps to the microsecond, nullable v2 field.
+    let received = counts(
+        &lake
+            .run(
+                "SELECT CAST(received_at AS VARCHAR), count(*) FROM page_view \
+                 WHERE app_version IS NOT NULL GROUP BY 1",
+            )
+            .await
+            .unwrap(),
+    );
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert!(received.keys().next().unwrap().starts_with("2024-03-01T12:30:00.123456"), "{received:?}");
+    assert_eq!(received.values().next(), Some(&50));
+
+    let mut by_country = BTreeMap::new();
+    for e in events.iter().filter(|e| e.event_type == "page_view") {
+        *by_country.entry(e.data["country"].as_str().unwrap().to_owned()).or_insert(0) += 1;
+    }
+    assert_eq!(counts(&lake.run(crate::query::COUNTRY_SQL).await.unwrap()), by_country);
+
+    // DuckDB over the writer's files agrees.
+    let Some(python) = support::python_or_skip("lake_writer_files_match_the_tables_and_answer_queries") else {
+        return;
+    };
+    let script = r#"
+import json, sys, duckdb
+glob = sys.argv[1] + "/events/event_type=page_view/*/*/*.parquet"
+rows = duckdb.execute(f"SELECT country, count(*) FROM read_parquet('{glob}') GROUP BY 1").fetchall()
+print(json.dumps({k: int(v) for k, v in rows}))
+"#;
+    let out = support::run_python(&python, script, &[dir.path().to_str().unwrap()]);
+    let duck: BTreeMap<String, i64> = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(duck, by_country);
+}

@@ -1,0 +1,226 @@
+//! Lake writer benchmark (not a timed test): `cargo bench -p sluice-sinks --bench lake`.
+//!
+//! On generated ~6 MB Kinesis-shaped batches (the Lambda's maximum payload; `sluice_loadtest`'s
+//! generator, the same data as the aggregator benchmark), measures single-threaded:
+//! Kinesis event JSON -> `KinesisEvent` (base64 decode) -> `Registry::decode_stored` (validate)
+//! -> Arrow -> Parquet encode in memory (`sluice_sinks::prepare`): events/s per core, peak memory
+//! per batch (VmHWM of a fresh child process handling one batch), Parquet bytes per event.
+//! In the same run, on the same batches: the Python Lambda peer (json + pyarrow) and DuckDB
+//! `read_json` -> `COPY ... (FORMAT parquet)`, when `$SLUICE_PYTHON` (default `python3`) has
+//! pyarrow and duckdb.
+//!
+//! Options (after `--`): `--batches N` (default 8), `--seed S`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+use aws_lambda_events::event::kinesis::KinesisEvent;
+use serde_json::{Value, json};
+use sluice_loadtest::generate::{GenConfig, Generator, kinesis_batch};
+use sluice_schemas::Registry;
+use sluice_sinks::{LakeTables, prepare};
+
+const BATCH_BYTES: usize = 6 * 1024 * 1024;
+const GOAL_EVENTS_PER_CORE: f64 = 600_000.0;
+const GOAL_PEAK_MB: f64 = 32.0;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--memory-child") {
+        memory_child(Path::new(&args[i + 1]));
+        return;
+    }
+    let opt = |name: &str, default: u64| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let batches = opt("--batches", 8) as usize;
+    let seed = opt("--seed", 42);
+
+    let work = tempfile::tempdir().unwrap();
+    let registry = Arc::new(Registry::builtin().unwrap());
+    let tables = LakeTables::new(registry);
+
+    // Generate the batches once; everyone reads the same bytes.
+    let mut generator = Generator::new(GenConfig { seed, ..GenConfig::default() });
+    let mut inputs: Vec<Vec<u8>> = Vec::new();
+    let mut ndjson = Vec::new();
+    let mut first_seq = 0;
+    for i in 0..batches {
+        let (event, events) = kinesis_batch(&mut generator, "shardId-000000000000", first_seq, BATCH_BYTES);
+        first_seq += events.len() as u64;
+        let bytes = serde_json::to_vec(&event).unwrap();
+        std::fs::write(work.path().join(format!("batch-{i:03}.json")), &bytes).unwrap();
+        for e in &events {
+            serde_json::to_writer(&mut ndjson, e).unwrap();
+            ndjson.push(b'\n');
+        }
+        inputs.push(bytes);
+    }
+    std::fs::write(work.path().join("events.ndjson"), &ndjson).unwrap();
+    let total_input: usize = inputs.iter().map(Vec::len).sum();
+
+    // Warm-up (first-touch allocations, zstd contexts), then the measured pass.
+    let _ = prepare(&tables, &serde_json::from_slice(&inputs[0]).unwrap());
+    let (mut events, mut parquet_bytes, mut files) = (0usize, 0usize, 0usize);
+    let (mut decode_s, mut prepare_s) = (0.0f64, 0.0f64);
+    let cpu_start = thread_cpu_seconds();
+    let wall = Instant::now();
+    for input in &inputs {
+        let t = Instant::now();
+        let event: KinesisEvent = serde_json::from_slice(input).unwrap();
+        decode_s += t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let (prepared, failed) = prepare(&tables, &event);
+        prepare_s += t.elapsed().as_secs_f64();
+        assert!(failed.is_empty() && prepared.invalid.is_empty());
+        events += event.records.len();
+        files += prepared.files.len();
+        parquet_bytes += prepared.files.iter().map(|f| f.bytes.len()).sum::<usize>();
+    }
+    let wall_s = wall.elapsed().as_secs_f64();
+    let cpu_s = (thread_cpu_seconds() - cpu_start).max(1e-9);
+    let rust_rate = events as f64 / cpu_s;
+
+    // Peak memory: a fresh process handles one batch.
+    let peak = memory_of_one_batch(&work.path().join("batch-000.json"));
+
+    let python = std::env::var("SLUICE_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let peers = Path::new(env!("CARGO_MANIFEST_DIR")).join("../loadtest/peers");
+    let py_lambda = run_peer(&python, &peers.join("lake_python_lambda.py"), &[work.path().to_str().unwrap()]);
+    let duck = run_peer(
+        &python,
+        &peers.join("lake_duckdb.py"),
+        &[work.path().join("events.ndjson").to_str().unwrap(), work.path().join("duck-out").to_str().unwrap()],
+    );
+
+    let mb = |b: f64| b / (1024.0 * 1024.0);
+    println!("sluice lake writer benchmark");
+    println!(
+        "  input: {batches} Kinesis batches, {events} events, {:.1} MB of event JSON ({:.2} MB/batch, {:.0} events/batch)",
+        mb(total_input as f64),
+        mb(total_input as f64 / batches as f64),
+        events as f64 / batches as f64
+    );
+    println!(
+        "  rust (1 thread): {:.0} events/s per core (CPU time {cpu_s:.2}s, wall {wall_s:.2}s; \
+         JSON+base64 {decode_s:.2}s, validate+Arrow+Parquet {prepare_s:.2}s)  goal >= {GOAL_EVENTS_PER_CORE:.0}: {}",
+        rust_rate,
+        verdict(rust_rate >= GOAL_EVENTS_PER_CORE)
+    );
+    if let Some((peak_total, peak_without_input)) = peak {
+        println!(
+            "  rust peak memory per batch: {:.1} MB incl. the batch JSON ({:.1} MB excluding it)  goal <= {GOAL_PEAK_MB} MB: {}",
+            mb(peak_total),
+            mb(peak_without_input),
+            verdict(mb(peak_total) <= GOAL_PEAK_MB)
+        );
+    }
+    println!(
+        "  rust parquet: {:.1} bytes/event ({files} files, {:.2} MB, zstd)",
+        parquet_bytes as f64 / events as f64,
+        mb(parquet_bytes as f64)
+    );
+    report_peer("python json+pyarrow Lambda", &py_lambda, rust_rate);
+    report_peer("duckdb read_json -> COPY parquet (1 thread)", &duck, rust_rate);
+    let summary = json!({
+        "events": events,
+        "batches": batches,
+        "rust": {
+            "events_per_s_per_core": rust_rate,
+            "cpu_s": cpu_s,
+            "wall_s": wall_s,
+            "peak_bytes_per_batch": peak.map(|p| p.0),
+            "peak_bytes_per_batch_excluding_input": peak.map(|p| p.1),
+            "parquet_bytes_per_event": parquet_bytes as f64 / events as f64,
+        },
+        "python_lambda": py_lambda,
+        "duckdb": duck,
+    });
+    println!("{summary}");
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "NOT met" }
+}
+
+fn report_peer(name: &str, result: &Option<Value>, rust_rate: f64) {
+    match result {
+        Some(r) => {
+            let rate = r["events_per_s"].as_f64().unwrap_or(0.0);
+            let bytes = r["parquet_bytes_per_event"].as_f64().unwrap_or(0.0);
+            let peak = r["peak_mb"].as_f64();
+            println!(
+                "  {name}: {rate:.0} events/s per core, {bytes:.1} bytes/event{}; rust is {:.1}x faster",
+                peak.map(|p| format!(", peak {p:.1} MB")).unwrap_or_default(),
+                rust_rate / rate.max(1e-9)
+            );
+        }
+        None => println!("  {name}: skipped (see stderr)"),
+    }
+}
+
+fn run_peer(python: &str, script: &Path, args: &[&str]) -> Option<Value> {
+    let output = Command::new(python).arg(script).args(args).output();
+    match output {
+        Ok(o) if o.status.success() => serde_json::from_slice(&o.stdout).ok(),
+        Ok(o) => {
+            eprintln!("{} failed: {}", script.display(), String::from_utf8_lossy(&o.stderr));
+            None
+        }
+        Err(e) => {
+            eprintln!("cannot run {python}: {e}");
+            None
+        }
+    }
+}
+
+/// CPU seconds (user + system) of the calling thread, from /proc (clock ticks of 10 ms).
+fn thread_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+    // Fields after the parenthesised command: state is field 3; utime 14, stime 15.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn status_kb(field: &str) -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+        * 1024.0
+}
+
+/// Runs this binary as `--memory-child <batch>` and returns (peak incl. input, peak excl. input).
+fn memory_of_one_batch(batch: &PathBuf) -> Option<(f64, f64)> {
+    let exe = std::env::current_exe().ok()?;
+    let out = Command::new(exe).arg("--memory-child").arg(batch).output().ok()?;
+    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+    Some((v["peak"].as_f64()?, v["peak_excluding_input"].as_f64()?))
+}
+
+/// Child: registry and tables ready, then baseline RSS; read + decode + prepare one batch; report
+/// VmHWM growth over the baseline.
+fn memory_child(batch: &Path) {
+    let tables = LakeTables::new(Arc::new(Registry::builtin().unwrap()));
+    let baseline = status_kb("VmRSS:");
+    let input = std::fs::read(batch).unwrap();
+    let input_len = input.len() as f64;
+    let event: KinesisEvent = serde_json::from_slice(&input).unwrap();
+    drop(input);
+    let (prepared, _) = prepare(&tables, &event);
+    let total: usize = prepared.files.iter().map(|f| f.bytes.len()).sum();
+    drop(event);
+    let peak = status_kb("VmHWM:") - baseline;
+    println!("{}", json!({"peak": peak, "peak_excluding_input": peak - input_len, "parquet": total}));
+}
