@@ -44,6 +44,44 @@ pub enum Command {
     Up(UpArgs),
     /// Print an access token from the local issuer of `sluice up` (last line of stdout).
     Token(TokenArgs),
+    /// Run read-only SQL over the lake: one table per event type plus the view `events`.
+    Query(QueryArgs),
+    /// Print the Athena `CREATE EXTERNAL TABLE` statements for the lake (partition projection).
+    AthenaDdl(AthenaDdlArgs),
+}
+
+/// `sluice query` arguments.
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// The SQL statement.
+    pub sql: String,
+    /// Output format.
+    #[arg(long, default_value = "table", value_parser = ["table", "csv", "json"])]
+    pub format: String,
+    /// The lake: `file://...`, a directory, or `s3://bucket[/prefix]`. Default: the lake of
+    /// `sluice up` in the data dir.
+    #[arg(long, env = "SLUICE_LAKE_URL")]
+    pub lake: Option<String>,
+    /// The data directory of `sluice up` (for the default lake).
+    #[arg(long, default_value = ".sluice", env = "SLUICE_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Load event schemas from this directory instead of the built-in ones.
+    #[arg(long, env = "SLUICE_SCHEMAS_DIR")]
+    pub schemas_dir: Option<PathBuf>,
+}
+
+/// `sluice athena-ddl` arguments.
+#[derive(Debug, Args)]
+pub struct AthenaDdlArgs {
+    /// The S3 location of the lake, `s3://bucket[/prefix]`.
+    #[arg(long)]
+    pub lake: String,
+    /// The Glue/Athena database name (`[a-z0-9_]+`).
+    #[arg(long, default_value = "sluice")]
+    pub database: String,
+    /// Load event schemas from this directory instead of the built-in ones.
+    #[arg(long, env = "SLUICE_SCHEMAS_DIR")]
+    pub schemas_dir: Option<PathBuf>,
 }
 
 /// `sluice token` arguments.

@@ -26,6 +26,8 @@ fn main() -> ExitCode {
                 up::run(args.into_config(), shutdown).await
             }
             Command::Token(args) => sluice::token::print(&args),
+            Command::Query(args) => sluice::lake::query(&args).await,
+            Command::AthenaDdl(args) => sluice::lake::athena_ddl(&args),
         }
     });
     match result {

@@ -2,7 +2,7 @@
 //! recompute any key's delta from the records above a sequence number.
 
 use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hasher};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use chrono::{DateTime, Utc};
 
@@ -11,6 +11,40 @@ use crate::quantiles::Slot;
 use crate::seq::SeqNo;
 use crate::state::{AggState, Observation, StateBuilder};
 use crate::window::WindowConfig;
+
+/// A fast non-cryptographic hasher (FxHash) for in-memory maps keyed by trusted-size data.
+#[derive(Default, Clone, Copy)]
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut buf = [0u8; 8];
+            buf[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(buf));
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(u64::from(i));
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(u64::from(i));
+    }
+    fn write_i64(&mut self, i: i64) {
+        self.write_u64(i as u64);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FxBuild = BuildHasherDefault<FxHasher>;
 
 /// One valid event as the aggregator needs it.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,9 +90,9 @@ struct KeySlot {
 pub struct BatchAggregator {
     config: WindowConfig,
     groups: Vec<(String, Vec<DimValue>)>,
-    group_index: HashMap<u64, Vec<u32>>,
+    group_index: HashMap<u64, Vec<u32>, FxBuild>,
     keys: Vec<KeySlot>,
-    key_index: HashMap<(u32, u8, i64), u32>,
+    key_index: HashMap<(u32, u8, i64), u32, FxBuild>,
     records: Vec<RecordObs>,
     record_keys: Vec<(u32, bool)>,
 }
@@ -74,16 +108,16 @@ impl BatchAggregator {
         BatchAggregator {
             config,
             groups: Vec::new(),
-            group_index: HashMap::new(),
+            group_index: HashMap::default(),
             keys: Vec::new(),
-            key_index: HashMap::new(),
+            key_index: HashMap::default(),
             records: Vec::new(),
             record_keys: Vec::new(),
         }
     }
 
     fn group_of(&mut self, event_type: &str, dims: &[DimRef<'_>]) -> u32 {
-        let mut h = DefaultHasher::new();
+        let mut h = FxHasher::default();
         h.write(event_type.as_bytes());
         for d in dims {
             d.hash_into(&mut h);

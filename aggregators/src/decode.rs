@@ -37,8 +37,10 @@ struct StoredRef<'a> {
     #[serde(borrow)]
     event_type: Cow<'a, str>,
     schema_version: u32,
-    occurred_at: DateTime<Utc>,
-    received_at: DateTime<Utc>,
+    #[serde(borrow)]
+    occurred_at: &'a str,
+    #[serde(borrow)]
+    received_at: &'a str,
     #[allow(dead_code)]
     #[serde(borrow)]
     producer: Cow<'a, str>,
@@ -368,9 +370,7 @@ impl Decoder {
         for t in registry.event_types() {
             for (v, schema) in &t.versions {
                 if let Some(f) = compile_fast(schema) {
-                    fast.entry(t.name.clone())
-                        .or_insert_with(Vec::new)
-                        .push((*v, f));
+                    fast.entry(t.name.clone()).or_insert_with(Vec::new).push((*v, f));
                 }
             }
         }
@@ -397,23 +397,21 @@ impl Decoder {
     }
 
     fn fast_schema(&self, event_type: &str, version: u32) -> Option<&FastSchema> {
-        self.fast
-            .get(event_type)?
-            .iter()
-            .find(|(v, _)| *v == version)
-            .map(|(_, f)| f)
+        self.fast.get(event_type)?.iter().find(|(v, _)| *v == version).map(|(_, f)| f)
     }
 
     fn try_fast<'a>(&self, bytes: &'a [u8]) -> Option<Contribution<'a>> {
-        let stored: StoredRef<'a> = serde_json::from_slice(bytes).ok()?;
-        let schema = self.fast.get(&(stored.event_type.as_ref().to_owned(), stored.schema_version))?;
+        // One UTF-8 check of the whole payload, then parse from &str (no per-string checks).
+        let text = std::str::from_utf8(bytes).ok()?;
+        let stored: StoredRef<'a> = serde_json::from_str(text).ok()?;
+        let schema = self.fast_schema(&stored.event_type, stored.schema_version)?;
         let mut de = serde_json::Deserializer::from_str(stored.data.get());
         let ex = DataSeed(schema).deserialize(&mut de).ok()?;
         let dims: Option<Vec<DimRef<'a>>> = ex.dims.into_iter().collect();
         Some(Contribution {
             event_type: stored.event_type,
-            occurred_at: stored.occurred_at,
-            received_at: stored.received_at,
+            occurred_at: parse_timestamp(stored.occurred_at)?,
+            received_at: parse_timestamp(stored.received_at)?,
             dims: dims?,
             obs: Observation { measure: ex.measure, identity: ex.identity },
         })
@@ -423,6 +421,52 @@ impl Decoder {
     pub fn from_event(&self, event: Event) -> Result<Contribution<'static>, Rejection> {
         contribution_of(&self.registry, event)
     }
+}
+
+/// Parses a timestamp exactly as chrono's `DateTime<Utc>` deserializer does, with a fast path
+/// for the canonical `YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z` form (what the stream carries).
+pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
+    fast_timestamp(s.as_bytes())
+        .or_else(|| s.parse::<DateTime<chrono::FixedOffset>>().ok().map(|t| t.with_timezone(&Utc)))
+}
+
+fn fast_timestamp(b: &[u8]) -> Option<DateTime<Utc>> {
+    if b.len() < 20
+        || b.len() > 30
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || b[b.len() - 1] != b'Z'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b.get(r)?.iter().try_fold(0u32, |acc, &c| c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0')))
+    };
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let mut nanos = 0u32;
+    let frac = &b[19..b.len() - 1];
+    if !frac.is_empty() {
+        let digits = frac.strip_prefix(b".")?;
+        if digits.is_empty() || digits.len() > 9 {
+            return None;
+        }
+        for (i, &c) in digits.iter().enumerate() {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            nanos += u32::from(c - b'0') * 10u32.pow(8 - i as u32);
+        }
+    }
+    let date = chrono::NaiveDate::from_ymd_opt(i32::try_from(year).ok()?, month, day)?;
+    let time = chrono::NaiveTime::from_hms_nano_opt(hour, minute, second, nanos)?;
+    Some(date.and_time(time).and_utc())
 }
 
 /// An integer-valued JSON number (`200` or `200.0`) as i64; JSON Schema's `integer` admits both.

@@ -46,9 +46,21 @@ impl FromStr for SeqNo {
         }
         let split = s.len().saturating_sub(LO_DIGITS);
         let (h, l) = s.split_at(split);
-        let hi = if h.is_empty() { 0 } else { h.parse().map_err(|_| bad())? };
-        let lo = l.parse().map_err(|_| bad())?;
+        let hi = parse_digits(h.as_bytes());
+        let lo = parse_digits(l.as_bytes());
         Ok(SeqNo { hi, lo })
+    }
+}
+
+/// Decimal digits (at most 38, all ASCII digits: checked by the caller) as u128, 19 at a time
+/// in u64 arithmetic.
+fn parse_digits(d: &[u8]) -> u128 {
+    let chunk = |c: &[u8]| c.iter().fold(0u64, |acc, b| acc * 10 + u64::from(b - b'0'));
+    if d.len() <= 19 {
+        u128::from(chunk(d))
+    } else {
+        let (a, b) = d.split_at(d.len() - 19);
+        u128::from(chunk(a)) * 10_000_000_000_000_000_000u128 + u128::from(chunk(b))
     }
 }
 

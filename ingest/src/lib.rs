@@ -188,7 +188,8 @@ pub const REQUEST_ID: &str = "x-request-id";
 async fn request_span(mut request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     use tracing::Instrument as _;
     let id = request_id(&request);
-    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+    let span =
+        tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
     if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
         request.headers_mut().insert(REQUEST_ID, v.clone());
         let mut response = next.run(request).instrument(span).await;

@@ -26,8 +26,7 @@ def main():
     start = time.process_time()
     wall = time.perf_counter()
     con.execute(
-        f"CREATE TEMP TABLE raw AS SELECT * FROM read_json('{src}', format = 'newline_delimited', "
-        "timestampformat = '%Y-%m-%dT%H:%M:%S.%fZ')")
+        f"CREATE TEMP TABLE raw AS SELECT * FROM read_json('{src}', format = 'newline_delimited', sample_size = -1)")
     types = [t for (t,) in con.execute("SELECT DISTINCT event_type FROM raw ORDER BY 1").fetchall()]
     for t in types:
         con.execute(

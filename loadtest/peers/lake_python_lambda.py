@@ -9,7 +9,8 @@ event against its schema's fields (required present, JSON types, no unknown fiel
 hand-written validator does; no full JSON Schema validation, which would be far slower), group by
 (event_type, dt, hour of occurred_at UTC), build one pyarrow Table per group with the lake schema
 (timestamps us UTC) and write it as Parquet (zstd, statistics, page index) to memory.
-Prints JSON: events, cpu seconds, events/s per core, Parquet bytes per event, peak RSS growth.
+Prints JSON: events, cpu seconds, events/s per core, Parquet bytes per event.
+`lake_python_lambda.py --memory <batch.json>` prints the peak RSS growth of one batch instead.
 """
 
 import base64
@@ -18,7 +19,6 @@ import glob
 import io
 import json
 import os
-import resource
 import sys
 import time
 
@@ -106,12 +106,32 @@ def handle(body, tables):
     return len(batch["Records"]), sizes
 
 
+def status_kb(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field):
+                return int(line.split()[1])
+    return 0
+
+
+def memory_of_one_batch(path, tables):
+    """Peak RSS growth (MB) of reading and handling one batch in this fresh process."""
+    base = status_kb("VmRSS:")
+    with open(path, "rb") as f:
+        body = f.read()
+    handle(body, tables)
+    del body
+    return (status_kb("VmHWM:") - base) / 1024
+
+
 def main():
     tables = load_schemas()
+    if sys.argv[1] == "--memory":
+        print(json.dumps({"peak_mb": memory_of_one_batch(sys.argv[2], tables)}))
+        return
     files = sorted(glob.glob(os.path.join(sys.argv[1], "batch-*.json")))
     bodies = [open(f, "rb").read() for f in files]
     handle(bodies[0], tables)  # warm-up
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     events = size = 0
     cpu = time.process_time()
     for body in bodies:
@@ -119,9 +139,8 @@ def main():
         events += n
         size += s
     cpu = time.process_time() - cpu
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base
     print(json.dumps({"events": events, "cpu_s": cpu, "events_per_s": events / cpu,
-                      "parquet_bytes_per_event": size / events, "peak_mb": max(peak_kb, 0) / 1024,
+                      "parquet_bytes_per_event": size / events, 
                       "pyarrow": pa.__version__}))
 
 

@@ -219,7 +219,15 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-fn report(name: String, mut lat: Vec<Duration>, ok: u64, failed: u64, batch: usize, wall: Duration, cpu: Duration) -> PhaseReport {
+fn report(
+    name: String,
+    mut lat: Vec<Duration>,
+    ok: u64,
+    failed: u64,
+    batch: usize,
+    wall: Duration,
+    cpu: Duration,
+) -> PhaseReport {
     lat.sort();
     PhaseReport {
         name,
@@ -236,7 +244,8 @@ fn report(name: String, mut lat: Vec<Duration>, ok: u64, failed: u64, batch: usi
 
 /// Closed loop: `connections` workers posting back to back for `duration`.
 pub async fn full_rate(server: &Server, config: BenchConfig, bodies: Arc<Vec<Bytes>>) -> PhaseReport {
-    let client: HttpClient = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(config.connections).build_http();
+    let client: HttpClient =
+        Client::builder(TokioExecutor::new()).pool_max_idle_per_host(config.connections).build_http();
     let url: http::Uri = format!("http://{}/v1/events", server.addr).parse().unwrap_or_default();
     let cpu0 = server_cpu();
     let start = Instant::now();
@@ -271,11 +280,24 @@ pub async fn full_rate(server: &Server, config: BenchConfig, bodies: Arc<Vec<Byt
     }
     let wall = start.elapsed();
     let cpu = server_cpu().saturating_sub(cpu0);
-    report(format!("full rate (closed loop, {} connections)", config.connections), lat, ok, failed, config.batch, wall, cpu)
+    report(
+        format!("full rate (closed loop, {} connections)", config.connections),
+        lat,
+        ok,
+        failed,
+        config.batch,
+        wall,
+        cpu,
+    )
 }
 
 /// Open loop at `events_per_sec` for `duration`.
-pub async fn open_loop(server: &Server, config: BenchConfig, bodies: Arc<Vec<Bytes>>, events_per_sec: f64) -> PhaseReport {
+pub async fn open_loop(
+    server: &Server,
+    config: BenchConfig,
+    bodies: Arc<Vec<Bytes>>,
+    events_per_sec: f64,
+) -> PhaseReport {
     let client: HttpClient = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(256).build_http();
     let url: http::Uri = format!("http://{}/v1/events", server.addr).parse().unwrap_or_default();
     let requests_per_sec = (events_per_sec / config.batch as f64).max(1.0);
@@ -303,7 +325,15 @@ pub async fn open_loop(server: &Server, config: BenchConfig, bodies: Arc<Vec<Byt
     }
     let wall = start.elapsed();
     let cpu = server_cpu().saturating_sub(cpu0);
-    report(format!("half rate (open loop, target {events_per_sec:.0} events/s)"), lat, ok, failed, config.batch, wall, cpu)
+    report(
+        format!("half rate (open loop, target {events_per_sec:.0} events/s)"),
+        lat,
+        ok,
+        failed,
+        config.batch,
+        wall,
+        cpu,
+    )
 }
 
 #[cfg(test)]

@@ -314,3 +314,108 @@ fn string_bytes_hint(source: Source) -> usize {
         _ => 12,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{Field, Float64Type, Int64Type, Schema};
+    use chrono::{DateTime, Utc};
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn schema() -> SchemaRef {
+        let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        let mut fields: Vec<Field> = sluice_schemas::ENVELOPE_COLUMNS
+            .iter()
+            .map(|&name| match name {
+                "schema_version" => Field::new(name, DataType::Int32, false),
+                "occurred_at" | "received_at" => Field::new(name, ts.clone(), false),
+                _ => Field::new(name, DataType::Utf8, false),
+            })
+            .collect();
+        fields.push(Field::new("name", DataType::Utf8, false));
+        fields.push(Field::new("count", DataType::Int64, true));
+        fields.push(Field::new("ratio", DataType::Float64, true));
+        fields.push(Field::new("flag", DataType::Boolean, true));
+        Arc::new(Schema::new(fields))
+    }
+
+    fn event(data: serde_json::Value) -> Event {
+        let at = DateTime::parse_from_rfc3339("2024-05-01T12:00:00.123456Z").unwrap().with_timezone(&Utc);
+        Event {
+            event_id: "0190a0c4-5b7e-7cc3-8f1a-3b2c1d0e9f8a".into(),
+            event_type: "thing".into(),
+            schema_version: 1,
+            occurred_at: at,
+            received_at: at,
+            producer: "p".into(),
+            data: data.as_object().unwrap().clone(),
+        }
+    }
+
+    #[test]
+    fn a_row_that_does_not_fit_appends_nothing() {
+        let mut b = RowsBuilder::new("thing", schema(), 4).unwrap();
+        b.append(&event(json!({"name": "a", "count": 3.0})), "s", "1").unwrap();
+        let refused = [
+            json!({"count": 1}),                // required name missing
+            json!({"name": "b", "count": "x"}), // wrong type
+            json!({"name": "b", "count": 1.5}), // not an integer
+            json!({"name": "b", "flag": 1}),    // not a boolean
+            json!({"name": 7}),                 // not a string
+        ];
+        for data in refused {
+            let err = b.append(&event(data.clone()), "s", "2").unwrap_err();
+            assert!(matches!(err, ColumnarError::RowMismatch { .. }), "{data}: {err}");
+        }
+        let mut other = event(json!({"name": "c"}));
+        other.event_type = "other".into();
+        assert!(b.append(&other, "s", "3").is_err());
+        let batch = b.finish().unwrap();
+        assert_eq!(batch.num_rows(), 1);
+        assert_eq!(batch.column_by_name("count").unwrap().as_primitive::<Int64Type>().value(0), 3);
+        assert!(batch.column_by_name("flag").unwrap().is_null(0));
+    }
+
+    #[test]
+    fn unsupported_column_types_are_refused_up_front() {
+        let bad = Arc::new(Schema::new(vec![Field::new("x", DataType::Date32, true)]));
+        assert!(matches!(RowsBuilder::new("thing", bad, 1), Err(ColumnarError::UnsupportedColumn { .. })));
+        let wrong_envelope = Arc::new(Schema::new(vec![Field::new("occurred_at", DataType::Utf8, false)]));
+        assert!(RowsBuilder::new("thing", wrong_envelope, 1).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn values_round_trip(
+            rows in proptest::collection::vec(
+                ("\\PC{0,12}", proptest::option::of(any::<i64>()),
+                 proptest::option::of(-1e12f64..1e12), proptest::option::of(any::<bool>())),
+                1..40)
+        ) {
+            let mut b = RowsBuilder::new("thing", schema(), 0).unwrap();
+            for (i, (name, count, ratio, flag)) in rows.iter().enumerate() {
+                let mut data = json!({"name": name});
+                if let Some(c) = count { data["count"] = json!(c); }
+                if let Some(r) = ratio { data["ratio"] = json!(r); }
+                if let Some(f) = flag { data["flag"] = json!(f); }
+                b.append(&event(data), "shard", &i.to_string()).unwrap();
+            }
+            let batch = b.finish().unwrap();
+            prop_assert_eq!(batch.num_rows(), rows.len());
+            let names = batch.column_by_name("name").unwrap().as_string::<i32>();
+            let counts = batch.column_by_name("count").unwrap().as_primitive::<Int64Type>();
+            let ratios = batch.column_by_name("ratio").unwrap().as_primitive::<Float64Type>();
+            let flags = batch.column_by_name("flag").unwrap().as_boolean();
+            let seqs = batch.column_by_name("sequence_number").unwrap().as_string::<i32>();
+            for (i, (name, count, ratio, flag)) in rows.iter().enumerate() {
+                prop_assert_eq!(names.value(i), name.as_str());
+                prop_assert_eq!(counts.is_valid(i).then(|| counts.value(i)), *count);
+                prop_assert_eq!(ratios.is_valid(i).then(|| ratios.value(i)), *ratio);
+                prop_assert_eq!(flags.is_valid(i).then(|| flags.value(i)), *flag);
+                prop_assert_eq!(seqs.value(i), i.to_string());
+            }
+        }
+    }
+}

@@ -41,9 +41,11 @@ pub fn start(data_dir: &std::path::Path, extra: &[&str]) -> Sluice {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut seen = Vec::new();
     loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .unwrap_or_else(|_| panic!("sluice did not start; its log:\n{}", seen.join("\n")));
+        let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("sluice did not start; its log:\n{}", seen.join("\n"));
+        };
         seen.push(line.clone());
         let v: serde_json::Value = match serde_json::from_str(&line) {
             Ok(v) => v,

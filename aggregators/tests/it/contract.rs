@@ -37,7 +37,7 @@ async fn several_shards_sum<S: AggregateStore>(store: S) {
     apply_batch(&store, "shardId-b", &batch_of("t", &b), &fast_policy()).await;
     let mut both = expected("t", &a);
     for (k, s) in expected("t", &b) {
-        both.entry(k).or_insert_with(AggState::default).merge(&s);
+        both.entry(k).or_default().merge(&s);
     }
     assert_eq!(snapshot(&store, "t").await, both);
     // Each shard keeps its own partial.

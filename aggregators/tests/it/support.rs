@@ -52,11 +52,11 @@ pub async fn snapshot<S: AggregateStore>(
     store: &S,
     event_type: &str,
 ) -> std::collections::BTreeMap<(WindowSize, AggKey), AggState> {
-    let mut out = std::collections::BTreeMap::new();
+    let mut out: std::collections::BTreeMap<(WindowSize, AggKey), AggState> = std::collections::BTreeMap::new();
     for w in WindowConfig::default().windows {
         let rows = store.scan(event_type, w, t0().timestamp() - 7200, t0().timestamp() + 7200).await.unwrap();
         for (k, _shard, s) in rows {
-            out.entry((w, k)).or_insert_with(AggState::default).merge(&s);
+            out.entry((w, k)).or_default().merge(&s);
         }
     }
     out
@@ -65,9 +65,9 @@ pub async fn snapshot<S: AggregateStore>(
 /// The same map computed directly from the records (the truth).
 pub fn expected(event_type: &str, recs: &[Rec]) -> std::collections::BTreeMap<(WindowSize, AggKey), AggState> {
     let b = batch_of(event_type, recs);
-    let mut out = std::collections::BTreeMap::new();
+    let mut out: std::collections::BTreeMap<(WindowSize, AggKey), AggState> = std::collections::BTreeMap::new();
     for d in b.deltas {
-        out.entry((d.key.window, d.key)).or_insert_with(AggState::default).merge(&d.state);
+        out.entry((d.key.window, d.key)).or_default().merge(&d.state);
     }
     out
 }

@@ -23,6 +23,15 @@ pub const LOCAL_ISSUER: &str = "sluice-local";
 pub const LOCAL_AUDIENCE: &str = "sluice";
 /// Key file, relative to the data dir.
 pub const KEY_FILE: &str = "auth/issuer-es256.pk8";
+/// Lifetime of tokens minted by `sluice token` unless told otherwise (24 h).
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// `sluice token`: a token for `producer` with `scopes` (callers default to
+/// [`crate::SCOPE_EVENTS_WRITE`]) from the issuer in `data_dir`, creating its key if needed.
+/// The same data dir as `sluice up` must be used, or the server will not know the key.
+pub fn mint_token(data_dir: &Path, producer: &str, scopes: &[&str], ttl: Duration) -> Result<String, LocalIssuerError> {
+    LocalIssuer::load_or_create(data_dir)?.mint(producer, scopes, ttl)
+}
 
 /// Why the issuer could not be loaded or could not sign.
 #[derive(Debug, thiserror::Error)]

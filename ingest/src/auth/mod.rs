@@ -28,7 +28,7 @@ use crate::problem::Problem;
 
 pub use claims::{ClaimRules, Claims};
 pub use jwks::{HttpJwksFetcher, JwksCache, JwksFetcher, StaticJwks};
-pub use local::{LOCAL_AUDIENCE, LOCAL_ISSUER, LocalIssuer, LocalIssuerError};
+pub use local::{DEFAULT_TOKEN_TTL, LOCAL_AUDIENCE, LOCAL_ISSUER, LocalIssuer, LocalIssuerError, mint_token};
 pub use verifier::{JwtConfig, JwtVerifier};
 
 /// Scope required by `POST /v1/events`.

@@ -64,7 +64,9 @@ impl HealthProbe for LocalEventLog {
     fn check(&self) -> ProbeFuture<'_> {
         Box::pin(async move {
             match self.stream.health_async().await {
-                Ok(()) => ComponentHealth::ok(serde_json::json!({ "kind": "local", "shards": self.stream.shards().len() })),
+                Ok(()) => {
+                    ComponentHealth::ok(serde_json::json!({ "kind": "local", "shards": self.stream.shards().len() }))
+                }
                 Err(e) => ComponentHealth::down(e.to_string()),
             }
         })

@@ -310,3 +310,18 @@ async fn cognito_tokens_from_moto() {
     assert_eq!(event.producer, a.client_id);
     let _ = a.id;
 }
+
+#[tokio::test]
+async fn sluice_token_and_sluice_up_share_the_key_through_the_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    // `sluice token` first (creates the key), then the server loads the same key.
+    let token =
+        sluice_ingest::auth::mint_token(dir.path(), "cli", &[SCOPE_EVENTS_WRITE], Duration::from_secs(60)).unwrap();
+    let issuer = LocalIssuer::load_or_create(dir.path()).unwrap();
+    let log = memory();
+    let state = AppState::builder(registry(), log.clone(), Authenticator::jwt(issuer.verifier().unwrap())).build();
+    let (status, _, _) =
+        send(sluice_ingest::app(state), post_events(Some(&token), page_view(&uuid(1)).to_string())).await;
+    assert_eq!(status, 202);
+    assert_eq!(registry().decode_stored(&log.records()[0].1.data).unwrap().producer, "cli");
+}

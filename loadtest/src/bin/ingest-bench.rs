@@ -23,7 +23,11 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let server = http_bench::start_server()?;
-    let client = tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("bench-client").enable_all().build()?;
+    let client = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("bench-client")
+        .enable_all()
+        .build()?;
     let bodies = Arc::new(http_bench::bodies(512, config.batch));
     println!(
         "ingest-bench: {} events per request, server on 1 worker thread at http://{}, local stream (4 shards, temp dir), auth on (ES256 local issuer)",
