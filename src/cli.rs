@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use sluice_aggregators::{WindowConfig, WindowSize};
+
 use crate::up::UpConfig;
 
 /// sluice: stream analytics for AWS serverless, whole on one machine.
@@ -48,6 +50,35 @@ pub enum Command {
     Query(QueryArgs),
     /// Print the Athena `CREATE EXTERNAL TABLE` statements for the lake (partition projection).
     AthenaDdl(AthenaDdlArgs),
+    /// Print windowed aggregates from the local store as JSON (the same answer as
+    /// `GET /v1/aggregates`).
+    Aggregates(AggregatesArgs),
+}
+
+/// `sluice aggregates` arguments (the query parameters of `GET /v1/aggregates`).
+#[derive(Debug, Args)]
+pub struct AggregatesArgs {
+    /// The event type.
+    #[arg(long)]
+    pub event_type: String,
+    /// The window size (`1m`, `1h`, ...).
+    #[arg(long, default_value = "1m")]
+    pub window: String,
+    /// Windows starting at or after this RFC 3339 instant.
+    #[arg(long)]
+    pub from: String,
+    /// Windows starting before this RFC 3339 instant.
+    #[arg(long)]
+    pub to: String,
+    /// Dimensions to keep, comma-separated; the others are merged.
+    #[arg(long)]
+    pub group_by: Option<String>,
+    /// The data directory of `sluice up`.
+    #[arg(long, default_value = ".sluice", env = "SLUICE_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Load event schemas from this directory instead of the built-in ones.
+    #[arg(long, env = "SLUICE_SCHEMAS_DIR")]
+    pub schemas_dir: Option<PathBuf>,
 }
 
 /// `sluice query` arguments.
@@ -131,6 +162,17 @@ pub struct UpArgs {
     /// How far in the future `occurred_at` may be, in seconds; later events are rejected.
     #[arg(long, default_value_t = 300)]
     pub max_future_secs: u32,
+    /// Tumbling windows to aggregate, comma-separated (`30s`, `1m`, `1h`, ...).
+    #[arg(long, default_value = "1m,1h", value_delimiter = ',', value_parser = parse_window)]
+    pub windows: Vec<WindowSize>,
+    /// How long after a window ends events still count as on time (they always count; later
+    /// ones are also counted as late).
+    #[arg(long, default_value = "5m", value_parser = parse_window)]
+    pub allowed_lateness: WindowSize,
+}
+
+fn parse_window(s: &str) -> Result<WindowSize, String> {
+    s.parse::<WindowSize>().map_err(|e| e.to_string())
 }
 
 impl UpArgs {
@@ -147,6 +189,10 @@ impl UpArgs {
                 max_future: chrono::Duration::seconds(i64::from(self.max_future_secs)),
                 ..sluice_ingest::Limits::default()
             },
+            windows: WindowConfig::new(
+                self.windows,
+                chrono::TimeDelta::seconds(i64::from(self.allowed_lateness.secs())),
+            ),
             rate_limit: (self.rate_limit > 0.0)
                 .then_some(sluice_ingest::RateLimit { rate: self.rate_limit, burst: self.rate_burst.max(1.0) }),
         }

@@ -5,6 +5,7 @@
 //! event-source-mapping runner delivering `KinesisEvent` batches to the handler functions.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod aggregates;
 pub mod cli;
 pub mod lake;
 pub mod signals;

@@ -28,6 +28,7 @@ fn main() -> ExitCode {
             Command::Token(args) => sluice::token::print(&args),
             Command::Query(args) => sluice::lake::query(&args).await,
             Command::AthenaDdl(args) => sluice::lake::athena_ddl(&args),
+            Command::Aggregates(args) => sluice::aggregates::print(&args).await,
         }
     });
     match result {

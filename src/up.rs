@@ -18,9 +18,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use serde_json::json;
+use sluice_aggregators::{AggregatorHandler, SqliteAggregateStore, WindowConfig};
+use sluice_ingest::aggregates_route::StoreReader;
 use sluice_ingest::{
     AppState, Authenticator, ComponentHealth, Health, HealthProbe, LocalEventLog, LocalIssuer, ProbeFuture,
 };
+use sluice_sinks::{Lake, LakeWriter};
 use sluice_stream::{
     BatchHandler, EsmConfig, EventSourceMapping, LocalDeadLetters, LocalStream, LocalStreamConfig, MappingStatus,
     SqliteCheckpoints,
@@ -61,6 +64,8 @@ pub struct UpConfig {
     pub limits: sluice_ingest::Limits,
     /// Per-producer rate limit (`None`: off).
     pub rate_limit: Option<sluice_ingest::RateLimit>,
+    /// Aggregation windows and allowed lateness.
+    pub windows: WindowConfig,
 }
 
 /// Loads the schema registry: the built-in one, or `dir` when given.
@@ -115,6 +120,17 @@ impl Local {
     }
 }
 
+/// Opens the local lake directory (`<data_dir>/lake`) through the same `object_store` adapter the
+/// Lambda uses for S3.
+pub fn open_local_lake(data_dir: &std::path::Path) -> anyhow::Result<Lake> {
+    let dir = crate::lake::local_lake_dir(data_dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create the lake dir {}", dir.display()))?;
+    let dir = std::fs::canonicalize(&dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
+    let url = url::Url::from_directory_path(&dir)
+        .map_err(|()| anyhow::anyhow!("lake dir {} is not an absolute path", dir.display()))?;
+    Lake::open(url.as_str(), &sluice_aws::AwsSettings::default()).context("cannot open the local lake")
+}
+
 /// The event source mapping settings `sluice up` uses for every handler: the same values
 /// template.yaml gives the Lambda event source mappings.
 pub fn mapping_config(name: &str) -> EsmConfig {
@@ -139,7 +155,6 @@ impl Pipeline {
     }
 
     /// Starts an event source mapping from the local stream to `handler`.
-    #[allow(dead_code)] // used as handlers are registered
     fn add_mapping<H: BatchHandler>(&mut self, local: &Local, name: &str, handler: H, shutdown: &CancellationToken) {
         let mapping = EventSourceMapping::new(
             mapping_config(name),
@@ -208,11 +223,31 @@ impl HealthProbe for MappingsProbe {
 /// Runs the pipeline, serving HTTP on `listener`, until `shutdown` is cancelled.
 pub async fn serve(listener: TcpListener, config: UpConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let local = Local::open(&config)?;
+    let registry = Arc::new(load_registry(config.schemas_dir.as_deref())?);
     let metrics = Metrics::new();
     let mut pipeline = Pipeline::new();
     pipeline.add_trimmer(local.stream.clone(), &shutdown);
-
-    let registry = Arc::new(load_registry(config.schemas_dir.as_deref())?);
+    let lake = open_local_lake(&config.data_dir)?;
+    let aggregates = SqliteAggregateStore::open(&config.data_dir.join("aggregates.db"))
+        .context("cannot open the aggregate store")?;
+    pipeline.add_mapping(
+        &local,
+        "aggregator",
+        AggregatorHandler::new(
+            Arc::clone(&registry),
+            aggregates.clone(),
+            local.dead_letters.clone(),
+            config.windows.clone(),
+        )
+        .with_metrics(&metrics),
+        &shutdown,
+    );
+    pipeline.add_mapping(
+        &local,
+        "lake-writer",
+        LakeWriter::new(Arc::clone(&registry), lake, local.dead_letters.clone()),
+        &shutdown,
+    );
     let issuer = LocalIssuer::load_or_create(&config.data_dir).context("cannot load the local token issuer key")?;
     let auth = if config.auth {
         Authenticator::jwt(issuer.verifier().context("local issuer key is unusable")?)
@@ -229,6 +264,7 @@ pub async fn serve(listener: TcpListener, config: UpConfig, shutdown: Cancellati
         .limits(config.limits)
         .rate_limit(config.rate_limit)
         .jwks(issuer.jwks())
+        .aggregates(Arc::new(StoreReader(aggregates)))
         .build();
     let app = sluice_ingest::app(state);
 

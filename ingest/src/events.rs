@@ -46,7 +46,7 @@ use crate::ratelimit::{Decision, RateLimit, RateLimiter};
 pub struct Ingest {
     pub(crate) registry: Arc<Registry>,
     log: Arc<dyn EventLog>,
-    auth: Authenticator,
+    pub(crate) auth: Authenticator,
     limits: Limits,
     limiter: Option<RateLimiter>,
     write_scope: String,

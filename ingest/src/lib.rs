@@ -12,6 +12,7 @@
 //! [`config`] (typed configuration, env parsing for the Lambda).
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod aggregates_route;
 pub mod auth;
 pub mod config;
 pub mod eventlog;
@@ -58,6 +59,7 @@ pub const ROUTES: &[RouteDoc] = &[
     RouteDoc { method: "GET", path: "/metrics", statuses: &[200] },
     RouteDoc { method: "POST", path: "/v1/events", statuses: &[202, 400, 401, 403, 413, 415, 422, 429, 503] },
     RouteDoc { method: "GET", path: "/v1/schemas", statuses: &[200] },
+    RouteDoc { method: "GET", path: "/v1/aggregates", statuses: &[200, 400, 401, 403, 404, 503] },
     RouteDoc { method: "GET", path: "/.well-known/jwks.json", statuses: &[200, 404] },
 ];
 
@@ -71,6 +73,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The event intake (registry, event log, auth, limits).
     pub ingest: Arc<events::Ingest>,
+    /// Serves `GET /v1/aggregates`; `None` answers 404 there.
+    pub aggregates: Option<Arc<dyn aggregates_route::AggregateReader>>,
 }
 
 impl AppState {
@@ -87,6 +91,7 @@ impl AppState {
             rate_limit: Some(RateLimit::default()),
             write_scope: SCOPE_EVENTS_WRITE.to_owned(),
             jwks: None,
+            aggregates: None,
         }
     }
 }
@@ -102,6 +107,7 @@ pub struct AppStateBuilder {
     rate_limit: Option<RateLimit>,
     write_scope: String,
     jwks: Option<jsonwebtoken::jwk::JwkSet>,
+    aggregates: Option<Arc<dyn aggregates_route::AggregateReader>>,
 }
 
 impl AppStateBuilder {
@@ -149,6 +155,13 @@ impl AppStateBuilder {
     }
 
     /// The state.
+    /// Serves `GET /v1/aggregates` from `reader`.
+    #[must_use]
+    pub fn aggregates(mut self, reader: Arc<dyn aggregates_route::AggregateReader>) -> Self {
+        self.aggregates = Some(reader);
+        self
+    }
+
     pub fn build(self) -> AppState {
         let ingest = events::Ingest::new(
             self.registry,
@@ -160,7 +173,7 @@ impl AppStateBuilder {
             self.jwks,
             &self.metrics,
         );
-        AppState { health: self.health, metrics: self.metrics, ingest: Arc::new(ingest) }
+        AppState { health: self.health, metrics: self.metrics, ingest: Arc::new(ingest), aggregates: self.aggregates }
     }
 }
 
@@ -171,6 +184,7 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/events", post(events::handler))
         .route("/v1/schemas", get(schemas_route::handler))
+        .route("/v1/aggregates", get(aggregates_route::handler))
         .route("/.well-known/jwks.json", get(schemas_route::jwks))
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)

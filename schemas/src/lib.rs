@@ -16,6 +16,7 @@
 pub mod arrow;
 pub mod envelope;
 pub mod evolution;
+mod fast;
 pub mod registry;
 pub mod validate;
 

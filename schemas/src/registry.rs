@@ -25,6 +25,7 @@ use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 
 use crate::arrow::ENVELOPE_COLUMNS;
+use crate::fast::FastValidator;
 
 /// The draft every schema must declare in `$schema`.
 pub const DRAFT_2020_12: &str = "https://json-schema.org/draft/2020-12/schema";
@@ -131,6 +132,8 @@ pub struct SchemaVersion {
     /// The properties, in the order the schema file lists them.
     pub fields: Vec<FieldDef>,
     validator: jsonschema::Validator,
+    /// The compiled fast check, if the schema stays within its subset (see [`crate::fast`]).
+    fast: Option<FastValidator>,
 }
 
 impl PartialEq for SchemaVersion {
@@ -153,6 +156,18 @@ impl SchemaVersion {
 
     pub(crate) fn validator(&self) -> &jsonschema::Validator {
         &self.validator
+    }
+
+    pub(crate) fn fast(&self) -> Option<&FastValidator> {
+        self.fast.as_ref()
+    }
+
+    /// Whether valid `data` of this version is recognised without the jsonschema validator
+    /// (the schema uses only the keywords the fast check compiles). Results are the same either
+    /// way; this only tells tests and benchmarks which path runs.
+    #[doc(hidden)]
+    pub fn has_fast_path(&self) -> bool {
+        self.fast.is_some()
     }
 }
 
@@ -410,7 +425,8 @@ fn compile(source: &Source) -> Result<SchemaVersion, RegistryError> {
         .build(&document)
         .map_err(|e| invalid(format!("not a valid JSON Schema: {e}")))?;
 
-    Ok(SchemaVersion { version: source.version, document, dimensions, measure, identity, fields, validator })
+    let fast = FastValidator::compile(&document);
+    Ok(SchemaVersion { version: source.version, document, dimensions, measure, identity, fields, validator, fast })
 }
 
 /// An optional array of distinct strings (absent = empty).

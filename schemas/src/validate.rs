@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use chrono::{SecondsFormat, TimeDelta};
+use chrono::{DateTime, FixedOffset, SecondsFormat, TimeDelta, Utc};
 use jsonschema::error::{TypeKind, ValidationErrorKind};
 use jsonschema::{JsonType, ValidationError};
 use serde::{Deserialize, Serialize};
@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 use crate::envelope::{
     ENVELOPE_FIELDS, Event, IngestContext, assign_event_id, check_event_id, parse_occurred_at, to_micros,
 };
+use crate::fast::parse_canonical_utc;
 use crate::registry::{FieldKind, Registry, SchemaVersion};
 
 /// One thing wrong with a submitted event.
@@ -75,16 +76,78 @@ impl fmt::Display for Rejection {
     }
 }
 
-/// The stored form, deserialized without copying `data` out of a `Value`.
+/// The stored form, deserialized without copying `data` out of a `Value` (the reference
+/// path: chrono's own timestamp parser).
 #[derive(Deserialize)]
 struct StoredEvent {
     event_id: String,
     event_type: String,
     schema_version: u32,
-    occurred_at: chrono::DateTime<chrono::Utc>,
-    received_at: chrono::DateTime<chrono::Utc>,
+    occurred_at: DateTime<Utc>,
+    received_at: DateTime<Utc>,
     producer: String,
     data: Value,
+}
+
+/// [`StoredEvent`] with [`StoredTime`] timestamps: the same fields, the same serde rules
+/// (unknown fields ignored, duplicates and missing fields rejected), the same values.
+#[derive(Deserialize)]
+struct FastStoredEvent {
+    event_id: String,
+    event_type: String,
+    schema_version: u32,
+    occurred_at: StoredTime,
+    received_at: StoredTime,
+    producer: String,
+    data: Value,
+}
+
+impl From<FastStoredEvent> for StoredEvent {
+    fn from(e: FastStoredEvent) -> Self {
+        StoredEvent {
+            event_id: e.event_id,
+            event_type: e.event_type,
+            schema_version: e.schema_version,
+            occurred_at: e.occurred_at.0,
+            received_at: e.received_at.0,
+            producer: e.producer,
+            data: e.data,
+        }
+    }
+}
+
+/// A `DateTime<Utc>` deserialized exactly as chrono does (`DateTime<FixedOffset>::from_str`,
+/// then UTC), with the canonical form the `Event` serializer writes parsed by hand first.
+struct StoredTime(DateTime<Utc>);
+
+impl<'de> Deserialize<'de> for StoredTime {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct TimeVisitor;
+        impl serde::de::Visitor<'_> for TimeVisitor {
+            type Value = StoredTime;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                // chrono's wording, so error messages do not change.
+                f.write_str("an RFC 3339 formatted date and time string")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<StoredTime, E> {
+                if let Some(t) = parse_canonical_utc(s) {
+                    return Ok(StoredTime(t));
+                }
+                s.parse::<DateTime<FixedOffset>>().map(|t| StoredTime(t.with_timezone(&Utc))).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(TimeVisitor)
+    }
+}
+
+/// Which implementation checks `data` (the observable results are the same).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// The compiled [`FastValidator`](crate::fast::FastValidator) proves valid data valid;
+    /// anything it cannot prove goes to the jsonschema validator.
+    Fast,
+    /// Always the jsonschema validator (the oracle of the differential tests).
+    Reference,
 }
 
 impl Registry {
@@ -96,6 +159,17 @@ impl Registry {
     /// `received_at` = `ctx.received_at` truncated to µs; integer fields given as `1.0` are
     /// stored as `1`. On failure: every violation, envelope and data, sorted by pointer.
     pub fn validate(&self, input: &Value, ctx: &IngestContext) -> Result<Event, Rejection> {
+        self.validate_with(input, ctx, Path::Fast)
+    }
+
+    /// [`Registry::validate`] with every `data` object checked by the jsonschema validator:
+    /// the reference the fast path is tested against. Same contract and results.
+    #[doc(hidden)]
+    pub fn validate_reference(&self, input: &Value, ctx: &IngestContext) -> Result<Event, Rejection> {
+        self.validate_with(input, ctx, Path::Reference)
+    }
+
+    fn validate_with(&self, input: &Value, ctx: &IngestContext, path: Path) -> Result<Event, Rejection> {
         let Some(obj) = input.as_object() else {
             return Err(Rejection::one("", "must be a JSON object with event_type, occurred_at and data"));
         };
@@ -212,7 +286,7 @@ impl Registry {
             }
             Some(value @ Value::Object(map)) => {
                 if let Some(schema) = schema {
-                    violations.extend(data_violations(schema, value));
+                    violations.extend(data_violations(schema, value, path));
                 }
                 Some(map)
             }
@@ -241,8 +315,26 @@ impl Registry {
     /// UTF-8/JSON/an Event give pointer `""`, an unknown type `/event_type`, an unknown
     /// version `/schema_version`, invalid data `/data/...`.
     pub fn decode_stored(&self, bytes: &[u8]) -> Result<Event, Rejection> {
+        // UTF-8 is checked once for the whole record (SIMD) instead of once per JSON string.
+        let parsed =
+            std::str::from_utf8(bytes).ok().and_then(|text| serde_json::from_str::<FastStoredEvent>(text).ok());
+        match parsed {
+            Some(stored) => self.check_stored(stored.into(), Path::Fast),
+            // Not an Event: the reference parse gives the error message.
+            None => self.decode_stored_reference(bytes),
+        }
+    }
+
+    /// [`Registry::decode_stored`] with chrono's timestamp parser and the jsonschema validator
+    /// only: the reference the fast path is tested against. Same contract and results.
+    #[doc(hidden)]
+    pub fn decode_stored_reference(&self, bytes: &[u8]) -> Result<Event, Rejection> {
         let stored: StoredEvent = serde_json::from_slice(bytes)
             .map_err(|e| Rejection::one("", format!("is not a stored sluice event: {e}")))?;
+        self.check_stored(stored, Path::Reference)
+    }
+
+    fn check_stored(&self, stored: StoredEvent, path: Path) -> Result<Event, Rejection> {
         let Some(t) = self.get(&stored.event_type) else {
             return Err(Rejection::one(
                 "/event_type",
@@ -256,7 +348,7 @@ impl Registry {
                 format!("must be a registered version of {}: one of {}", t.name, known.join(", ")),
             ));
         };
-        let violations = data_violations(schema, &stored.data);
+        let violations = data_violations(schema, &stored.data, path);
         if !violations.is_empty() {
             return Err(Rejection::from_violations(violations));
         }
@@ -281,8 +373,13 @@ impl Registry {
     }
 }
 
-/// Violations of `data` (pointers prefixed with `/data`). Empty means valid.
-fn data_violations(schema: &SchemaVersion, data: &Value) -> Vec<Violation> {
+/// Violations of `data` (pointers prefixed with `/data`). Empty means valid. On [`Path::Fast`],
+/// data the compiled table proves valid skips the jsonschema validator; everything else
+/// (including all invalid data) is checked and reported by it.
+fn data_violations(schema: &SchemaVersion, data: &Value, path: Path) -> Vec<Violation> {
+    if path == Path::Fast && schema.fast().is_some_and(|fast| fast.accepts(data)) {
+        return Vec::new();
+    }
     let mut out = Vec::new();
     if !schema.validator().is_valid(data) {
         let mut mistyped = Vec::new();

@@ -1,5 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! End-to-end tests of the `sluice` binary and the embedded runtime's components.
 
+mod pipeline;
 mod process;
 mod support;

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod arrow;
+mod differential;
 mod evolution;
 mod fixtures;
 mod props;

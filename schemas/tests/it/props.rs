@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 
 use crate::{ctx, registry};
 
-fn arb_f64() -> impl Strategy<Value = f64> {
+pub(crate) fn arb_f64() -> impl Strategy<Value = f64> {
     prop_oneof![prop::num::f64::NORMAL, prop::num::f64::ZERO, prop::num::f64::SUBNORMAL, (-1e6f64..1e6f64),]
 }
 
@@ -31,7 +31,7 @@ fn arb_key() -> impl Strategy<Value = String> {
     ]
 }
 
-fn arb_json() -> impl Strategy<Value = Value> {
+pub(crate) fn arb_json() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::from),
@@ -142,7 +142,7 @@ fn non_negative() -> impl Strategy<Value = f64> {
 }
 
 /// Valid events of every type and version.
-fn arb_valid() -> impl Strategy<Value = Value> {
+pub(crate) fn arb_valid() -> impl Strategy<Value = Value> {
     let page_view = (
         ("\\PC{1,12}", "\\PC{1,12}", "\\PC{1,24}", prop::option::of("\\PC{0,24}")),
         prop::sample::select(vec!["ios", "android", "web", "tv"]),

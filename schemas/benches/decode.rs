@@ -1,0 +1,191 @@
+//! `Registry::decode_stored` (the per-record hot path of the aggregator and lake-writer
+//! Lambdas): the fast path against the reference path (chrono + jsonschema), same run, same
+//! records. Run: `cargo bench -p sluice-schemas --bench decode` (prints ns/event).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_json::{Value, json};
+use sluice_schemas::{IngestContext, Registry};
+
+const RECORDS: usize = 10_000;
+const ROUNDS: usize = 7;
+
+/// A tiny deterministic generator (no extra dependency).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        self.0 >> 33
+    }
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[(self.next() as usize) % items.len()]
+    }
+}
+
+/// Producer input of one typical event: `kind` 0..7 page_view v2, 7 page_view v1, 8 purchase,
+/// 9 api_call.
+fn input(rng: &mut Lcg, i: usize) -> Value {
+    let occurred = format!("2026-11-26T09:{:02}:{:02}.{:03}Z", rng.next() % 60, rng.next() % 60, rng.next() % 1000);
+    let user = format!("u{}", rng.next() % 100_000);
+    let country = rng.pick(&["DE", "US", "FR", "GB", "JP"]);
+    let (t, v, data) = match rng.next() % 10 {
+        0..=6 => (
+            "page_view",
+            2,
+            json!({"user_id": user, "session_id": format!("s{}", rng.next() % 1_000_000),
+                "page": rng.pick(&["/", "/x", "/products/42", "/checkout"]),
+                "device": rng.pick(&["ios", "android", "web", "tv"]), "country": country,
+                "duration_ms": (rng.next() % 100_000) as f64 / 8.0}),
+        ),
+        7 => (
+            "page_view",
+            1,
+            json!({"user_id": user, "session_id": "s1", "page": "/x", "referrer": "https://example.com/",
+                "device": "web", "country": country, "duration_ms": 12.5}),
+        ),
+        8 => (
+            "purchase",
+            1,
+            json!({"user_id": user, "order_id": format!("o{i}"), "amount": (rng.next() % 10_000) as f64 / 100.0,
+                "currency": rng.pick(&["EUR", "USD"]), "country": country}),
+        ),
+        _ => (
+            "api_call",
+            1,
+            json!({"client_id": user, "route": "GET /v1/items/{id}", "status": 200 + (rng.next() % 300) as i64,
+                "latency_ms": (rng.next() % 5000) as f64 / 10.0}),
+        ),
+    };
+    json!({"event_type": t, "schema_version": v, "occurred_at": occurred, "data": data})
+}
+
+fn utc(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+/// Best-of-[`ROUNDS`] nanoseconds per record for `f` over `records`.
+fn ns_per_event(records: &[Vec<u8>], f: impl Fn(&[u8]) -> bool) -> f64 {
+    let mut best = f64::INFINITY;
+    for _ in 0..ROUNDS {
+        let start = Instant::now();
+        let mut ok = 0usize;
+        for r in records {
+            ok += usize::from(f(black_box(r)));
+        }
+        let elapsed = start.elapsed().as_nanos() as f64 / records.len() as f64;
+        assert_eq!(ok, records.len(), "every generated record is valid");
+        best = best.min(elapsed);
+    }
+    best
+}
+
+fn main() {
+    let registry = Registry::builtin().unwrap();
+    let ctx = IngestContext {
+        producer: "p".to_owned(),
+        received_at: utc("2026-11-26T10:00:00.123456Z"),
+        max_future: TimeDelta::seconds(300),
+    };
+    let mut rng = Lcg(42);
+    let records: Vec<Vec<u8>> = (0..RECORDS)
+        .map(|i| serde_json::to_vec(&registry.validate(&input(&mut rng, i), &ctx).unwrap()).unwrap())
+        .collect();
+    for r in &records {
+        assert_eq!(registry.decode_stored(r), registry.decode_stored_reference(r));
+    }
+    if std::env::var_os("DECODE_PROFILE").is_some() {
+        for _ in 0..300 {
+            for r in &records {
+                black_box(registry.decode_stored(black_box(r)).is_ok());
+            }
+        }
+        return;
+    }
+    let typical: Vec<Vec<u8>> =
+        records.iter().filter(|r| r.windows(11).any(|w| w == b"\"page_view\"")).cloned().collect();
+    let avg_len = records.iter().map(Vec::len).sum::<usize>() as f64 / records.len() as f64;
+    println!(
+        "decode_stored: {} records ({} page_view), avg {avg_len:.0} bytes, best of {ROUNDS} rounds",
+        records.len(),
+        typical.len()
+    );
+
+    let inputs: Vec<Value> = records.iter().map(|r| serde_json::from_slice(r).unwrap()).collect();
+    let rows: [(&str, &[Vec<u8>]); 2] = [("all types", &records), ("page_view", &typical)];
+    for (label, set) in rows {
+        let reference = ns_per_event(set, |r| registry.decode_stored_reference(r).is_ok());
+        let fast = ns_per_event(set, |r| registry.decode_stored(r).is_ok());
+        println!(
+            "  {label:<10} reference {reference:>7.0} ns/event   fast {fast:>7.0} ns/event   speed-up {:.1}x",
+            reference / fast
+        );
+    }
+    // Floor: parsing the same bytes into a serde_json::Value (no validation at all).
+    let parse = ns_per_event(&records, |r| serde_json::from_slice::<Value>(r).is_ok());
+    println!("  (floor: serde_json::from_slice::<Value> alone {parse:.0} ns/event)");
+    let scan = ns_per_event(&records, |r| serde_json::from_slice::<serde::de::IgnoredAny>(r).is_ok());
+    println!("  XX scan IgnoredAny {scan:.0}");
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Env {
+        event_id: String,
+        event_type: String,
+        schema_version: u32,
+        producer: String,
+        occurred_at: String,
+        received_at: String,
+        data: serde::de::IgnoredAny,
+    }
+    let env = ns_per_event(&records, |r| serde_json::from_slice::<Env>(r).is_ok());
+    println!("  XX envelope strings {env:.0}");
+    let datas: Vec<Vec<u8>> = records
+        .iter()
+        .map(|r| serde_json::to_vec(&serde_json::from_slice::<Value>(r).unwrap()["data"]).unwrap())
+        .collect();
+    let d = ns_per_event(&datas, |r| serde_json::from_slice::<Value>(r).is_ok());
+    println!("  XX data Value {d:.0}");
+    let d = ns_per_event(&datas, |r| serde_json::from_slice::<serde::de::IgnoredAny>(r).is_ok());
+    println!("  XX data scan {d:.0}");
+    let parsed: Vec<Value> = datas.iter().map(|r| serde_json::from_slice(r).unwrap()).collect();
+    let mut best = f64::INFINITY;
+    for _ in 0..ROUNDS {
+        let st = Instant::now();
+        for v in &parsed {
+            black_box(v.clone());
+        }
+        best = best.min(st.elapsed().as_nanos() as f64 / parsed.len() as f64);
+    }
+    println!("  XX data clone {best:.0}");
+    // The ingest path shares the table: validate() on the same events (producer form).
+    let producer: Vec<Value> = inputs
+        .into_iter()
+        .map(|mut v| {
+            let o = v.as_object_mut().unwrap();
+            o.remove("received_at");
+            o.remove("producer");
+            v
+        })
+        .collect();
+    let bench_validate = |f: &dyn Fn(&Value) -> bool| {
+        let mut best = f64::INFINITY;
+        for _ in 0..ROUNDS {
+            let start = Instant::now();
+            for v in &producer {
+                assert!(f(black_box(v)));
+            }
+            best = best.min(start.elapsed().as_nanos() as f64 / producer.len() as f64);
+        }
+        best
+    };
+    let reference = bench_validate(&|v| registry.validate_reference(v, &ctx).is_ok());
+    let fast = bench_validate(&|v| registry.validate(v, &ctx).is_ok());
+    println!(
+        "validate (ingest, from a parsed Value): reference {reference:.0} ns/event   fast {fast:.0} ns/event   \
+         speed-up {:.1}x",
+        reference / fast
+    );
+}

@@ -1,0 +1,560 @@
+//! The fast acceptance check: a per-[`SchemaVersion`](crate::SchemaVersion) table compiled
+//! from the schema document, used on the hot path instead of the jsonschema validator.
+//!
+//! Contract (what makes it safe): [`FastValidator::accepts`] returning `true` implies the
+//! jsonschema validator accepts the value AND the Int64 range check passes, i.e. the reference
+//! path would report no violation. `false` means "not proven valid": the caller runs the
+//! reference path, which produces the (identical) result and every violation message. So the
+//! fast check decides nothing on its own for invalid data, and may be conservative (it is for
+//! integers written as floats, huge integers and numbers beyond 2^53 compared against a bound).
+//!
+//! Only a small subset of JSON Schema is compiled (per property: `type`, `enum` of strings,
+//! `pattern` in a restricted ASCII grammar, `minimum`/`maximum`/`exclusiveMinimum`/
+//! `exclusiveMaximum`, `minLength`/`maxLength`, annotations). A schema using anything else gets
+//! no table ([`FastValidator::compile`] returns `None`) and always takes the reference path.
+
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use serde_json::{Map, Number, Value};
+
+use crate::registry::FieldKind;
+
+/// Keywords without effect on validation, accepted anywhere in the subset.
+const ANNOTATIONS: &[&str] =
+    &["title", "description", "$comment", "examples", "default", "deprecated", "readOnly", "writeOnly"];
+
+/// Top-level keywords of the subset (besides [`ANNOTATIONS`] and `x-*`).
+const TOP_LEVEL: &[&str] = &["$schema", "type", "properties", "required", "additionalProperties"];
+
+/// 2^53: integers up to this magnitude are exact as `f64`.
+const EXACT_F64_INT: u64 = 1 << 53;
+
+/// The compiled table of one schema version's `data` object.
+#[derive(Debug, Clone)]
+pub(crate) struct FastValidator {
+    /// Sorted by name (binary search).
+    fields: Vec<FastField>,
+    /// How many fields are required.
+    required: usize,
+}
+
+#[derive(Debug, Clone)]
+struct FastField {
+    name: String,
+    required: bool,
+    check: Check,
+}
+
+#[derive(Debug, Clone)]
+enum Check {
+    String { min_len: u64, max_len: u64, options: Option<Vec<String>>, pattern: Option<Pattern> },
+    Integer { bounds: Vec<Bound> },
+    Number { bounds: Vec<Bound> },
+    Boolean,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Ge,
+    Le,
+    Gt,
+    Lt,
+}
+
+/// `value <op> limit`, with `limit` exactly representable as `f64`.
+#[derive(Debug, Clone, Copy)]
+struct Bound {
+    op: Op,
+    limit: f64,
+}
+
+impl FastValidator {
+    /// The table for `document`, or `None` if it uses anything outside the subset (then the
+    /// reference path is always used). `document` has passed the registry's checks.
+    pub(crate) fn compile(document: &Value) -> Option<FastValidator> {
+        let top = document.as_object()?;
+        for key in top.keys() {
+            if !(TOP_LEVEL.contains(&key.as_str()) || ANNOTATIONS.contains(&key.as_str()) || key.starts_with("x-")) {
+                return None;
+            }
+        }
+        if top.get("type").and_then(Value::as_str) != Some("object")
+            || top.get("additionalProperties") != Some(&Value::Bool(false))
+        {
+            return None;
+        }
+        let properties = top.get("properties")?.as_object()?;
+        let required: Vec<&str> = match top.get("required") {
+            None => Vec::new(),
+            Some(list) => list.as_array()?.iter().map(Value::as_str).collect::<Option<_>>()?,
+        };
+        if required.iter().any(|name| !properties.contains_key(*name)) {
+            return None;
+        }
+        let mut fields = Vec::new();
+        for (name, prop) in properties {
+            let prop = prop.as_object()?;
+            fields.push(FastField {
+                name: name.clone(),
+                required: required.contains(&name.as_str()),
+                check: compile_check(prop)?,
+            });
+        }
+        fields.sort_by(|a, b| a.name.cmp(&b.name));
+        let required = fields.iter().filter(|f| f.required).count();
+        Some(FastValidator { fields, required })
+    }
+
+    /// `true`: `data` is valid (see the module contract). `false`: not proven, use the reference.
+    pub(crate) fn accepts(&self, data: &Value) -> bool {
+        let Value::Object(map) = data else {
+            return false;
+        };
+        self.accepts_map(map)
+    }
+
+    fn accepts_map(&self, map: &Map<String, Value>) -> bool {
+        let mut required_seen = 0;
+        for (key, value) in map {
+            let Ok(i) = self.fields.binary_search_by(|f| f.name.as_str().cmp(key)) else {
+                return false; // additionalProperties: false
+            };
+            let field = &self.fields[i];
+            if !field.check.accepts(value) {
+                return false;
+            }
+            required_seen += usize::from(field.required);
+        }
+        // Keys are distinct, so all required fields are present iff the count matches.
+        required_seen == self.required
+    }
+}
+
+fn compile_check(prop: &Map<String, Value>) -> Option<Check> {
+    let kind = match prop.get("type")?.as_str()? {
+        "string" => FieldKind::String,
+        "integer" => FieldKind::Integer,
+        "number" => FieldKind::Number,
+        "boolean" => FieldKind::Boolean,
+        _ => return None,
+    };
+    let mut min_len = 0;
+    let mut max_len = u64::MAX;
+    let mut options = None;
+    let mut pattern = None;
+    let mut bounds = Vec::new();
+    for (key, value) in prop {
+        match (key.as_str(), kind) {
+            ("type", _) => {}
+            (k, _) if ANNOTATIONS.contains(&k) || k.starts_with("x-") => {}
+            ("minLength", FieldKind::String) => min_len = value.as_u64()?,
+            ("maxLength", FieldKind::String) => max_len = value.as_u64()?,
+            ("enum", FieldKind::String) => {
+                let list: Vec<String> =
+                    value.as_array()?.iter().map(|v| v.as_str().map(str::to_owned)).collect::<Option<_>>()?;
+                options = Some(list);
+            }
+            ("pattern", FieldKind::String) => pattern = Some(Pattern::compile(value.as_str()?)?),
+            ("minimum", FieldKind::Integer | FieldKind::Number) => bounds.push(bound(Op::Ge, value)?),
+            ("maximum", FieldKind::Integer | FieldKind::Number) => bounds.push(bound(Op::Le, value)?),
+            ("exclusiveMinimum", FieldKind::Integer | FieldKind::Number) => bounds.push(bound(Op::Gt, value)?),
+            ("exclusiveMaximum", FieldKind::Integer | FieldKind::Number) => bounds.push(bound(Op::Lt, value)?),
+            _ => return None,
+        }
+    }
+    Some(match kind {
+        FieldKind::String => Check::String { min_len, max_len, options, pattern },
+        FieldKind::Integer => Check::Integer { bounds },
+        FieldKind::Number => Check::Number { bounds },
+        FieldKind::Boolean => Check::Boolean,
+    })
+}
+
+fn bound(op: Op, limit: &Value) -> Option<Bound> {
+    let limit = exact_f64(limit.as_number()?)?;
+    Some(Bound { op, limit })
+}
+
+/// `n` as an `f64` if that is exact (floats, and integers up to 2^53 in magnitude).
+fn exact_f64(n: &Number) -> Option<f64> {
+    if let Some(i) = n.as_i64() {
+        return (i.unsigned_abs() <= EXACT_F64_INT).then_some(i as f64);
+    }
+    if n.is_u64() {
+        return None; // > i64::MAX
+    }
+    n.as_f64().filter(|f| f.is_finite())
+}
+
+impl Check {
+    fn accepts(&self, value: &Value) -> bool {
+        match (self, value) {
+            (Check::String { min_len, max_len, options, pattern }, Value::String(s)) => {
+                length_within(s, *min_len, *max_len)
+                    && options.as_ref().is_none_or(|o| o.iter().any(|x| x == s))
+                    && pattern.as_ref().is_none_or(|p| p.is_match(s))
+            }
+            // Only i64 is proven an in-range integer; 3.0 and u64 take the reference path.
+            (Check::Integer { bounds }, Value::Number(n)) => n.is_i64() && within(n, bounds),
+            (Check::Number { bounds }, Value::Number(n)) => within(n, bounds),
+            (Check::Boolean, Value::Bool(_)) => true,
+            _ => false,
+        }
+    }
+}
+
+fn within(n: &Number, bounds: &[Bound]) -> bool {
+    if bounds.is_empty() {
+        return true;
+    }
+    let Some(x) = exact_f64(n) else {
+        return false;
+    };
+    // Both sides are exact, so f64 comparison is the mathematical one (as jsonschema's num-cmp).
+    bounds.iter().all(|b| match b.op {
+        Op::Ge => x >= b.limit,
+        Op::Le => x <= b.limit,
+        Op::Gt => x > b.limit,
+        Op::Lt => x < b.limit,
+    })
+}
+
+/// Code-point length of `s` within `min..=max` (JSON Schema counts code points).
+fn length_within(s: &str, min: u64, max: u64) -> bool {
+    let bytes = s.len() as u64;
+    if min <= bytes.div_ceil(4) && bytes <= max {
+        return true; // decided by the byte length alone
+    }
+    let chars = s.chars().count() as u64;
+    min <= chars && chars <= max
+}
+
+/// A `pattern` in a restricted grammar whose meaning is the same under ECMA-262 (JSON Schema)
+/// and any other regex dialect: optional `^`, a sequence of items, optional `$`; an item is an
+/// ASCII literal (alphanumeric, `_`, `-`, space, or an escaped ASCII punctuation character),
+/// `\d` (ASCII digits), or a non-negated class `[...]` of such characters and ranges between
+/// alphanumerics; each item optionally followed by a greedy `?`, `*`, `+`, `{n}`, `{n,}` or
+/// `{n,m}`. No `.`, alternation, groups, other escapes or lazy quantifiers. Search semantics
+/// (unanchored unless `^`/`$`), as JSON Schema's `pattern`.
+#[derive(Debug, Clone)]
+pub(crate) enum Pattern {
+    /// `^...$` where every item repeats a fixed number of times: a byte-by-byte check.
+    Fixed(Vec<AsciiSet>),
+    /// Anything else in the grammar, compiled to an equivalent `regex::Regex`.
+    Regex(regex::Regex),
+}
+
+/// A set of ASCII bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AsciiSet(u128);
+
+impl AsciiSet {
+    fn with(self, b: u8) -> Self {
+        AsciiSet(self.0 | (1u128 << b))
+    }
+    fn contains(self, b: u8) -> bool {
+        b < 128 && self.0 & (1u128 << b) != 0
+    }
+}
+
+struct Item {
+    set: AsciiSet,
+    min: u32,
+    max: Option<u32>,
+}
+
+/// Quantifier bounds above this are not compiled (the reference handles them).
+const MAX_REPEAT: u32 = 1000;
+
+impl Pattern {
+    /// The compiled pattern, or `None` if it is outside the grammar.
+    pub(crate) fn compile(pattern: &str) -> Option<Pattern> {
+        let bytes = pattern.as_bytes();
+        if !pattern.is_ascii() {
+            return None;
+        }
+        let (start, mut rest) = match bytes.split_first() {
+            Some((b'^', rest)) => (true, rest),
+            _ => (false, bytes),
+        };
+        let end = match rest.split_last() {
+            // A trailing `\$` is an escaped dollar, not an anchor.
+            Some((b'$', init)) if !ends_with_odd_backslashes(init) => {
+                rest = init;
+                true
+            }
+            _ => false,
+        };
+        let mut items = Vec::new();
+        let mut i = 0;
+        while i < rest.len() {
+            let (set, next) = parse_atom(rest, i)?;
+            let (min, max, next) = parse_quantifier(rest, next)?;
+            items.push(Item { set, min, max });
+            i = next;
+        }
+        if start && end && items.iter().all(|it| it.max == Some(it.min)) {
+            let mut sets = Vec::new();
+            for it in &items {
+                sets.extend(std::iter::repeat_n(it.set, usize::try_from(it.min).ok()?));
+            }
+            return Some(Pattern::Fixed(sets));
+        }
+        let mut re = String::from(if start { "^" } else { "" });
+        for it in &items {
+            re.push('[');
+            for b in 0u8..128 {
+                if it.set.contains(b) {
+                    re.push_str(&format!("\\x{b:02X}"));
+                }
+            }
+            re.push(']');
+            match it.max {
+                Some(max) => re.push_str(&format!("{{{},{max}}}", it.min)),
+                None => re.push_str(&format!("{{{},}}", it.min)),
+            }
+        }
+        if end {
+            re.push('$');
+        }
+        regex::Regex::new(&re).ok().map(Pattern::Regex)
+    }
+
+    /// Whether `s` contains a match (JSON Schema `pattern` semantics).
+    pub(crate) fn is_match(&self, s: &str) -> bool {
+        match self {
+            Pattern::Fixed(sets) => s.len() == sets.len() && s.bytes().zip(sets).all(|(b, set)| set.contains(b)),
+            Pattern::Regex(re) => re.is_match(s),
+        }
+    }
+}
+
+fn ends_with_odd_backslashes(s: &[u8]) -> bool {
+    s.iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 1
+}
+
+/// A literal outside or inside a class: alphanumeric, `_`, space (and `-` where the caller
+/// allows it).
+fn plain_literal(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b' '
+}
+
+/// Characters whose escape is a literal in every dialect (ECMA-262 syntax characters and `-`).
+const ESCAPABLE: &[u8] = b"^$\\.*+?()[]{}|/-";
+
+/// `\` + the byte at `i`: an escaped syntax character (a literal) or `\d`.
+fn parse_escape(p: &[u8], i: usize) -> Option<(AsciiSet, usize)> {
+    let b = *p.get(i)?;
+    if b == b'd' {
+        let set = (b'0'..=b'9').fold(AsciiSet(0), AsciiSet::with);
+        return Some((set, i + 1));
+    }
+    ESCAPABLE.contains(&b).then(|| (AsciiSet(0).with(b), i + 1))
+}
+
+fn parse_atom(p: &[u8], i: usize) -> Option<(AsciiSet, usize)> {
+    match *p.get(i)? {
+        b'\\' => parse_escape(p, i + 1),
+        b'[' => parse_class(p, i + 1),
+        b if plain_literal(b) || b == b'-' => Some((AsciiSet(0).with(b), i + 1)),
+        _ => None,
+    }
+}
+
+/// The class body after `[` up to and including `]`.
+fn parse_class(p: &[u8], mut i: usize) -> Option<(AsciiSet, usize)> {
+    let first = i;
+    let mut set = AsciiSet(0);
+    loop {
+        match *p.get(i)? {
+            b']' if i > first => return Some((set, i + 1)),
+            b'\\' => {
+                let (s, next) = parse_escape(p, i + 1)?;
+                set = AsciiSet(set.0 | s.0);
+                i = next;
+            }
+            // `-` is literal only first or last in the class.
+            b'-' if i == first || p.get(i + 1) == Some(&b']') => {
+                set = set.with(b'-');
+                i += 1;
+            }
+            b if b.is_ascii_alphanumeric() && p.get(i + 1) == Some(&b'-') && p.get(i + 2) != Some(&b']') => {
+                let hi = *p.get(i + 2)?;
+                if !hi.is_ascii_alphanumeric() || hi < b {
+                    return None;
+                }
+                // Ranges only within one kind (0-9, A-Z, a-z): `A-z` would include punctuation.
+                let same_kind = (b.is_ascii_digit() && hi.is_ascii_digit())
+                    || (b.is_ascii_uppercase() && hi.is_ascii_uppercase())
+                    || (b.is_ascii_lowercase() && hi.is_ascii_lowercase());
+                if !same_kind {
+                    return None;
+                }
+                set = (b..=hi).fold(set, AsciiSet::with);
+                i += 3;
+            }
+            b if plain_literal(b) || b == b'.' => {
+                set = set.with(b);
+                i += 1;
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// An optional greedy quantifier at `i`: (min, max, next index).
+fn parse_quantifier(p: &[u8], i: usize) -> Option<(u32, Option<u32>, usize)> {
+    let (min, max, next) = match p.get(i) {
+        Some(b'?') => (0, Some(1), i + 1),
+        Some(b'*') => (0, None, i + 1),
+        Some(b'+') => (1, None, i + 1),
+        Some(b'{') => {
+            let close = i + p[i..].iter().position(|&b| b == b'}')?;
+            let body = std::str::from_utf8(&p[i + 1..close]).ok()?;
+            let number = |s: &str| -> Option<u32> {
+                if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                s.parse().ok().filter(|n| *n <= MAX_REPEAT)
+            };
+            let (min, max) = match body.split_once(',') {
+                None => {
+                    let n = number(body)?;
+                    (n, Some(n))
+                }
+                Some((lo, "")) => (number(lo)?, None),
+                Some((lo, hi)) => (number(lo)?, Some(number(hi)?)),
+            };
+            if max.is_some_and(|m| m < min) {
+                return None;
+            }
+            (min, max, close + 1)
+        }
+        _ => return Some((1, Some(1), i)),
+    };
+    // A lazy or possessive suffix, or a second quantifier: outside the grammar.
+    if matches!(p.get(next), Some(b'?' | b'*' | b'+' | b'{')) {
+        return None;
+    }
+    Some((min, max, next))
+}
+
+/// Parses the canonical stored timestamp form `YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z` (what the
+/// `Event` serializer writes). `None` for anything else (the caller then uses chrono's parser,
+/// which gives the same result on every string this accepts).
+pub(crate) fn parse_canonical_utc(s: &str) -> Option<DateTime<Utc>> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b.len() > 30 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let num = |range: std::ops::Range<usize>| -> Option<u32> {
+        b[range].iter().try_fold(0u32, |acc, &d| d.is_ascii_digit().then(|| acc * 10 + u32::from(d - b'0')))
+    };
+    let year = num(0..4)?;
+    if year < 1000 {
+        return None;
+    }
+    let (month, day) = (num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if second > 59 {
+        return None;
+    }
+    let nanos = match &b[19..] {
+        [b'Z'] => 0,
+        [b'.', digits @ .., b'Z'] if (1..=9).contains(&digits.len()) => {
+            let n = num(20..20 + digits.len())?;
+            n * 10u32.pow(9 - u32::try_from(digits.len()).ok()?)
+        }
+        _ => return None,
+    };
+    let date = NaiveDate::from_ymd_opt(i32::try_from(year).ok()?, month, day)?;
+    let time = NaiveTime::from_hms_nano_opt(hour, minute, second, nanos)?;
+    Some(date.and_time(time).and_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn patterns_in_the_grammar() {
+        let fixed = Pattern::compile("^[A-Z]{2}$").unwrap();
+        assert!(matches!(fixed, Pattern::Fixed(_)));
+        assert!(fixed.is_match("US"));
+        for no in ["us", "USA", "U", "", "U1", "ÜS", "US\n"] {
+            assert!(!fixed.is_match(no), "{no}");
+        }
+        let re = Pattern::compile("^v[0-9]+\\.[0-9]+(").is_none();
+        assert!(re);
+        let ver = Pattern::compile("^v\\d+\\.[0-9]{1,3}$").unwrap();
+        assert!(matches!(ver, Pattern::Regex(_)));
+        assert!(ver.is_match("v1.22"));
+        assert!(!ver.is_match("v1.2222"));
+        assert!(!ver.is_match("v١.2"), "\\d is ASCII only");
+        let search = Pattern::compile("[a-c]-x").unwrap();
+        assert!(search.is_match("zzb-xzz"));
+        assert!(!search.is_match("d-x"));
+        let dollar = Pattern::compile("^a\\$").unwrap();
+        assert!(dollar.is_match("a$b"));
+        let dash = Pattern::compile("^[-a-c_.]*$").unwrap();
+        assert!(dash.is_match("a-._c"));
+        assert!(!dash.is_match("a/"));
+        for outside in ["^.$", "a|b", "(a)", "[^a]", "\\w", "a*?", "a{2", "a{3,1}", "[A-z]", "é", "a{1001}", "[]a]"] {
+            assert!(Pattern::compile(outside).is_none(), "{outside}");
+        }
+    }
+
+    #[test]
+    fn lengths_count_code_points() {
+        assert!(length_within("ab", 2, 2));
+        assert!(length_within("🦀🦀", 2, 2));
+        assert!(!length_within("🦀🦀🦀", 0, 2));
+        assert!(!length_within("", 1, u64::MAX));
+    }
+
+    #[test]
+    fn unsupported_schemas_get_no_table() {
+        let base = json!({"type": "object", "additionalProperties": false,
+            "properties": {"a": {"type": "string"}}, "required": ["a"]});
+        assert!(FastValidator::compile(&base).is_some());
+        for (pointer, value) in [
+            ("/properties/a/format", json!("email")),
+            ("/properties/a/const", json!("x")),
+            ("/properties/a/enum", json!(["x", 1])),
+            ("/properties/a/pattern", json!("^(a|b)$")),
+            ("/properties/a/minimum", json!(1)),
+            ("/$defs", json!({})),
+            ("/minProperties", json!(1)),
+        ] {
+            let mut doc = base.clone();
+            let (parent, key) = pointer.rsplit_once('/').unwrap();
+            doc.pointer_mut(parent).unwrap().as_object_mut().unwrap().insert(key.to_owned(), value);
+            assert!(FastValidator::compile(&doc).is_none(), "{pointer}");
+        }
+        let mut big = base.clone();
+        big["properties"]["n"] = json!({"type": "integer", "maximum": 9_007_199_254_740_993u64});
+        assert!(FastValidator::compile(&big).is_none(), "a bound not exact as f64");
+    }
+
+    #[test]
+    fn canonical_timestamps() {
+        let t = |s: &str| parse_canonical_utc(s).map(|t| t.to_rfc3339());
+        assert_eq!(t("2024-05-01T12:00:00Z").as_deref(), Some("2024-05-01T12:00:00+00:00"));
+        assert_eq!(t("2024-05-01T12:00:00.5Z").as_deref(), Some("2024-05-01T12:00:00.500+00:00"));
+        assert_eq!(t("2024-05-01T12:00:00.123456789Z").as_deref(), Some("2024-05-01T12:00:00.123456789+00:00"));
+        for other in [
+            "2024-05-01T12:00:00+00:00",
+            "2024-05-01t12:00:00Z",
+            "2024-02-30T12:00:00Z",
+            "2024-05-01T24:00:00Z",
+            "2024-05-01T12:00:60Z",
+            "2024-05-01T12:00:00.Z",
+            "2024-05-01T12:00:00.1234567891Z",
+            "0999-05-01T12:00:00Z",
+            "2024-05-01 12:00:00Z",
+            "+2024-05-01T12:00:00Z",
+        ] {
+            assert_eq!(t(other), None, "{other}");
+        }
+    }
+}

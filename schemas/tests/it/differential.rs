@@ -1,0 +1,410 @@
+//! Differential tests: the fast path (`decode_stored`, `validate`: compiled field table, hand
+//! parsed timestamps) against the reference path (`decode_stored_reference`,
+//! `validate_reference`: chrono + jsonschema). Same `Result` for every input: the same Event, or
+//! the same violations in the same order.
+
+use std::sync::OnceLock;
+
+use proptest::prelude::*;
+use serde_json::{Map, Value, json};
+use sluice_schemas::Registry;
+
+use crate::props::{arb_f64, arb_json, arb_valid};
+use crate::{ctx, registry};
+
+/// Values chosen to sit on the edges of the shipped and probe schemas.
+fn nasty_value() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        arb_f64().prop_map(Value::from),
+        (-10i64..=1010).prop_map(Value::from),
+        (-10i64..=1010).prop_map(|n| Value::from(n as f64)),
+        (-2.0f64..2.0).prop_map(Value::from),
+        prop::sample::select(vec![
+            json!(0),
+            json!(-0.0),
+            json!(0.0),
+            json!(-1),
+            json!(99),
+            json!(100),
+            json!(100.0),
+            json!(599),
+            json!(599.5),
+            json!(600),
+            json!(1e30),
+            json!(-1e19),
+            json!(9_007_199_254_740_992u64),
+            json!(9_007_199_254_740_993u64),
+            json!(9_007_199_254_740_992.0),
+            json!(-9_007_199_254_740_993i64),
+            json!(u64::MAX),
+            json!(i64::MAX),
+            json!(i64::MIN),
+            json!(9.3e18),
+            json!(-1e-300),
+            json!(5e-324),
+            json!(-5e-324),
+            json!(1.5),
+            json!(1.5000000000000002),
+            json!(999),
+            json!(1000),
+            json!(-5),
+            json!(-6),
+        ]),
+        prop::sample::select(vec![
+            "",
+            "ios",
+            "IOS",
+            "web ",
+            "fridge",
+            "US",
+            "us",
+            "USA",
+            "U",
+            "US\n",
+            "\nUS",
+            "ÜS",
+            "EUR",
+            "eur",
+            "E1R",
+            "🦀",
+            "🦀🦀",
+            "🦀🦀🦀",
+            "🦀🦀🦀🦀🦀",
+            "a",
+            "ab",
+            "abcd",
+            "abcde",
+            "\u{0}",
+            "/x",
+            "a_b9",
+            "A_b",
+            "v1.2",
+            "v1.2345",
+            "xv12.999y",
+            "v.1",
+            "v١.2",
+            "ABCD-x",
+            "ABCD-z",
+            "abcd-x",
+            "ABC-x",
+            "ABCDE-x",
+            "b",
+            "c",
+        ])
+        .prop_map(Value::from),
+        "\\PC{0,6}".prop_map(Value::from),
+        "[A-Z]{1,4}".prop_map(Value::from),
+        "[a-z0-9_ ]{0,5}".prop_map(Value::from),
+        "v[0-9]{0,2}\\.[0-9]{0,4}".prop_map(Value::from),
+        "[A-F0-9]{3,5}-[xyz]".prop_map(Value::from),
+        Just(json!([])),
+        Just(json!({})),
+        Just(json!(["US"])),
+    ]
+}
+
+/// Timestamp strings around the canonical form: chrono decides everything that is not canonical.
+fn arb_timestamp() -> impl Strategy<Value = Value> {
+    let parts = (
+        prop_oneof![0u32..10_000, 1990u32..2030],
+        0u32..14,
+        0u32..33,
+        0u32..26,
+        0u32..61,
+        0u32..62,
+        (0usize..12, any::<u64>()),
+        prop::sample::select(vec!["T", "t", " "]),
+        prop::sample::select(vec!["Z", "z", "+00:00", "+02:00", "-00:00", "", " Z", "Z "]),
+    )
+        .prop_map(|(y, mo, d, h, mi, s, (frac_len, frac), sep, suffix)| {
+            let frac: String = frac.to_string().chars().cycle().take(frac_len).collect();
+            let dot = if frac_len == 0 { String::new() } else { format!(".{frac}") };
+            Value::from(format!("{y:04}-{mo:02}-{d:02}{sep}{h:02}:{mi:02}:{s:02}{dot}{suffix}"))
+        });
+    prop_oneof![
+        4 => parts,
+        1 => prop::sample::select(vec![
+            "2024-05-01T12:00:00Z", "2024-05-01T12:00:00.5Z", "2024-05-01T12:00:00.123456789Z",
+            "2024-05-01T12:00:00.1234567891Z", "2024-05-01T12:00:00.Z", "2016-12-31T23:59:60Z",
+            "2016-12-31T23:59:60.5Z", "2024-02-29T00:00:00Z", "2023-02-29T00:00:00Z", "0000-01-01T00:00:00Z",
+            "0999-12-31T23:59:59Z", "9999-12-31T23:59:59.999999999Z", "+2024-05-01T12:00:00Z", "2024-05-01",
+            "",
+        ])
+        .prop_map(Value::from),
+        1 => nasty_value(),
+    ]
+}
+
+const FIELDS: &[&str] = &[
+    "user_id",
+    "session_id",
+    "page",
+    "referrer",
+    "device",
+    "country",
+    "duration_ms",
+    "app_version",
+    "order_id",
+    "amount",
+    "currency",
+    "client_id",
+    "route",
+    "status",
+    "latency_ms",
+    "extra",
+    "",
+    "a/b~c",
+];
+
+#[derive(Debug, Clone)]
+enum Edit {
+    SetField(&'static str, Value),
+    RemoveField(&'static str),
+    ReplaceData(Value),
+    SetEnvelope(&'static str, Value),
+    RemoveEnvelope(&'static str),
+}
+
+fn arb_edit() -> impl Strategy<Value = Edit> {
+    let envelope = prop::sample::select(vec![
+        "event_id",
+        "event_type",
+        "schema_version",
+        "occurred_at",
+        "received_at",
+        "producer",
+        "data",
+        "trace_id",
+    ]);
+    prop_oneof![
+        6 => (prop::sample::select(FIELDS), nasty_value()).prop_map(|(k, v)| Edit::SetField(k, v)),
+        2 => prop::sample::select(FIELDS).prop_map(Edit::RemoveField),
+        1 => prop_oneof![nasty_value(), arb_json()].prop_map(Edit::ReplaceData),
+        2 => (prop::sample::select(vec!["occurred_at", "received_at"]), arb_timestamp())
+            .prop_map(|(k, v)| Edit::SetEnvelope(k, v)),
+        1 => (
+            prop::sample::select(vec!["schema_version", "event_type", "event_id", "producer"]),
+            prop_oneof![
+                nasty_value(),
+                prop::sample::select(vec![json!(1), json!(2), json!(3), json!("page_view"), json!("purchase"),
+                    json!("api_call"), json!(4_294_967_296u64)]),
+            ]
+        )
+            .prop_map(|(k, v)| Edit::SetEnvelope(k, v)),
+        1 => envelope.prop_map(Edit::RemoveEnvelope),
+    ]
+}
+
+fn apply(stored: &mut Map<String, Value>, edit: Edit) {
+    match edit {
+        Edit::SetField(k, v) => {
+            if let Some(Value::Object(data)) = stored.get_mut("data") {
+                data.insert(k.to_owned(), v);
+            }
+        }
+        Edit::RemoveField(k) => {
+            if let Some(Value::Object(data)) = stored.get_mut("data") {
+                data.remove(k);
+            }
+        }
+        Edit::ReplaceData(v) => {
+            stored.insert("data".to_owned(), v);
+        }
+        Edit::SetEnvelope(k, v) => {
+            stored.insert(k.to_owned(), v);
+        }
+        Edit::RemoveEnvelope(k) => {
+            stored.remove(k);
+        }
+    }
+}
+
+/// A valid producer event with an explicit event_id (an assigned one is random, so the two
+/// paths would differ in it).
+fn with_id(mut input: Value) -> Value {
+    if input.get("event_id").is_none() {
+        input["event_id"] = json!("0190a0c4-5b7e-7cc3-8f1a-3b2c1d0e9f8a");
+    }
+    input
+}
+
+fn same_decode(reg: &Registry, bytes: &[u8]) -> Result<(), TestCaseError> {
+    let fast = reg.decode_stored(bytes);
+    let reference = reg.decode_stored_reference(bytes);
+    prop_assert_eq!(&fast, &reference, "{}", String::from_utf8_lossy(bytes));
+    Ok(())
+}
+
+fn same_validate(reg: &Registry, input: &Value) -> Result<(), TestCaseError> {
+    prop_assert_eq!(reg.validate(input, &ctx()), reg.validate_reference(input, &ctx()), "{}", input);
+    Ok(())
+}
+
+/// A registry with one schema exercising every keyword of the fast subset, and one with a
+/// keyword outside it (always the reference path).
+fn probe_registry() -> &'static Registry {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let head = |t: &str, v: u32| {
+            json!({"$schema": "https://json-schema.org/draft/2020-12/schema", "x-sluice-event-type": t,
+                "x-sluice-version": v, "type": "object", "additionalProperties": false,
+                "title": "probe", "$comment": "annotations are allowed", "x-sluice-dimensions": ["e"]})
+        };
+        let mut probe = head("probe", 1);
+        probe["properties"] = json!({
+            "s": {"type": "string", "minLength": 2, "maxLength": 4, "description": "length"},
+            "code": {"type": "string", "pattern": "^[a-z0-9_ ]+$"},
+            "ver": {"type": "string", "pattern": "v\\d+\\.[0-9]{1,3}", "description": "a version"},
+            "fixed": {"type": "string", "pattern": "^[A-F0-9]{4}-[xy]$"},
+            "n": {"type": "integer", "minimum": -5, "exclusiveMaximum": 1000},
+            "x": {"type": "number", "exclusiveMinimum": 0, "maximum": 1.5},
+            "big": {"type": "integer", "maximum": 9_007_199_254_740_992u64, "minimum": -9_007_199_254_740_992i64},
+            "b": {"type": "boolean"},
+            "e": {"type": "string", "enum": ["a", "b"]},
+        });
+        probe["required"] = json!(["s", "n", "b", "e"]);
+        let mut other = head("probe", 2);
+        other["properties"] = json!({
+            "s": {"type": "string", "minLength": 2, "maxLength": 4},
+            "e": {"type": "string", "enum": ["a", "b"]},
+            "t": {"type": "string", "format": "date-time"},
+        });
+        other["required"] = json!(["e"]);
+        std::fs::create_dir(dir.path().join("probe")).unwrap();
+        std::fs::write(dir.path().join("probe/v1.json"), probe.to_string()).unwrap();
+        std::fs::write(dir.path().join("probe/v2.json"), other.to_string()).unwrap();
+        Registry::from_dir(dir.path()).unwrap()
+    })
+}
+
+const PROBE_FIELDS: &[&str] = &["s", "code", "ver", "fixed", "n", "x", "big", "b", "e", "t", "extra"];
+
+fn arb_probe_data() -> impl Strategy<Value = Map<String, Value>> {
+    let base = json!({"s": "abc", "n": 3, "b": true, "e": "a"});
+    prop::collection::vec((prop::sample::select(PROBE_FIELDS), prop::option::of(nasty_value())), 0..3).prop_map(
+        move |edits| {
+            let mut data = base.as_object().unwrap().clone();
+            for (k, v) in edits {
+                match v {
+                    Some(v) => data.insert(k.to_owned(), v),
+                    None => data.remove(k),
+                };
+            }
+            data
+        },
+    )
+}
+
+#[test]
+fn shipped_schemas_take_the_fast_path() {
+    for t in registry().event_types() {
+        for v in t.versions.values() {
+            assert!(v.has_fast_path(), "{} v{}", t.name, v.version);
+        }
+    }
+    let probe = probe_registry().get("probe").unwrap();
+    assert!(probe.version(1).unwrap().has_fast_path());
+    assert!(!probe.version(2).unwrap().has_fast_path(), "format is outside the subset");
+}
+
+#[test]
+fn data_driven_cases_agree() {
+    let dir = crate::test_data("invalid");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let case: Value = serde_json::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap()).unwrap();
+        let input = &case["input"];
+        assert_eq!(registry().validate(input, &ctx()), registry().validate_reference(input, &ctx()), "{input}");
+        n += 1;
+    }
+    assert!(n >= 30);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    #[test]
+    fn decode_stored_agrees_on_valid_events(input in arb_valid()) {
+        let event = registry().validate_reference(&input, &ctx()).unwrap();
+        let bytes = serde_json::to_vec(&event).unwrap();
+        prop_assert_eq!(registry().decode_stored(&bytes), Ok(event));
+        same_decode(registry(), &bytes)?;
+    }
+
+    #[test]
+    fn decode_stored_agrees_on_mutated_events(
+        input in arb_valid(),
+        edits in prop::collection::vec(arb_edit(), 0..4),
+    ) {
+        let event = registry().validate_reference(&input, &ctx()).unwrap();
+        let Value::Object(mut stored) = serde_json::to_value(&event).unwrap() else { unreachable!() };
+        for edit in edits {
+            apply(&mut stored, edit);
+        }
+        same_decode(registry(), &serde_json::to_vec(&stored).unwrap())?;
+    }
+
+    #[test]
+    fn decode_stored_agrees_on_corrupted_bytes(
+        input in arb_valid(),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+    ) {
+        let event = registry().validate_reference(&input, &ctx()).unwrap();
+        let mut bytes = serde_json::to_vec(&event).unwrap();
+        for (at, byte) in edits {
+            let i = at.index(bytes.len());
+            bytes[i] = byte;
+        }
+        same_decode(registry(), &bytes)?;
+    }
+
+    #[test]
+    fn decode_stored_agrees_on_duplicate_and_reordered_keys(input in arb_valid(), dup in 0usize..7) {
+        let event = registry().validate_reference(&input, &ctx()).unwrap();
+        let Value::Object(stored) = serde_json::to_value(&event).unwrap() else { unreachable!() };
+        let mut entries: Vec<String> =
+            stored.iter().map(|(k, v)| format!("{}:{}", Value::from(k.as_str()), v)).collect();
+        entries.reverse();
+        let again = entries[dup % entries.len()].clone();
+        entries.push(again);
+        same_decode(registry(), format!("{{{}}}", entries.join(",")).as_bytes())?;
+    }
+
+    #[test]
+    fn decode_stored_agrees_on_any_json(value in arb_json()) {
+        same_decode(registry(), &serde_json::to_vec(&value).unwrap())?;
+    }
+
+    #[test]
+    fn validate_agrees_on_valid_and_mutated_inputs(
+        input in arb_valid(),
+        edits in prop::collection::vec((prop::sample::select(FIELDS), prop::option::of(nasty_value())), 0..4),
+    ) {
+        let mut input = with_id(input);
+        for (k, v) in edits {
+            let data = input["data"].as_object_mut().unwrap();
+            match v {
+                Some(v) => data.insert(k.to_owned(), v),
+                None => data.remove(k),
+            };
+        }
+        same_validate(registry(), &input)?;
+    }
+
+    #[test]
+    fn probe_schema_agrees(data in arb_probe_data(), version in 1u32..=2, t in arb_timestamp()) {
+        let reg = probe_registry();
+        let stored = json!({"event_id": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "event_type": "probe",
+            "schema_version": version, "occurred_at": t, "received_at": "2024-05-01T12:00:00Z",
+            "producer": "p", "data": data});
+        same_decode(reg, &serde_json::to_vec(&stored).unwrap())?;
+        let input = json!({"event_id": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "event_type": "probe",
+            "schema_version": version, "occurred_at": "2024-05-01T11:00:00Z", "data": data});
+        same_validate(reg, &input)?;
+    }
+}
