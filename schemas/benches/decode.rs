@@ -97,6 +97,7 @@ fn main() {
     for r in &records {
         assert_eq!(registry.decode_stored(r), registry.decode_stored_reference(r));
     }
+    // DECODE_PROFILE=1: only loop the fast path (for `perf record`).
     if std::env::var_os("DECODE_PROFILE").is_some() {
         for _ in 0..300 {
             for r in &records {
@@ -127,39 +128,6 @@ fn main() {
     // Floor: parsing the same bytes into a serde_json::Value (no validation at all).
     let parse = ns_per_event(&records, |r| serde_json::from_slice::<Value>(r).is_ok());
     println!("  (floor: serde_json::from_slice::<Value> alone {parse:.0} ns/event)");
-    let scan = ns_per_event(&records, |r| serde_json::from_slice::<serde::de::IgnoredAny>(r).is_ok());
-    println!("  XX scan IgnoredAny {scan:.0}");
-    #[derive(serde::Deserialize)]
-    #[allow(dead_code)]
-    struct Env {
-        event_id: String,
-        event_type: String,
-        schema_version: u32,
-        producer: String,
-        occurred_at: String,
-        received_at: String,
-        data: serde::de::IgnoredAny,
-    }
-    let env = ns_per_event(&records, |r| serde_json::from_slice::<Env>(r).is_ok());
-    println!("  XX envelope strings {env:.0}");
-    let datas: Vec<Vec<u8>> = records
-        .iter()
-        .map(|r| serde_json::to_vec(&serde_json::from_slice::<Value>(r).unwrap()["data"]).unwrap())
-        .collect();
-    let d = ns_per_event(&datas, |r| serde_json::from_slice::<Value>(r).is_ok());
-    println!("  XX data Value {d:.0}");
-    let d = ns_per_event(&datas, |r| serde_json::from_slice::<serde::de::IgnoredAny>(r).is_ok());
-    println!("  XX data scan {d:.0}");
-    let parsed: Vec<Value> = datas.iter().map(|r| serde_json::from_slice(r).unwrap()).collect();
-    let mut best = f64::INFINITY;
-    for _ in 0..ROUNDS {
-        let st = Instant::now();
-        for v in &parsed {
-            black_box(v.clone());
-        }
-        best = best.min(st.elapsed().as_nanos() as f64 / parsed.len() as f64);
-    }
-    println!("  XX data clone {best:.0}");
     // The ingest path shares the table: validate() on the same events (producer form).
     let producer: Vec<Value> = inputs
         .into_iter()

@@ -12,6 +12,11 @@
 //! `pattern` in a restricted ASCII grammar, `minimum`/`maximum`/`exclusiveMinimum`/
 //! `exclusiveMaximum`, `minLength`/`maxLength`, annotations). A schema using anything else gets
 //! no table ([`FastValidator::compile`] returns `None`) and always takes the reference path.
+//!
+//! Also here, for `decode_stored`: [`parse_canonical`] (a hand parser for exactly the layout
+//! `serde_json::to_vec(&Event)` writes; anything else goes to serde) and
+//! [`parse_canonical_utc`] (the `...Z` timestamps the serializer writes; anything else goes to
+//! chrono). Both only ever return what serde/chrono would have returned for the same text.
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use serde_json::{Map, Number, Value};
@@ -31,7 +36,7 @@ const EXACT_F64_INT: u64 = 1 << 53;
 /// The compiled table of one schema version's `data` object.
 #[derive(Debug, Clone)]
 pub(crate) struct FastValidator {
-    /// Sorted by name (binary search).
+    /// In name order.
     fields: Vec<FastField>,
     /// How many fields are required.
     required: usize,
@@ -115,10 +120,10 @@ impl FastValidator {
     fn accepts_map(&self, map: &Map<String, Value>) -> bool {
         let mut required_seen = 0;
         for (key, value) in map {
-            let Ok(i) = self.fields.binary_search_by(|f| f.name.as_str().cmp(key)) else {
+            // A length-filtered linear scan beats a binary search (libc memcmp) at this size.
+            let Some(field) = self.fields.iter().find(|f| same(f.name.as_bytes(), key.as_bytes())) else {
                 return false; // additionalProperties: false
             };
-            let field = &self.fields[i];
             if !field.check.accepts(value) {
                 return false;
             }
@@ -190,7 +195,7 @@ impl Check {
         match (self, value) {
             (Check::String { min_len, max_len, options, pattern }, Value::String(s)) => {
                 length_within(s, *min_len, *max_len)
-                    && options.as_ref().is_none_or(|o| o.iter().any(|x| x == s))
+                    && options.as_ref().is_none_or(|o| o.iter().any(|x| same(x.as_bytes(), s.as_bytes())))
                     && pattern.as_ref().is_none_or(|p| p.is_match(s))
             }
             // Only i64 is proven an in-range integer; 3.0 and u64 take the reference path.
@@ -200,6 +205,12 @@ impl Check {
             _ => false,
         }
     }
+}
+
+/// Byte equality for short strings, inlined (no libc call).
+#[inline]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 fn within(n: &Number, bounds: &[Bound]) -> bool {
@@ -471,6 +482,139 @@ pub(crate) fn parse_canonical_utc(s: &str) -> Option<DateTime<Utc>> {
     Some(date.and_time(time).and_utc())
 }
 
+/// The fields of a stored record, as parsed by [`parse_canonical`].
+pub(crate) struct CanonicalRecord {
+    pub(crate) event_id: String,
+    pub(crate) event_type: String,
+    pub(crate) schema_version: u32,
+    pub(crate) occurred_at: DateTime<Utc>,
+    pub(crate) received_at: DateTime<Utc>,
+    pub(crate) producer: String,
+    pub(crate) data: Value,
+}
+
+/// Parses a record in exactly the layout `serde_json::to_vec(&Event)` writes: compact, fields
+/// in declaration order, canonical timestamps, no escapes in strings, only scalars in `data`:
+///
+/// `{"event_id":"..","event_type":"..","schema_version":N,"occurred_at":"..","received_at":"..","producer":"..","data":{..}}`
+///
+/// `None` for anything else (the caller then uses the general serde parser). Whenever this
+/// returns a record, serde_json would parse the same text into the same values: strings are
+/// taken verbatim (no escapes, no control characters, `text` is UTF-8), numbers are parsed by
+/// serde_json itself, duplicate `data` keys keep the last value as serde_json's map does.
+pub(crate) fn parse_canonical(text: &str) -> Option<CanonicalRecord> {
+    let mut p = Cursor { s: text, i: 0 };
+    p.lit("{\"event_id\":")?;
+    let event_id = p.string()?;
+    p.lit(",\"event_type\":")?;
+    let event_type = p.string()?;
+    p.lit(",\"schema_version\":")?;
+    let schema_version = p.u32()?;
+    p.lit(",\"occurred_at\":")?;
+    let occurred_at = parse_canonical_utc(p.string()?)?;
+    p.lit(",\"received_at\":")?;
+    let received_at = parse_canonical_utc(p.string()?)?;
+    p.lit(",\"producer\":")?;
+    let producer = p.string()?;
+    p.lit(",\"data\":{")?;
+    let mut data = Map::new();
+    if !p.eat(b'}') {
+        loop {
+            let key = p.string()?;
+            p.lit(":")?;
+            let value = p.scalar()?;
+            data.insert(key.to_owned(), value);
+            if p.eat(b',') {
+                continue;
+            }
+            p.lit("}")?;
+            break;
+        }
+    }
+    p.lit("}")?;
+    if p.i != text.len() {
+        return None;
+    }
+    Some(CanonicalRecord {
+        event_id: event_id.to_owned(),
+        event_type: event_type.to_owned(),
+        schema_version,
+        occurred_at,
+        received_at,
+        producer: producer.to_owned(),
+        data: Value::Object(data),
+    })
+}
+
+struct Cursor<'a> {
+    s: &'a str,
+    i: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn lit(&mut self, expected: &str) -> Option<()> {
+        let rest = self.s.as_bytes().get(self.i..)?;
+        same(rest.get(..expected.len())?, expected.as_bytes()).then(|| self.i += expected.len())
+    }
+
+    fn eat(&mut self, b: u8) -> bool {
+        let hit = self.s.as_bytes().get(self.i) == Some(&b);
+        self.i += usize::from(hit);
+        hit
+    }
+
+    /// A JSON string without escapes or control characters; the contents.
+    fn string(&mut self) -> Option<&'a str> {
+        self.lit("\"")?;
+        let bytes = self.s.as_bytes();
+        let start = self.i;
+        let len = bytes.get(start..)?.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        if bytes[start + len] != b'"' {
+            return None;
+        }
+        self.i = start + len + 1;
+        // `start` and `start + len` sit next to ASCII bytes, so they are char boundaries.
+        self.s.get(start..start + len)
+    }
+
+    /// A decimal u32 as JSON writes it (no sign, no leading zero, no fraction).
+    fn u32(&mut self) -> Option<u32> {
+        let bytes = self.s.as_bytes();
+        let len = bytes.get(self.i..)?.iter().take_while(|b| b.is_ascii_digit()).count();
+        let digits = self.s.get(self.i..self.i + len)?;
+        if len == 0 || len > 9 || (len > 1 && digits.starts_with('0')) {
+            return None;
+        }
+        self.i += len;
+        digits.parse().ok()
+    }
+
+    /// A string, number, boolean or null (objects and arrays: `None`).
+    fn scalar(&mut self) -> Option<Value> {
+        match *self.s.as_bytes().get(self.i)? {
+            b'"' => self.string().map(|s| Value::String(s.to_owned())),
+            b't' => self.lit("true").map(|()| Value::Bool(true)),
+            b'f' => self.lit("false").map(|()| Value::Bool(false)),
+            b'n' => self.lit("null").map(|()| Value::Null),
+            b'-' | b'0'..=b'9' => {
+                let bytes = self.s.as_bytes();
+                let len = bytes[self.i..]
+                    .iter()
+                    .take_while(|b| matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                    .count();
+                let number = self.s.get(self.i..self.i + len)?;
+                self.i += len;
+                // serde_json's own number parser (same rounding, same integer/float choice).
+                match serde_json::from_str::<Value>(number).ok()? {
+                    n @ Value::Number(_) => Some(n),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -556,5 +700,53 @@ mod tests {
         ] {
             assert_eq!(t(other), None, "{other}");
         }
+    }
+
+    #[test]
+    fn canonical_records() {
+        let head = r#"{"event_id":"e","event_type":"t","schema_version":2,"occurred_at":"2024-05-01T12:00:00Z","received_at":"2024-05-01T12:00:00.5Z","producer":"p","data":"#;
+        let parse = |data: &str| parse_canonical(&format!("{head}{data}}}"));
+        let r =
+            parse(r#"{"a":"x","b":-0.0,"c":12.5,"d":true,"e":null,"f":-0,"a":"y","g":18446744073709551615}"#).unwrap();
+        assert_eq!(
+            (r.event_id.as_str(), r.event_type.as_str(), r.schema_version, r.producer.as_str()),
+            ("e", "t", 2, "p")
+        );
+        assert_eq!(r.received_at.timestamp_subsec_millis(), 500);
+        let expected: Value = serde_json::from_str(
+            r#"{"a":"x","b":-0.0,"c":12.5,"d":true,"e":null,"f":-0,"a":"y","g":18446744073709551615}"#,
+        )
+        .unwrap();
+        assert_eq!(r.data, expected);
+        assert_eq!(r.data["a"], "y", "the last duplicate wins, as in serde_json");
+        assert_eq!(parse("{}").unwrap().data, serde_json::json!({}));
+        for bad in [
+            r#"{"a":"x\"y"}"#,
+            r#"{"a":"\u0041"}"#,
+            "{\"a\":\"\t\"}",
+            r#"{"a":[1]}"#,
+            r#"{"a":{}}"#,
+            r#"{"a":1,}"#,
+            r#"{"a" :1}"#,
+            r#"{"a":01}"#,
+            r#"{"a":1.}"#,
+            r#"{"a":tru}"#,
+            r#"{"a":1}  "#,
+        ] {
+            assert!(parse(bad).is_none(), "{bad}");
+        }
+        let text = format!("{head}{{}}}}");
+        for (from, to) in [
+            ("\"schema_version\":2", "\"schema_version\":02"),
+            ("\"schema_version\":2", "\"schema_version\":4294967296"),
+            ("\"schema_version\":2", "\"schema_version\":-2"),
+            ("12:00:00Z", "12:00:00+00:00"),
+            ("\"e\"", "\"e\\u0000\""),
+            (",", ", "),
+        ] {
+            assert!(parse_canonical(&text.replacen(from, to, 1)).is_none(), "{to}");
+        }
+        assert!(parse_canonical(&format!("{text} ")).is_none());
+        assert!(parse_canonical(&text).is_some());
     }
 }

@@ -6,6 +6,11 @@
 //!   compiled in ([`Registry::builtin`]) or loaded from a directory ([`Registry::from_dir`]).
 //! - [`validate`] - [`Registry::validate`] (producer JSON -> [`Event`], every violation reported)
 //!   and [`Registry::decode_stored`] (stream record bytes -> [`Event`], re-validated).
+//!   Both run a compiled per-version field table first (the private `fast` module: proves
+//!   valid data valid without jsonschema; stored records in the serializer's own layout are
+//!   parsed by hand); anything it cannot prove, and every rejection, goes through the
+//!   jsonschema reference path, so results are identical (differential tests in
+//!   `tests/it/differential.rs`).
 //! - [`evolution`] - the compatibility rule between consecutive schema versions.
 //! - [`arrow`] - the Arrow schema of an event type's lake table.
 //!

@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use crate::envelope::{
     ENVELOPE_FIELDS, Event, IngestContext, assign_event_id, check_event_id, parse_occurred_at, to_micros,
 };
-use crate::fast::parse_canonical_utc;
+use crate::fast::{CanonicalRecord, parse_canonical, parse_canonical_utc};
 use crate::registry::{FieldKind, Registry, SchemaVersion};
 
 /// One thing wrong with a submitted event.
@@ -100,6 +100,20 @@ struct FastStoredEvent {
     received_at: StoredTime,
     producer: String,
     data: Value,
+}
+
+impl From<CanonicalRecord> for StoredEvent {
+    fn from(e: CanonicalRecord) -> Self {
+        StoredEvent {
+            event_id: e.event_id,
+            event_type: e.event_type,
+            schema_version: e.schema_version,
+            occurred_at: e.occurred_at,
+            received_at: e.received_at,
+            producer: e.producer,
+            data: e.data,
+        }
+    }
 }
 
 impl From<FastStoredEvent> for StoredEvent {
@@ -315,11 +329,15 @@ impl Registry {
     /// UTF-8/JSON/an Event give pointer `""`, an unknown type `/event_type`, an unknown
     /// version `/schema_version`, invalid data `/data/...`.
     pub fn decode_stored(&self, bytes: &[u8]) -> Result<Event, Rejection> {
-        // UTF-8 is checked once for the whole record (SIMD) instead of once per JSON string.
-        let parsed =
-            std::str::from_utf8(bytes).ok().and_then(|text| serde_json::from_str::<FastStoredEvent>(text).ok());
+        // UTF-8 is checked once for the whole record (SIMD) instead of once per JSON string;
+        // the layout the Event serializer writes is parsed by hand, anything else by serde.
+        let parsed = std::str::from_utf8(bytes).ok().and_then(|text| {
+            parse_canonical(text)
+                .map(StoredEvent::from)
+                .or_else(|| serde_json::from_str::<FastStoredEvent>(text).ok().map(StoredEvent::from))
+        });
         match parsed {
-            Some(stored) => self.check_stored(stored.into(), Path::Fast),
+            Some(stored) => self.check_stored(stored, Path::Fast),
             // Not an Event: the reference parse gives the error message.
             None => self.decode_stored_reference(bytes),
         }

@@ -72,7 +72,10 @@ pub struct HttpJwksFetcher {
 impl HttpJwksFetcher {
     /// A fetcher for `url`.
     pub fn new(url: Url) -> Self {
-        let client = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
+        // The provider is named explicitly: with both of rustls' providers compiled into one
+        // binary (other crates pull in `ring`), the process-wide default cannot be chosen.
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let client = match hyper_rustls::HttpsConnectorBuilder::new().with_provider_and_native_roots(provider) {
             Ok(builder) => AnyClient::Tls(
                 Client::builder(TokioExecutor::new()).build(builder.https_or_http().enable_http1().build()),
             ),
