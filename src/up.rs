@@ -169,6 +169,43 @@ impl Pipeline {
         self.tasks.spawn(async move { mapping.run(token).await.with_context(|| format!("mapping {name} failed")) });
     }
 
+    /// Publishes every mapping's counters as `sluice_esm_*{mapping}` gauges once a second (the
+    /// runner keeps plain atomics; the registry is the one place metrics are rendered).
+    fn add_mapping_metrics(&mut self, metrics: &Metrics, shutdown: &CancellationToken) {
+        let statuses = self.mappings.clone();
+        let metrics = metrics.clone();
+        let token = shutdown.clone();
+        self.tasks.spawn(async move {
+            loop {
+                for status in &statuses {
+                    let s = status.snapshot();
+                    let labels = [("mapping", s.name.as_str())];
+                    let gauge = |name: &'static str, help: &'static str, v: u64| {
+                        metrics.gauge(name, help, &labels).set(i64::try_from(v).unwrap_or(i64::MAX));
+                    };
+                    gauge("sluice_esm_batches", "Handler invocations", s.batches);
+                    gauge("sluice_esm_records", "Records delivered, redeliveries included", s.records);
+                    gauge(
+                        "sluice_esm_failures",
+                        "Failed invocations (function errors and partial failures)",
+                        s.failures,
+                    );
+                    gauge("sluice_esm_retries", "Retries scheduled", s.retries);
+                    gauge(
+                        "sluice_esm_dead_lettered_records",
+                        "Records sent to the on-failure destination",
+                        s.dead_lettered_records,
+                    );
+                    gauge("sluice_esm_iterator_age_ms", "Age of the last record read", s.iterator_age_ms);
+                }
+                tokio::select! {
+                    () = token.cancelled() => return Ok(()),
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        });
+    }
+
     /// Trims records past retention every [`TRIM_INTERVAL`].
     fn add_trimmer(&mut self, stream: LocalStream, shutdown: &CancellationToken) {
         let token = shutdown.clone();
@@ -245,7 +282,7 @@ pub async fn serve(listener: TcpListener, config: UpConfig, shutdown: Cancellati
     pipeline.add_mapping(
         &local,
         "lake-writer",
-        LakeWriter::new(Arc::clone(&registry), lake, local.dead_letters.clone()),
+        LakeWriter::new(Arc::clone(&registry), lake, local.dead_letters.clone()).with_metrics(&metrics),
         &shutdown,
     );
     let issuer = LocalIssuer::load_or_create(&config.data_dir).context("cannot load the local token issuer key")?;
@@ -254,6 +291,8 @@ pub async fn serve(listener: TcpListener, config: UpConfig, shutdown: Cancellati
     } else {
         Authenticator::disabled()
     };
+
+    pipeline.add_mapping_metrics(&metrics, &shutdown);
 
     let health = Health::new()
         .with("stream", Arc::new(StreamProbe(local.stream.clone())))

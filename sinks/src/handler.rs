@@ -39,6 +39,7 @@ use futures::StreamExt;
 use sluice_dlq::{DeadLetter, DeadLetterQueue, FailureKind};
 use sluice_schemas::Registry;
 use sluice_stream::{BatchHandler, HandlerError};
+use sluice_telemetry::{Counter, Metrics};
 
 use crate::columnar::{ColumnarError, RowsBuilder};
 use crate::encode::{EncodeError, encode_parquet};
@@ -289,6 +290,47 @@ pub struct LakeWriter<Q> {
     lake: Lake,
     dead_letters: Q,
     config: LakeWriterConfig,
+    metrics: Option<LakeMetrics>,
+}
+
+/// The lake writer's counters (`sluice_lake_*`).
+#[derive(Debug, Clone)]
+struct LakeMetrics {
+    records: Arc<Counter>,
+    rows: Arc<Counter>,
+    files: Arc<Counter>,
+    dead_lettered: Arc<Counter>,
+    failed_batches: Arc<Counter>,
+}
+
+impl LakeMetrics {
+    fn new(metrics: &Metrics) -> Self {
+        Self {
+            records: metrics.counter("sluice_lake_records_total", "Records delivered to the lake writer", &[]),
+            rows: metrics.counter("sluice_lake_rows_written_total", "Rows written to lake files", &[]),
+            files: metrics.counter("sluice_lake_files_written_total", "Parquet files written", &[]),
+            dead_lettered: metrics.counter(
+                "sluice_lake_dead_lettered_total",
+                "Invalid records the lake writer dead-lettered",
+                &[],
+            ),
+            failed_batches: metrics.counter(
+                "sluice_lake_failed_batches_total",
+                "Batches with a reported item failure (redelivered from it)",
+                &[],
+            ),
+        }
+    }
+
+    fn record(&self, outcome: &BatchOutcome) {
+        self.records.add(outcome.records as u64);
+        self.rows.add(outcome.rows_written as u64);
+        self.files.add(outcome.files_written.len() as u64);
+        self.dead_lettered.add(outcome.dead_lettered as u64);
+        if outcome.failed_from.is_some() {
+            self.failed_batches.inc();
+        }
+    }
 }
 
 impl<Q> std::fmt::Debug for LakeWriter<Q> {
@@ -308,7 +350,14 @@ impl<Q: DeadLetterQueue> LakeWriter<Q> {
 
     /// [`LakeWriter::new`] with explicit settings.
     pub fn with_config(registry: Arc<Registry>, lake: Lake, dead_letters: Q, config: LakeWriterConfig) -> Self {
-        Self { tables: LakeTables::new(registry), lake, dead_letters, config }
+        Self { tables: LakeTables::new(registry), lake, dead_letters, config, metrics: None }
+    }
+
+    /// Counts records, rows, files, dead letters and failed batches in `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: &Metrics) -> Self {
+        self.metrics = Some(LakeMetrics::new(metrics));
+        self
     }
 
     /// The lake written to.
@@ -388,6 +437,9 @@ impl<Q: DeadLetterQueue> LakeWriter<Q> {
         if let Some(lowest) = failed.into_iter().min_by(|a, b| cmp_sequence(a, b)) {
             response.add_failure(lowest.clone());
             outcome.failed_from = Some(lowest);
+        }
+        if let Some(m) = &self.metrics {
+            m.record(&outcome);
         }
         tracing::info!(
             records = outcome.records,

@@ -51,9 +51,9 @@ pub async fn handle<Q: DeadLetterQueue>(
     writer: &LakeWriter<Q>,
     event: LambdaEvent<KinesisEvent>,
 ) -> Result<KinesisEventResponse, lambda_runtime::Error> {
+    use tracing::Instrument as _;
     let span = tracing::info_span!("lake_batch", request_id = %event.context.request_id);
-    let _guard = span.enter();
-    Ok(writer.process(&event.payload, chrono::Utc::now()).await.0)
+    Ok(writer.process(&event.payload, chrono::Utc::now()).instrument(span).await.0)
 }
 
 #[cfg(test)]

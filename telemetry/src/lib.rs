@@ -190,6 +190,59 @@ impl Metrics {
     }
 }
 
+/// Emits CloudWatch Embedded Metric Format per Lambda invocation: counters as the increase since
+/// the previous flush (CloudWatch sums the values it extracts), gauges as their current value.
+/// Series that did not change are left out.
+#[derive(Debug)]
+pub struct EmfReporter {
+    metrics: Metrics,
+    namespace: String,
+    last: Mutex<BTreeMap<(&'static str, Labels), f64>>,
+}
+
+impl EmfReporter {
+    /// Reports `metrics` under `namespace`.
+    pub fn new(metrics: Metrics, namespace: impl Into<String>) -> Self {
+        Self { metrics, namespace: namespace.into(), last: Mutex::new(BTreeMap::new()) }
+    }
+
+    /// The EMF documents for everything that changed since the last call, stamped `now_ms`.
+    pub fn flush(&self, now_ms: i64) -> Vec<serde_json::Value> {
+        let delta = Metrics::new();
+        {
+            let families = self.metrics.families.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+            for (name, family) in families.iter() {
+                for (labels, handle) in &family.series {
+                    let now = handle.value();
+                    let before = last.insert((name, labels.clone()), now).unwrap_or(0.0);
+                    let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                    match handle {
+                        Handle::Counter(_) if now > before => {
+                            delta.counter(name, family.help, &labels).add((now - before) as u64);
+                        }
+                        Handle::Gauge(_) if now != before => {
+                            delta.gauge(name, family.help, &labels).set(now as i64);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        delta.render_emf(&self.namespace, now_ms)
+    }
+
+    /// Prints [`EmfReporter::flush`] to stdout, one document per line (Lambda ships stdout to
+    /// CloudWatch Logs, which extracts the metrics).
+    pub fn print(&self, now_ms: i64) {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        for doc in self.flush(now_ms) {
+            let _ = writeln!(out, "{doc}");
+        }
+    }
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -241,6 +294,26 @@ mod tests {
         m.counter("k_total", "h", &[]).inc();
         m.gauge("k_total", "h", &[]).set(9);
         assert!(m.render_prometheus().contains("k_total 1\n"));
+    }
+
+    #[test]
+    fn emf_reporter_sends_counter_increases_and_changed_gauges_only() {
+        let m = Metrics::new();
+        let records = m.counter("records_total", "r", &[("handler", "agg")]);
+        let lag = m.gauge("lag", "l", &[]);
+        let reporter = EmfReporter::new(m.clone(), "sluice");
+        records.add(5);
+        lag.set(3);
+        let first = reporter.flush(1);
+        assert_eq!(first.len(), 2);
+        assert!(first.iter().any(|d| d["records_total"] == 5.0));
+        assert!(first.iter().any(|d| d["lag"] == 3.0));
+        assert!(reporter.flush(2).is_empty(), "nothing changed");
+        records.add(2);
+        let third = reporter.flush(3);
+        assert_eq!(third.len(), 1);
+        assert_eq!(third[0]["records_total"], 2.0, "the increase, not the total");
+        assert_eq!(third[0]["_aws"]["Timestamp"], 3);
     }
 
     #[test]

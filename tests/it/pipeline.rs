@@ -103,6 +103,11 @@ async fn posted_events_land_in_the_lake_once_and_every_reader_agrees() {
         assert!(Instant::now() < deadline, "the lake did not receive every event in time");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    let (status, metrics) = http(sluice.addr, "GET", "/metrics", &[], b"").await;
+    assert_eq!(status, 200);
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert!(metrics.contains("sluice_lake_rows_written_total 1500\n"), "{metrics}");
+    assert!(metrics.contains("sluice_ingest_events_total{outcome=\"accepted\"} 1500\n"), "{metrics}");
     assert!(sluice.interrupt(Duration::from_secs(10)).unwrap().0.success());
 
     // `sluice query` per country equals the ground truth.

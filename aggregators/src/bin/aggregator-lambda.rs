@@ -2,7 +2,8 @@
 //!
 //! Environment: `SLUICE_AGGREGATES_TABLE` (DynamoDB table), `SLUICE_DLQ_URL` (SQS queue for
 //! invalid records), optional `SLUICE_WINDOWS` (default `1m,1h`) and
-//! `SLUICE_ALLOWED_LATENESS` (default `5m`), plus the AWS settings of `sluice_aws`.
+//! `SLUICE_ALLOWED_LATENESS` (default `5m`), optional `SLUICE_SCHEMAS_DIR`, plus the AWS
+//! settings of `sluice_aws`. Metrics go to stdout as CloudWatch EMF after every invocation.
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 use sluice_aggregators::{AggregatorHandler, DynamoAggregateStore, WindowConfig, WindowSize, handle_lambda_event};
 use sluice_dlq::SqsDeadLetters;
 use sluice_schemas::Registry;
+use sluice_telemetry::{EmfReporter, Metrics};
 
 fn env(name: &str) -> anyhow::Result<String> {
     std::env::var(name).with_context(|| format!("{name} is not set"))
@@ -27,9 +29,19 @@ async fn main() -> anyhow::Result<()> {
     let config = WindowConfig::new(windows, chrono::TimeDelta::seconds(lateness.secs().into()));
     let store = DynamoAggregateStore::new(aws_sdk_dynamodb::Client::new(&sdk), env("SLUICE_AGGREGATES_TABLE")?);
     let dlq = SqsDeadLetters::new(aws_sdk_sqs::Client::new(&sdk), env("SLUICE_DLQ_URL")?);
-    let handler = AggregatorHandler::new(Arc::new(Registry::builtin()?), store, dlq, config);
-    let handler = &handler;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| handle_lambda_event(handler, event)))
-        .await
-        .map_err(|e| anyhow::anyhow!(e))
+    let registry = match std::env::var_os("SLUICE_SCHEMAS_DIR") {
+        Some(dir) => Registry::from_dir(std::path::Path::new(&dir))?,
+        None => Registry::builtin()?,
+    };
+    let metrics = Metrics::new();
+    let handler = AggregatorHandler::new(Arc::new(registry), store, dlq, config).with_metrics(&metrics);
+    let emf = EmfReporter::new(metrics, "sluice");
+    let (handler, emf) = (&handler, &emf);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
+        let result = handle_lambda_event(handler, event).await;
+        emf.print(chrono::Utc::now().timestamp_millis());
+        result
+    }))
+    .await
+    .map_err(|e| anyhow::anyhow!(e))
 }
