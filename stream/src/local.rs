@@ -143,6 +143,28 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
 }
 
+/// How often the background thread checkpoints the WAL into the database file.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Runs `PRAGMA wal_checkpoint(PASSIVE)` every [`CHECKPOINT_INTERVAL`] until the stream is
+/// dropped. PASSIVE never blocks writers or readers; frames still in use are copied next time.
+fn spawn_checkpointer(conn: Connection, stream: std::sync::Weak<Inner>) {
+    let spawned = std::thread::Builder::new().name("stream-checkpoint".into()).spawn(move || {
+        loop {
+            std::thread::sleep(CHECKPOINT_INTERVAL);
+            if stream.upgrade().is_none() {
+                return;
+            }
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!(error = %e, "local stream checkpoint failed");
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the local stream checkpointer; the WAL will grow until reopen");
+    }
+}
+
 fn table_name(index: u32) -> String {
     format!("shard_{index:012}")
 }
@@ -199,16 +221,20 @@ impl LocalStream {
             }
             tx.commit()?;
         }
-        Ok(LocalStream {
-            inner: Arc::new(Inner {
-                path: path.to_owned(),
-                shard_ids: (0..config.shards).map(shard_id).collect(),
-                tables,
-                config,
-                writer: Mutex::new(conn),
-                readers: Mutex::new(Vec::new()),
-            }),
-        })
+        // Checkpoints run on a background thread, not inside a producer's commit: an automatic
+        // checkpoint copies and syncs megabytes while the committing request waits.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let checkpointer = sqlite::open(path, config.durability)?;
+        let inner = Arc::new(Inner {
+            path: path.to_owned(),
+            shard_ids: (0..config.shards).map(shard_id).collect(),
+            tables,
+            config,
+            writer: Mutex::new(conn),
+            readers: Mutex::new(Vec::new()),
+        });
+        spawn_checkpointer(checkpointer, Arc::downgrade(&inner));
+        Ok(LocalStream { inner })
     }
 
     /// The stream's shard ids, in shard order (`shardId-000000000000`, ...).

@@ -2,7 +2,8 @@
 //!
 //! Starts the ingest Router on 127.0.0.1 (one worker thread, local stream in a temp dir, auth
 //! on), then measures events/s and latency with 100-event batches: at full rate (closed loop)
-//! and at half that rate (open loop). See `sluice_loadtest::http_bench`.
+//! at half that rate (open loop), and at half the goal rate (open loop, `--goal` events/s per
+//! core, default 100,000, so 50,000 events/s). See `sluice_loadtest::http_bench`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use sluice_loadtest::http_bench::{self, BenchConfig};
 
 fn main() -> anyhow::Result<()> {
     let mut config = BenchConfig::default();
+    let mut goal = 100_000.0_f64;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let value = args.next().with_context(|| format!("{arg} needs a value"))?;
@@ -19,7 +21,8 @@ fn main() -> anyhow::Result<()> {
             "--seconds" => config.duration = Duration::from_secs(value.parse()?),
             "--connections" => config.connections = value.parse()?,
             "--batch" => config.batch = value.parse()?,
-            other => anyhow::bail!("unknown flag {other} (use --seconds, --connections, --batch)"),
+            "--goal" => goal = value.parse()?,
+            other => anyhow::bail!("unknown flag {other} (use --seconds, --connections, --batch, --goal)"),
         }
     }
     let server = http_bench::start_server()?;
@@ -41,6 +44,8 @@ fn main() -> anyhow::Result<()> {
         println!("{full}");
         let half = http_bench::open_loop(&server, config, bodies.clone(), full.events_per_sec() / 2.0).await;
         println!("{half}");
+        let at_goal = http_bench::open_loop(&server, config, bodies.clone(), goal / 2.0).await;
+        println!("{at_goal}");
     });
     Ok(())
 }

@@ -236,3 +236,28 @@ fn throughput_of_batched_puts() {
     let floor = if cfg!(debug_assertions) { 30_000.0 } else { 100_000.0 };
     assert!(rate >= floor, "{rate:.0} records/s < {floor}");
 }
+
+#[test]
+fn the_wal_is_checkpointed_in_the_background_not_by_producers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let stream = open(&path, 2);
+    let payload = vec![7u8; 1024];
+    for batch in 0..50 {
+        let entries: Vec<_> = (0..100).map(|i| entry(&format!("k{batch}-{i}"), &payload)).collect();
+        stream.put_records(&entries).unwrap();
+    }
+    // Producers never checkpoint (wal_autocheckpoint=0), so the ~5 MB only reach the database
+    // file through the background checkpointer.
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let db_bytes = std::fs::metadata(&path).unwrap().len();
+        if db_bytes > 4 * 1024 * 1024 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the WAL was not checkpointed: database file is {db_bytes} bytes");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let total: usize = stream.shards().iter().map(|s| stream.read(s, None, 10_000).unwrap().len()).sum();
+    assert_eq!(total, 5_000);
+}
