@@ -307,6 +307,15 @@ pub async fn serve(listener: TcpListener, config: UpConfig, shutdown: Cancellati
         .build();
     let app = sluice_ingest::app(state);
 
+    // "Up" means running: give the mappings a moment to start before announcing it (a mapping
+    // that fails to start is reported by /health).
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while !pipeline.mappings.iter().all(|m| m.is_running()) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+
     let addr = listener.local_addr().context("listener has no address")?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), shards = config.shards, "sluice is up");
 
