@@ -70,11 +70,10 @@ pub struct UpConfig {
 
 /// Loads the schema registry: the built-in one, or `dir` when given.
 pub fn load_registry(dir: Option<&std::path::Path>) -> anyhow::Result<sluice_schemas::Registry> {
-    let registry = match dir {
-        Some(dir) => sluice_schemas::Registry::from_dir(dir)
-            .with_context(|| format!("cannot load schemas from {}", dir.display()))?,
-        None => sluice_schemas::Registry::builtin().context("built-in schemas are invalid")?,
-    };
+    let registry = sluice_schemas::Registry::load(dir).with_context(|| match dir {
+        Some(dir) => format!("cannot load schemas from {}", dir.display()),
+        None => "built-in schemas are invalid".to_owned(),
+    })?;
     if let Err(problems) = registry.check_evolution() {
         anyhow::bail!("incompatible schema evolution: {}", problems.join("; "));
     }

@@ -24,10 +24,7 @@ pub enum InitError {
 
 /// The state the ingest Lambda serves: Kinesis event log, auth per `config.auth`.
 pub fn state(config: &LambdaConfig, sdk: &SdkConfig) -> Result<AppState, InitError> {
-    let registry = match &config.schemas_dir {
-        Some(dir) => Registry::from_dir(dir)?,
-        None => Registry::builtin()?,
-    };
+    let registry = Registry::load(config.schemas_dir.as_deref())?;
     let auth = match &config.auth {
         AuthSetting::Jwt(jwt) => Authenticator::jwt(JwtVerifier::from_config(jwt.clone())?),
         AuthSetting::TrustGateway => Authenticator::trust_gateway(),

@@ -219,6 +219,15 @@ impl Registry {
         )
     }
 
+    /// The registry every binary starts from: `dir` when an override directory is configured,
+    /// else the built-in schemas.
+    pub fn load(dir: Option<&Path>) -> Result<Registry, RegistryError> {
+        match dir {
+            Some(dir) => Registry::from_dir(dir),
+            None => Registry::builtin(),
+        }
+    }
+
     /// Loads `<dir>/<event_type>/v<N>.json`. Top-level files, hidden entries and
     /// [`RESERVED_DIRS`] are skipped; any other subdirectory must be a valid event type holding
     /// only `v<N>.json` files (hidden files aside).

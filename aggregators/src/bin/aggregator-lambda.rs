@@ -29,10 +29,8 @@ async fn main() -> anyhow::Result<()> {
     let config = WindowConfig::new(windows, chrono::TimeDelta::seconds(lateness.secs().into()));
     let store = DynamoAggregateStore::new(aws_sdk_dynamodb::Client::new(&sdk), env("SLUICE_AGGREGATES_TABLE")?);
     let dlq = SqsDeadLetters::new(aws_sdk_sqs::Client::new(&sdk), env("SLUICE_DLQ_URL")?);
-    let registry = match std::env::var_os("SLUICE_SCHEMAS_DIR") {
-        Some(dir) => Registry::from_dir(std::path::Path::new(&dir))?,
-        None => Registry::builtin()?,
-    };
+    let schemas_dir = std::env::var_os("SLUICE_SCHEMAS_DIR").map(std::path::PathBuf::from);
+    let registry = Registry::load(schemas_dir.as_deref())?;
     let metrics = Metrics::new();
     let handler = AggregatorHandler::new(Arc::new(registry), store, dlq, config).with_metrics(&metrics);
     let emf = EmfReporter::new(metrics, "sluice");

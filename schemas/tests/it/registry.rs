@@ -16,6 +16,13 @@ fn builtin_equals_shipped_directory() {
 }
 
 #[test]
+fn load_uses_the_override_directory_only_when_given() {
+    assert_eq!(&Registry::load(None).unwrap(), registry());
+    let empty = tempfile::tempdir().unwrap();
+    assert!(Registry::load(Some(empty.path())).is_err(), "an empty override directory is not the built-in set");
+}
+
+#[test]
 fn shipped_declarations() {
     let pv = registry().get("page_view").unwrap();
     assert_eq!(pv.versions.keys().copied().collect::<Vec<_>>(), vec![1, 2]);

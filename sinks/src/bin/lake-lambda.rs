@@ -15,11 +15,7 @@ async fn main() -> anyhow::Result<()> {
     sluice_telemetry::init_logging(sluice_telemetry::LogFormat::Json);
     let config = LambdaConfig::from_env().context("lake writer configuration")?;
     let settings = sluice_aws::AwsSettings::from_env().context("AWS settings")?;
-    let registry = match &config.schemas_dir {
-        Some(dir) => sluice_schemas::Registry::from_dir(dir),
-        None => sluice_schemas::Registry::builtin(),
-    }
-    .context("schema registry")?;
+    let registry = sluice_schemas::Registry::load(config.schemas_dir.as_deref()).context("schema registry")?;
     let lake = Lake::open(&config.lake_url, &settings).context("lake URL")?;
     let sdk = sluice_aws::sdk_config(&settings).await;
     let dlq = sluice_dlq::SqsDeadLetters::new(aws_sdk_sqs::Client::new(&sdk), &config.dlq_url);
