@@ -3,15 +3,16 @@
 //!
 //! `cargo run --release -p sluice-aggregators --example bench-wru [-- --events 1000000]`
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use generate::{GenConfig, Generator, record_bytes};
 use sluice_aggregators::decode::Decoder;
-use sluice_aggregators::store::dynamodb::{item, write_units};
-use sluice_aggregators::store::{AggregateStore, Partial, PutOutcome, StoreError};
+use sluice_aggregators::store::dynamodb::{append_units, item_size, link_items, partial_item, write_units};
+use sluice_aggregators::store::{
+    AggregateStore, ChainHead, Link, Partial, PutOutcome, ShardWindow, StoreError, WindowKey,
+};
 use sluice_aggregators::{
-    AggKey, AggState, ApplyPolicy, BatchAggregator, SeqNo, WindowConfig, WindowSize, apply_batch,
+    AggKey, ApplyPolicy, BatchAggregator, DimValue, SeqNo, SqliteAggregateStore, WindowConfig, WindowSize, apply_batch,
 };
 use sluice_schemas::Registry;
 
@@ -21,47 +22,75 @@ mod generate;
 
 const BATCH_BYTES: usize = 6_000_000;
 
-/// In-memory store that prices each PutItem as DynamoDB would.
-#[derive(Default, Clone)]
+/// The embedded store's semantics, with each write priced as the DynamoDB adapter would issue
+/// it (the adapter's own item builders and pricing).
+#[derive(Clone)]
 struct PricedStore {
-    items: Arc<Mutex<HashMap<(String, AggKey), Partial>>>,
-    wru: Arc<Mutex<(u64, u64, usize)>>, // (WRU, puts, max item bytes)
+    inner: SqliteAggregateStore,
+    cost: Arc<Mutex<Cost>>,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Cost {
+    wru: u64,
+    writes: u64,
+    folds: u64,
+    largest_item: usize,
+}
+
+impl PricedStore {
+    fn new() -> anyhow::Result<Self> {
+        Ok(PricedStore { inner: SqliteAggregateStore::in_memory()?, cost: Arc::default() })
+    }
+
+    fn charge(&self, units: u64, largest: usize) -> Result<(), StoreError> {
+        let mut c = self.cost.lock().map_err(|_| StoreError::Unavailable("poisoned".into()))?;
+        c.wru += units;
+        c.writes += 1;
+        c.largest_item = c.largest_item.max(largest);
+        Ok(())
+    }
 }
 
 impl AggregateStore for PricedStore {
-    async fn load(&self, shard: &str, keys: &[AggKey]) -> Result<Vec<Option<Partial>>, StoreError> {
-        let items = self.items.lock().map_err(|_| StoreError::Unavailable("poisoned".into()))?;
-        Ok(keys.iter().map(|k| items.get(&(shard.to_owned(), k.clone())).cloned()).collect())
+    async fn head(&self, shard: &str, window: &WindowKey) -> Result<ChainHead, StoreError> {
+        self.inner.head(shard, window).await
     }
-    async fn put(
+    async fn append(&self, shard: &str, window: &WindowKey, link: &Link) -> Result<PutOutcome, StoreError> {
+        let items = link_items(shard, window, link)?;
+        self.charge(append_units(&items), items.iter().map(item_size).max().unwrap_or(0))?;
+        self.inner.append(shard, window, link).await
+    }
+    async fn links(&self, shard: &str, window: &WindowKey, from: SeqNo) -> Result<Vec<Link>, StoreError> {
+        self.inner.links(shard, window, from).await
+    }
+    async fn partials(&self, shard: &str, window: &WindowKey) -> Result<Vec<(Vec<DimValue>, Partial)>, StoreError> {
+        self.inner.partials(shard, window).await
+    }
+    async fn put_partial(
         &self,
         shard: &str,
         key: &AggKey,
-        _expected: Option<SeqNo>,
+        expected: Option<SeqNo>,
         new: &Partial,
     ) -> Result<PutOutcome, StoreError> {
-        let it = item(key, shard, new);
-        let size = sluice_aggregators::store::dynamodb::item_size(&it);
-        {
-            let mut w = self.wru.lock().map_err(|_| StoreError::Unavailable("poisoned".into()))?;
-            w.0 += write_units(&it);
-            w.1 += 1;
-            w.2 = w.2.max(size);
-        }
-        self.items
-            .lock()
-            .map_err(|_| StoreError::Unavailable("poisoned".into()))?
-            .insert((shard.to_owned(), key.clone()), new.clone());
-        Ok(PutOutcome::Written)
+        let item = partial_item(shard, key, new);
+        self.charge(write_units(&item), item_size(&item))?;
+        self.inner.put_partial(shard, key, expected, new).await
     }
-    async fn scan(
+    async fn mark_folded(&self, shard: &str, window: &WindowKey, upto: SeqNo, n: u64) -> Result<(), StoreError> {
+        self.charge(1, 0)?;
+        self.cost.lock().map_err(|_| StoreError::Unavailable("poisoned".into()))?.folds += 1;
+        self.inner.mark_folded(shard, window, upto, n).await
+    }
+    async fn read(
         &self,
-        _: &str,
-        _: WindowSize,
-        _: i64,
-        _: i64,
-    ) -> Result<Vec<(AggKey, String, AggState)>, StoreError> {
-        Ok(Vec::new())
+        event_type: &str,
+        size: WindowSize,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<ShardWindow>, StoreError> {
+        self.inner.read(event_type, size, from, to).await
     }
 }
 
@@ -72,9 +101,10 @@ async fn simulate_wru(
     total: usize,
     shards: usize,
     rate: f64,
-) -> anyhow::Result<(u64, u64, usize, usize)> {
+    policy: &ApplyPolicy,
+) -> anyhow::Result<(Cost, usize)> {
     let decoder = Decoder::new(Arc::clone(registry));
-    let store = PricedStore::default();
+    let store = PricedStore::new()?;
     let mut generator = Generator::new(GenConfig { events_per_second: rate, ..GenConfig::default() });
     let mut per_shard: Vec<Vec<Vec<u8>>> = vec![Vec::new(); shards];
     let mut sizes = vec![0usize; shards];
@@ -84,6 +114,7 @@ async fn simulate_wru(
         let decoder = &decoder;
         let store = store.clone();
         let config = config.clone();
+        let policy = policy.clone();
         let first = *seq;
         *seq += payloads.len() as u64;
         async move {
@@ -93,8 +124,7 @@ async fn simulate_wru(
                     agg.add(SeqNo::from_u128(u128::from(first) + i as u128), &c);
                 }
             }
-            let report =
-                apply_batch(&store, &format!("shardId-{shard:012}"), &agg.finish(), &ApplyPolicy::default()).await;
+            let report = apply_batch(&store, &format!("shardId-{shard:012}"), &agg.finish(), &policy).await;
             anyhow::ensure!(report.failed_from.is_none(), "simulated store failed");
             Ok::<(), anyhow::Error>(())
         }
@@ -119,8 +149,8 @@ async fn simulate_wru(
             batches += 1;
         }
     }
-    let (wru, puts, max_item) = *store.wru.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
-    Ok((wru, puts, max_item, batches))
+    let cost = *store.cost.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+    Ok((cost, batches))
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -134,25 +164,34 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or(1_000_000usize);
     let registry = Arc::new(Registry::builtin()?);
     let config = WindowConfig::default();
-    println!();
+    println!(
+        "DynamoDB write cost of {wru_events} events, default generator mix, full (~6 MB) batches: per (window, shard) one \
+         conditional PutItem of the batch's compressed delta, plus folds into per-key partials every \
+         `fold_after_links` links; priced at ceil(item bytes / 1 KB) (x2 in a transaction):"
+    );
     println!();
     println!(
-        "DynamoDB cost of {wru_events} events, default mix, full (~6 MB) batches, every write a conditional PutItem priced at ceil(item bytes / 1 KB):"
+        "| windows | shards | event rate (total) | fold after | batches | writes | folds | WRU | WRU per 1M events | largest item |"
     );
-    println!(
-        "| windows stored | shards | event rate (total) | batches | puts | WRU | WRU per 1M events | largest item |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let default_fold = ApplyPolicy::default().fold_after_links;
     for (label, windows) in [
         ("1m+1h", vec![sluice_aggregators::window::MINUTE, sluice_aggregators::window::HOUR]),
         ("1m", vec![sluice_aggregators::window::MINUTE]),
     ] {
-        for (shards, rate) in [(1usize, 2_000.0), (4, 2_000.0), (1, 200.0)] {
+        for (shards, rate, fold_after) in
+            [(1usize, 2_000.0, default_fold), (4, 2_000.0, default_fold), (1, 200.0, default_fold), (1, 2_000.0, 32)]
+        {
             let cfg = WindowConfig::new(windows.clone(), config.allowed_lateness);
-            let (wru, puts, max_item, batches) = simulate_wru(&registry, &cfg, wru_events, shards, rate).await?;
+            let policy = ApplyPolicy { fold_after_links: fold_after, ..ApplyPolicy::default() };
+            let (cost, batches) = simulate_wru(&registry, &cfg, wru_events, shards, rate, &policy).await?;
             println!(
-                "| {label} | {shards} | {rate:.0}/s | {batches} | {puts} | {wru} | {:.0} | {max_item} B |",
-                wru as f64 * 1e6 / wru_events as f64
+                "| {label} | {shards} | {rate:.0}/s | {fold_after} | {batches} | {} | {} | {} | {:.0} | {} B |",
+                cost.writes,
+                cost.folds,
+                cost.wru,
+                cost.wru as f64 * 1e6 / wru_events as f64,
+                cost.largest_item
             );
         }
     }

@@ -26,5 +26,8 @@ pub use seq::SeqNo;
 pub use state::{AggState, Observation};
 pub use store::dynamodb::DynamoAggregateStore;
 pub use store::sqlite::SqliteAggregateStore;
-pub use store::{AggregateStore, ApplyPolicy, ApplyReport, Partial, PutOutcome, StoreError, apply_batch};
+pub use store::{
+    AggregateStore, ApplyPolicy, ApplyReport, ChainHead, Link, Partial, PutOutcome, ShardWindow, StoreError, WindowKey,
+    apply_batch, fold, scan,
+};
 pub use window::{WindowConfig, WindowSize};

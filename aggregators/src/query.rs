@@ -14,7 +14,7 @@ use sluice_schemas::Registry;
 
 use crate::key::DimValue;
 use crate::state::AggState;
-use crate::store::{AggregateStore, StoreError};
+use crate::store::{AggregateStore, StoreError, scan};
 use crate::window::WindowSize;
 
 /// Most windows one query may span.
@@ -191,14 +191,14 @@ pub async fn read_aggregates<S: AggregateStore>(
 ) -> Result<AggregateResponse, QueryError> {
     let dimensions =
         registry.get(&query.event_type).and_then(|t| t.latest()).map(|v| v.dimensions.clone()).unwrap_or_default();
-    let rows = store
-        .scan(
-            &query.event_type,
-            query.window,
-            query.from.timestamp() + i64::from(query.from.timestamp_subsec_nanos() > 0),
-            query.to.timestamp() + i64::from(query.to.timestamp_subsec_nanos() > 0),
-        )
-        .await?;
+    let rows = scan(
+        store,
+        &query.event_type,
+        query.window,
+        query.from.timestamp() + i64::from(query.from.timestamp_subsec_nanos() > 0),
+        query.to.timestamp() + i64::from(query.to.timestamp_subsec_nanos() > 0),
+    )
+    .await?;
     let buckets = merge_partials(
         &dimensions,
         &query.group_by,

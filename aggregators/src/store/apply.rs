@@ -1,51 +1,71 @@
-//! The exactly-once apply protocol: one compare-and-set write per (key, shard) per batch.
+//! The exactly-once protocol over the [`AggregateStore`] port.
 //!
-//! For each key of a batch: read the partial (guard `g`); if the batch's records for the key are
-//! all `<= g`, skip; otherwise merge the delta of the records `> g` (recomputed from the batch
-//! when it overlaps an applied range) into the partial and write it with guard = the highest
-//! such record, conditional on the guard still being `g`. A conflict reloads and recomputes; a
-//! transient error retries with exponential backoff. Replaying a batch, or any re-split of it,
-//! therefore changes nothing already applied, and a crash between writes is repaired by
-//! redelivery (the keys already written skip, the others apply).
+//! **Apply** ([`apply_batch`]): for each window a batch touches, read the chain head `h` of
+//! (window, shard); the delta of the batch's records of that window with sequence number `> h`
+//! (recomputed from the batch when it overlaps an applied range) becomes one link appended with
+//! `prev = h`, conditional on the head still being `h`. Records of a shard arrive in order, so
+//! "applied" is a prefix of the shard per window: replaying a batch, or any re-split of it,
+//! appends nothing already applied, and a crash between appends is repaired by redelivery (the
+//! windows already appended skip, the others append). A conflict rereads the head; a transient
+//! error retries with exponential backoff.
+//!
+//! **Fold** ([`fold`]): merges the links after the fold mark into one partial per (key, shard)
+//! (compare-and-set on the partial's guard, the `last` of the newest link folded into it), then
+//! raises the mark. A key's partial only takes links with `last` above its guard, so folds are
+//! idempotent and may race or crash anywhere. The writer folds a chain once
+//! [`ApplyPolicy::fold_after_links`] links are unfolded, which bounds what a reader reads.
+//!
+//! **Read** ([`scan`], [`merge_window`]): per (window, shard), each key's partial plus the
+//! entries of the unfolded links with `last` above the partial's guard; shards are merged by
+//! the caller.
 
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use futures::StreamExt;
 
-use super::{AggregateStore, Partial, PutOutcome, StoreError};
+use super::{AggregateStore, Link, Partial, PutOutcome, StoreError, WindowKey};
 use crate::aggregate::BatchDelta;
+use crate::key::{AggKey, DimValue};
 use crate::seq::SeqNo;
+use crate::state::AggState;
+use crate::window::WindowSize;
 
-/// Retry and concurrency settings of [`apply_batch`].
+/// Retry, concurrency and folding settings of [`apply_batch`].
 #[derive(Debug, Clone)]
 pub struct ApplyPolicy {
-    /// Attempts per key (conflicts and transient errors both count).
+    /// Attempts per window (conflicts and transient errors both count).
     pub max_attempts: u32,
     /// First backoff; doubles per attempt, capped at 2 s.
     pub base_backoff: Duration,
-    /// Keys written concurrently.
+    /// Windows written concurrently.
     pub concurrency: usize,
+    /// Fold a chain once this many of its links are unfolded (at least 1).
+    pub fold_after_links: u64,
 }
 
 impl Default for ApplyPolicy {
     fn default() -> Self {
-        ApplyPolicy { max_attempts: 6, base_backoff: Duration::from_millis(25), concurrency: 32 }
+        ApplyPolicy { max_attempts: 6, base_backoff: Duration::from_millis(25), concurrency: 32, fold_after_links: 128 }
     }
 }
 
 /// What [`apply_batch`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ApplyReport {
-    /// Partials written (one per key with new records).
+    /// Links appended (one per window with new records).
     pub written: usize,
-    /// Keys whose records were all applied already.
+    /// Windows whose records were all applied already.
     pub skipped: usize,
-    /// Compare-and-set conflicts that were resolved by reloading.
+    /// Compare-and-set conflicts that were resolved by rereading.
     pub conflicts: usize,
-    /// The lowest sequence number not applied (report as a batch item failure), if any key
+    /// Chains folded after their append.
+    pub folds: usize,
+    /// The lowest sequence number not applied (report as a batch item failure), if any window
     /// failed after retries.
     pub failed_from: Option<SeqNo>,
-    /// The errors of the failed keys.
+    /// The errors of the failed windows, and of failed folds (which lose nothing: the links
+    /// stay and the next append folds again).
     pub errors: Vec<String>,
 }
 
@@ -54,14 +74,14 @@ fn backoff(policy: &ApplyPolicy, attempt: u32) -> Duration {
     policy.base_backoff.saturating_mul(factor).min(Duration::from_secs(2))
 }
 
-enum KeyOutcome {
-    Written { conflicts: usize },
+enum WindowOutcome {
+    Written { conflicts: usize, fold: Option<Result<(), String>> },
     Skipped { conflicts: usize },
     Failed { from: SeqNo, error: String },
 }
 
 /// Applies one shard's batch to the store exactly once (see the module docs). Never fails as a
-/// whole: keys that could not be written after retries are reported in
+/// whole: windows that could not be appended after retries are reported in
 /// [`ApplyReport::failed_from`].
 pub async fn apply_batch<S: AggregateStore>(
     store: &S,
@@ -69,54 +89,32 @@ pub async fn apply_batch<S: AggregateStore>(
     batch: &BatchDelta,
     policy: &ApplyPolicy,
 ) -> ApplyReport {
-    let mut report = ApplyReport::default();
-    if batch.deltas.is_empty() {
-        return report;
+    let mut windows: BTreeMap<WindowKey, Vec<usize>> = BTreeMap::new();
+    for (i, d) in batch.deltas.iter().enumerate() {
+        windows.entry(d.key.window_key()).or_default().push(i);
     }
-    let keys: Vec<_> = batch.deltas.iter().map(|d| d.key.clone()).collect();
-    let mut loaded = None;
-    let mut last_error = String::new();
-    for attempt in 0..policy.max_attempts.max(1) {
-        match store.load(shard, &keys).await {
-            Ok(v) if v.len() == keys.len() => {
-                loaded = Some(v);
-                break;
-            }
-            Ok(_) => {
-                last_error = "store returned a wrong number of partials".into();
-                break;
-            }
-            Err(e) => {
-                last_error = e.to_string();
-                if !e.is_retryable() {
-                    break;
-                }
-                tokio::time::sleep(backoff(policy, attempt)).await;
-            }
-        }
-    }
-    let Some(loaded) = loaded else {
-        report.failed_from = batch.deltas.iter().map(|d| d.first_seq).min();
-        report.errors.push(last_error);
-        return report;
-    };
-
-    let outcomes: Vec<KeyOutcome> = futures::stream::iter(loaded.into_iter().enumerate())
-        .map(|(i, current)| apply_key(store, shard, batch, i, current, policy))
+    let outcomes: Vec<WindowOutcome> = futures::stream::iter(windows)
+        .map(|(window, keys)| apply_window(store, shard, batch, window, keys, policy))
         .buffer_unordered(policy.concurrency.max(1))
         .collect()
         .await;
+    let mut report = ApplyReport::default();
     for o in outcomes {
         match o {
-            KeyOutcome::Written { conflicts } => {
+            WindowOutcome::Written { conflicts, fold } => {
                 report.written += 1;
                 report.conflicts += conflicts;
+                match fold {
+                    Some(Ok(())) => report.folds += 1,
+                    Some(Err(e)) => report.errors.push(format!("fold failed (will be retried): {e}")),
+                    None => {}
+                }
             }
-            KeyOutcome::Skipped { conflicts } => {
+            WindowOutcome::Skipped { conflicts } => {
                 report.skipped += 1;
                 report.conflicts += conflicts;
             }
-            KeyOutcome::Failed { from, error } => {
+            WindowOutcome::Failed { from, error } => {
                 report.failed_from = Some(report.failed_from.map_or(from, |f| f.min(from)));
                 report.errors.push(error);
             }
@@ -125,36 +123,52 @@ pub async fn apply_batch<S: AggregateStore>(
     report
 }
 
-async fn apply_key<S: AggregateStore>(
+async fn apply_window<S: AggregateStore>(
     store: &S,
     shard: &str,
     batch: &BatchDelta,
-    i: usize,
-    mut current: Option<Partial>,
+    window: WindowKey,
+    keys: Vec<usize>,
     policy: &ApplyPolicy,
-) -> KeyOutcome {
+) -> WindowOutcome {
     let mut conflicts = 0;
     let mut error = String::from("no attempt made");
-    let mut first_unapplied = batch.deltas.get(i).map_or(SeqNo::ZERO, |d| d.first_seq);
+    let mut first_unapplied = keys.iter().filter_map(|&i| batch.deltas.get(i)).map(|d| d.first_seq).min();
     for attempt in 0..policy.max_attempts.max(1) {
-        let guard = current.as_ref().map(|p| p.guard);
-        let delta = match guard {
-            None => batch.deltas.get(i).cloned(),
-            Some(g) => batch.delta_above(i, g),
+        let head = match store.head(shard, &window).await {
+            Ok(h) => h,
+            Err(e) => {
+                error = e.to_string();
+                if !e.is_retryable() {
+                    break;
+                }
+                tokio::time::sleep(backoff(policy, attempt)).await;
+                continue;
+            }
         };
-        let Some(delta) = delta else {
-            return KeyOutcome::Skipped { conflicts };
+        let deltas: Vec<_> = keys.iter().filter_map(|&i| batch.delta_above(i, head.last)).collect();
+        let (Some(first), Some(last)) =
+            (deltas.iter().map(|d| d.first_seq).min(), deltas.iter().map(|d| d.last_seq).max())
+        else {
+            return WindowOutcome::Skipped { conflicts };
         };
-        first_unapplied = delta.first_seq;
-        let mut state = current.as_ref().map(|p| p.state.clone()).unwrap_or_default();
-        state.merge(&delta.state);
-        let new = Partial { guard: delta.last_seq, state };
-        let result = store.put(shard, &delta.key, guard, &new).await;
-        match result {
-            Ok(PutOutcome::Written) => return KeyOutcome::Written { conflicts },
+        first_unapplied = Some(first);
+        let link = Link {
+            prev: head.last,
+            last,
+            n: head.n + 1,
+            entries: deltas.into_iter().map(|d| (d.key.dims, d.state)).collect(),
+        };
+        match store.append(shard, &window, &link).await {
+            Ok(PutOutcome::Written) => {
+                let due = link.n.saturating_sub(head.folded_n) >= policy.fold_after_links.max(1);
+                let fold =
+                    if due { Some(fold(store, shard, &window, policy).await.map_err(|e| e.to_string())) } else { None };
+                return WindowOutcome::Written { conflicts, fold };
+            }
             Ok(PutOutcome::Conflict) => {
                 conflicts += 1;
-                error = "compare-and-set conflict persisted".into();
+                error = "chain compare-and-set conflict persisted".into();
             }
             Err(e) => {
                 error = e.to_string();
@@ -164,24 +178,90 @@ async fn apply_key<S: AggregateStore>(
                 tokio::time::sleep(backoff(policy, attempt)).await;
             }
         }
-        match reload(store, shard, &delta.key).await {
-            Ok(p) => current = p,
-            Err(e) => {
-                error = e.to_string();
-                if !e.is_retryable() {
-                    break;
+    }
+    WindowOutcome::Failed { from: first_unapplied.unwrap_or(SeqNo::ZERO), error }
+}
+
+/// Folds the unfolded links of (`window`, `shard`) into its partials and raises the fold mark
+/// (see the module docs). Idempotent; safe to run concurrently with appends and other folds.
+pub async fn fold<S: AggregateStore>(
+    store: &S,
+    shard: &str,
+    window: &WindowKey,
+    policy: &ApplyPolicy,
+) -> Result<(), StoreError> {
+    let head = store.head(shard, window).await?;
+    if head.n <= head.folded_n {
+        return Ok(());
+    }
+    let links = store.links(shard, window, head.folded).await?;
+    let Some(newest) = links.last().map(|l| (l.last, l.n)) else {
+        return Ok(());
+    };
+    let mut partials: HashMap<Vec<DimValue>, Partial> = store.partials(shard, window).await?.into_iter().collect();
+    let mut touched: Vec<&Vec<DimValue>> = links.iter().flat_map(|l| l.entries.iter().map(|(d, _)| d)).collect();
+    touched.sort();
+    touched.dedup();
+    for dims in touched {
+        let mut attempt = 0;
+        loop {
+            let current = partials.get(dims);
+            let guard = current.map_or(SeqNo::ZERO, |p| p.guard);
+            if guard >= newest.0 {
+                break;
+            }
+            let mut state = current.map(|p| p.state.clone()).unwrap_or_default();
+            for l in links.iter().filter(|l| l.last > guard) {
+                for (_, s) in l.entries.iter().filter(|(d, _)| d == dims) {
+                    state.merge(s);
+                }
+            }
+            let new = Partial { guard: newest.0, state };
+            match store.put_partial(shard, &window.key(dims.clone()), current.map(|p| p.guard), &new).await? {
+                PutOutcome::Written => break,
+                PutOutcome::Conflict => {
+                    attempt += 1;
+                    if attempt >= policy.max_attempts.max(1) {
+                        return Err(StoreError::Unavailable("partial compare-and-set conflict persisted".into()));
+                    }
+                    partials = store.partials(shard, window).await?.into_iter().collect();
                 }
             }
         }
     }
-    KeyOutcome::Failed { from: first_unapplied, error }
+    store.mark_folded(shard, window, newest.0, newest.1).await
 }
 
-async fn reload<S: AggregateStore>(
+/// The state of each key of one (window, shard): its partial plus the entries of `links` with
+/// `last` above the partial's guard.
+pub fn merge_window(partials: Vec<(Vec<DimValue>, Partial)>, links: &[Link]) -> Vec<(Vec<DimValue>, AggState)> {
+    let mut keys: BTreeMap<Vec<DimValue>, (SeqNo, AggState)> =
+        partials.into_iter().map(|(d, p)| (d, (p.guard, p.state))).collect();
+    for l in links {
+        for (dims, s) in &l.entries {
+            let (guard, state) = keys.entry(dims.clone()).or_insert_with(|| (SeqNo::ZERO, AggState::default()));
+            if l.last > *guard {
+                state.merge(s);
+            }
+        }
+    }
+    keys.into_iter().map(|(d, (_, s))| (d, s)).collect()
+}
+
+/// Every shard's state of every key of `event_type` / `size` with window start in `[from, to)`
+/// (Unix seconds), as (key, shard, state).
+pub async fn scan<S: AggregateStore>(
     store: &S,
-    shard: &str,
-    key: &crate::key::AggKey,
-) -> Result<Option<Partial>, StoreError> {
-    let mut v = store.load(shard, std::slice::from_ref(key)).await?;
-    Ok(v.pop().flatten())
+    event_type: &str,
+    size: WindowSize,
+    from: i64,
+    to: i64,
+) -> Result<Vec<(AggKey, String, AggState)>, StoreError> {
+    let mut out = Vec::new();
+    for w in store.read(event_type, size, from, to).await? {
+        for (dims, state) in merge_window(w.partials, &w.links) {
+            out.push((w.window.key(dims), w.shard.clone(), state));
+        }
+    }
+    Ok(out)
 }

@@ -1,40 +1,53 @@
 //! DynamoDB adapter of the [`AggregateStore`] port.
 //!
 //! Table (on-demand): partition key `pk` (S) = `<event_type>|<window>|<window_start>` (window as
-//! its label, start as Unix seconds), sort key `sk` (S) = `<dims JSON>|<shard>`. Attributes:
-//! `guard` (S, 76-digit zero-padded sequence number), `state` (B, [`AggState`] encoding, at most
-//! [`crate::state::MAX_ENCODED_BYTES`]), `event_type` (S), `window_secs` (N), `window_start` (N),
-//! `dims` (S), `shard` (S). Writes are `PutItem` with `attribute_not_exists(pk)` (first write) or
-//! `guard = :expected` (compare-and-set); reads are consistent `BatchGetItem` (load) and one
-//! consistent `Query` per window start (scan). Throttling and transient errors are retried by
-//! the SDK's standard retry mode and, above it, by the apply protocol's backoff; unprocessed
-//! BatchGetItem keys are retried with backoff here. Every PutItem's write request units
-//! (`ceil(item bytes / 1 KB)`) are counted in [`DynamoAggregateStore::write_units`] and the
-//! `sluice_aggregates_write_units_total` metric.
+//! its label, start as Unix seconds), sort key `sk` (S), three kinds of item per partition:
+//! - link `L#<shard>#<prev>` (`prev` the 76-digit zero-padded sequence number): `last` (S), `n`
+//!   (N), `entries` (B, a [`super::link`] body). Appended with `attribute_not_exists(pk)`, so
+//!   two writers racing for the same chain head cannot both succeed. A body over
+//!   [`LINK_PART_BYTES`] is split: the link item holds part 0 and `parts` (N), parts
+//!   `L#<shard>#<prev>#<i:04>` hold the rest, all written in one `TransactWriteItems`;
+//! - fold mark `M#<shard>`: `upto` (S), `n` (N), raised only (`attribute_not_exists(pk) OR n < :n`);
+//! - partial `P#<shard>#<dims JSON>`: `guard` (S), `state` (B, at most
+//!   [`crate::state::MAX_ENCODED_BYTES`]), written with `attribute_not_exists(pk)` or
+//!   `guard = :expected`.
+//!
+//! Reads are consistent. The chain head is one `Query` (newest link, `Limit 1`) plus one
+//! `GetItem` (mark). A window read is one `Query` for marks and partials plus one range `Query`
+//! per shard for the links at or after its mark (and one per gap between marked shards, for
+//! chains not folded yet), so folded links are never read. Throttling and transient errors are
+//! retried by the SDK's standard retry mode and, above it, by the apply protocol's backoff.
+//! Every write's request units (`ceil(item bytes / 1 KB)`, twice that inside a transaction) are
+//! counted in [`DynamoAggregateStore::write_units`] and `sluice_aggregates_write_units_total`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, KeysAndAttributes, ScalarAttributeType,
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put, ScalarAttributeType,
+    TransactWriteItem,
 };
 use futures::StreamExt;
 
-use super::{AggregateStore, Partial, PutOutcome, StoreError};
-use crate::key::{AggKey, parse_dims_text};
+use super::link::{decode_entries, encode_entries};
+use super::{AggregateStore, ChainHead, Link, Partial, PutOutcome, ShardWindow, StoreError, WindowKey};
+use crate::key::{AggKey, DimValue, parse_dims_text};
 use crate::seq::SeqNo;
 use crate::state::AggState;
 use crate::window::WindowSize;
 
-/// Max keys per BatchGetItem.
-const BATCH_GET_MAX: usize = 100;
-/// Max window starts one scan may query.
+/// Max window starts one read may query.
 pub const MAX_SCAN_WINDOWS: i64 = 10_000;
+/// Largest `entries` chunk per item: well below DynamoDB's 400 KB item limit.
+pub const LINK_PART_BYTES: usize = 350_000;
+/// Most items in one `TransactWriteItems`.
+const MAX_PARTS: usize = 100;
 
-/// DynamoDB-backed partials.
+/// DynamoDB-backed chains and partials.
 #[derive(Clone)]
 pub struct DynamoAggregateStore {
     client: Client,
@@ -53,14 +66,25 @@ fn unavailable(e: impl std::fmt::Debug) -> StoreError {
     StoreError::Unavailable(format!("{e:?}"))
 }
 
-/// The partition key of `key`.
-pub fn partition_key(key: &AggKey) -> String {
-    format!("{}|{}|{}", key.event_type, key.window, key.window_start)
+fn corrupt(m: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(m.to_string())
 }
 
-/// The sort key of (`key`, `shard`).
-pub fn sort_key(key: &AggKey, shard: &str) -> String {
-    format!("{}|{shard}", key.dims_text())
+/// The partition key of a window.
+pub fn partition_key(w: &WindowKey) -> String {
+    format!("{}|{}|{}", w.event_type, w.window, w.window_start)
+}
+
+fn link_prefix(shard: &str) -> String {
+    format!("L#{shard}#")
+}
+
+fn mark_key(shard: &str) -> String {
+    format!("M#{shard}")
+}
+
+fn partial_key(shard: &str, key: &AggKey) -> String {
+    format!("P#{shard}#{}", key.dims_text())
 }
 
 /// DynamoDB's item size: attribute names plus values (strings/binary by length, numbers ~ 1 byte
@@ -84,49 +108,121 @@ pub fn write_units(item: &HashMap<String, AttributeValue>) -> u64 {
     (item_size(item).div_ceil(1024)).max(1) as u64
 }
 
-/// The item for (`key`, `shard`) holding `partial`.
-pub fn item(key: &AggKey, shard: &str, partial: &Partial) -> HashMap<String, AttributeValue> {
+/// A DynamoDB item.
+pub type Item = HashMap<String, AttributeValue>;
+
+/// The items of `link` (one, or a link and its parts; see the module docs).
+pub fn link_items(shard: &str, window: &WindowKey, link: &Link) -> Result<Vec<Item>, StoreError> {
+    let body = encode_entries(&link.entries).map_err(unavailable)?;
+    let chunks: Vec<&[u8]> = body.chunks(LINK_PART_BYTES).collect();
+    if chunks.len() > MAX_PARTS {
+        return Err(StoreError::TooLarge(format!("a link of {} bytes exceeds {MAX_PARTS} parts", body.len())));
+    }
+    let sk = format!("{}{}", link_prefix(shard), link.prev.padded());
+    Ok(chunks
+        .iter()
+        .enumerate()
+        .map(|(i, chunk)| {
+            let mut item = HashMap::from([
+                ("pk".to_owned(), AttributeValue::S(partition_key(window))),
+                ("sk".to_owned(), AttributeValue::S(if i == 0 { sk.clone() } else { format!("{sk}#{i:04}") })),
+                ("last".to_owned(), AttributeValue::S(link.last.padded())),
+                ("n".to_owned(), AttributeValue::N(link.n.to_string())),
+                ("entries".to_owned(), AttributeValue::B(chunk.to_vec().into())),
+            ]);
+            if i == 0 && chunks.len() > 1 {
+                item.insert("parts".to_owned(), AttributeValue::N(chunks.len().to_string()));
+            }
+            item
+        })
+        .collect())
+}
+
+/// Write request units of appending `items` as [`DynamoAggregateStore`] does (a transaction
+/// costs twice).
+pub fn append_units(items: &[Item]) -> u64 {
+    let units: u64 = items.iter().map(write_units).sum();
+    if items.len() > 1 { 2 * units } else { units }
+}
+
+/// The item of the partial of (`key`, `shard`).
+pub fn partial_item(shard: &str, key: &AggKey, partial: &Partial) -> Item {
     HashMap::from([
-        ("pk".to_owned(), AttributeValue::S(partition_key(key))),
-        ("sk".to_owned(), AttributeValue::S(sort_key(key, shard))),
+        ("pk".to_owned(), AttributeValue::S(partition_key(&key.window_key()))),
+        ("sk".to_owned(), AttributeValue::S(partial_key(shard, key))),
         ("guard".to_owned(), AttributeValue::S(partial.guard.padded())),
         ("state".to_owned(), AttributeValue::B(partial.state.encode().into())),
-        ("event_type".to_owned(), AttributeValue::S(key.event_type.clone())),
-        ("window_secs".to_owned(), AttributeValue::N(key.window.secs().to_string())),
-        ("window_start".to_owned(), AttributeValue::N(key.window_start.to_string())),
-        ("dims".to_owned(), AttributeValue::S(key.dims_text())),
-        ("shard".to_owned(), AttributeValue::S(shard.to_owned())),
     ])
 }
 
-fn s_attr<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Result<&'a str, StoreError> {
+fn s_attr<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
     match item.get(name) {
         Some(AttributeValue::S(s)) => Ok(s),
-        _ => Err(StoreError::Corrupt(format!("item lacks string attribute `{name}`"))),
+        _ => Err(corrupt(format!("item lacks string attribute `{name}`"))),
     }
 }
 
-fn decode_item(item: &HashMap<String, AttributeValue>) -> Result<(AggKey, String, Partial), StoreError> {
-    let corrupt = |m: String| StoreError::Corrupt(m);
-    let event_type = s_attr(item, "event_type")?.to_owned();
-    let shard = s_attr(item, "shard")?.to_owned();
-    let dims_raw = s_attr(item, "dims")?;
-    let dims = parse_dims_text(dims_raw).ok_or_else(|| corrupt(format!("bad dims `{dims_raw}`")))?;
-    let num = |name: &str| match item.get(name) {
-        Some(AttributeValue::N(n)) => n.parse::<i64>().map_err(|e| corrupt(e.to_string())),
+fn n_attr(item: &Item, name: &str) -> Result<u64, StoreError> {
+    match item.get(name) {
+        Some(AttributeValue::N(n)) => n.parse().map_err(corrupt),
         _ => Err(corrupt(format!("item lacks number attribute `{name}`"))),
+    }
+}
+
+fn b_attr<'a>(item: &'a Item, name: &str) -> Result<&'a [u8], StoreError> {
+    match item.get(name) {
+        Some(AttributeValue::B(b)) => Ok(b.as_ref()),
+        _ => Err(corrupt(format!("item lacks binary attribute `{name}`"))),
+    }
+}
+
+fn seq_attr(item: &Item, name: &str) -> Result<SeqNo, StoreError> {
+    s_attr(item, name)?.parse().map_err(corrupt)
+}
+
+/// Reassembles links from link and part items in sort-key order.
+fn links_of(items: Vec<Item>) -> Result<Vec<Link>, StoreError> {
+    let mut out = Vec::new();
+    let mut open: Option<(SeqNo, SeqNo, u64, u64, Vec<u8>)> = None; // prev, last, n, parts left, bytes
+    let finish = |o: Option<(SeqNo, SeqNo, u64, u64, Vec<u8>)>, out: &mut Vec<Link>| -> Result<(), StoreError> {
+        if let Some((prev, last, n, left, bytes)) = o {
+            if left != 0 {
+                return Err(corrupt("link is missing parts"));
+            }
+            out.push(Link { prev, last, n, entries: decode_entries(&bytes).map_err(corrupt)? });
+        }
+        Ok(())
     };
-    let window = u32::try_from(num("window_secs")?)
-        .ok()
-        .and_then(WindowSize::from_secs)
-        .ok_or_else(|| corrupt("bad window_secs".into()))?;
-    let window_start = num("window_start")?;
-    let guard = s_attr(item, "guard")?.parse::<SeqNo>().map_err(|e| corrupt(e.to_string()))?;
-    let state = match item.get("state") {
-        Some(AttributeValue::B(b)) => AggState::decode(b.as_ref()).map_err(|e| corrupt(e.to_string()))?,
-        _ => return Err(corrupt("item lacks binary attribute `state`".into())),
-    };
-    Ok((AggKey { event_type, window, window_start, dims }, shard, Partial { guard, state }))
+    for item in items {
+        let sk = s_attr(&item, "sk")?;
+        let mut fields = sk.splitn(4, '#').skip(2);
+        let prev: SeqNo = fields.next().ok_or_else(|| corrupt("bad link key"))?.parse().map_err(corrupt)?;
+        let chunk = b_attr(&item, "entries")?;
+        if fields.next().is_some() {
+            match open.as_mut() {
+                Some((p, _, _, left, bytes)) if *p == prev && *left > 0 => {
+                    *left -= 1;
+                    bytes.extend_from_slice(chunk);
+                }
+                _ => return Err(corrupt("link part without its link")),
+            }
+        } else {
+            finish(open.take(), &mut out)?;
+            let parts = if item.contains_key("parts") { n_attr(&item, "parts")? } else { 1 };
+            open = Some((prev, seq_attr(&item, "last")?, n_attr(&item, "n")?, parts.saturating_sub(1), chunk.to_vec()));
+        }
+    }
+    finish(open, &mut out)?;
+    Ok(out)
+}
+
+fn partial_of(item: &Item) -> Result<(String, Vec<DimValue>, Partial), StoreError> {
+    let sk = s_attr(item, "sk")?;
+    let rest = sk.strip_prefix("P#").ok_or_else(|| corrupt("bad partial key"))?;
+    let (shard, dims) = rest.split_once('#').ok_or_else(|| corrupt("bad partial key"))?;
+    let dims = parse_dims_text(dims).ok_or_else(|| corrupt(format!("bad dims `{dims}`")))?;
+    let state = AggState::decode(b_attr(item, "state")?).map_err(corrupt)?;
+    Ok((shard.to_owned(), dims, Partial { guard: seq_attr(item, "guard")?, state }))
 }
 
 impl DynamoAggregateStore {
@@ -139,7 +235,7 @@ impl DynamoAggregateStore {
     pub fn with_metrics(mut self, metrics: &sluice_telemetry::Metrics) -> Self {
         self.metric = Some(metrics.counter(
             "sluice_aggregates_write_units_total",
-            "DynamoDB write request units consumed by aggregate partial writes",
+            "DynamoDB write request units consumed by aggregate writes",
             &[("table", self.table.as_str())],
         ));
         self
@@ -148,6 +244,13 @@ impl DynamoAggregateStore {
     /// Write request units consumed so far by this store (and its clones).
     pub fn write_units(&self) -> u64 {
         self.write_units.load(Ordering::Relaxed)
+    }
+
+    fn charge(&self, units: u64) {
+        self.write_units.fetch_add(units, Ordering::Relaxed);
+        if let Some(m) = &self.metric {
+            m.add(units);
+        }
     }
 
     /// Creates the table (on-demand billing) as documented in the module docs, and waits until
@@ -184,82 +287,172 @@ impl DynamoAggregateStore {
         Err(StoreError::Unavailable(format!("table {table} did not become active")))
     }
 
-    async fn load_chunk(&self, shard: &str, keys: &[AggKey]) -> Result<HashMap<(String, String), Partial>, StoreError> {
-        let mut pending: Vec<HashMap<String, AttributeValue>> = keys
-            .iter()
-            .map(|k| {
-                HashMap::from([
-                    ("pk".to_owned(), AttributeValue::S(partition_key(k))),
-                    ("sk".to_owned(), AttributeValue::S(sort_key(k, shard))),
-                ])
-            })
-            .collect();
-        let mut found = HashMap::new();
-        let mut attempt = 0u32;
-        while !pending.is_empty() {
-            let request = KeysAndAttributes::builder()
-                .set_keys(Some(std::mem::take(&mut pending)))
+    /// Every item of partition `pk` with `lo <= sk <= hi`, in sort-key order, all pages.
+    async fn query_range(&self, pk: &str, lo: &str, hi: &str) -> Result<Vec<Item>, StoreError> {
+        let mut out = Vec::new();
+        let mut next: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+                .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
+                .expression_attribute_values(":lo", AttributeValue::S(lo.to_owned()))
+                .expression_attribute_values(":hi", AttributeValue::S(hi.to_owned()))
                 .consistent_read(true)
-                .build()
+                .set_exclusive_start_key(next.take())
+                .send()
+                .await
                 .map_err(unavailable)?;
-            let out =
-                self.client.batch_get_item().request_items(&self.table, request).send().await.map_err(unavailable)?;
-            for item in out.responses().and_then(|r| r.get(&self.table)).into_iter().flatten() {
-                let (k, s, p) = decode_item(item)?;
-                found.insert((partition_key(&k), sort_key(&k, &s)), p);
-            }
-            if let Some(left) = out.unprocessed_keys().and_then(|u| u.get(&self.table)) {
-                pending = left.keys().to_vec();
-                if !pending.is_empty() {
-                    attempt += 1;
-                    if attempt > 8 {
-                        return Err(StoreError::Unavailable("BatchGetItem kept returning unprocessed keys".into()));
-                    }
-                    tokio::time::sleep(Duration::from_millis(20 << attempt.min(6))).await;
-                }
+            out.extend(page.items().iter().cloned());
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => next = Some(k.clone()),
+                _ => return Ok(out),
             }
         }
-        Ok(found)
+    }
+
+    /// The links of `shard` in partition `pk` with `prev >= from`.
+    async fn chain_links(&self, pk: &str, shard: &str, from: SeqNo) -> Result<Vec<Link>, StoreError> {
+        let prefix = link_prefix(shard);
+        links_of(self.query_range(pk, &format!("{prefix}{}", from.padded()), &format!("{prefix}\u{7f}")).await?)
+    }
+
+    async fn read_window(&self, window: WindowKey) -> Result<Vec<ShardWindow>, StoreError> {
+        let pk = partition_key(&window);
+        let mut shards: BTreeMap<String, ShardWindow> = BTreeMap::new();
+        fn entry<'a>(shards: &'a mut BTreeMap<String, ShardWindow>, w: &WindowKey, shard: &str) -> &'a mut ShardWindow {
+            shards.entry(shard.to_owned()).or_insert_with(|| ShardWindow {
+                window: w.clone(),
+                shard: shard.to_owned(),
+                partials: Vec::new(),
+                links: Vec::new(),
+            })
+        }
+        let mut marks: BTreeMap<String, SeqNo> = BTreeMap::new();
+        for item in self.query_range(&pk, "M#", "P#\u{7f}").await? {
+            let sk = s_attr(&item, "sk")?;
+            if let Some(shard) = sk.strip_prefix("M#") {
+                marks.insert(shard.to_owned(), seq_attr(&item, "upto")?);
+                entry(&mut shards, &window, shard);
+            } else {
+                let (shard, dims, p) = partial_of(&item)?;
+                entry(&mut shards, &window, &shard).partials.push((dims, p));
+            }
+        }
+        // Marked shards from their mark; everything between them (shards never folded) whole.
+        let mut ranges: Vec<(String, String)> = Vec::new();
+        let mut gap_start = "L#".to_owned();
+        for (shard, mark) in &marks {
+            ranges.push((gap_start, format!("L#{shard}\"")));
+            ranges.push((format!("L#{shard}#{}", mark.padded()), format!("L#{shard}#\u{7f}")));
+            gap_start = format!("L#{shard}$");
+        }
+        ranges.push((gap_start, "L$".to_owned()));
+        for (lo, hi) in ranges.into_iter().filter(|(lo, hi)| lo <= hi) {
+            let items = self.query_range(&pk, &lo, &hi).await?;
+            let mut by_shard: BTreeMap<String, Vec<Item>> = BTreeMap::new();
+            for item in items {
+                let sk = s_attr(&item, "sk")?;
+                let shard = sk.split('#').nth(1).ok_or_else(|| corrupt("bad link key"))?.to_owned();
+                by_shard.entry(shard).or_default().push(item);
+            }
+            for (shard, items) in by_shard {
+                entry(&mut shards, &window, &shard).links.extend(links_of(items)?);
+            }
+        }
+        Ok(shards.into_values().collect())
+    }
+
+    async fn transact_append(&self, items: Vec<Item>) -> Result<PutOutcome, StoreError> {
+        let units = append_units(&items);
+        let mut request = self.client.transact_write_items();
+        for item in items {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(unavailable)?;
+            request = request.transact_items(TransactWriteItem::builder().put(put).build());
+        }
+        let result = request.send().await;
+        self.charge(units);
+        match result {
+            Ok(_) => Ok(PutOutcome::Written),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(TransactWriteItemsError::TransactionCanceledException(t))
+                        if t.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed"))
+                ) =>
+            {
+                Ok(PutOutcome::Conflict)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
     }
 }
 
 impl AggregateStore for DynamoAggregateStore {
-    async fn load(&self, shard: &str, keys: &[AggKey]) -> Result<Vec<Option<Partial>>, StoreError> {
-        let mut found = HashMap::new();
-        let owned: Vec<Vec<AggKey>> = keys.chunks(BATCH_GET_MAX).map(<[AggKey]>::to_vec).collect();
-        let chunks: Vec<_> = futures::stream::iter(owned)
-            .map(|chunk| async move { self.load_chunk(shard, &chunk).await })
-            .buffer_unordered(8)
-            .collect()
-            .await;
-        for chunk in chunks {
-            found.extend(chunk?);
+    async fn head(&self, shard: &str, window: &WindowKey) -> Result<ChainHead, StoreError> {
+        let pk = partition_key(window);
+        let prefix = link_prefix(shard);
+        let newest = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+            .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
+            .expression_attribute_values(":lo", AttributeValue::S(prefix.clone()))
+            .expression_attribute_values(":hi", AttributeValue::S(format!("{prefix}\u{7f}")))
+            .scan_index_forward(false)
+            .limit(1)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let mark = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(pk))
+            .key("sk", AttributeValue::S(mark_key(shard)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let mut head = ChainHead::default();
+        if let Some(item) = newest.items().first() {
+            head.last = seq_attr(item, "last")?;
+            head.n = n_attr(item, "n")?;
         }
-        Ok(keys.iter().map(|k| found.remove(&(partition_key(k), sort_key(k, shard)))).collect())
+        if let Some(item) = mark.item() {
+            head.folded = seq_attr(item, "upto")?;
+            head.folded_n = n_attr(item, "n")?;
+        }
+        Ok(head)
     }
 
-    async fn put(
-        &self,
-        shard: &str,
-        key: &AggKey,
-        expected: Option<SeqNo>,
-        new: &Partial,
-    ) -> Result<PutOutcome, StoreError> {
-        let item = item(key, shard, new);
-        let units = write_units(&item);
-        let request = self.client.put_item().table_name(&self.table).set_item(Some(item));
-        let request = match expected {
-            None => request.condition_expression("attribute_not_exists(pk)"),
-            Some(g) => request
-                .condition_expression("guard = :expected")
-                .expression_attribute_values(":expected", AttributeValue::S(g.padded())),
-        };
-        let result = request.send().await;
-        // A failed conditional write consumes write units too.
-        self.write_units.fetch_add(units, Ordering::Relaxed);
-        if let Some(m) = &self.metric {
-            m.add(units);
+    async fn append(&self, shard: &str, window: &WindowKey, link: &Link) -> Result<PutOutcome, StoreError> {
+        let items = link_items(shard, window, link)?;
+        if items.len() > 1 {
+            return self.transact_append(items).await;
         }
+        let Some(item) = items.into_iter().next() else {
+            return Err(corrupt("empty link body"));
+        };
+        let units = write_units(&item);
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        self.charge(units); // a failed conditional write consumes write units too
         match result {
             Ok(_) => Ok(PutOutcome::Written),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
@@ -269,14 +462,72 @@ impl AggregateStore for DynamoAggregateStore {
         }
     }
 
-    async fn scan(
+    async fn links(&self, shard: &str, window: &WindowKey, from: SeqNo) -> Result<Vec<Link>, StoreError> {
+        self.chain_links(&partition_key(window), shard, from).await
+    }
+
+    async fn partials(&self, shard: &str, window: &WindowKey) -> Result<Vec<(Vec<DimValue>, Partial)>, StoreError> {
+        let prefix = format!("P#{shard}#");
+        let items = self.query_range(&partition_key(window), &prefix, &format!("{prefix}\u{7f}")).await?;
+        items.iter().map(|i| partial_of(i).map(|(_, d, p)| (d, p))).collect()
+    }
+
+    async fn put_partial(
+        &self,
+        shard: &str,
+        key: &AggKey,
+        expected: Option<SeqNo>,
+        new: &Partial,
+    ) -> Result<PutOutcome, StoreError> {
+        let item = partial_item(shard, key, new);
+        let units = write_units(&item);
+        let request = self.client.put_item().table_name(&self.table).set_item(Some(item));
+        let request = match expected {
+            None => request.condition_expression("attribute_not_exists(pk)"),
+            Some(g) => request
+                .condition_expression("guard = :expected")
+                .expression_attribute_values(":expected", AttributeValue::S(g.padded())),
+        };
+        let result = request.send().await;
+        self.charge(units);
+        match result {
+            Ok(_) => Ok(PutOutcome::Written),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                Ok(PutOutcome::Conflict)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn mark_folded(&self, shard: &str, window: &WindowKey, upto: SeqNo, n: u64) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(partition_key(window)))
+            .key("sk", AttributeValue::S(mark_key(shard)))
+            .update_expression("SET upto = :upto, n = :n")
+            .condition_expression("attribute_not_exists(pk) OR n < :n")
+            .expression_attribute_values(":upto", AttributeValue::S(upto.padded()))
+            .expression_attribute_values(":n", AttributeValue::N(n.to_string()))
+            .send()
+            .await;
+        self.charge(1);
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn read(
         &self,
         event_type: &str,
-        window: WindowSize,
+        size: WindowSize,
         from: i64,
         to: i64,
-    ) -> Result<Vec<(AggKey, String, AggState)>, StoreError> {
-        let step = i128::from(window.secs());
+    ) -> Result<Vec<ShardWindow>, StoreError> {
+        let step = i128::from(size.secs());
         let (from, to) = (i128::from(from), i128::from(to));
         let first = from.div_euclid(step) * step + if from.rem_euclid(step) == 0 { 0 } else { step };
         let count = if to > first { (to - first + step - 1) / step } else { 0 };
@@ -285,41 +536,13 @@ impl AggregateStore for DynamoAggregateStore {
         }
         let first = i64::try_from(first).unwrap_or(i64::MAX);
         let (count, step) = (count as i64, step as i64);
-        let starts: Vec<i64> = (0..count).map(|i| first + i * step).collect();
-        let parts: Vec<Result<Vec<_>, StoreError>> = futures::stream::iter(starts)
-            .map(|start| {
-                let pk = partition_key(&AggKey {
+        let parts: Vec<Result<Vec<ShardWindow>, StoreError>> = futures::stream::iter(0..count)
+            .map(|i| {
+                self.read_window(WindowKey {
                     event_type: event_type.to_owned(),
-                    window,
-                    window_start: start,
-                    dims: Vec::new(),
-                });
-                async move {
-                    let mut out = Vec::new();
-                    let mut next: Option<HashMap<String, AttributeValue>> = None;
-                    loop {
-                        let page = self
-                            .client
-                            .query()
-                            .table_name(&self.table)
-                            .key_condition_expression("pk = :pk")
-                            .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
-                            .consistent_read(true)
-                            .set_exclusive_start_key(next.take())
-                            .send()
-                            .await
-                            .map_err(unavailable)?;
-                        for item in page.items() {
-                            let (k, s, p) = decode_item(item)?;
-                            out.push((k, s, p.state));
-                        }
-                        match page.last_evaluated_key() {
-                            Some(k) if !k.is_empty() => next = Some(k.clone()),
-                            _ => break,
-                        }
-                    }
-                    Ok(out)
-                }
+                    window: size,
+                    window_start: first + i * step,
+                })
             })
             .buffered(8)
             .collect()

@@ -1,36 +1,103 @@
-//! The AggregateStore port: one partial per (key, shard), guarded by the highest sequence number
-//! applied, and the exactly-once apply protocol over it ([`apply_batch`]).
+//! The AggregateStore port: per (window, shard) an append-only chain of per-batch deltas
+//! ("links") guarded by the highest sequence number applied, folded from time to time into one
+//! partial per (key, shard); and the exactly-once protocol over it ([`apply_batch`], [`fold`],
+//! [`scan`]).
+//!
+//! A *window* here is ([`WindowKey`]) an event type's window of one size and start; its *keys*
+//! are the dimension values seen in it. Why chains: rewriting each key's whole partial every
+//! batch costs DynamoDB ~100k write units per 1M events; appending one compressed link per
+//! (window, shard) per batch costs what the batch's delta weighs (see ARCHITECTURE.md).
 //!
 //! Adapters: [`sqlite::SqliteAggregateStore`] (embedded) and [`dynamodb::DynamoAggregateStore`].
 //! Both pass the same contract suite (`tests/it/contract.rs`).
 
 use std::future::Future;
 
-use crate::key::AggKey;
+use crate::key::{AggKey, DimValue};
 use crate::seq::SeqNo;
 use crate::state::AggState;
 use crate::window::WindowSize;
 
 pub mod apply;
 pub mod dynamodb;
+pub mod link;
 pub mod sqlite;
 
-pub use apply::{ApplyPolicy, ApplyReport, apply_batch};
+pub use apply::{ApplyPolicy, ApplyReport, apply_batch, fold, merge_window, scan};
 
-/// The stored partial of one (key, shard): the merged state of every record of that shard with a
-/// sequence number `<= guard` that belongs to the key (records of a shard arrive in order, so
-/// "applied" is a prefix of the shard).
+/// One event type's window of one size and start: the unit a chain belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WindowKey {
+    pub event_type: String,
+    pub window: WindowSize,
+    /// Window start, Unix seconds.
+    pub window_start: i64,
+}
+
+impl WindowKey {
+    /// The key of `dims` in this window.
+    pub fn key(&self, dims: Vec<DimValue>) -> AggKey {
+        AggKey { event_type: self.event_type.clone(), window: self.window, window_start: self.window_start, dims }
+    }
+}
+
+impl AggKey {
+    /// The window this key belongs to.
+    pub fn window_key(&self) -> WindowKey {
+        WindowKey { event_type: self.event_type.clone(), window: self.window, window_start: self.window_start }
+    }
+}
+
+/// One appended delta of a (window, shard) chain: the merged contribution, per key, of every
+/// record of the shard in this window with a sequence number in `(prev, last]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Link {
+    /// The chain head this link was appended to ([`SeqNo::ZERO`] for the first link).
+    pub prev: SeqNo,
+    /// The highest sequence number it contains: the chain head after it.
+    pub last: SeqNo,
+    /// Its position in the chain (1 for the first link).
+    pub n: u64,
+    /// Per key (dimension values), the delta.
+    pub entries: Vec<(Vec<DimValue>, AggState)>,
+}
+
+/// Where a (window, shard) chain stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ChainHead {
+    /// `last` of the newest link ([`SeqNo::ZERO`]: no link yet).
+    pub last: SeqNo,
+    /// `n` of the newest link (0: none).
+    pub n: u64,
+    /// `last` of the newest link folded into the partials ([`SeqNo::ZERO`]: none).
+    pub folded: SeqNo,
+    /// `n` of that link (0: none).
+    pub folded_n: u64,
+}
+
+/// The folded partial of one (key, shard): the merged state of every link of the chain with
+/// `last <= guard` that holds the key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Partial {
     pub guard: SeqNo,
     pub state: AggState,
 }
 
+/// What a reader needs of one (window, shard): its partials and the links not yet folded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShardWindow {
+    pub window: WindowKey,
+    pub shard: String,
+    pub partials: Vec<(Vec<DimValue>, Partial)>,
+    /// Links with `prev >=` the fold mark, in chain order.
+    pub links: Vec<Link>,
+}
+
 /// Outcome of a compare-and-set write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PutOutcome {
     Written,
-    /// The stored guard was not the expected one (a concurrent or earlier writer): reload.
+    /// The stored state was not the expected one (a concurrent or earlier writer): reload.
     Conflict,
 }
 
@@ -57,26 +124,48 @@ impl StoreError {
     }
 }
 
-/// Storage of per-shard partial aggregates.
+/// Storage of chains, partials and fold marks.
 ///
-/// Guarantees every adapter gives (checked by the contract suite):
-/// - [`put`](AggregateStore::put) is an atomic compare-and-set on the guard: it writes only if
-///   the stored guard equals `expected` (`None`: no item yet), else returns `Conflict` and
-///   changes nothing;
-/// - [`load`](AggregateStore::load) and [`scan`](AggregateStore::scan) return what the last
-///   successful `put` wrote (strongly consistent reads);
-/// - `scan` returns every shard's partial of every key of the event type and window whose
-///   window start is in `[from, to)`.
+/// Guarantees every adapter gives (checked by the contract suite), all reads strongly
+/// consistent:
+/// - [`append`](AggregateStore::append) is an atomic compare-and-set on the chain: it writes
+///   only if no link with the same `prev` exists (the chain head was still `prev`), else returns
+///   `Conflict` and changes nothing; a link is stored whole or not at all;
+/// - [`put_partial`](AggregateStore::put_partial) writes only if the stored guard equals
+///   `expected` (`None`: no partial yet);
+/// - [`mark_folded`](AggregateStore::mark_folded) never lowers the mark;
+/// - [`head`](AggregateStore::head), [`links`](AggregateStore::links),
+///   [`partials`](AggregateStore::partials) and [`read`](AggregateStore::read) return what the
+///   writes above left.
 pub trait AggregateStore: Send + Sync + 'static {
-    /// The partials of `keys` for `shard`, in the same order (`None`: never written).
-    fn load(
+    /// Where the chain of (`window`, `shard`) stands.
+    fn head(&self, shard: &str, window: &WindowKey) -> impl Future<Output = Result<ChainHead, StoreError>> + Send;
+
+    /// Appends `link` to the chain of (`window`, `shard`) if its head is still `link.prev`.
+    fn append(
         &self,
         shard: &str,
-        keys: &[AggKey],
-    ) -> impl Future<Output = Result<Vec<Option<Partial>>, StoreError>> + Send;
+        window: &WindowKey,
+        link: &Link,
+    ) -> impl Future<Output = Result<PutOutcome, StoreError>> + Send;
+
+    /// The links of (`window`, `shard`) with `prev >= from`, in chain order.
+    fn links(
+        &self,
+        shard: &str,
+        window: &WindowKey,
+        from: SeqNo,
+    ) -> impl Future<Output = Result<Vec<Link>, StoreError>> + Send;
+
+    /// Every folded partial of (`window`, `shard`), by dimension values.
+    fn partials(
+        &self,
+        shard: &str,
+        window: &WindowKey,
+    ) -> impl Future<Output = Result<Vec<(Vec<DimValue>, Partial)>, StoreError>> + Send;
 
     /// Compare-and-set of the partial of (`key`, `shard`).
-    fn put(
+    fn put_partial(
         &self,
         shard: &str,
         key: &AggKey,
@@ -84,13 +173,23 @@ pub trait AggregateStore: Send + Sync + 'static {
         new: &Partial,
     ) -> impl Future<Output = Result<PutOutcome, StoreError>> + Send;
 
-    /// Every shard's partial of `event_type` / `window` with window start in `[from, to)`
-    /// (Unix seconds), as (key, shard, state).
-    fn scan(
+    /// Records that the links up to number `n` (whose `last` is `upto`) are folded, unless a
+    /// higher mark is stored.
+    fn mark_folded(
+        &self,
+        shard: &str,
+        window: &WindowKey,
+        upto: SeqNo,
+        n: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// For every window of `event_type` / `size` with start in `[from, to)` (Unix seconds) and
+    /// every shard that wrote to it: the partials and the links after the fold mark.
+    fn read(
         &self,
         event_type: &str,
-        window: WindowSize,
+        size: WindowSize,
         from: i64,
         to: i64,
-    ) -> impl Future<Output = Result<Vec<(AggKey, String, AggState)>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<ShardWindow>, StoreError>> + Send;
 }

@@ -1,22 +1,27 @@
-//! SQLite adapter of the [`AggregateStore`] port (the embedded runtime): one file, one table.
+//! SQLite adapter of the [`AggregateStore`] port (the embedded runtime): one file, three tables,
+//! all keyed by (event_type, window_secs, window_start, shard, ...):
+//! - `aggregate_links(..., prev, last, n, entries)`, primary key on `prev`: a chain append is an
+//!   `INSERT` that fails on an existing `prev`;
+//! - `aggregate_folded(..., upto, n)`: the fold mark;
+//! - `aggregate_key_partials(..., dims, guard, state)`: folded partials.
 //!
-//! Table `aggregate_partials(event_type, window_secs, window_start, dims, shard, guard, state)`,
-//! primary key (event_type, window_secs, window_start, dims, shard); `guard` is the 76-digit
-//! zero-padded sequence number, `state` the [`AggState`] encoding. The compare-and-set runs in a
-//! `BEGIN IMMEDIATE` transaction, so it is atomic across connections and processes.
+//! Sequence numbers are stored as 76-digit zero-padded text (ordered as numbers), states as the
+//! [`AggState`] encoding, link entries as [`super::link`] bodies. Every write is one statement
+//! or one `BEGIN IMMEDIATE` transaction, so it is atomic across connections and processes.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::{AggregateStore, Partial, PutOutcome, StoreError};
-use crate::key::{AggKey, parse_dims_text};
+use super::link::{decode_entries, encode_entries};
+use super::{AggregateStore, ChainHead, Link, Partial, PutOutcome, ShardWindow, StoreError, WindowKey};
+use crate::key::{AggKey, DimValue, parse_dims_text};
 use crate::seq::SeqNo;
 use crate::state::AggState;
 use crate::window::WindowSize;
 
-/// SQLite-backed partials. Cheap to clone (shares one connection).
+/// SQLite-backed chains and partials. Cheap to clone (shares one connection).
 #[derive(Clone)]
 pub struct SqliteAggregateStore {
     conn: Arc<Mutex<Connection>>,
@@ -32,19 +37,43 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
 const SCHEMA: &str = "
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
 PRAGMA busy_timeout = 5000;
-CREATE TABLE IF NOT EXISTS aggregate_partials (
+CREATE TABLE IF NOT EXISTS aggregate_links (
     event_type   TEXT    NOT NULL,
     window_secs  INTEGER NOT NULL,
     window_start INTEGER NOT NULL,
-    dims         TEXT    NOT NULL,
     shard        TEXT    NOT NULL,
+    prev         TEXT    NOT NULL,
+    last         TEXT    NOT NULL,
+    n            INTEGER NOT NULL,
+    entries      BLOB    NOT NULL,
+    PRIMARY KEY (event_type, window_secs, window_start, shard, prev)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS aggregate_folded (
+    event_type   TEXT    NOT NULL,
+    window_secs  INTEGER NOT NULL,
+    window_start INTEGER NOT NULL,
+    shard        TEXT    NOT NULL,
+    upto         TEXT    NOT NULL,
+    n            INTEGER NOT NULL,
+    PRIMARY KEY (event_type, window_secs, window_start, shard)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS aggregate_key_partials (
+    event_type   TEXT    NOT NULL,
+    window_secs  INTEGER NOT NULL,
+    window_start INTEGER NOT NULL,
+    shard        TEXT    NOT NULL,
+    dims         TEXT    NOT NULL,
     guard        TEXT    NOT NULL,
     state        BLOB    NOT NULL,
-    PRIMARY KEY (event_type, window_secs, window_start, dims, shard)
+    PRIMARY KEY (event_type, window_secs, window_start, shard, dims)
 ) WITHOUT ROWID;
 ";
 
@@ -79,60 +108,149 @@ impl SqliteAggregateStore {
     }
 }
 
-fn decode_partial(guard: &str, state: &[u8]) -> Result<Partial, StoreError> {
-    let guard = guard.parse::<SeqNo>().map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let state = AggState::decode(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    Ok(Partial { guard, state })
+fn seq(text: &str) -> Result<SeqNo, StoreError> {
+    text.parse::<SeqNo>().map_err(corrupt)
+}
+
+fn count(n: i64) -> Result<u64, StoreError> {
+    u64::try_from(n).map_err(corrupt)
+}
+
+fn link_of(prev: &str, last: &str, n: i64, entries: &[u8]) -> Result<Link, StoreError> {
+    Ok(Link { prev: seq(prev)?, last: seq(last)?, n: count(n)?, entries: decode_entries(entries).map_err(corrupt)? })
+}
+
+fn chain_head(conn: &Connection, shard: &str, w: &WindowKey) -> Result<ChainHead, StoreError> {
+    let newest: Option<(String, i64)> = conn
+        .prepare_cached(
+            "SELECT last, n FROM aggregate_links WHERE event_type = ?1 AND window_secs = ?2 \
+             AND window_start = ?3 AND shard = ?4 ORDER BY prev DESC LIMIT 1",
+        )
+        .and_then(|mut s| {
+            s.query_row(params![w.event_type, w.window.secs(), w.window_start, shard], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .map_err(unavailable)?;
+    let folded = folded_mark(conn, shard, w)?;
+    let mut head = ChainHead::default();
+    if let Some((last, n)) = newest {
+        head.last = seq(&last)?;
+        head.n = count(n)?;
+    }
+    if let Some((upto, n)) = folded {
+        head.folded = upto;
+        head.folded_n = n;
+    }
+    Ok(head)
+}
+
+fn folded_mark(conn: &Connection, shard: &str, w: &WindowKey) -> Result<Option<(SeqNo, u64)>, StoreError> {
+    let row: Option<(String, i64)> = conn
+        .prepare_cached(
+            "SELECT upto, n FROM aggregate_folded WHERE event_type = ?1 AND window_secs = ?2 \
+             AND window_start = ?3 AND shard = ?4",
+        )
+        .and_then(|mut s| {
+            s.query_row(params![w.event_type, w.window.secs(), w.window_start, shard], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .map_err(unavailable)?;
+    row.map(|(u, n)| Ok((seq(&u)?, count(n)?))).transpose()
+}
+
+fn chain_links(conn: &Connection, shard: &str, w: &WindowKey, from: SeqNo) -> Result<Vec<Link>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT prev, last, n, entries FROM aggregate_links WHERE event_type = ?1 AND window_secs = ?2 \
+             AND window_start = ?3 AND shard = ?4 AND prev >= ?5 ORDER BY prev",
+        )
+        .map_err(unavailable)?;
+    let rows = stmt
+        .query_map(params![w.event_type, w.window.secs(), w.window_start, shard, from.padded()], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, Vec<u8>>(3)?))
+        })
+        .map_err(unavailable)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (prev, last, n, entries) = row.map_err(unavailable)?;
+        out.push(link_of(&prev, &last, n, &entries)?);
+    }
+    Ok(out)
+}
+
+fn key_partials(conn: &Connection, shard: &str, w: &WindowKey) -> Result<Vec<(Vec<DimValue>, Partial)>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT dims, guard, state FROM aggregate_key_partials WHERE event_type = ?1 AND window_secs = ?2 \
+             AND window_start = ?3 AND shard = ?4 ORDER BY dims",
+        )
+        .map_err(unavailable)?;
+    let rows = stmt
+        .query_map(params![w.event_type, w.window.secs(), w.window_start, shard], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Vec<u8>>(2)?))
+        })
+        .map_err(unavailable)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (dims, guard, state) = row.map_err(unavailable)?;
+        let dims = parse_dims_text(&dims).ok_or_else(|| corrupt(format!("bad dims `{dims}`")))?;
+        out.push((dims, Partial { guard: seq(&guard)?, state: AggState::decode(&state).map_err(corrupt)? }));
+    }
+    Ok(out)
 }
 
 impl AggregateStore for SqliteAggregateStore {
-    async fn load(&self, shard: &str, keys: &[AggKey]) -> Result<Vec<Option<Partial>>, StoreError> {
-        let shard = shard.to_owned();
-        let keys = keys.to_vec();
+    async fn head(&self, shard: &str, window: &WindowKey) -> Result<ChainHead, StoreError> {
+        let (shard, w) = (shard.to_owned(), window.clone());
+        self.with_conn(move |conn| chain_head(conn, &shard, &w)).await
+    }
+
+    async fn append(&self, shard: &str, window: &WindowKey, link: &Link) -> Result<PutOutcome, StoreError> {
+        let (shard, w) = (shard.to_owned(), window.clone());
+        let entries = encode_entries(&link.entries).map_err(unavailable)?;
+        let (prev, last, n) = (link.prev.padded(), link.last.padded(), i64::try_from(link.n).map_err(corrupt)?);
         self.with_conn(move |conn| {
-            let mut stmt = conn
+            let inserted = conn
                 .prepare_cached(
-                    "SELECT guard, state FROM aggregate_partials WHERE event_type = ?1 \
-                     AND window_secs = ?2 AND window_start = ?3 AND dims = ?4 AND shard = ?5",
+                    "INSERT INTO aggregate_links (event_type, window_secs, window_start, shard, prev, last, n, entries) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
                 )
+                .and_then(|mut s| {
+                    s.execute(params![w.event_type, w.window.secs(), w.window_start, shard, prev, last, n, entries])
+                })
                 .map_err(unavailable)?;
-            let mut out = Vec::with_capacity(keys.len());
-            for k in &keys {
-                let row: Option<(String, Vec<u8>)> = stmt
-                    .query_row(params![k.event_type, k.window.secs(), k.window_start, k.dims_text(), shard], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
-                    })
-                    .optional()
-                    .map_err(unavailable)?;
-                out.push(match row {
-                    Some((g, s)) => Some(decode_partial(&g, &s)?),
-                    None => None,
-                });
-            }
-            Ok(out)
+            Ok(if inserted == 1 { PutOutcome::Written } else { PutOutcome::Conflict })
         })
         .await
     }
 
-    async fn put(
+    async fn links(&self, shard: &str, window: &WindowKey, from: SeqNo) -> Result<Vec<Link>, StoreError> {
+        let (shard, w) = (shard.to_owned(), window.clone());
+        self.with_conn(move |conn| chain_links(conn, &shard, &w, from)).await
+    }
+
+    async fn partials(&self, shard: &str, window: &WindowKey) -> Result<Vec<(Vec<DimValue>, Partial)>, StoreError> {
+        let (shard, w) = (shard.to_owned(), window.clone());
+        self.with_conn(move |conn| key_partials(conn, &shard, &w)).await
+    }
+
+    async fn put_partial(
         &self,
         shard: &str,
         key: &AggKey,
         expected: Option<SeqNo>,
         new: &Partial,
     ) -> Result<PutOutcome, StoreError> {
-        let shard = shard.to_owned();
-        let key = key.clone();
-        let guard = new.guard.padded();
-        let state = new.state.encode();
+        let (shard, key) = (shard.to_owned(), key.clone());
+        let (guard, state) = (new.guard.padded(), new.state.encode());
         self.with_conn(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(unavailable)?;
             let dims = key.dims_text();
             let stored: Option<String> = tx
                 .query_row(
-                    "SELECT guard FROM aggregate_partials WHERE event_type = ?1 AND \
-                     window_secs = ?2 AND window_start = ?3 AND dims = ?4 AND shard = ?5",
-                    params![key.event_type, key.window.secs(), key.window_start, dims, shard],
+                    "SELECT guard FROM aggregate_key_partials WHERE event_type = ?1 AND window_secs = ?2 \
+                     AND window_start = ?3 AND shard = ?4 AND dims = ?5",
+                    params![key.event_type, key.window.secs(), key.window_start, shard, dims],
                     |r| r.get(0),
                 )
                 .optional()
@@ -141,10 +259,9 @@ impl AggregateStore for SqliteAggregateStore {
                 return Ok(PutOutcome::Conflict);
             }
             tx.execute(
-                "INSERT OR REPLACE INTO aggregate_partials \
-                 (event_type, window_secs, window_start, dims, shard, guard, state) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![key.event_type, key.window.secs(), key.window_start, dims, shard, guard, state],
+                "INSERT OR REPLACE INTO aggregate_key_partials \
+                 (event_type, window_secs, window_start, shard, dims, guard, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![key.event_type, key.window.secs(), key.window_start, shard, dims, guard, state],
             )
             .map_err(unavailable)?;
             tx.commit().map_err(unavailable)?;
@@ -153,33 +270,58 @@ impl AggregateStore for SqliteAggregateStore {
         .await
     }
 
-    async fn scan(
+    async fn mark_folded(&self, shard: &str, window: &WindowKey, upto: SeqNo, n: u64) -> Result<(), StoreError> {
+        let (shard, w) = (shard.to_owned(), window.clone());
+        let n = i64::try_from(n).map_err(corrupt)?;
+        self.with_conn(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO aggregate_folded (event_type, window_secs, window_start, shard, upto, n) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO UPDATE SET upto = excluded.upto, n = excluded.n \
+                 WHERE excluded.n > aggregate_folded.n",
+            )
+            .and_then(|mut s| {
+                s.execute(params![w.event_type, w.window.secs(), w.window_start, shard, upto.padded(), n])
+            })
+            .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn read(
         &self,
         event_type: &str,
-        window: WindowSize,
+        size: WindowSize,
         from: i64,
         to: i64,
-    ) -> Result<Vec<(AggKey, String, AggState)>, StoreError> {
+    ) -> Result<Vec<ShardWindow>, StoreError> {
         let event_type = event_type.to_owned();
         self.with_conn(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT window_start, dims, shard, state FROM aggregate_partials \
-                     WHERE event_type = ?1 AND window_secs = ?2 AND window_start >= ?3 \
-                     AND window_start < ?4 ORDER BY window_start, dims, shard",
-                )
-                .map_err(unavailable)?;
-            let rows = stmt
-                .query_map(params![event_type, window.secs(), from, to], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, Vec<u8>>(3)?))
-                })
-                .map_err(unavailable)?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (start, dims, shard, state) = row.map_err(unavailable)?;
-                let dims = parse_dims_text(&dims).ok_or_else(|| StoreError::Corrupt(format!("bad dims `{dims}`")))?;
-                let state = AggState::decode(&state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                out.push((AggKey { event_type: event_type.clone(), window, window_start: start, dims }, shard, state));
+            let tx = conn.transaction().map_err(unavailable)?; // one snapshot for the whole read
+            let mut chains: Vec<(i64, String)> = Vec::new();
+            for table in ["aggregate_links", "aggregate_key_partials"] {
+                let mut stmt = tx
+                    .prepare_cached(&format!(
+                        "SELECT DISTINCT window_start, shard FROM {table} WHERE event_type = ?1 \
+                         AND window_secs = ?2 AND window_start >= ?3 AND window_start < ?4"
+                    ))
+                    .map_err(unavailable)?;
+                let rows = stmt
+                    .query_map(params![event_type, size.secs(), from, to], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .map_err(unavailable)?;
+                for row in rows {
+                    chains.push(row.map_err(unavailable)?);
+                }
+            }
+            chains.sort();
+            chains.dedup();
+            let mut out = Vec::with_capacity(chains.len());
+            for (start, shard) in chains {
+                let window = WindowKey { event_type: event_type.clone(), window: size, window_start: start };
+                let mark = folded_mark(&tx, &shard, &window)?.map_or(SeqNo::ZERO, |(u, _)| u);
+                let links = chain_links(&tx, &shard, &window, mark)?;
+                let partials = key_partials(&tx, &shard, &window)?;
+                out.push(ShardWindow { window, shard, partials, links });
             }
             Ok(out)
         })

@@ -6,9 +6,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sluice_aggregators::key::DimRef;
-use sluice_aggregators::store::{AggregateStore, Partial, PutOutcome, StoreError};
+use sluice_aggregators::store::{
+    AggregateStore, ChainHead, Link, Partial, PutOutcome, ShardWindow, StoreError, WindowKey, scan,
+};
 use sluice_aggregators::{
-    AggKey, AggState, BatchAggregator, BatchDelta, Contribution, DynamoAggregateStore, Observation, SeqNo,
+    AggKey, AggState, BatchAggregator, BatchDelta, Contribution, DimValue, DynamoAggregateStore, Observation, SeqNo,
     SqliteAggregateStore, WindowConfig, WindowSize,
 };
 
@@ -54,7 +56,7 @@ pub async fn snapshot<S: AggregateStore>(
 ) -> std::collections::BTreeMap<(WindowSize, AggKey), AggState> {
     let mut out: std::collections::BTreeMap<(WindowSize, AggKey), AggState> = std::collections::BTreeMap::new();
     for w in WindowConfig::default().windows {
-        let rows = store.scan(event_type, w, t0().timestamp() - 7200, t0().timestamp() + 7200).await.unwrap();
+        let rows = scan(store, event_type, w, t0().timestamp() - 7200, t0().timestamp() + 7200).await.unwrap();
         for (k, _shard, s) in rows {
             out.entry((w, k)).or_default().merge(&s);
         }
@@ -72,8 +74,8 @@ pub fn expected(event_type: &str, recs: &[Rec]) -> std::collections::BTreeMap<(W
     out
 }
 
-/// Wraps a store; after `puts_before_crash` successful puts every call fails (a crashed
-/// invocation), until `heal`.
+/// Wraps a store; after `writes_before_crash` successful writes (appends, partial puts, fold
+/// marks) every call fails (a crashed invocation).
 #[derive(Clone)]
 pub struct Crashing<S> {
     pub inner: S,
@@ -81,39 +83,64 @@ pub struct Crashing<S> {
 }
 
 impl<S> Crashing<S> {
-    pub fn new(inner: S, puts_before_crash: usize) -> Self {
-        Crashing { inner, remaining: Arc::new(AtomicUsize::new(puts_before_crash)) }
+    pub fn new(inner: S, writes_before_crash: usize) -> Self {
+        Crashing { inner, remaining: Arc::new(AtomicUsize::new(writes_before_crash)) }
+    }
+
+    fn alive(&self) -> Result<(), StoreError> {
+        if self.remaining.load(Ordering::SeqCst) == 0 {
+            return Err(StoreError::Unavailable("crashed".into()));
+        }
+        Ok(())
+    }
+
+    fn write(&self) -> Result<(), StoreError> {
+        self.remaining
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .map(|_| ())
+            .map_err(|_| StoreError::Unavailable("crashed".into()))
     }
 }
 
 impl<S: AggregateStore> AggregateStore for Crashing<S> {
-    async fn load(&self, shard: &str, keys: &[AggKey]) -> Result<Vec<Option<Partial>>, StoreError> {
-        if self.remaining.load(Ordering::SeqCst) == 0 {
-            return Err(StoreError::Unavailable("crashed".into()));
-        }
-        self.inner.load(shard, keys).await
+    async fn head(&self, shard: &str, window: &WindowKey) -> Result<ChainHead, StoreError> {
+        self.alive()?;
+        self.inner.head(shard, window).await
     }
-    async fn put(
+    async fn append(&self, shard: &str, window: &WindowKey, link: &Link) -> Result<PutOutcome, StoreError> {
+        self.write()?;
+        self.inner.append(shard, window, link).await
+    }
+    async fn links(&self, shard: &str, window: &WindowKey, from: SeqNo) -> Result<Vec<Link>, StoreError> {
+        self.alive()?;
+        self.inner.links(shard, window, from).await
+    }
+    async fn partials(&self, shard: &str, window: &WindowKey) -> Result<Vec<(Vec<DimValue>, Partial)>, StoreError> {
+        self.alive()?;
+        self.inner.partials(shard, window).await
+    }
+    async fn put_partial(
         &self,
         shard: &str,
         key: &AggKey,
         expected: Option<SeqNo>,
         new: &Partial,
     ) -> Result<PutOutcome, StoreError> {
-        let ok = self.remaining.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
-        if !ok {
-            return Err(StoreError::Unavailable("crashed".into()));
-        }
-        self.inner.put(shard, key, expected, new).await
+        self.write()?;
+        self.inner.put_partial(shard, key, expected, new).await
     }
-    async fn scan(
+    async fn mark_folded(&self, shard: &str, window: &WindowKey, upto: SeqNo, n: u64) -> Result<(), StoreError> {
+        self.write()?;
+        self.inner.mark_folded(shard, window, upto, n).await
+    }
+    async fn read(
         &self,
         event_type: &str,
-        window: WindowSize,
+        size: WindowSize,
         from: i64,
         to: i64,
-    ) -> Result<Vec<(AggKey, String, AggState)>, StoreError> {
-        self.inner.scan(event_type, window, from, to).await
+    ) -> Result<Vec<ShardWindow>, StoreError> {
+        self.inner.read(event_type, size, from, to).await
     }
 }
 
@@ -135,6 +162,8 @@ pub fn fast_policy() -> sluice_aggregators::ApplyPolicy {
         max_attempts: 2,
         base_backoff: std::time::Duration::from_millis(1),
         concurrency: 8,
+        // Fold often, so every test also exercises folding.
+        fold_after_links: 2,
     }
 }
 
