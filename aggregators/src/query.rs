@@ -3,8 +3,9 @@
 //!
 //! Buckets are the windows whose start lies in `[from, to)`; each merges every shard's partial
 //! and every dimension value not grouped by. Quantiles use the DDSketch rank definition (value at
-//! rank `floor(q * (n - 1))`, within 1% relative), distinct is the HyperLogLog estimate (exact
-//! below 2,049 identities, ~0.8% standard error above).
+//! rank `floor(q * (n - 1))`, within 1% relative), distinct is the HyperLogLog estimate (linear
+//! counting over 2^18 sparse prefixes up to 4,096 identities: exact for small sets bar a rare
+//! collision, <0.2% error; then ~0.8% standard error).
 
 use std::collections::BTreeMap;
 

@@ -8,7 +8,7 @@ use crate::varint;
 pub const ENCODING_VERSION: u8 = 1;
 
 /// Upper bound of [`AggState::encode`]'s output: 40 header bytes, the HLL (at most
-/// 1 + max(10 bytes * 2048 sparse, 10240 dense) bytes) and the quantile sketch (at most
+/// 1 + max(~6.2 KB sparse, 10240 dense) bytes) and the quantile sketch (at most
 /// 10 + 2 * (5 + 2048 * (5 + 10)) bytes): under 84 KiB, far below DynamoDB's 400 KB item limit.
 /// Typical states are 0.1-3 KB (sparse HLL, a few hundred buckets); a dense HLL adds 10 KB.
 pub const MAX_ENCODED_BYTES: usize = 86_016;

@@ -158,7 +158,7 @@ async fn folding_changes_no_answer<S: AggregateStore>(store: S) {
 async fn huge_links_are_stored_whole<S: AggregateStore>(store: S) {
     let mut agg = BatchAggregator::new(WindowConfig::default());
     let mut x = 0x9e37_79b9_u32;
-    for i in 0..40_000u64 {
+    for i in 0..120_000u64 {
         x ^= x << 13;
         x ^= x >> 17;
         x ^= x << 5;
@@ -166,7 +166,7 @@ async fn huge_links_are_stored_whole<S: AggregateStore>(store: S) {
             event_type: Cow::Borrowed("t"),
             occurred_at: t0(),
             received_at: t0(),
-            dims: vec![DimRef::Int((i % 8000) as i64)],
+            dims: vec![DimRef::Int((i % 30_000) as i64)],
             obs: Observation { measure: Some(f64::from(x % 100_000) / 7.0), identity: Some(x) },
         };
         agg.add(seq(i + 1), &c);
@@ -174,7 +174,7 @@ async fn huge_links_are_stored_whole<S: AggregateStore>(store: S) {
     let b = agg.finish();
     let minute = Link {
         prev: sluice_aggregators::SeqNo::ZERO,
-        last: seq(40_000),
+        last: seq(120_000),
         n: 1,
         entries: b
             .deltas
