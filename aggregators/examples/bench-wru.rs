@@ -53,8 +53,8 @@ impl PricedStore {
 }
 
 impl AggregateStore for PricedStore {
-    async fn head(&self, shard: &str, window: &WindowKey) -> Result<ChainHead, StoreError> {
-        self.inner.head(shard, window).await
+    async fn heads(&self, shard: &str, windows: &[WindowKey]) -> Result<Vec<ChainHead>, StoreError> {
+        self.inner.heads(shard, windows).await
     }
     async fn append(&self, shard: &str, window: &WindowKey, link: &Link) -> Result<PutOutcome, StoreError> {
         let items = link_items(shard, window, link)?;

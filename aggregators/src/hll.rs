@@ -360,7 +360,7 @@ impl<'a> BitReader<'a> {
     /// The input after the last byte read; `None` if the unused bits of that byte are not zero.
     fn finish(self) -> Option<&'a [u8]> {
         let used = self.pos.div_ceil(8);
-        if self.pos % 8 != 0 && self.input.get(used - 1)? >> (self.pos % 8) != 0 {
+        if !self.pos.is_multiple_of(8) && self.input.get(used - 1)? >> (self.pos % 8) != 0 {
             return None;
         }
         self.input.get(used..)

@@ -1,9 +1,9 @@
 //! The exactly-once protocol over the [`AggregateStore`] port.
 //!
-//! **Apply** ([`apply_batch`]): for each window a batch touches, read the chain head `h` of
-//! (window, shard); the delta of the batch's records of that window with sequence number `> h`
-//! (recomputed from the batch when it overlaps an applied range) becomes one link appended with
-//! `prev = h`, conditional on the head still being `h`. Records of a shard arrive in order, so
+//! **Apply** ([`apply_batch`]): read the chain heads of every window the batch touches (one
+//! batched read); for each window with head `h`, the delta of the batch's records of that window
+//! with sequence number `> h` (recomputed from the batch when it overlaps an applied range)
+//! becomes one link appended with `prev = h`, conditional on the head still being `h`. Records of a shard arrive in order, so
 //! "applied" is a prefix of the shard per window: replaying a batch, or any re-split of it,
 //! appends nothing already applied, and a crash between appends is repaired by redelivery (the
 //! windows already appended skip, the others append). A conflict rereads the head; a transient
@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
-use super::{AggregateStore, Link, Partial, PutOutcome, StoreError, WindowKey};
+use super::{AggregateStore, ChainHead, Link, Partial, PutOutcome, StoreError, WindowKey};
 use crate::aggregate::BatchDelta;
 use crate::key::{AggKey, DimValue};
 use crate::seq::SeqNo;
@@ -89,16 +89,46 @@ pub async fn apply_batch<S: AggregateStore>(
     batch: &BatchDelta,
     policy: &ApplyPolicy,
 ) -> ApplyReport {
+    let mut report = ApplyReport::default();
     let mut windows: BTreeMap<WindowKey, Vec<usize>> = BTreeMap::new();
     for (i, d) in batch.deltas.iter().enumerate() {
         windows.entry(d.key.window_key()).or_default().push(i);
     }
-    let outcomes: Vec<WindowOutcome> = futures::stream::iter(windows)
-        .map(|(window, keys)| apply_window(store, shard, batch, window, keys, policy))
+    if windows.is_empty() {
+        return report;
+    }
+    let keys: Vec<WindowKey> = windows.keys().cloned().collect();
+    let mut heads = None;
+    let mut error = String::from("no attempt made");
+    for attempt in 0..policy.max_attempts.max(1) {
+        match store.heads(shard, &keys).await {
+            Ok(h) if h.len() == keys.len() => {
+                heads = Some(h);
+                break;
+            }
+            Ok(_) => {
+                error = "store returned a wrong number of chain heads".into();
+                break;
+            }
+            Err(e) => {
+                error = e.to_string();
+                if !e.is_retryable() {
+                    break;
+                }
+                tokio::time::sleep(backoff(policy, attempt)).await;
+            }
+        }
+    }
+    let Some(heads) = heads else {
+        report.failed_from = batch.deltas.iter().map(|d| d.first_seq).min();
+        report.errors.push(error);
+        return report;
+    };
+    let outcomes: Vec<WindowOutcome> = futures::stream::iter(windows.into_iter().zip(heads))
+        .map(|((window, keys), head)| apply_window(store, shard, batch, window, keys, head, policy))
         .buffer_unordered(policy.concurrency.max(1))
         .collect()
         .await;
-    let mut report = ApplyReport::default();
     for o in outcomes {
         match o {
             WindowOutcome::Written { conflicts, fold } => {
@@ -129,22 +159,27 @@ async fn apply_window<S: AggregateStore>(
     batch: &BatchDelta,
     window: WindowKey,
     keys: Vec<usize>,
+    first_head: ChainHead,
     policy: &ApplyPolicy,
 ) -> WindowOutcome {
     let mut conflicts = 0;
     let mut error = String::from("no attempt made");
     let mut first_unapplied = keys.iter().filter_map(|&i| batch.deltas.get(i)).map(|d| d.first_seq).min();
+    let mut known = Some(first_head);
     for attempt in 0..policy.max_attempts.max(1) {
-        let head = match store.head(shard, &window).await {
-            Ok(h) => h,
-            Err(e) => {
-                error = e.to_string();
-                if !e.is_retryable() {
-                    break;
+        let head = match known.take() {
+            Some(h) => h,
+            None => match store.head(shard, &window).await {
+                Ok(h) => h,
+                Err(e) => {
+                    error = e.to_string();
+                    if !e.is_retryable() {
+                        break;
+                    }
+                    tokio::time::sleep(backoff(policy, attempt)).await;
+                    continue;
                 }
-                tokio::time::sleep(backoff(policy, attempt)).await;
-                continue;
-            }
+            },
         };
         let deltas: Vec<_> = keys.iter().filter_map(|&i| batch.delta_above(i, head.last)).collect();
         let (Some(first), Some(last)) =

@@ -12,15 +12,16 @@
 //!   [`crate::state::MAX_ENCODED_BYTES`]), written with `attribute_not_exists(pk)` or
 //!   `guard = :expected`.
 //!
-//! Reads are consistent. The chain head is one `Query` (newest link, `Limit 1`) plus one
-//! `GetItem` (mark). A window read is one `Query` for marks and partials plus one range `Query`
+//! Reads are consistent. The chain heads of a batch's windows are one `Query` per window (newest
+//! link, `Limit 1`) plus one `BatchGetItem` for their marks (unprocessed keys retried with
+//! backoff). A window read is one `Query` for marks and partials plus one range `Query`
 //! per shard for the links at or after its mark (and one per gap between marked shards, for
 //! chains not folded yet), so folded links are never read. Throttling and transient errors are
 //! retried by the SDK's standard retry mode and, above it, by the apply protocol's backoff.
 //! Every write's request units (`ceil(item bytes / 1 KB)`, twice that inside a transaction) are
 //! counted in [`DynamoAggregateStore::write_units`] and `sluice_aggregates_write_units_total`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -28,8 +29,8 @@ use std::time::Duration;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put, ScalarAttributeType,
-    TransactWriteItem,
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, KeysAndAttributes, Put,
+    ScalarAttributeType, TransactWriteItem,
 };
 use futures::StreamExt;
 
@@ -44,6 +45,8 @@ use crate::window::WindowSize;
 pub const MAX_SCAN_WINDOWS: i64 = 10_000;
 /// Largest `entries` chunk per item: well below DynamoDB's 400 KB item limit.
 pub const LINK_PART_BYTES: usize = 350_000;
+/// Most keys per `BatchGetItem`.
+const BATCH_GET_MAX: usize = 100;
 /// Most items in one `TransactWriteItems`.
 const MAX_PARTS: usize = 100;
 
@@ -313,6 +316,60 @@ impl DynamoAggregateStore {
         }
     }
 
+    /// `last` and `n` of the newest link of (`window`, `shard`).
+    async fn newest_link(&self, shard: &str, window: &WindowKey) -> Result<Option<(SeqNo, u64)>, StoreError> {
+        let prefix = link_prefix(shard);
+        let page = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+            .expression_attribute_values(":pk", AttributeValue::S(partition_key(window)))
+            .expression_attribute_values(":lo", AttributeValue::S(prefix.clone()))
+            .expression_attribute_values(":hi", AttributeValue::S(format!("{prefix}\u{7f}")))
+            .scan_index_forward(false)
+            .limit(1)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        page.items().first().map(|item| Ok((seq_attr(item, "last")?, n_attr(item, "n")?))).transpose()
+    }
+
+    /// Consistent `BatchGetItem` of up to 100 (pk, sk) keys; unprocessed keys are retried with
+    /// backoff.
+    async fn batch_get(&self, keys: Vec<(String, String)>) -> Result<Vec<Item>, StoreError> {
+        let mut pending: Vec<Item> = keys
+            .into_iter()
+            .map(|(pk, sk)| {
+                HashMap::from([("pk".to_owned(), AttributeValue::S(pk)), ("sk".to_owned(), AttributeValue::S(sk))])
+            })
+            .collect();
+        let mut found = Vec::new();
+        let mut attempt = 0u32;
+        while !pending.is_empty() {
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut pending)))
+                .consistent_read(true)
+                .build()
+                .map_err(unavailable)?;
+            let out =
+                self.client.batch_get_item().request_items(&self.table, request).send().await.map_err(unavailable)?;
+            found.extend(out.responses().and_then(|r| r.get(&self.table)).into_iter().flatten().cloned());
+            if let Some(left) = out.unprocessed_keys().and_then(|u| u.get(&self.table)) {
+                pending = left.keys().to_vec();
+                if !pending.is_empty() {
+                    attempt += 1;
+                    if attempt > 8 {
+                        return Err(StoreError::Unavailable("BatchGetItem kept returning unprocessed keys".into()));
+                    }
+                    tokio::time::sleep(Duration::from_millis(20 << attempt.min(6))).await;
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// The links of `shard` in partition `pk` with `prev >= from`.
     async fn chain_links(&self, pk: &str, shard: &str, from: SeqNo) -> Result<Vec<Link>, StoreError> {
         let prefix = link_prefix(shard);
@@ -396,43 +453,33 @@ impl DynamoAggregateStore {
 }
 
 impl AggregateStore for DynamoAggregateStore {
-    async fn head(&self, shard: &str, window: &WindowKey) -> Result<ChainHead, StoreError> {
-        let pk = partition_key(window);
-        let prefix = link_prefix(shard);
-        let newest = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
-            .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
-            .expression_attribute_values(":lo", AttributeValue::S(prefix.clone()))
-            .expression_attribute_values(":hi", AttributeValue::S(format!("{prefix}\u{7f}")))
-            .scan_index_forward(false)
-            .limit(1)
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        let mark = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(pk))
-            .key("sk", AttributeValue::S(mark_key(shard)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        let mut head = ChainHead::default();
-        if let Some(item) = newest.items().first() {
-            head.last = seq_attr(item, "last")?;
-            head.n = n_attr(item, "n")?;
+    async fn heads(&self, shard: &str, windows: &[WindowKey]) -> Result<Vec<ChainHead>, StoreError> {
+        // A batch touches a handful of windows: query them all at once.
+        let newest: Vec<Result<Option<(SeqNo, u64)>, StoreError>> =
+            futures::future::join_all(windows.iter().map(|w| self.newest_link(shard, w))).await;
+        let mut marks: HashMap<String, (SeqNo, u64)> = HashMap::new();
+        // BatchGetItem refuses duplicate keys.
+        let unique: Vec<String> = windows.iter().map(partition_key).collect::<BTreeSet<_>>().into_iter().collect();
+        for chunk in unique.chunks(BATCH_GET_MAX) {
+            let keys = chunk.iter().map(|pk| (pk.clone(), mark_key(shard))).collect();
+            for item in self.batch_get(keys).await? {
+                marks.insert(s_attr(&item, "pk")?.to_owned(), (seq_attr(&item, "upto")?, n_attr(&item, "n")?));
+            }
         }
-        if let Some(item) = mark.item() {
-            head.folded = seq_attr(item, "upto")?;
-            head.folded_n = n_attr(item, "n")?;
-        }
-        Ok(head)
+        windows
+            .iter()
+            .zip(newest)
+            .map(|(w, newest)| {
+                let mut head = ChainHead::default();
+                if let Some((last, n)) = newest? {
+                    (head.last, head.n) = (last, n);
+                }
+                if let Some(&(upto, n)) = marks.get(&partition_key(w)) {
+                    (head.folded, head.folded_n) = (upto, n);
+                }
+                Ok(head)
+            })
+            .collect()
     }
 
     async fn append(&self, shard: &str, window: &WindowKey, link: &Link) -> Result<PutOutcome, StoreError> {

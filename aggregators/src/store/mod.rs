@@ -134,12 +134,30 @@ impl StoreError {
 /// - [`put_partial`](AggregateStore::put_partial) writes only if the stored guard equals
 ///   `expected` (`None`: no partial yet);
 /// - [`mark_folded`](AggregateStore::mark_folded) never lowers the mark;
-/// - [`head`](AggregateStore::head), [`links`](AggregateStore::links),
+/// - [`heads`](AggregateStore::heads), [`links`](AggregateStore::links),
 ///   [`partials`](AggregateStore::partials) and [`read`](AggregateStore::read) return what the
 ///   writes above left.
 pub trait AggregateStore: Send + Sync + 'static {
+    /// Where the chains of `shard` in `windows` stand, in the same order.
+    fn heads(
+        &self,
+        shard: &str,
+        windows: &[WindowKey],
+    ) -> impl Future<Output = Result<Vec<ChainHead>, StoreError>> + Send;
+
     /// Where the chain of (`window`, `shard`) stands.
-    fn head(&self, shard: &str, window: &WindowKey) -> impl Future<Output = Result<ChainHead, StoreError>> + Send;
+    fn head(&self, shard: &str, window: &WindowKey) -> impl Future<Output = Result<ChainHead, StoreError>> + Send
+    where
+        Self: Sized,
+    {
+        async move {
+            let mut heads = self.heads(shard, std::slice::from_ref(window)).await?;
+            match (heads.pop(), heads.is_empty()) {
+                (Some(h), true) => Ok(h),
+                _ => Err(StoreError::Unavailable("store returned a wrong number of chain heads".into())),
+            }
+        }
+    }
 
     /// Appends `link` to the chain of (`window`, `shard`) if its head is still `link.prev`.
     fn append(

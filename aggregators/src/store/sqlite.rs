@@ -200,9 +200,13 @@ fn key_partials(conn: &Connection, shard: &str, w: &WindowKey) -> Result<Vec<(Ve
 }
 
 impl AggregateStore for SqliteAggregateStore {
-    async fn head(&self, shard: &str, window: &WindowKey) -> Result<ChainHead, StoreError> {
-        let (shard, w) = (shard.to_owned(), window.clone());
-        self.with_conn(move |conn| chain_head(conn, &shard, &w)).await
+    async fn heads(&self, shard: &str, windows: &[WindowKey]) -> Result<Vec<ChainHead>, StoreError> {
+        let (shard, windows) = (shard.to_owned(), windows.to_vec());
+        self.with_conn(move |conn| {
+            let tx = conn.transaction().map_err(unavailable)?; // one snapshot
+            windows.iter().map(|w| chain_head(&tx, &shard, w)).collect()
+        })
+        .await
     }
 
     async fn append(&self, shard: &str, window: &WindowKey, link: &Link) -> Result<PutOutcome, StoreError> {

@@ -100,6 +100,9 @@ async fn append_is_compare_and_set_on_the_chain_head<S: AggregateStore>(store: S
     assert_eq!(store.head("shardId-other", &w).await.unwrap(), ChainHead::default());
     let other = WindowKey { window_start: w.window_start + 60, ..w.clone() };
     assert_eq!(store.head(SHARD, &other).await.unwrap(), ChainHead::default());
+    // Heads are read in batches, in order.
+    let heads = store.heads(SHARD, &[other.clone(), w.clone(), other]).await.unwrap();
+    assert_eq!(heads, vec![ChainHead::default(), head, ChainHead::default()]);
 }
 
 async fn partials_are_compare_and_set_and_marks_only_rise<S: AggregateStore>(store: S) {

@@ -103,9 +103,9 @@ impl<S> Crashing<S> {
 }
 
 impl<S: AggregateStore> AggregateStore for Crashing<S> {
-    async fn head(&self, shard: &str, window: &WindowKey) -> Result<ChainHead, StoreError> {
+    async fn heads(&self, shard: &str, windows: &[WindowKey]) -> Result<Vec<ChainHead>, StoreError> {
         self.alive()?;
-        self.inner.head(shard, window).await
+        self.inner.heads(shard, windows).await
     }
     async fn append(&self, shard: &str, window: &WindowKey, link: &Link) -> Result<PutOutcome, StoreError> {
         self.write()?;
