@@ -3,6 +3,13 @@
 //! Python Lambda and by DuckDB on the same files.
 //!
 //! `cargo run --release -p sluice-aggregators --example bench-aggregate [-- --batches 8 --no-peers]`
+//! (`--profile`: only loop the headline path, for `perf record -g`).
+//!
+//! The headline row is the aggregator Lambda's own path as the binary wires it: raw invocation
+//! body bytes (handed over by the `RawPayloads` layer, no `serde_json` pass) ->
+//! `KinesisBatch::parse` (what `handler::handle_raw_invocation` runs) -> `handler::prepare_batch`
+//! (the function the handler calls: every record validated against its schema, then
+//! aggregated). Only the store / dead-letter I/O is left out.
 //!
 //! The DynamoDB write cost is reported by `--example bench-wru`.
 
@@ -14,11 +21,14 @@ use std::time::Instant;
 use anyhow::Context as _;
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use base64::Engine as _;
+use chrono::{DateTime, Utc};
 use generate::{GenConfig, Generator, kinesis_batch};
 use serde::Deserialize;
+use sluice_aggregators::WindowConfig;
 use sluice_aggregators::decode::Decoder;
-use sluice_aggregators::{BatchAggregator, SeqNo, WindowConfig};
+use sluice_aggregators::handler::prepare_batch;
 use sluice_schemas::Registry;
+use sluice_stream::kinesis_input::{KinesisBatch, KinesisInput};
 
 #[path = "../../loadtest/src/generate.rs"]
 #[allow(dead_code)]
@@ -40,6 +50,7 @@ struct LeanRecord<'a> {
 struct LeanKinesis<'a> {
     #[serde(borrow)]
     data: &'a str,
+    #[allow(dead_code)]
     #[serde(borrow, rename = "sequenceNumber")]
     sequence_number: &'a str,
 }
@@ -59,43 +70,30 @@ fn reset_peak() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-/// Full handler work from the raw payload: Kinesis JSON (with base64) -> events -> deltas.
-fn from_json(decoder: &Decoder, config: &WindowConfig, json: &[u8]) -> anyhow::Result<usize> {
+/// The headline: the aggregator Lambda's path from the raw payload bytes (see the module docs).
+fn sluice(decoder: &Decoder, config: &WindowConfig, json: &[u8], now: DateTime<Utc>) -> anyhow::Result<usize> {
+    // What the aggregator Lambda does with the raw invocation body.
+    let input = KinesisBatch::parse(json)?;
+    Ok(aggregate(decoder, config, &input, now))
+}
+
+/// The handler's own decode + validate + aggregate step.
+fn aggregate(decoder: &Decoder, config: &WindowConfig, input: &KinesisBatch<'_>, now: DateTime<Utc>) -> usize {
+    let prepared = prepare_batch(decoder, config, input, now);
+    let n = prepared.aggregated();
+    std::hint::black_box(&prepared);
+    n
+}
+
+/// Reference: the same step behind the standard `aws_lambda_events` parse of the payload.
+fn via_aws_lambda_events(
+    decoder: &Decoder,
+    config: &WindowConfig,
+    json: &[u8],
+    now: DateTime<Utc>,
+) -> anyhow::Result<usize> {
     let event: KinesisEvent = serde_json::from_slice(json)?;
-    from_parsed(decoder, config, &event)
-}
-
-/// The work after the Lambda runtime has parsed the payload.
-fn from_parsed(decoder: &Decoder, config: &WindowConfig, event: &KinesisEvent) -> anyhow::Result<usize> {
-    let mut agg = BatchAggregator::new(config.clone());
-    for r in &event.records {
-        let seq: SeqNo = r.kinesis.sequence_number.parse()?;
-        if let Ok((c, _)) = decoder.decode(&r.kinesis.data) {
-            agg.add(seq, &c);
-        }
-    }
-    let n = agg.len();
-    let delta = agg.finish();
-    std::hint::black_box(&delta);
-    Ok(n)
-}
-
-/// Borrowed envelope parse + base64 into a reused buffer + decode + aggregate.
-fn lean(decoder: &Decoder, config: &WindowConfig, json: &[u8]) -> anyhow::Result<usize> {
-    let batch: LeanBatch<'_> = serde_json::from_str(std::str::from_utf8(json)?)?;
-    let mut agg = BatchAggregator::new(config.clone());
-    let mut buf = Vec::with_capacity(2048);
-    for r in &batch.records {
-        buf.clear();
-        base64::engine::general_purpose::STANDARD.decode_vec(r.kinesis.data, &mut buf)?;
-        let seq: SeqNo = r.kinesis.sequence_number.parse()?;
-        if let Ok((c, _)) = decoder.decode(&buf) {
-            agg.add(seq, &c);
-        }
-    }
-    let n = agg.len();
-    std::hint::black_box(agg.finish());
-    Ok(n)
+    Ok(aggregate(decoder, config, &KinesisBatch::from(&event), now))
 }
 
 /// Ceiling: Kinesis JSON + base64 + parse of each payload into a borrowed envelope, no checks.
@@ -174,12 +172,13 @@ async fn main() -> anyhow::Result<()> {
         let registry = Arc::new(Registry::builtin()?);
         let decoder = Decoder::new(Arc::clone(&registry));
         let config = WindowConfig::default();
-        lean(&decoder, &config, &json[..json.len().min(2)]).ok(); // warm code paths, no data
+        let now = Utc::now();
+        sluice(&decoder, &config, br#"{"Records":[]}"#, now)?; // warm code paths, no data
         let before = proc_status("VmRSS:");
         reset_peak();
-        let full = from_json(&decoder, &config, &json)?;
-        let full_kb = proc_status("VmHWM:").saturating_sub(before);
-        println!("{full_kb} {full}");
+        let n = sluice(&decoder, &config, &json, now)?;
+        let kb = proc_status("VmHWM:").saturating_sub(before);
+        println!("{kb} {n}");
         return Ok(());
     }
     let n_batches = arg("--batches", 8);
@@ -195,7 +194,6 @@ async fn main() -> anyhow::Result<()> {
     let mut generator = Generator::new(GenConfig::default());
     let mut files = Vec::new();
     let mut jsons = Vec::new();
-    let mut parsed = Vec::new();
     let mut events = 0usize;
     let mut seq = 0u64;
     for i in 0..n_batches {
@@ -207,7 +205,6 @@ async fn main() -> anyhow::Result<()> {
         std::fs::write(&path, &json)?;
         files.push(path);
         jsons.push(json);
-        parsed.push(batch);
     }
     let mb = jsons.iter().map(Vec::len).sum::<usize>() as f64 / 1e6;
     println!(
@@ -217,10 +214,19 @@ async fn main() -> anyhow::Result<()> {
         dir.display()
     );
 
-    if args.iter().any(|a| a == "--profile-lean") {
-        for _ in 0..10 {
+    let now = Utc::now();
+    // Every generated event is valid: each run must aggregate all of them.
+    let check = |n: usize, expected: usize| -> anyhow::Result<()> {
+        anyhow::ensure!(n == expected, "aggregated {n} of {expected} events");
+        Ok(())
+    };
+    let per_batch: Vec<usize> =
+        jsons.iter().map(|j| KinesisBatch::parse(j).map(|i| i.len())).collect::<Result<_, _>>()?;
+
+    if args.iter().any(|a| a == "--profile" || a == "--profile-lean") {
+        for _ in 0..30 {
             for j in &jsons {
-                lean(&decoder, &config, j)?;
+                sluice(&decoder, &config, j, now)?;
             }
         }
         return Ok(());
@@ -235,28 +241,49 @@ async fn main() -> anyhow::Result<()> {
         peak_kb = peak_kb.max(kb);
     }
 
-    let runs = 3;
+    let runs = 5;
     let r_ceiling = best_rate(events, runs, || {
         for j in &jsons {
             ceiling(j)?;
         }
         Ok(())
     })?;
-    let r_json = best_rate(events, runs, || {
-        for j in &jsons {
-            from_json(&decoder, &config, j)?;
+    let r_sluice = best_rate(events, runs, || {
+        for (j, &n) in jsons.iter().zip(&per_batch) {
+            check(sluice(&decoder, &config, j, now)?, n)?;
         }
         Ok(())
     })?;
-    let r_parsed = best_rate(events, runs, || {
-        for p in &parsed {
-            from_parsed(&decoder, &config, p)?;
+    let r_serde_input = best_rate(events, runs, || {
+        for (j, &n) in jsons.iter().zip(&per_batch) {
+            // The previous wiring: LambdaEvent<KinesisInput>, deserialized by serde_json.
+            let input: KinesisInput = serde_json::from_slice(j)?;
+            check(aggregate(&decoder, &config, &KinesisBatch::from(&input), now), n)?;
         }
         Ok(())
     })?;
-    let r_lean = best_rate(events, runs, || {
+    let r_parse = best_rate(events, runs, || {
         for j in &jsons {
-            lean(&decoder, &config, j)?;
+            std::hint::black_box(KinesisBatch::parse(j)?);
+        }
+        Ok(())
+    })?;
+    let r_owned = best_rate(events, runs, || {
+        for j in &jsons {
+            std::hint::black_box(KinesisInput::from_slice(j)?);
+        }
+        Ok(())
+    })?;
+    let inputs: Vec<KinesisBatch<'_>> = jsons.iter().map(|j| KinesisBatch::parse(j)).collect::<Result<_, _>>()?;
+    let r_prepare = best_rate(events, runs, || {
+        for (input, &n) in inputs.iter().zip(&per_batch) {
+            check(aggregate(&decoder, &config, input, now), n)?;
+        }
+        Ok(())
+    })?;
+    let r_aws = best_rate(events, runs, || {
+        for (j, &n) in jsons.iter().zip(&per_batch) {
+            check(via_aws_lambda_events(&decoder, &config, j, now)?, n)?;
         }
         Ok(())
     })?;
@@ -264,14 +291,23 @@ async fn main() -> anyhow::Result<()> {
     println!();
     println!("| path (1 core; events per CPU-second) | events/s |");
     println!("|---|---:|");
-    println!("| ceiling: Kinesis JSON + base64 + envelope parse, no validation | {r_ceiling:.0} |");
-    println!("| sluice, lean: borrowed Kinesis JSON + base64 + decode/validate + aggregate | {r_lean:.0} |");
-    println!("| sluice, handler input: from parsed KinesisEvent (Lambda runtime parsed it) | {r_parsed:.0} |");
     println!(
-        "| sluice, full: KinesisEvent JSON parse (aws_lambda_events) + decode/validate + aggregate | {r_json:.0} |"
+        "| **sluice (the Lambda's path)**: raw payload bytes -> KinesisBatch::parse -> prepare_batch (decode + validate + aggregate) | {r_sluice:.0} |"
     );
     println!(
-        "peak memory per ~6 MB batch (fresh process, VmHWM above RSS before; full path incl. the 6 MB input parse): {:.1} MB",
+        "| previous wiring: serde_json -> LambdaEvent<KinesisInput> (owned records) -> prepare_batch | {r_serde_input:.0} |"
+    );
+    println!("| stage: payload bytes -> KinesisBatch::parse only (base64 included) | {r_parse:.0} |");
+    println!("| stage: payload bytes -> KinesisInput::from_slice only (owned records, for sinks) | {r_owned:.0} |");
+    println!("| stage: prepare_batch only (decode + validate + aggregate, input already parsed) | {r_prepare:.0} |");
+    println!(
+        "| reference: serde_json -> aws_lambda_events KinesisEvent -> prepare_batch (the standard parse) | {r_aws:.0} |"
+    );
+    println!(
+        "| ceiling: serde Kinesis JSON + base64 crate + borrowed envelope parse, no validation, no aggregation | {r_ceiling:.0} |"
+    );
+    println!(
+        "peak memory per ~6 MB batch (headline path, fresh process, VmHWM above RSS before, incl. the decoded input): {:.1} MB",
         peak_kb as f64 / 1024.0
     );
 
@@ -281,19 +317,12 @@ async fn main() -> anyhow::Result<()> {
         let py_rate = py["events_per_sec"].as_f64().unwrap_or(f64::NAN);
         let duck_rate = duck["events_per_sec"].as_f64().unwrap_or(f64::NAN);
         println!();
-        println!(
-            "| peer (same files, 1 core) | events/s | sluice full / peer | sluice handler input / peer | sluice lean / peer |"
-        );
-        println!("|---|---:|---:|---:|---:|");
+        println!("| peer (same files, 1 core) | events/s | sluice / peer |");
+        println!("|---|---:|---:|");
         for (name, rate) in
             [("Python Lambda (json per record + dicts)", py_rate), ("DuckDB (threads=1, SQL)", duck_rate)]
         {
-            println!(
-                "| {name} | {rate:.0} | {:.1}x | {:.1}x | {:.1}x |",
-                r_json / rate,
-                r_parsed / rate,
-                r_lean / rate
-            );
+            println!("| {name} | {rate:.0} | {:.1}x |", r_sluice / rate);
         }
         println!("python: {py}");
         println!("duckdb: {duck}");

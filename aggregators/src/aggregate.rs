@@ -57,6 +57,20 @@ pub struct Contribution<'a> {
     pub obs: Observation,
 }
 
+impl Contribution<'_> {
+    /// A placeholder (no type, epoch times, no dimensions) to decode into
+    /// ([`crate::decode::Decoder::decode_into`]).
+    pub fn empty() -> Self {
+        Contribution {
+            event_type: std::borrow::Cow::Borrowed(""),
+            occurred_at: DateTime::UNIX_EPOCH,
+            received_at: DateTime::UNIX_EPOCH,
+            dims: Vec::new(),
+            obs: Observation { measure: None, identity: None },
+        }
+    }
+}
+
 /// The delta of one key in one batch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeyDelta {
@@ -93,6 +107,9 @@ pub struct BatchAggregator {
     group_index: HashMap<u64, Vec<u32>, FxBuild>,
     keys: Vec<KeySlot>,
     key_index: HashMap<(u32, u8, i64), u32, FxBuild>,
+    /// Per (group, window): the last (window start, key) used, so consecutive events of a
+    /// group in the same window skip the key map.
+    last_key: Vec<(i64, u32)>,
     records: Vec<RecordObs>,
     record_keys: Vec<(u32, bool)>,
 }
@@ -111,6 +128,7 @@ impl BatchAggregator {
             group_index: HashMap::default(),
             keys: Vec::new(),
             key_index: HashMap::default(),
+            last_key: Vec::new(),
             records: Vec::new(),
             record_keys: Vec::new(),
         }
@@ -133,6 +151,7 @@ impl BatchAggregator {
         let g = self.groups.len() as u32;
         self.groups.push((event_type.to_owned(), dims.iter().map(DimRef::to_owned_value).collect()));
         candidates.push(g);
+        self.last_key.extend(std::iter::repeat_n((i64::MIN, u32::MAX), self.config.windows.len()));
         g
     }
 
@@ -146,7 +165,17 @@ impl BatchAggregator {
             let start = w.start_of(c.occurred_at);
             let late = self.config.is_late(w, c.occurred_at, c.received_at);
             let next = self.keys.len() as u32;
-            let k = *self.key_index.entry((group, wi as u8, start)).or_insert(next);
+            let cache = group as usize * self.config.windows.len() + wi;
+            let k = match self.last_key.get(cache) {
+                Some(&(s, k)) if s == start => k,
+                _ => {
+                    let k = *self.key_index.entry((group, wi as u8, start)).or_insert(next);
+                    if let Some(c) = self.last_key.get_mut(cache) {
+                        *c = (start, k);
+                    }
+                    k
+                }
+            };
             if k == next {
                 self.keys.push(KeySlot {
                     group,
@@ -209,6 +238,11 @@ pub struct BatchDelta {
 }
 
 impl BatchDelta {
+    /// Number of events aggregated.
+    pub fn event_count(&self) -> usize {
+        self.records.len()
+    }
+
     /// The delta of key number `key` over only the records with a sequence number above
     /// `guard`: `None` when no such record touches the key (all already applied).
     pub fn delta_above(&self, key: usize, guard: SeqNo) -> Option<KeyDelta> {

@@ -74,6 +74,10 @@ struct Rule {
 struct FastSchema {
     rules: Vec<Rule>,
     dims: usize,
+    /// Bit i set: rule i is required.
+    required_mask: u64,
+    /// One bit per dimension.
+    dims_mask: u64,
     has_measure: bool,
     has_identity: bool,
 }
@@ -156,12 +160,22 @@ fn compile_fast(schema: &SchemaVersion) -> Option<FastSchema> {
         }
         rules.push(r);
     }
-    if rules.len() != props.len() {
+    // Bit sets: at most 64 fields and dimensions on the fast path.
+    if rules.len() != props.len() || rules.len() > 64 || schema.dimensions.len() > 64 {
+        return None;
+    }
+    let required_mask = rules.iter().enumerate().filter(|(_, r)| r.required).fold(0u64, |m, (i, _)| m | (1 << i));
+    let dims_mask = if schema.dimensions.len() == 64 { u64::MAX } else { (1u64 << schema.dimensions.len()) - 1 };
+    // Every dimension must be a field (else the slow path reports it).
+    let dims_found = rules.iter().filter_map(|r| r.dim).fold(0u64, |m, d| m | (1 << d));
+    if dims_found != dims_mask {
         return None;
     }
     Some(FastSchema {
         rules,
         dims: schema.dimensions.len(),
+        required_mask,
+        dims_mask,
         has_measure: schema.measure.is_some(),
         has_identity: schema.identity.is_some(),
     })
@@ -237,76 +251,269 @@ impl<'de> DeserializeSeed<'de> for ValueSeed {
     }
 }
 
-/// Walks `data` against a [`FastSchema`].
-struct DataSeed<'s>(&'s FastSchema);
+/// Walks `data` against a [`FastSchema`], into an [`Acc`].
+struct DataSeed<'x, 's, 'o, 'a>(&'x mut Acc<'s, 'o, 'a>);
 
-struct Extracted<'a> {
-    dims: Vec<Option<DimRef<'a>>>,
-    measure: Option<f64>,
-    identity: Option<u32>,
-}
-
-impl<'de> DeserializeSeed<'de> for DataSeed<'_> {
-    type Value = Extracted<'de>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Extracted<'de>, D::Error> {
+impl<'a> DeserializeSeed<'a> for DataSeed<'_, '_, '_, 'a> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'a>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_map(self)
     }
 }
 
-impl<'de> Visitor<'de> for DataSeed<'_> {
-    type Value = Extracted<'de>;
+impl<'a> Visitor<'a> for DataSeed<'_, '_, '_, 'a> {
+    type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an object")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Extracted<'de>, A::Error> {
-        let schema = self.0;
+    fn visit_map<A: MapAccess<'a>>(self, mut map: A) -> Result<(), A::Error> {
         let unsure = || <A::Error as de::Error>::custom("unsure");
-        let mut seen: u64 = 0;
-        let mut out = Extracted { dims: vec![None; schema.dims], measure: None, identity: None };
-        while let Some(key) = map.next_key::<&'de str>()? {
-            let (i, rule) = schema.rules.iter().enumerate().find(|(_, r)| r.name == key).ok_or_else(unsure)?;
-            let bit = 1u64.checked_shl(i as u32).unwrap_or(0);
-            if bit == 0 || seen & bit != 0 {
-                return Err(unsure());
+        let acc = self.0;
+        while let Some(key) = map.next_key::<&'a str>()? {
+            let i = acc.field(key).ok_or_else(unsure)?;
+            let kind = acc.schema.rules.get(i).ok_or_else(unsure)?.kind;
+            let v = map.next_value_seed(ValueSeed(kind))?;
+            acc.value(i, v).ok_or_else(unsure)?;
+        }
+        Ok(())
+    }
+}
+
+/// The per-field logic of the fast path, shared by the serde walk and the canonical scanner:
+/// known field, no duplicate, rule checks, role extraction, required fields. `None` = unsure.
+/// Dimensions go straight into the caller's `dims` (no allocation once it has grown).
+struct Acc<'s, 'o, 'a> {
+    schema: &'s FastSchema,
+    seen: u64,
+    /// Dimensions set so far (bit per dimension index).
+    dims_seen: u64,
+    /// Where the next key is expected (keys usually come in rule order).
+    next: usize,
+    dims: &'o mut Vec<DimRef<'a>>,
+    measure: Option<f64>,
+    identity: Option<u32>,
+}
+
+impl<'s, 'o, 'a> Acc<'s, 'o, 'a> {
+    fn new(schema: &'s FastSchema, dims: &'o mut Vec<DimRef<'a>>) -> Self {
+        dims.clear();
+        dims.resize(schema.dims, DimRef::Int(0));
+        Acc { schema, seen: 0, dims_seen: 0, next: 0, dims, measure: None, identity: None }
+    }
+
+    /// The rule index of `key`, if known and not seen yet.
+    #[inline]
+    fn field(&mut self, key: &str) -> Option<usize> {
+        let rules = &self.schema.rules;
+        let i = match rules.get(self.next) {
+            Some(r) if r.name == key => self.next,
+            _ => rules.iter().position(|r| r.name == key)?,
+        };
+        self.next = i + 1;
+        let bit = 1u64.checked_shl(i as u32).unwrap_or(0);
+        if bit == 0 || self.seen & bit != 0 {
+            return None;
+        }
+        self.seen |= bit;
+        Some(i)
+    }
+
+    #[inline]
+    fn value(&mut self, i: usize, v: Val<'a>) -> Option<()> {
+        let rule = self.schema.rules.get(i)?;
+        if !check(rule, &v) {
+            return None;
+        }
+        if rule.identity {
+            self.identity = Some(match &v {
+                Val::Str(s) => fingerprint(s.as_bytes()),
+                Val::Int(n) => fingerprint(n.to_string().as_bytes()),
+                _ => return None,
+            });
+        }
+        if rule.measure {
+            self.measure = Some(match v {
+                Val::Num(x) => x,
+                Val::Int(n) => n as f64,
+                _ => return None,
+            });
+        } else if let Some(di) = rule.dim {
+            let dim = match v {
+                Val::Str(s) => DimRef::Str(s),
+                Val::Int(n) => DimRef::Int(n),
+                _ => return None,
+            };
+            let slot = self.dims.get_mut(di)?;
+            *slot = dim;
+            self.dims_seen |= 1u64.checked_shl(di as u32)?;
+        }
+        Some(())
+    }
+
+    /// Required fields, every dimension, the measure and identity present: the observation.
+    fn finish(self) -> Option<Observation> {
+        let schema = self.schema;
+        if self.seen & schema.required_mask != schema.required_mask
+            || self.dims_seen != schema.dims_mask
+            || (schema.has_measure && self.measure.is_none())
+            || (schema.has_identity && self.identity.is_none())
+        {
+            return None;
+        }
+        Some(Observation { measure: self.measure, identity: self.identity })
+    }
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Bit 7 of each byte of the result is set where `x` has a zero byte (exact for the lowest one).
+#[inline(always)]
+fn zero_bytes(x: u64) -> u64 {
+    x.wrapping_sub(ONES) & !x & HIGHS
+}
+
+/// Offset of the first `"`, `\` or control character in `s`, if any (8 bytes at a time; the
+/// short strings of an event end within a few words, where `memchr`'s setup would dominate).
+#[inline(always)]
+fn find_string_special(s: &[u8]) -> Option<usize> {
+    let mut chunks = s.chunks_exact(8);
+    let mut base = 0;
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        let x = u64::from_le_bytes(w);
+        let m = zero_bytes(x ^ (ONES * u64::from(b'"')))
+            | zero_bytes(x ^ (ONES * u64::from(b'\\')))
+            | (x.wrapping_sub(ONES * 0x20) & !x & HIGHS);
+        if m != 0 {
+            return Some(base + (m.trailing_zeros() / 8) as usize);
+        }
+        base += 8;
+    }
+    chunks.remainder().iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).map(|p| base + p)
+}
+
+/// A hand scanner for exactly the layout the `Event` serializer writes (compact, canonical key
+/// order, no escapes, integers of at most 18 digits). Anything else returns `None` and the
+/// serde path decides; the values it produces are the ones serde_json would.
+struct Canonical<'a> {
+    text: &'a str,
+    i: usize,
+}
+
+impl<'a> Canonical<'a> {
+    #[inline]
+    fn lit(&mut self, l: &str) -> Option<()> {
+        let end = self.i + l.len();
+        (self.text.as_bytes().get(self.i..end)? == l.as_bytes()).then(|| self.i = end)
+    }
+
+    /// A string without escapes or control characters (else `None`).
+    #[inline]
+    fn string(&mut self) -> Option<&'a str> {
+        let b = self.text.as_bytes();
+        if b.get(self.i) != Some(&b'"') {
+            return None;
+        }
+        let start = self.i + 1;
+        let len = find_string_special(b.get(start..)?)?;
+        if b.get(start + len) != Some(&b'"') {
+            return None;
+        }
+        self.i = start + len + 1;
+        self.text.get(start..start + len)
+    }
+
+    /// A JSON number as serde_json would hand it to a visitor.
+    #[inline]
+    fn number(&mut self, kind: FieldKind) -> Option<Val<'a>> {
+        let b = self.text.as_bytes();
+        let start = self.i;
+        let mut j = start;
+        let neg = b.get(j) == Some(&b'-');
+        j += usize::from(neg);
+        let int_start = j;
+        while b.get(j).is_some_and(u8::is_ascii_digit) {
+            j += 1;
+        }
+        let int_len = j - int_start;
+        if int_len == 0 || (int_len > 1 && b.get(int_start) == Some(&b'0')) {
+            return None;
+        }
+        let is_float = matches!(b.get(j), Some(b'.' | b'e' | b'E'));
+        if !is_float {
+            if int_len > 18 {
+                return None;
             }
-            seen |= bit;
-            let v = map.next_value_seed(ValueSeed(rule.kind))?;
-            if !check(rule, &v) {
-                return Err(unsure());
+            let mut n: i64 = 0;
+            for &c in b.get(int_start..j)? {
+                n = n * 10 + i64::from(c - b'0');
             }
-            if rule.identity {
-                out.identity = Some(match &v {
-                    Val::Str(s) => fingerprint(s.as_bytes()),
-                    Val::Int(n) => fingerprint(n.to_string().as_bytes()),
-                    _ => return Err(unsure()),
-                });
+            if neg && n == 0 {
+                return None; // serde_json reads `-0` as the float -0.0
             }
-            if rule.measure {
-                out.measure = Some(match v {
-                    Val::Num(x) => x,
-                    Val::Int(n) => n as f64,
-                    _ => return Err(unsure()),
-                });
-            } else if let Some(di) = rule.dim {
-                let dim = match v {
-                    Val::Str(s) => DimRef::Str(s),
-                    Val::Int(n) => DimRef::Int(n),
-                    _ => return Err(unsure()),
-                };
-                if let Some(slot) = out.dims.get_mut(di) {
-                    *slot = Some(dim);
-                }
+            let n = if neg { -n } else { n };
+            self.i = j;
+            return match kind {
+                FieldKind::Integer => Some(Val::Int(n)),
+                FieldKind::Number => Some(Val::Num(n as f64)),
+                _ => None,
+            };
+        }
+        if kind != FieldKind::Number {
+            return None;
+        }
+        if b.get(j) == Some(&b'.') {
+            j += 1;
+            let f = j;
+            while b.get(j).is_some_and(u8::is_ascii_digit) {
+                j += 1;
+            }
+            if j == f {
+                return None;
             }
         }
-        for (i, r) in schema.rules.iter().enumerate() {
-            if r.required && seen & (1u64 << i) == 0 {
-                return Err(unsure());
+        if matches!(b.get(j), Some(b'e' | b'E')) {
+            j += 1;
+            if matches!(b.get(j), Some(b'+' | b'-')) {
+                j += 1;
+            }
+            let e = j;
+            while b.get(j).is_some_and(u8::is_ascii_digit) {
+                j += 1;
+            }
+            if j == e {
+                return None;
             }
         }
-        if (schema.has_measure && out.measure.is_none()) || (schema.has_identity && out.identity.is_none()) {
-            return Err(unsure());
+        // serde_json's own float parser: the very value the registry path sees.
+        let x: f64 = serde_json::from_str(self.text.get(start..j)?).ok()?;
+        self.i = j;
+        Some(Val::Num(x))
+    }
+
+    fn value(&mut self, kind: FieldKind) -> Option<Val<'a>> {
+        match (self.text.as_bytes().get(self.i)?, kind) {
+            (b'"', FieldKind::String) => self.string().map(|s| Val::Str(Cow::Borrowed(s))),
+            (b'-' | b'0'..=b'9', FieldKind::Integer | FieldKind::Number) => self.number(kind),
+            (b't', FieldKind::Boolean) => self.lit("true").map(|()| Val::Bool),
+            (b'f', FieldKind::Boolean) => self.lit("false").map(|()| Val::Bool),
+            _ => None,
         }
-        Ok(out)
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        let b = self.text.as_bytes();
+        let start = self.i;
+        while b.get(self.i).is_some_and(u8::is_ascii_digit) {
+            self.i += 1;
+        }
+        let d = b.get(start..self.i)?;
+        if d.is_empty() || d.len() > 9 || (d.len() > 1 && d[0] == b'0') {
+            return None;
+        }
+        Some(d.iter().fold(0u32, |a, &c| a * 10 + u32::from(c - b'0')))
     }
 }
 
@@ -389,32 +596,84 @@ impl Decoder {
 
     /// Decodes one stream record payload. `Err` carries the registry's rejection.
     pub fn decode<'a>(&self, bytes: &'a [u8]) -> Result<(Contribution<'a>, Path), Rejection> {
-        if let Some(c) = self.try_fast(bytes) {
-            return Ok((c, Path::Fast));
+        let mut out = Contribution::empty();
+        let path = self.decode_into(bytes, &mut out)?;
+        Ok((out, path))
+    }
+
+    /// [`Decoder::decode`] into `out` (same result), reusing its `dims` buffer: no allocation
+    /// per record on the fast path once `out` has grown. On `Err`, `out` is unspecified.
+    pub fn decode_into<'a>(&self, bytes: &'a [u8], out: &mut Contribution<'a>) -> Result<Path, Rejection> {
+        if self.try_fast(bytes, out).is_some() {
+            return Ok(Path::Fast);
         }
         let event = self.registry.decode_stored(bytes)?;
-        Ok((self.from_event(event)?, Path::Registry))
+        *out = self.from_event(event)?;
+        Ok(Path::Registry)
     }
 
     fn fast_schema(&self, event_type: &str, version: u32) -> Option<&FastSchema> {
         self.fast.get(event_type)?.iter().find(|(v, _)| *v == version).map(|(_, f)| f)
     }
 
-    fn try_fast<'a>(&self, bytes: &'a [u8]) -> Option<Contribution<'a>> {
+    fn try_fast<'a>(&self, bytes: &'a [u8], out: &mut Contribution<'a>) -> Option<()> {
         // One UTF-8 check of the whole payload, then parse from &str (no per-string checks).
         let text = std::str::from_utf8(bytes).ok()?;
+        if self.try_canonical(text, out).is_some() {
+            return Some(());
+        }
         let stored: StoredRef<'a> = serde_json::from_str(text).ok()?;
         let schema = self.fast_schema(&stored.event_type, stored.schema_version)?;
         let mut de = serde_json::Deserializer::from_str(stored.data.get());
-        let ex = DataSeed(schema).deserialize(&mut de).ok()?;
-        let dims: Option<Vec<DimRef<'a>>> = ex.dims.into_iter().collect();
-        Some(Contribution {
-            event_type: stored.event_type,
-            occurred_at: parse_timestamp(stored.occurred_at)?,
-            received_at: parse_timestamp(stored.received_at)?,
-            dims: dims?,
-            obs: Observation { measure: ex.measure, identity: ex.identity },
-        })
+        let mut acc = Acc::new(schema, &mut out.dims);
+        DataSeed(&mut acc).deserialize(&mut de).ok()?;
+        out.obs = acc.finish()?;
+        out.occurred_at = parse_timestamp(stored.occurred_at)?;
+        out.received_at = parse_timestamp(stored.received_at)?;
+        out.event_type = stored.event_type;
+        Some(())
+    }
+
+    /// The canonical layout by hand (see [`Canonical`]); `None` when unsure.
+    fn try_canonical<'a>(&self, text: &'a str, out: &mut Contribution<'a>) -> Option<()> {
+        let mut p = Canonical { text, i: 0 };
+        p.lit("{\"event_id\":")?;
+        p.string()?;
+        p.lit(",\"event_type\":")?;
+        let event_type = p.string()?;
+        p.lit(",\"schema_version\":")?;
+        let version = p.u32()?;
+        p.lit(",\"occurred_at\":")?;
+        let occurred_at = parse_timestamp(p.string()?)?;
+        p.lit(",\"received_at\":")?;
+        let received_at = parse_timestamp(p.string()?)?;
+        p.lit(",\"producer\":")?;
+        p.string()?;
+        p.lit(",\"data\":{")?;
+        let schema = self.fast_schema(event_type, version)?;
+        let mut acc = Acc::new(schema, &mut out.dims);
+        if p.lit("}").is_none() {
+            loop {
+                let key = p.string()?;
+                p.lit(":")?;
+                let i = acc.field(key)?;
+                let v = p.value(schema.rules.get(i)?.kind)?;
+                acc.value(i, v)?;
+                if p.lit(",").is_none() {
+                    p.lit("}")?;
+                    break;
+                }
+            }
+        }
+        p.lit("}")?;
+        if p.i != text.len() {
+            return None;
+        }
+        out.obs = acc.finish()?;
+        out.event_type = Cow::Borrowed(event_type);
+        out.occurred_at = occurred_at;
+        out.received_at = received_at;
+        Some(())
     }
 
     /// The contribution of a validated [`Event`] (the slow path, and for callers holding events).
@@ -514,4 +773,29 @@ pub fn contribution_of(registry: &Registry, event: Event) -> Result<Contribution
         dims,
         obs: Observation { measure, identity },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_specials_at_every_position() {
+        for len in 0..40 {
+            for pos in 0..len {
+                for special in [b'"', b'\\', 0x1f, 0] {
+                    let mut s = vec![b'a'; len];
+                    s[pos] = special;
+                    if pos + 1 < len {
+                        s[pos + 1] = b'"';
+                    }
+                    assert_eq!(find_string_special(&s), Some(pos), "len {len} pos {pos} {special}");
+                }
+            }
+            let mut s: Vec<u8> =
+                (0..len).map(|i| 0x20 + ((i * 7) % 0x5f) as u8).filter(|&c| c != b'"' && c != b'\\').collect();
+            s.extend([0xc3, 0xa9, 0x7f, 0xff]);
+            assert_eq!(find_string_special(&s), None);
+        }
+    }
 }

@@ -41,27 +41,49 @@ impl FromStr for SeqNo {
     type Err = BadSeqNo;
     fn from_str(s: &str) -> Result<SeqNo, BadSeqNo> {
         let bad = || BadSeqNo(s.to_owned());
-        if s.is_empty() || s.len() > PADDED_WIDTH || !s.bytes().all(|b| b.is_ascii_digit()) {
+        if s.is_empty() || s.len() > PADDED_WIDTH {
             return Err(bad());
         }
-        let split = s.len().saturating_sub(LO_DIGITS);
-        let (h, l) = s.split_at(split);
-        let hi = parse_digits(h.as_bytes());
-        let lo = parse_digits(l.as_bytes());
-        Ok(SeqNo { hi, lo })
+        let (h, l) = s.as_bytes().split_at(s.len().saturating_sub(LO_DIGITS));
+        match (parse_digits(h), parse_digits(l)) {
+            (Some(hi), Some(lo)) => Ok(SeqNo { hi, lo }),
+            _ => Err(bad()),
+        }
     }
 }
 
-/// Decimal digits (at most 38, all ASCII digits: checked by the caller) as u128, 19 at a time
-/// in u64 arithmetic.
-fn parse_digits(d: &[u8]) -> u128 {
-    let chunk = |c: &[u8]| c.iter().fold(0u64, |acc, b| acc * 10 + u64::from(b - b'0'));
-    if d.len() <= 19 {
-        u128::from(chunk(d))
-    } else {
-        let (a, b) = d.split_at(d.len() - 19);
-        u128::from(chunk(a)) * 10_000_000_000_000_000_000u128 + u128::from(chunk(b))
+/// Eight ASCII digits (most significant first) as a number, or `None` if any is not a digit
+/// (SWAR: all eight at once).
+#[inline(always)]
+fn parse8(c: [u8; 8]) -> Option<u64> {
+    const ZEROS: u64 = 0x3030_3030_3030_3030;
+    let v = u64::from_le_bytes(c);
+    let d = v.wrapping_sub(ZEROS);
+    // Every byte in '0'..='9': high nibble 3 and (low nibble + 6) < 16.
+    if v & 0xF0F0_F0F0_F0F0_F0F0 != ZEROS || d.wrapping_add(0x0606_0606_0606_0606) & 0xF0F0_F0F0_F0F0_F0F0 != 0 {
+        return None;
     }
+    let d = (d.wrapping_mul(10) + (d >> 8)) & 0x00FF_00FF_00FF_00FF;
+    let d = (d.wrapping_mul(100) + (d >> 16)) & 0x0000_FFFF_0000_FFFF;
+    Some((d.wrapping_mul(10_000) + (d >> 32)) & 0xFFFF_FFFF)
+}
+
+/// At most 38 decimal digits as u128; `None` if any byte is not an ASCII digit.
+fn parse_digits(d: &[u8]) -> Option<u128> {
+    let (head, body) = d.split_at(d.len() % 8);
+    let mut acc: u128 = 0;
+    for &b in head {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        acc = acc * 10 + u128::from(b - b'0');
+    }
+    for c in body.chunks_exact(8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        acc = acc * 100_000_000 + u128::from(parse8(w)?);
+    }
+    Some(acc)
 }
 
 impl fmt::Display for SeqNo {
@@ -83,7 +105,17 @@ mod tests {
         assert_eq!(n.padded().len(), PADDED_WIDTH);
         assert_eq!(n.padded().parse::<SeqNo>().unwrap(), n);
         assert!(n > "9".repeat(55).parse().unwrap());
-        for bad in ["", "-1", "1a", &"1".repeat(77)] {
+        for bad in [
+            "",
+            "-1",
+            "1a",
+            &"1".repeat(77),
+            "1234567/",
+            "1234567:",
+            "12345678901234567890a",
+            " 12345678",
+            "1234567\u{0}",
+        ] {
             assert!(bad.parse::<SeqNo>().is_err());
         }
     }
@@ -96,6 +128,13 @@ mod tests {
             prop_assert_eq!(x.cmp(&y), norm(&a).cmp(&norm(&b)));
             prop_assert_eq!(x.padded().cmp(&y.padded()), x.cmp(&y));
             prop_assert_eq!(x.to_string().parse::<SeqNo>().unwrap(), x);
+            // Any non-digit anywhere is rejected.
+            let mut broken = a.clone().into_bytes();
+            let at = b.len() % broken.len();
+            for c in [b'/', b':', b'a', b' ', 0xb0] {
+                broken[at] = c;
+                prop_assert!(std::str::from_utf8(&broken).map_or(true, |t| t.parse::<SeqNo>().is_err()));
+            }
         }
     }
 }

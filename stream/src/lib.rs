@@ -15,6 +15,7 @@
 pub mod checkpoints;
 pub mod dead_letters;
 pub mod esm;
+pub mod kinesis_input;
 pub mod local;
 pub mod record;
 pub mod routing;

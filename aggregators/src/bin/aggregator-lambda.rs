@@ -1,5 +1,11 @@
 //! The aggregator Lambda: Kinesis batches -> exactly-once aggregates in DynamoDB.
 //!
+//! The runtime does not deserialize the invocation body: the `RawPayloads` layer hands the raw
+//! bytes to `handle_raw_invocation`, which parses them once with `KinesisBatch::parse`
+//! (the fast Kinesis parser of sluice-stream; base64 decoded in the same pass, no allocation
+//! per record), instead of
+//! `serde_json` scanning the whole payload first.
+//!
 //! Environment: `SLUICE_AGGREGATES_TABLE` (DynamoDB table), `SLUICE_DLQ_URL` (SQS queue for
 //! invalid records), optional `SLUICE_WINDOWS` (default `1m,1h`) and
 //! `SLUICE_ALLOWED_LATENESS` (default `5m`), optional `SLUICE_SCHEMAS_DIR`, plus the AWS
@@ -8,8 +14,9 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use lambda_runtime::{LambdaEvent, service_fn};
-use sluice_aggregators::{AggregatorHandler, DynamoAggregateStore, WindowConfig, WindowSize, handle_lambda_event};
+use lambda_runtime::{LambdaEvent, Runtime, layers::TracingLayer, service_fn};
+use sluice_aggregators::handler::{RawPayload, RawPayloads, handle_raw_invocation};
+use sluice_aggregators::{AggregatorHandler, DynamoAggregateStore, WindowConfig, WindowSize};
 use sluice_dlq::SqsDeadLetters;
 use sluice_schemas::Registry;
 use sluice_telemetry::{EmfReporter, Metrics};
@@ -34,12 +41,14 @@ async fn main() -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let handler = AggregatorHandler::new(Arc::new(registry), store, dlq, config).with_metrics(&metrics);
     let emf = EmfReporter::new(metrics, "sluice");
-    let (handler, emf) = (&handler, &emf);
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
-        let result = handle_lambda_event(handler, event).await;
+    let payloads = RawPayloads::new();
+    let (handler, emf, bodies) = (&handler, &emf, &payloads);
+    let service = service_fn(move |event: LambdaEvent<RawPayload>| async move {
+        let result = handle_raw_invocation(handler, bodies, event).await;
         emf.print(chrono::Utc::now().timestamp_millis());
         result
-    }))
-    .await
-    .map_err(|e| anyhow::anyhow!(e))
+    });
+    // As `lambda_runtime::run`, plus the raw-body hand-over (runs before the runtime's
+    // deserialization, after the tracing span is opened).
+    Runtime::new(service).layer(payloads.clone()).layer(TracingLayer::new()).run().await.map_err(|e| anyhow::anyhow!(e))
 }

@@ -5,11 +5,22 @@ use std::sync::Arc;
 use crate::generate::{GenConfig, Generator, record_bytes};
 use serde_json::{Value, json};
 use sluice_aggregators::decode::{Decoder, Path};
+use sluice_aggregators::{Contribution, DimRef};
 use sluice_schemas::Registry;
 
 fn check(decoder: &Decoder, registry: &Registry, bytes: &[u8]) -> Option<Path> {
     let slow = registry.decode_stored(bytes);
     let fast = decoder.decode(bytes);
+    // decode_into a reused contribution (left-over dimensions of another event) agrees.
+    let mut reused = Contribution {
+        dims: vec![DimRef::Str("left over".into()), DimRef::Int(7), DimRef::Int(8), DimRef::Int(9)],
+        ..Contribution::empty()
+    };
+    match (&fast, decoder.decode_into(bytes, &mut reused)) {
+        (Ok((c, path)), Ok(p)) => assert_eq!((c, *path), (&reused, p)),
+        (Err(a), Err(b)) => assert_eq!(a, &b),
+        _ => panic!("decode and decode_into disagree on {}", String::from_utf8_lossy(bytes)),
+    }
     match (&slow, &fast) {
         (Ok(event), Ok((c, path))) => {
             assert_eq!(&decoder.from_event(event.clone()).unwrap(), c, "{}", String::from_utf8_lossy(bytes));
@@ -97,6 +108,62 @@ fn mutations(v: &Value) -> Vec<Vec<u8>> {
     out.push(text.replace("\"data\":{", "\"data\":{\"country\":\"ZZ\",").into_bytes());
     out.push(text.replace(",", " ,\n ").into_bytes());
     out.push(text.as_bytes()[..text.len() / 2].to_vec());
+    // Number spellings the canonical scanner must read exactly as serde_json does.
+    for field in ["status", "duration_ms", "latency_ms", "amount"] {
+        let key = format!("\"{field}\":");
+        if let Some(at) = text.find(&key) {
+            let start = at + key.len();
+            let end = start + text[start..].find([',', '}']).unwrap();
+            for n in [
+                "-0",
+                "-0.0",
+                "0",
+                "00",
+                "01",
+                "1.",
+                ".5",
+                "1e2",
+                "1E+2",
+                "1e-2",
+                "2.5e",
+                "-",
+                "--1",
+                "1.5.5",
+                "200.0",
+                "123456789012345678",
+                "1234567890123456789",
+                "-123456789012345678",
+                "0.1000000000000000055511151231257827",
+                "2.2250738585072011e-308",
+                "1e400",
+                "7.0e0",
+                "404 ",
+                " 404",
+            ] {
+                out.push(format!("{}{n}{}", &text[..start], &text[end..]).into_bytes());
+            }
+        }
+    }
+    // Data members in reverse order (not the rule order the decoder expects first).
+    if let Some(data) = v["data"].as_object() {
+        let reversed: Vec<String> =
+            data.iter().rev().map(|(k, x)| format!("{}:{x}", Value::from(k.as_str()))).collect();
+        let data_text = serde_json::to_string(&v["data"]).unwrap();
+        out.push(text.replacen(&data_text, &format!("{{{}}}", reversed.join(",")), 1).into_bytes());
+        // A member repeated at the end.
+        if let Some((k, x)) = data.iter().next() {
+            let dup = format!("{},{}:{x}}}", &data_text[..data_text.len() - 1], Value::from(k.as_str()));
+            out.push(text.replacen(&data_text, &dup, 1).into_bytes());
+        }
+    }
+    // Canonical layout with every kind of small deviation.
+    out.push(text.replacen("{\"event_id\"", "{ \"event_id\"", 1).into_bytes());
+    out.push(text.replacen("\"schema_version\":", "\"schema_version\":0", 1).into_bytes());
+    out.push(format!("{text} ").into_bytes());
+    out.push(format!("{text}x").into_bytes());
+    out.push(text.replacen("\"producer\":\"", "\"producer\":\"\\\"", 1).into_bytes());
+    out.push(text.replacen("\"event_id\":\"", "\"event_id\":\"\u{1}", 1).into_bytes());
+    out.push(text.replacen("\"data\":{", "\"data\":{}", 1).into_bytes());
     out.push(b"not json".to_vec());
     out.push(vec![0xff, 0xfe]);
     out

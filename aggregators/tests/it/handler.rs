@@ -11,6 +11,7 @@ use sluice_aggregators::query::{AggregateQuery, read_aggregates};
 use sluice_aggregators::{AggregatorHandler, WindowConfig, handle_lambda_event};
 use sluice_dlq::{FailureKind, MemoryDeadLetters};
 use sluice_schemas::Registry;
+use sluice_stream::kinesis_input::KinesisInput;
 
 use crate::support::*;
 
@@ -30,7 +31,9 @@ fn query(r: &Registry, qs: &str) -> AggregateQuery {
 async fn lambda_entry_point_aggregates_and_dead_letters_a_real_fixture() {
     let dlq = MemoryDeadLetters::new();
     let handler = AggregatorHandler::new(registry(), sqlite(), dlq.clone(), WindowConfig::default());
-    let event = LambdaEvent { payload: fixture(), context: Context::default() };
+    // Parsed as lambda_runtime does: serde_json over the raw payload, into the fast input.
+    let payload: KinesisInput = serde_json::from_str(include_str!("../data/kinesis-event.json")).unwrap();
+    let event = LambdaEvent { payload, context: Context::default() };
     let response = handle_lambda_event(&handler, event).await.unwrap();
     assert!(response.batch_item_failures.is_empty(), "invalid records are not failures");
 
@@ -82,7 +85,7 @@ async fn lambda_entry_point_aggregates_and_dead_letters_a_real_fixture() {
     assert_eq!(api_1m.buckets[0].late, 1, "received 20 min after its minute: late");
 
     // Redelivery of the same batch changes nothing and dead-letters idempotently.
-    handler.process(fixture()).await;
+    handler.process(&(&fixture()).into()).await;
     let again = read_aggregates(
         handler.store(),
         &r,
@@ -91,6 +94,56 @@ async fn lambda_entry_point_aggregates_and_dead_letters_a_real_fixture() {
     .await
     .unwrap();
     assert_eq!(again, pv);
+}
+
+/// The aggregator Lambda binary's wiring: the `RawPayloads` layer takes the raw body, the
+/// runtime deserializes what it leaves (`null`) into `RawPayload` exactly as `lambda_runtime`
+/// does, and `handle_raw_invocation` parses the bytes with `KinesisInput::from_slice`. Same
+/// outcome as the `KinesisEvent` path; a malformed body is a function error.
+#[tokio::test]
+async fn raw_invocation_entry_point_handles_a_real_fixture() {
+    use lambda_runtime::tower::{Layer as _, Service as _, ServiceExt as _, service_fn};
+    use lambda_runtime::{Diagnostic, LambdaInvocation};
+    use sluice_aggregators::handler::{RawPayload, RawPayloads, handle_raw_invocation};
+
+    let dlq = MemoryDeadLetters::new();
+    let handler = AggregatorHandler::new(registry(), sqlite(), dlq.clone(), WindowConfig::default());
+    let payloads = RawPayloads::new();
+    let (h, p) = (&handler, &payloads);
+    // Stands in for lambda_runtime's inner services (deserialize the body with serde_json into
+    // LambdaEvent<RawPayload>, call the function).
+    let runtime = service_fn(move |inv: LambdaInvocation| async move {
+        let payload: RawPayload =
+            serde_json::from_slice(&inv.body).map_err(|e| Diagnostic::from(format!("deserialize: {e}")))?;
+        handle_raw_invocation(h, p, LambdaEvent { payload, context: inv.context })
+            .await
+            .map_err(|e| Diagnostic::from(e.to_string()))
+    });
+    let mut service = payloads.layer(runtime);
+    let invocation = |request_id: &str, body: &'static [u8]| {
+        let mut context = Context::default();
+        context.request_id = request_id.to_owned();
+        LambdaInvocation { parts: http::Response::new(()).into_parts().0, body: body.into(), context }
+    };
+    let fixture_bytes = include_bytes!("../data/kinesis-event.json");
+    let response = service.ready().await.unwrap().call(invocation("req-1", fixture_bytes)).await.unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(dlq.letters().len(), 2, "the two invalid records are dead-lettered");
+    assert_eq!(payloads.take("req-1"), None, "the body was handed over exactly once");
+
+    let reference = AggregatorHandler::new(registry(), sqlite(), MemoryDeadLetters::new(), WindowConfig::default());
+    reference.process(&(&fixture()).into()).await;
+    let r = registry();
+    for t in ["page_view", "api_call"] {
+        let q = query(&r, &format!("event_type={t}&window=1m&from=2026-01-01T00:00:00Z&to=2026-01-01T01:00:00Z"));
+        let got = read_aggregates(handler.store(), &r, &q).await.unwrap();
+        assert!(!got.buckets.is_empty(), "{t}");
+        assert_eq!(got, read_aggregates(reference.store(), &r, &q).await.unwrap());
+    }
+
+    let malformed = service.ready().await.unwrap().call(invocation("req-2", b"{\"Records\":[{}]}")).await;
+    assert!(malformed.unwrap_err().error_message.contains("kinesis"), "missing field named");
+    assert_eq!(payloads.take("req-2"), None);
 }
 
 #[tokio::test]
@@ -103,7 +156,7 @@ async fn store_failures_are_reported_from_the_first_unapplied_record() {
         WindowConfig::default(),
     )
     .with_policy(fast_policy());
-    let response = handler.process(fixture()).await;
+    let response = handler.process(&(&fixture()).into()).await;
     assert_eq!(response.batch_item_failures.len(), 1);
     let failed = response.batch_item_failures[0].item_identifier.clone().unwrap();
     let input = fixture();
@@ -112,9 +165,9 @@ async fn store_failures_are_reported_from_the_first_unapplied_record() {
     let mut rest = input.clone();
     rest.records.retain(|r| r.kinesis.sequence_number >= failed);
     let healthy = AggregatorHandler::new(registry(), store.clone(), MemoryDeadLetters::new(), WindowConfig::default());
-    assert!(healthy.process(rest).await.batch_item_failures.is_empty());
+    assert!(healthy.process(&(&rest).into()).await.batch_item_failures.is_empty());
     let reference = AggregatorHandler::new(registry(), sqlite(), MemoryDeadLetters::new(), WindowConfig::default());
-    reference.process(fixture()).await;
+    reference.process(&(&fixture()).into()).await;
     let r = registry();
     for t in ["page_view", "api_call"] {
         let q = query(&r, &format!("event_type={t}&window=1m&from=2026-01-01T00:00:00Z&to=2026-01-01T01:00:00Z"));
@@ -130,7 +183,7 @@ async fn unstorable_dead_letters_are_failures() {
     let dlq = MemoryDeadLetters::new();
     dlq.fail_next(100);
     let handler = AggregatorHandler::new(registry(), sqlite(), dlq, WindowConfig::default()).with_policy(fast_policy());
-    let response = handler.process(fixture()).await;
+    let response = handler.process(&(&fixture()).into()).await;
     let input = fixture();
     assert_eq!(
         response.batch_item_failures[0].item_identifier.as_deref(),
@@ -151,9 +204,9 @@ async fn end_to_end_matches_ground_truth() {
         let shard = if i % 2 == 0 { "shardId-000000000000" } else { "shardId-000000000001" };
         let batch = kinesis_event(shard, seq, chunk.iter().map(record_bytes).collect(), chunk[0].received_at);
         seq += chunk.len() as u64;
-        assert!(handler.process(batch.clone()).await.batch_item_failures.is_empty());
+        assert!(handler.process(&(&batch).into()).await.batch_item_failures.is_empty());
         if i % 3 == 0 {
-            handler.process(batch).await; // redelivery
+            handler.process(&(&batch).into()).await; // redelivery
         }
     }
     let truth = ground_truth(&r, &events, &[60, 3600], TimeDelta::minutes(5));

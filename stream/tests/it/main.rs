@@ -4,5 +4,6 @@
 mod dead_letters;
 mod esm;
 mod esm_property;
+mod kinesis_input;
 mod local_stream;
 mod support;

@@ -1,0 +1,758 @@
+//! The Lambda Kinesis invocation payload (`{"Records":[...]}`), parsed fast.
+//!
+//! [`KinesisInput::from_slice`] is a hand-written single-pass JSON scanner for this one shape:
+//! it keeps only what the handlers use (`eventID`, `kinesis.sequenceNumber`,
+//! `kinesis.partitionKey`, `kinesis.data`), base64-decodes `data` (SIMD, `base64-simd`) straight
+//! into the record's buffer, and skips every other value after checking its JSON syntax
+//! (strings, numbers, literals, any nesting, without recursion, like `serde_json`). Unknown fields
+//! are ignored, as Lambda adds fields over time.
+//!
+//! Contract (differential tests in `tests/it/kinesis_input.rs`): whenever
+//! `serde_json::from_slice::<KinesisEvent>` accepts a payload, `from_slice` accepts it with the
+//! same records, ids, keys and bytes. It is more lenient only about what it does not read:
+//! fields it skips (`approximateArrivalTimestamp`, `awsRegion`, ...) may be missing or of any
+//! JSON type, and their strings are checked for JSON syntax but not for UTF-8. It never
+//! panics: a malformed payload is a [`KinesisInputError`] naming the byte offset.
+//!
+//! Two shapes of the result: [`KinesisBatch`] borrows the ids and keys from the payload and
+//! decodes every record's `data` into one shared buffer (no allocation per record: what the
+//! aggregator Lambda uses), and [`KinesisInput`] owns each record's fields ([`InputRecord`]).
+//! Both come from the same scanner and accept exactly the same payloads.
+//!
+//! Missing or `null` `eventID` and missing `sequenceNumber` / `partitionKey` become empty
+//! strings (as in `aws_lambda_events`), so one odd record is the handler's to dead-letter
+//! instead of failing the whole batch. Missing `Records`, `kinesis` or `data`, or `data` that
+//! is not canonical padded standard base64, fail the payload (as in `aws_lambda_events`).
+
+use std::borrow::Cow;
+
+use aws_lambda_events::event::kinesis::KinesisEvent;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
+
+/// One Kinesis record as the handlers need it; `data` is already base64-decoded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InputRecord {
+    /// `"shardId-…:seq"` as Lambda sends it (empty if absent).
+    pub event_id: String,
+    /// The record's sequence number, as sent (decimal text; empty if absent).
+    pub sequence_number: String,
+    /// The record's partition key (empty if absent).
+    pub partition_key: String,
+    /// The record payload, base64-decoded.
+    pub data: Vec<u8>,
+}
+
+impl InputRecord {
+    /// The shard id: the part of `event_id` before the last `':'`, if that is followed by a
+    /// non-empty decimal sequence number (same rule as [`crate::shard_id_of`]).
+    pub fn shard_id(&self) -> Option<&str> {
+        shard_of(&self.event_id)
+    }
+}
+
+/// The Lambda Kinesis invocation payload, parsed fast (see the module docs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KinesisInput {
+    /// The records, in payload order.
+    pub records: Vec<InputRecord>,
+}
+
+/// Why an invocation payload is not a Kinesis event. Not retryable: the payload is malformed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KinesisInputError {
+    /// Not JSON, or not the shape of a Kinesis event.
+    #[error("Kinesis event payload is malformed at byte {offset}: {reason}")]
+    Malformed { offset: usize, reason: &'static str },
+    /// A required field is absent (`record` is the index in `Records`, if inside one).
+    #[error("Kinesis event payload lacks `{field}`{}", record.map(|i| format!(" in record {i}")).unwrap_or_default())]
+    MissingField { field: &'static str, record: Option<usize> },
+    /// A record's `data` is not padded standard base64.
+    #[error("Kinesis record {record}: `data` is not valid base64")]
+    BadBase64 { record: usize },
+}
+
+impl KinesisInput {
+    /// Parses a raw invocation payload (see the module docs for the exact contract).
+    pub fn from_slice(payload: &[u8]) -> Result<Self, KinesisInputError> {
+        let batch = KinesisBatch::parse(payload)?;
+        Ok(KinesisInput { records: batch.iter().map(|r| r.to_owned()).collect() })
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether there is no record.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
+/// Deserializes through [`KinesisInput::from_slice`]: the deserializer must be able to lend
+/// its input (`serde_json::from_slice` / `from_str`, which is what `lambda_runtime` uses);
+/// others (`from_reader`, `from_value`) get an error, never a panic.
+impl<'de> Deserialize<'de> for KinesisInput {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw: &'de RawValue = Deserialize::deserialize(deserializer)?;
+        KinesisInput::from_slice(raw.get().as_bytes()).map_err(D::Error::custom)
+    }
+}
+
+impl From<KinesisEvent> for KinesisInput {
+    /// Moves every record's fields (`data` is not copied).
+    fn from(event: KinesisEvent) -> Self {
+        let records = event
+            .records
+            .into_iter()
+            .map(|r| InputRecord {
+                event_id: r.event_id.unwrap_or_default(),
+                sequence_number: r.kinesis.sequence_number,
+                partition_key: r.kinesis.partition_key,
+                data: r.kinesis.data.0,
+            })
+            .collect();
+        KinesisInput { records }
+    }
+}
+
+/// One record of a [`KinesisBatch`], borrowed from it; `data` is already base64-decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KinesisRecord<'b> {
+    /// `"shardId-…:seq"` as Lambda sends it (empty if absent).
+    pub event_id: &'b str,
+    /// The record's sequence number, as sent (decimal text; empty if absent).
+    pub sequence_number: &'b str,
+    /// The record's partition key (empty if absent).
+    pub partition_key: &'b str,
+    /// The record payload, base64-decoded.
+    pub data: &'b [u8],
+}
+
+impl<'b> KinesisRecord<'b> {
+    /// The shard id (same rule as [`InputRecord::shard_id`]).
+    pub fn shard_id(&self) -> Option<&'b str> {
+        shard_of(self.event_id)
+    }
+
+    /// An owned copy.
+    pub fn to_owned(&self) -> InputRecord {
+        InputRecord {
+            event_id: self.event_id.to_owned(),
+            sequence_number: self.sequence_number.to_owned(),
+            partition_key: self.partition_key.to_owned(),
+            data: self.data.to_vec(),
+        }
+    }
+}
+
+fn shard_of(event_id: &str) -> Option<&str> {
+    let (shard, seq) = event_id.rsplit_once(':')?;
+    if shard.is_empty() || seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(shard)
+}
+
+/// Where a record's data is.
+#[derive(Debug, Clone)]
+enum DataRef<'a> {
+    /// A range of the batch's shared buffer.
+    Span(u32, u32),
+    /// Borrowed from the caller's records.
+    Borrowed(&'a [u8]),
+}
+
+#[derive(Debug, Clone)]
+struct Slot<'a> {
+    event_id: Cow<'a, str>,
+    sequence_number: Cow<'a, str>,
+    partition_key: Cow<'a, str>,
+    data: DataRef<'a>,
+}
+
+/// The Lambda Kinesis invocation payload, parsed without an allocation per record: strings
+/// borrowed from the payload (owned only when the JSON escapes them), every record's decoded
+/// `data` in one shared buffer. Also a zero-copy view of a [`KinesisEvent`] or a
+/// [`KinesisInput`] (`From<&_>`). Same contract as [`KinesisInput::from_slice`].
+#[derive(Debug, Clone, Default)]
+pub struct KinesisBatch<'a> {
+    records: Vec<Slot<'a>>,
+    data: Vec<u8>,
+}
+
+impl<'a> KinesisBatch<'a> {
+    /// Parses a raw invocation payload (see the module docs for the exact contract).
+    pub fn parse(payload: &'a [u8]) -> Result<Self, KinesisInputError> {
+        let mut p = Scanner { b: payload, i: 0 };
+        // Decoded data is at most 3/4 of its base64 text; half the payload covers typical
+        // batches (the record metadata around `data` is ~1/2 of the JSON) without a regrow.
+        let mut data = Vec::with_capacity(payload.len() / 2);
+        p.ws();
+        p.expect(b'{', "expected `{` (an object)")?;
+        let mut records = None;
+        p.ws();
+        if !p.eat(b'}') {
+            loop {
+                p.ws();
+                let key = p.key()?;
+                if key.as_ref() == b"Records" {
+                    if records.is_some() {
+                        return Err(p.err("duplicate field `Records`"));
+                    }
+                    records = Some(p.records(&mut data)?);
+                } else {
+                    p.skip_value()?;
+                }
+                if !p.next_member(b'}')? {
+                    break;
+                }
+            }
+        }
+        p.ws();
+        if p.i != p.b.len() {
+            return Err(p.err("trailing characters"));
+        }
+        let records = records.ok_or(KinesisInputError::MissingField { field: "Records", record: None })?;
+        Ok(KinesisBatch { records, data })
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether there is no record.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Record `i`, in payload order.
+    pub fn get(&self, i: usize) -> Option<KinesisRecord<'_>> {
+        self.records.get(i).map(|s| self.view(s))
+    }
+
+    /// The records, in payload order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = KinesisRecord<'_>> + '_ {
+        self.records.iter().map(|s| self.view(s))
+    }
+
+    fn view<'b>(&'b self, s: &'b Slot<'a>) -> KinesisRecord<'b> {
+        let data = match s.data {
+            DataRef::Span(a, b) => self.data.get(a as usize..b as usize).unwrap_or_default(),
+            DataRef::Borrowed(d) => d,
+        };
+        KinesisRecord {
+            event_id: &s.event_id,
+            sequence_number: &s.sequence_number,
+            partition_key: &s.partition_key,
+            data,
+        }
+    }
+}
+
+impl<'a> From<&'a KinesisEvent> for KinesisBatch<'a> {
+    /// A view of the event's records (nothing copied).
+    fn from(event: &'a KinesisEvent) -> Self {
+        let records = event
+            .records
+            .iter()
+            .map(|r| Slot {
+                event_id: Cow::Borrowed(r.event_id.as_deref().unwrap_or_default()),
+                sequence_number: Cow::Borrowed(&r.kinesis.sequence_number),
+                partition_key: Cow::Borrowed(&r.kinesis.partition_key),
+                data: DataRef::Borrowed(&r.kinesis.data.0),
+            })
+            .collect();
+        KinesisBatch { records, data: Vec::new() }
+    }
+}
+
+impl<'a> From<&'a KinesisInput> for KinesisBatch<'a> {
+    /// A view of the input's records (nothing copied).
+    fn from(input: &'a KinesisInput) -> Self {
+        let records = input
+            .records
+            .iter()
+            .map(|r| Slot {
+                event_id: Cow::Borrowed(&r.event_id),
+                sequence_number: Cow::Borrowed(&r.sequence_number),
+                partition_key: Cow::Borrowed(&r.partition_key),
+                data: DataRef::Borrowed(&r.data),
+            })
+            .collect();
+        KinesisBatch { records, data: Vec::new() }
+    }
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Bit 7 of each byte of the result is set where `x` has a zero byte (exact for the lowest one).
+#[inline(always)]
+fn zero_bytes(x: u64) -> u64 {
+    x.wrapping_sub(ONES) & !x & HIGHS
+}
+
+/// Offset of the first `"`, `\` or control character in `s`, if any (8 bytes at a time).
+#[inline(always)]
+fn find_string_special(s: &[u8]) -> Option<usize> {
+    let mut chunks = s.chunks_exact(8);
+    let mut base = 0;
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        let x = u64::from_le_bytes(w);
+        let m = zero_bytes(x ^ (ONES * u64::from(b'"')))
+            | zero_bytes(x ^ (ONES * u64::from(b'\\')))
+            | (x.wrapping_sub(ONES * 0x20) & !x & HIGHS);
+        if m != 0 {
+            return Some(base + (m.trailing_zeros() / 8) as usize);
+        }
+        base += 8;
+    }
+    chunks.remainder().iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).map(|p| base + p)
+}
+
+struct Scanner<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+/// What `kinesis` holds, as the scanner found it.
+#[derive(Default)]
+struct KinesisFields<'a> {
+    sequence_number: Option<Cow<'a, str>>,
+    partition_key: Option<Cow<'a, str>>,
+    data: Option<(u32, u32)>,
+}
+
+impl<'a> Scanner<'a> {
+    fn err(&self, reason: &'static str) -> KinesisInputError {
+        KinesisInputError::Malformed { offset: self.i, reason }
+    }
+
+    #[inline(always)]
+    fn ws(&mut self) {
+        while let Some(&c) = self.b.get(self.i) {
+            if !matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
+                break;
+            }
+            self.i += 1;
+        }
+    }
+
+    #[inline(always)]
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    #[inline(always)]
+    fn eat(&mut self, c: u8) -> bool {
+        if self.peek() == Some(c) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect(&mut self, c: u8, reason: &'static str) -> Result<(), KinesisInputError> {
+        if self.eat(c) { Ok(()) } else { Err(self.err(reason)) }
+    }
+
+    /// After a member or element: `,` (true: another follows) or `close` (false).
+    #[inline(always)]
+    fn next_member(&mut self, close: u8) -> Result<bool, KinesisInputError> {
+        self.ws();
+        match self.peek() {
+            Some(b',') => {
+                self.i += 1;
+                Ok(true)
+            }
+            Some(c) if c == close => {
+                self.i += 1;
+                Ok(false)
+            }
+            _ => Err(self.err("expected `,` or the end of the object / array")),
+        }
+    }
+
+    /// An object key and its `:`; the raw bytes when it has no escape.
+    #[inline(always)]
+    fn key(&mut self) -> Result<Cow<'a, [u8]>, KinesisInputError> {
+        if self.peek() != Some(b'"') {
+            return Err(self.err("expected a string key"));
+        }
+        let (raw, escaped) = self.string_span()?;
+        let key = if escaped { Cow::Owned(self.unescape(raw)?.into_bytes()) } else { Cow::Borrowed(raw) };
+        self.ws();
+        self.expect(b':', "expected `:`")?;
+        self.ws();
+        Ok(key)
+    }
+
+    /// At an opening `"`: the raw content up to the closing quote (escapes checked, not
+    /// decoded), and whether it has escapes. Leaves `i` after the closing quote.
+    #[inline(always)]
+    fn string_span(&mut self) -> Result<(&'a [u8], bool), KinesisInputError> {
+        self.i += 1;
+        let start = self.i;
+        let mut escaped = false;
+        loop {
+            let rest = self.b.get(self.i..).unwrap_or_default();
+            let Some(off) = find_string_special(rest) else {
+                self.i = self.b.len();
+                return Err(self.err("unterminated string"));
+            };
+            self.i += off;
+            match self.b.get(self.i).copied() {
+                Some(b'"') => {
+                    let raw = self.b.get(start..self.i).unwrap_or_default();
+                    self.i += 1;
+                    return Ok((raw, escaped));
+                }
+                Some(b'\\') => {
+                    escaped = true;
+                    self.i += 1;
+                    match self.peek() {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.i += 1,
+                        Some(b'u') => {
+                            let hex = self.b.get(self.i + 1..self.i + 5).unwrap_or_default();
+                            if hex.len() != 4 || !hex.iter().all(u8::is_ascii_hexdigit) {
+                                return Err(self.err("invalid \\u escape"));
+                            }
+                            self.i += 5;
+                        }
+                        _ => return Err(self.err("invalid escape")),
+                    }
+                }
+                _ => return Err(self.err("control character in string")),
+            }
+        }
+    }
+
+    /// Decodes the escapes of a string's raw content (checked by `string_span`).
+    fn unescape(&self, raw: &[u8]) -> Result<String, KinesisInputError> {
+        let bad = |reason| KinesisInputError::Malformed { offset: self.i, reason };
+        let mut out: Vec<u8> = Vec::with_capacity(raw.len());
+        let mut i = 0;
+        let hex4 = |at: usize| -> Option<u32> {
+            let h = std::str::from_utf8(raw.get(at..at + 4)?).ok()?;
+            u32::from_str_radix(h, 16).ok()
+        };
+        while let Some(&c) = raw.get(i) {
+            if c != b'\\' {
+                out.push(c);
+                i += 1;
+                continue;
+            }
+            let e = raw.get(i + 1).copied().ok_or_else(|| bad("invalid escape"))?;
+            i += 2;
+            let ch = match e {
+                b'"' => '"',
+                b'\\' => '\\',
+                b'/' => '/',
+                b'b' => '\u{8}',
+                b'f' => '\u{c}',
+                b'n' => '\n',
+                b'r' => '\r',
+                b't' => '\t',
+                b'u' => {
+                    let hi = hex4(i).ok_or_else(|| bad("invalid \\u escape"))?;
+                    i += 4;
+                    let code = if (0xD800..0xDC00).contains(&hi) {
+                        if raw.get(i..i + 2) != Some(b"\\u") {
+                            return Err(bad("lone leading surrogate in \\u escape"));
+                        }
+                        let lo = hex4(i + 2).ok_or_else(|| bad("invalid \\u escape"))?;
+                        if !(0xDC00..0xE000).contains(&lo) {
+                            return Err(bad("lone leading surrogate in \\u escape"));
+                        }
+                        i += 6;
+                        0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                    } else {
+                        hi
+                    };
+                    char::from_u32(code).ok_or_else(|| bad("lone surrogate in \\u escape"))?
+                }
+                _ => return Err(bad("invalid escape")),
+            };
+            let mut buf = [0u8; 4];
+            out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+        }
+        String::from_utf8(out).map_err(|_| bad("string is not UTF-8"))
+    }
+
+    /// A string value (UTF-8 checked), or `null` when `nullable`.
+    fn string(&mut self, nullable: bool) -> Result<Option<Cow<'a, str>>, KinesisInputError> {
+        match self.peek() {
+            Some(b'"') => {
+                let (raw, escaped) = self.string_span()?;
+                if escaped {
+                    Ok(Some(Cow::Owned(self.unescape(raw)?)))
+                } else {
+                    let s = std::str::from_utf8(raw).map_err(|_| self.err("string is not UTF-8"))?;
+                    Ok(Some(Cow::Borrowed(s)))
+                }
+            }
+            Some(b'n') if nullable => {
+                self.literal(b"null")?;
+                Ok(None)
+            }
+            _ => Err(self.err("expected a string")),
+        }
+    }
+
+    fn literal(&mut self, word: &'static [u8]) -> Result<(), KinesisInputError> {
+        if self.b.get(self.i..self.i + word.len()) == Some(word) {
+            self.i += word.len();
+            Ok(())
+        } else {
+            Err(self.err("invalid literal"))
+        }
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.i;
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.i += 1;
+        }
+        self.i - start
+    }
+
+    /// A JSON number (grammar only).
+    fn number(&mut self) -> Result<(), KinesisInputError> {
+        self.eat(b'-');
+        match self.peek() {
+            Some(b'0') => self.i += 1,
+            Some(b'1'..=b'9') => {
+                self.digits();
+            }
+            _ => return Err(self.err("invalid number")),
+        }
+        if self.eat(b'.') && self.digits() == 0 {
+            return Err(self.err("invalid number"));
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.i += 1;
+            if !self.eat(b'+') {
+                self.eat(b'-');
+            }
+            if self.digits() == 0 {
+                return Err(self.err("invalid number"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Skips one value, checking its syntax. Iterative (any nesting depth, no recursion),
+    /// like serde_json's skipping of ignored values.
+    fn skip_value(&mut self) -> Result<(), KinesisInputError> {
+        // Open containers: true = object.
+        let mut stack: Vec<bool> = Vec::new();
+        loop {
+            // A value.
+            match self.peek() {
+                Some(b'"') => {
+                    self.string_span()?;
+                }
+                Some(open @ (b'{' | b'[')) => {
+                    self.i += 1;
+                    self.ws();
+                    let object = open == b'{';
+                    if !self.eat(if object { b'}' } else { b']' }) {
+                        stack.push(object);
+                        if object {
+                            self.key()?;
+                        }
+                        continue;
+                    }
+                }
+                Some(b't') => self.literal(b"true")?,
+                Some(b'f') => self.literal(b"false")?,
+                Some(b'n') => self.literal(b"null")?,
+                Some(b'-' | b'0'..=b'9') => self.number()?,
+                _ => return Err(self.err("expected a value")),
+            }
+            // After a value: close containers or move to the next member / element.
+            loop {
+                let Some(&object) = stack.last() else {
+                    return Ok(());
+                };
+                if self.next_member(if object { b'}' } else { b']' })? {
+                    self.ws();
+                    if object {
+                        self.key()?;
+                    }
+                    break;
+                }
+                stack.pop();
+            }
+        }
+    }
+
+    /// The `Records` array.
+    fn records(&mut self, data: &mut Vec<u8>) -> Result<Vec<Slot<'a>>, KinesisInputError> {
+        self.expect(b'[', "`Records` must be an array")?;
+        // ~1 KB of JSON per record is typical: one allocation for most batches.
+        let mut out = Vec::with_capacity((self.b.len() - self.i) / 900 + 1);
+        self.ws();
+        if self.eat(b']') {
+            return Ok(out);
+        }
+        loop {
+            self.ws();
+            out.push(self.record(out.len(), data)?);
+            if !self.next_member(b']')? {
+                return Ok(out);
+            }
+        }
+    }
+
+    fn record(&mut self, index: usize, data: &mut Vec<u8>) -> Result<Slot<'a>, KinesisInputError> {
+        self.expect(b'{', "a record must be an object")?;
+        let mut event_id: Option<Option<Cow<'a, str>>> = None;
+        let mut kinesis: Option<KinesisFields<'a>> = None;
+        self.ws();
+        if !self.eat(b'}') {
+            loop {
+                self.ws();
+                let key = self.key()?;
+                match key.as_ref() {
+                    b"eventID" => {
+                        if event_id.is_some() {
+                            return Err(self.err("duplicate field `eventID`"));
+                        }
+                        event_id = Some(self.string(true)?);
+                    }
+                    b"kinesis" => {
+                        if kinesis.is_some() {
+                            return Err(self.err("duplicate field `kinesis`"));
+                        }
+                        kinesis = Some(self.kinesis(index, data)?);
+                    }
+                    _ => self.skip_value()?,
+                }
+                if !self.next_member(b'}')? {
+                    break;
+                }
+            }
+        }
+        let k = kinesis.ok_or(KinesisInputError::MissingField { field: "kinesis", record: Some(index) })?;
+        let (a, b) = k.data.ok_or(KinesisInputError::MissingField { field: "data", record: Some(index) })?;
+        Ok(Slot {
+            event_id: event_id.flatten().unwrap_or_default(),
+            sequence_number: k.sequence_number.unwrap_or_default(),
+            partition_key: k.partition_key.unwrap_or_default(),
+            data: DataRef::Span(a, b),
+        })
+    }
+
+    fn kinesis(&mut self, index: usize, data: &mut Vec<u8>) -> Result<KinesisFields<'a>, KinesisInputError> {
+        self.expect(b'{', "`kinesis` must be an object")?;
+        let mut k = KinesisFields::default();
+        self.ws();
+        if self.eat(b'}') {
+            return Ok(k);
+        }
+        loop {
+            self.ws();
+            let key = self.key()?;
+            match key.as_ref() {
+                b"data" => {
+                    if k.data.is_some() {
+                        return Err(self.err("duplicate field `data`"));
+                    }
+                    k.data = Some(self.base64(index, data)?);
+                }
+                b"sequenceNumber" => {
+                    if k.sequence_number.is_some() {
+                        return Err(self.err("duplicate field `sequenceNumber`"));
+                    }
+                    k.sequence_number = self.string(false)?;
+                }
+                b"partitionKey" => {
+                    if k.partition_key.is_some() {
+                        return Err(self.err("duplicate field `partitionKey`"));
+                    }
+                    k.partition_key = self.string(false)?;
+                }
+                _ => self.skip_value()?,
+            }
+            if !self.next_member(b'}')? {
+                return Ok(k);
+            }
+        }
+    }
+
+    /// A base64 string value, decoded and appended to `out`: its range there. The common case
+    /// (no escape) decodes the raw span of the JSON text with SIMD; an escaped string is
+    /// unescaped first.
+    fn base64(&mut self, index: usize, out: &mut Vec<u8>) -> Result<(u32, u32), KinesisInputError> {
+        if self.peek() != Some(b'"') {
+            return Err(self.err("`data` must be a string"));
+        }
+        let too_big = || KinesisInputError::Malformed { offset: 0, reason: "payload larger than 4 GiB" };
+        let begin = u32::try_from(out.len()).map_err(|_| too_big())?;
+        let start = self.i + 1;
+        // Base64 has no `"`, `\` or control character: the first quote ends a well-formed
+        // value, and the decoder rejects anything else in the span.
+        if let Some(len) = memchr::memchr(b'"', self.b.get(start..).unwrap_or_default()) {
+            let span = self.b.get(start..start + len).unwrap_or_default();
+            // Amortized growth (the decoder itself reserves exactly).
+            out.reserve(span.len());
+            if base64_simd::STANDARD.decode_append(span, out).is_ok() {
+                self.i = start + len + 1;
+                let end = u32::try_from(out.len()).map_err(|_| too_big())?;
+                return Ok((begin, end));
+            }
+        }
+        // Escapes or an invalid value: the exact string, then decode it.
+        let (raw, escaped) = self.string_span()?;
+        let text: Cow<'_, [u8]> =
+            if escaped { Cow::Owned(self.unescape(raw)?.into_bytes()) } else { Cow::Borrowed(raw) };
+        out.reserve(text.len());
+        base64_simd::STANDARD
+            .decode_append(text.as_ref(), out)
+            .map_err(|_| KinesisInputError::BadBase64 { record: index })?;
+        let end = u32::try_from(out.len()).map_err(|_| too_big())?;
+        Ok((begin, end))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_specials_at_every_position() {
+        for len in 0..40 {
+            for pos in 0..len {
+                for special in [b'"', b'\\', 0x1f, 0] {
+                    let mut s = vec![b'a'; len];
+                    s[pos] = special;
+                    if pos + 1 < len {
+                        s[pos + 1] = b'"';
+                    }
+                    assert_eq!(find_string_special(&s), Some(pos), "len {len} pos {pos} {special}");
+                }
+            }
+            let mut s: Vec<u8> =
+                (0..len).map(|i| 0x20 + ((i * 7) % 0x5f) as u8).filter(|&c| c != b'"' && c != b'\\').collect();
+            s.extend([0xc3, 0xa9, 0x7f, 0xff]);
+            assert_eq!(find_string_special(&s), None);
+        }
+    }
+
+    #[test]
+    fn minimal_payloads() {
+        assert_eq!(KinesisInput::from_slice(br#"{"Records":[]}"#).unwrap().len(), 0);
+        let one = KinesisInput::from_slice(br#" {"Records" : [ {"kinesis":{"data":"aGk="}} ] } "#).unwrap();
+        assert_eq!(one.records[0].data, b"hi");
+        assert_eq!(one.records[0].event_id, "");
+        assert_eq!(one.records[0].shard_id(), None);
+    }
+}
