@@ -1,6 +1,7 @@
 //! `Registry::decode_stored` (the per-record hot path of the aggregator and lake-writer
 //! Lambdas): the fast path against the reference path (chrono + jsonschema), same run, same
-//! records. Run: `cargo bench -p sluice-schemas --bench decode` (prints ns/event).
+//! records, and the allocation-free `Registry::decode_stored_view` (the lake writer's hot path).
+//! Run: `cargo bench -p sluice-schemas --bench decode` (prints ns/event).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::hint::black_box;
@@ -97,14 +98,26 @@ fn main() {
     for r in &records {
         assert_eq!(registry.decode_stored(r), registry.decode_stored_reference(r));
     }
-    // DECODE_PROFILE=1: only loop the fast path (for `perf record`).
-    if std::env::var_os("DECODE_PROFILE").is_some() {
-        for _ in 0..300 {
-            for r in &records {
-                black_box(registry.decode_stored(black_box(r)).is_ok());
+    // DECODE_PROFILE=1: only loop the fast path (for `perf record`); DECODE_PROFILE=view: the
+    // allocation-free view.
+    match std::env::var("DECODE_PROFILE").as_deref() {
+        Ok("view") => {
+            for _ in 0..1000 {
+                for r in &records {
+                    black_box(registry.decode_stored_view(black_box(r)).is_some());
+                }
             }
+            return;
         }
-        return;
+        Ok(_) => {
+            for _ in 0..300 {
+                for r in &records {
+                    black_box(registry.decode_stored(black_box(r)).is_ok());
+                }
+            }
+            return;
+        }
+        Err(_) => {}
     }
     let typical: Vec<Vec<u8>> =
         records.iter().filter(|r| r.windows(11).any(|w| w == b"\"page_view\"")).cloned().collect();
@@ -120,8 +133,10 @@ fn main() {
     for (label, set) in rows {
         let reference = ns_per_event(set, |r| registry.decode_stored_reference(r).is_ok());
         let fast = ns_per_event(set, |r| registry.decode_stored(r).is_ok());
+        let view = ns_per_event(set, |r| registry.decode_stored_view(r).is_some());
         println!(
-            "  {label:<10} reference {reference:>7.0} ns/event   fast {fast:>7.0} ns/event   speed-up {:.1}x",
+            "  {label:<10} reference {reference:>7.0} ns/event   fast {fast:>7.0} ns/event   speed-up {:.1}x   \
+             view (no allocation) {view:>5.0} ns/event",
             reference / fast
         );
     }

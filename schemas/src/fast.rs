@@ -18,10 +18,11 @@
 //! [`parse_canonical_utc`] (the `...Z` timestamps the serializer writes; anything else goes to
 //! chrono). Both only ever return what serde/chrono would have returned for the same text.
 
-use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Number, Value};
 
-use crate::registry::FieldKind;
+use crate::envelope::Event;
+use crate::registry::{EventType, FieldKind, Registry, SchemaVersion};
 
 /// Keywords without effect on validation, accepted anywhere in the subset.
 const ANNOTATIONS: &[&str] =
@@ -193,15 +194,41 @@ fn exact_f64(n: &Number) -> Option<f64> {
 impl Check {
     fn accepts(&self, value: &Value) -> bool {
         match (self, value) {
-            (Check::String { min_len, max_len, options, pattern }, Value::String(s)) => {
-                length_within(s, *min_len, *max_len)
-                    && options.as_ref().is_none_or(|o| o.iter().any(|x| same(x.as_bytes(), s.as_bytes())))
-                    && pattern.as_ref().is_none_or(|p| p.is_match(s))
-            }
+            (Check::String { .. }, Value::String(s)) => self.accepts_str(s),
             // Only i64 is proven an in-range integer; 3.0 and u64 take the reference path.
             (Check::Integer { bounds }, Value::Number(n)) => n.is_i64() && within(n, bounds),
             (Check::Number { bounds }, Value::Number(n)) => within(n, bounds),
             (Check::Boolean, Value::Bool(_)) => true,
+            _ => false,
+        }
+    }
+
+    #[inline]
+    fn accepts_str(&self, s: &str) -> bool {
+        match self {
+            Check::String { min_len, max_len, options, pattern } => {
+                length_within(s, *min_len, *max_len)
+                    && options.as_ref().is_none_or(|o| o.iter().any(|x| same(x.as_bytes(), s.as_bytes())))
+                    && pattern.as_ref().is_none_or(|p| p.is_match(s))
+            }
+            _ => false,
+        }
+    }
+
+    /// [`Check::accepts`] for a value of a [`StoredView`] (the same decisions: a
+    /// `StoredValue::Integer` is what serde_json holds as an i64, a `StoredValue::Number` what it
+    /// holds as an f64).
+    #[inline]
+    fn accepts_stored(&self, value: StoredValue<'_>) -> bool {
+        match (self, value) {
+            (Check::String { .. }, StoredValue::String(s)) => self.accepts_str(s),
+            (Check::Integer { bounds } | Check::Number { bounds }, StoredValue::Integer(i)) => {
+                within_exact(bounds, (i.unsigned_abs() <= EXACT_F64_INT).then_some(i as f64))
+            }
+            (Check::Number { bounds }, StoredValue::Number(f)) => {
+                within_exact(bounds, Some(f).filter(|f| f.is_finite()))
+            }
+            (Check::Boolean, StoredValue::Boolean(_)) => true,
             _ => false,
         }
     }
@@ -214,10 +241,16 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn within(n: &Number, bounds: &[Bound]) -> bool {
+    within_exact(bounds, if bounds.is_empty() { None } else { exact_f64(n) })
+}
+
+/// `x` (the exact value, `None` if not exactly representable) satisfies every bound.
+#[inline]
+fn within_exact(bounds: &[Bound], x: Option<f64>) -> bool {
     if bounds.is_empty() {
         return true;
     }
-    let Some(x) = exact_f64(n) else {
+    let Some(x) = x else {
         return false;
     };
     // Both sides are exact, so f64 comparison is the mathematical one (as jsonschema's num-cmp).
@@ -230,6 +263,7 @@ fn within(n: &Number, bounds: &[Bound]) -> bool {
 }
 
 /// Code-point length of `s` within `min..=max` (JSON Schema counts code points).
+#[inline]
 fn length_within(s: &str, min: u64, max: u64) -> bool {
     let bytes = s.len() as u64;
     if min <= bytes.div_ceil(4) && bytes <= max {
@@ -331,6 +365,7 @@ impl Pattern {
     }
 
     /// Whether `s` contains a match (JSON Schema `pattern` semantics).
+    #[inline]
     pub(crate) fn is_match(&self, s: &str) -> bool {
         match self {
             Pattern::Fixed(sets) => s.len() == sets.len() && s.bytes().zip(sets).all(|(b, set)| set.contains(b)),
@@ -477,9 +512,27 @@ pub(crate) fn parse_canonical_utc(s: &str) -> Option<DateTime<Utc>> {
         }
         _ => return None,
     };
-    let date = NaiveDate::from_ymd_opt(i32::try_from(year).ok()?, month, day)?;
-    let time = NaiveTime::from_hms_nano_opt(hour, minute, second, nanos)?;
-    Some(date.and_time(time).and_utc())
+    // The same checks chrono's constructors make, then days since the epoch (Howard Hinnant's
+    // days_from_civil) instead of chrono's calendar tables; the unit test compares with chrono.
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if day == 0 || day > month_days || hour > 23 || minute > 59 {
+        return None;
+    }
+    let (y, m, d) = (i64::from(year) - i64::from(month <= 2), i64::from(month), i64::from(day));
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second);
+    DateTime::from_timestamp(secs, nanos)
 }
 
 /// The fields of a stored record, as parsed by [`parse_canonical`].
@@ -546,17 +599,54 @@ pub(crate) fn parse_canonical(text: &str) -> Option<CanonicalRecord> {
     })
 }
 
+/// The index of the first `"`, `\\` or control character in `bytes` (8 bytes at a time).
+#[inline(always)]
+fn string_end(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in chunks.by_ref() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word);
+        // A byte is flagged (high bit set) if it is < 0x20, == '"' or == '\\' (exact for bytes
+        // without the high bit; bytes >= 0x80 are filtered by `& !x`).
+        let quote = x ^ (ONES * u64::from(b'"'));
+        let backslash = x ^ (ONES * u64::from(b'\\'));
+        let hits = (x.wrapping_sub(ONES * 0x20) | quote.wrapping_sub(ONES) | backslash.wrapping_sub(ONES)) & !x & HIGH;
+        if hits != 0 {
+            // The lowest flagged byte is exact (borrows only propagate upwards from a hit), but
+            // confirm byte by byte from there to be safe.
+            let first = (hits.trailing_zeros() / 8) as usize;
+            return chunk[first..]
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+                .map(|i| offset + first + i)
+                .or_else(|| rest_end(&bytes[offset + 8..]).map(|i| offset + 8 + i));
+        }
+        offset += 8;
+    }
+    rest_end(chunks.remainder()).map(|i| offset + i)
+}
+
+fn rest_end(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+}
+
 struct Cursor<'a> {
     s: &'a str,
     i: usize,
 }
 
 impl<'a> Cursor<'a> {
+    #[inline]
     fn lit(&mut self, expected: &str) -> Option<()> {
         let rest = self.s.as_bytes().get(self.i..)?;
         same(rest.get(..expected.len())?, expected.as_bytes()).then(|| self.i += expected.len())
     }
 
+    #[inline]
     fn eat(&mut self, b: u8) -> bool {
         let hit = self.s.as_bytes().get(self.i) == Some(&b);
         self.i += usize::from(hit);
@@ -564,11 +654,12 @@ impl<'a> Cursor<'a> {
     }
 
     /// A JSON string without escapes or control characters; the contents.
+    #[inline(always)]
     fn string(&mut self) -> Option<&'a str> {
         self.lit("\"")?;
         let bytes = self.s.as_bytes();
         let start = self.i;
-        let len = bytes.get(start..)?.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        let len = string_end(bytes.get(start..)?)?;
         if bytes[start + len] != b'"' {
             return None;
         }
@@ -578,6 +669,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// A decimal u32 as JSON writes it (no sign, no leading zero, no fraction).
+    #[inline]
     fn u32(&mut self) -> Option<u32> {
         let bytes = self.s.as_bytes();
         let len = bytes.get(self.i..)?.iter().take_while(|b| b.is_ascii_digit()).count();
@@ -587,6 +679,72 @@ impl<'a> Cursor<'a> {
         }
         self.i += len;
         digits.parse().ok()
+    }
+
+    /// A string, number or boolean as a [`StoredValue`] (null, objects, arrays: `None`).
+    #[inline(always)]
+    fn stored_value(&mut self) -> Option<StoredValue<'a>> {
+        match *self.s.as_bytes().get(self.i)? {
+            b'"' => self.string().map(StoredValue::String),
+            b't' => self.lit("true").map(|()| StoredValue::Boolean(true)),
+            b'f' => self.lit("false").map(|()| StoredValue::Boolean(false)),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => None,
+        }
+    }
+
+    /// A JSON number (RFC 8259 grammar, checked here: Rust's float parser is more lenient).
+    /// Integer literals of up to 18 digits are `Integer` (as serde_json: `u64`/`i64`), `-0` and
+    /// literals with a fraction or exponent are `Number` (serde_json: `f64`, correctly rounded
+    /// under `float_roundtrip`, as `str::parse::<f64>` is). Longer integers: `None`.
+    fn number(&mut self) -> Option<StoredValue<'a>> {
+        let bytes = self.s.as_bytes();
+        let start = self.i;
+        let mut i = start;
+        let digits = |i: usize| bytes.get(i..).map_or(0, |rest| rest.iter().take_while(|b| b.is_ascii_digit()).count());
+        let negative = bytes.get(i) == Some(&b'-');
+        i += usize::from(negative);
+        let int_digits = match bytes.get(i)? {
+            b'0' => 1,
+            b'1'..=b'9' => digits(i),
+            _ => return None,
+        };
+        i += int_digits;
+        let mut float = false;
+        if bytes.get(i) == Some(&b'.') {
+            let n = digits(i + 1);
+            if n == 0 {
+                return None;
+            }
+            i += 1 + n;
+            float = true;
+        }
+        if matches!(bytes.get(i), Some(b'e' | b'E')) {
+            i += 1;
+            if matches!(bytes.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            let n = digits(i);
+            if n == 0 {
+                return None;
+            }
+            i += n;
+            float = true;
+        }
+        let text = self.s.get(start..i)?;
+        self.i = i;
+        // `-0` is the one integer literal serde_json holds as an f64 (-0.0).
+        let minus_zero = negative && int_digits == 1 && bytes.get(start + 1) == Some(&b'0');
+        if !float && !minus_zero {
+            if int_digits > 18 {
+                return None; // a long integer: serde_json's u64/f64 choice is not worth copying
+            }
+            let magnitude =
+                bytes[start + usize::from(negative)..i].iter().fold(0i64, |acc, &d| acc * 10 + i64::from(d - b'0'));
+            return Some(StoredValue::Integer(if negative { -magnitude } else { magnitude }));
+        }
+        let f: f64 = text.parse().ok()?;
+        f.is_finite().then_some(StoredValue::Number(f))
     }
 
     /// A string, number, boolean or null (objects and arrays: `None`).
@@ -612,6 +770,164 @@ impl<'a> Cursor<'a> {
             }
             _ => None,
         }
+    }
+}
+
+/// Most data fields a [`StoredView`] holds; versions with more always take
+/// [`Registry::decode_stored`].
+pub const MAX_VIEW_FIELDS: usize = 24;
+
+/// One `data` value of a [`StoredView`], borrowed from the record bytes.
+///
+/// `Integer` is a JSON integer literal serde_json holds as an `i64` (at most 18 digits, not
+/// `-0`); `Number` any other number (serde_json holds it as an `f64`; parsed with the same
+/// correctly rounded result, always finite). JSON `null` is never valid in a schema of the fast
+/// subset, so there is no null variant: an absent field is `None`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum StoredValue<'b> {
+    String(&'b str),
+    Integer(i64),
+    Number(f64),
+    Boolean(bool),
+}
+
+impl StoredValue<'_> {
+    /// The value as serde_json would hold it in [`Event::data`].
+    pub fn to_json(self) -> Value {
+        match self {
+            StoredValue::String(s) => Value::String(s.to_owned()),
+            StoredValue::Integer(i) => Value::from(i),
+            StoredValue::Number(f) => Number::from_f64(f).map_or(Value::Null, Value::Number),
+            StoredValue::Boolean(b) => Value::Bool(b),
+        }
+    }
+}
+
+/// A stream record decoded without allocating and proven valid by the compiled field table
+/// ([`Registry::decode_stored_view`]). Strings borrow from the record bytes (`'b`), the type and
+/// schema from the registry (`'r`).
+///
+/// Contract: a view exists only for a record on which [`Registry::decode_stored`] returns
+/// `Ok(event)`, and [`StoredView::to_event`] equals that `event` (differential tests in
+/// `sluice-schemas` and `sluice-sinks`).
+#[derive(Debug, Clone)]
+pub struct StoredView<'r, 'b> {
+    pub event_type: &'r EventType,
+    pub schema: &'r SchemaVersion,
+    pub event_id: &'b str,
+    pub occurred_at: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+    pub producer: &'b str,
+    /// By slot: slot `i` is the `i`-th name of [`SchemaVersion::view_fields`].
+    values: [Option<StoredValue<'b>>; MAX_VIEW_FIELDS],
+    slots: usize,
+}
+
+impl<'r, 'b> StoredView<'r, 'b> {
+    /// The value in slot `slot` (see [`SchemaVersion::view_fields`]); `None` if absent.
+    #[inline]
+    pub fn value(&self, slot: usize) -> Option<StoredValue<'b>> {
+        self.values.get(slot).copied().flatten()
+    }
+
+    /// The values by slot.
+    pub fn values(&self) -> &[Option<StoredValue<'b>>] {
+        &self.values[..self.slots]
+    }
+
+    /// The owned [`Event`] (equal to what [`Registry::decode_stored`] returns for the record).
+    pub fn to_event(&self) -> Event {
+        let names = self.schema.fast().map(|f| f.fields.as_slice()).unwrap_or_default();
+        let data = names
+            .iter()
+            .zip(self.values())
+            .filter_map(|(field, value)| value.map(|v| (field.name.clone(), v.to_json())))
+            .collect();
+        Event {
+            event_id: self.event_id.to_owned(),
+            event_type: self.event_type.name.clone(),
+            schema_version: self.schema.version,
+            occurred_at: self.occurred_at,
+            received_at: self.received_at,
+            producer: self.producer.to_owned(),
+            data,
+        }
+    }
+}
+
+impl SchemaVersion {
+    /// The data field names in [`StoredView`] slot order (name order), or `None` when this
+    /// version never gets a view (its schema is outside the fast subset, or it has more than
+    /// [`MAX_VIEW_FIELDS`] fields).
+    pub fn view_fields(&self) -> Option<Vec<&str>> {
+        let fast = self.fast().filter(|f| f.fields.len() <= MAX_VIEW_FIELDS)?;
+        Some(fast.fields.iter().map(|f| f.name.as_str()).collect())
+    }
+}
+
+impl Registry {
+    /// Decodes a stream record in the layout `serde_json::to_vec(&Event)` writes and validates
+    /// it with the compiled field table, without allocating. `None` means "not proven": call
+    /// [`Registry::decode_stored`], which decides (and explains a rejection). Never panics.
+    pub fn decode_stored_view<'r, 'b>(&'r self, bytes: &'b [u8]) -> Option<StoredView<'r, 'b>> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let mut p = Cursor { s: text, i: 0 };
+        p.lit("{\"event_id\":")?;
+        let event_id = p.string()?;
+        p.lit(",\"event_type\":")?;
+        let event_type = self.get(p.string()?)?;
+        p.lit(",\"schema_version\":")?;
+        let schema = event_type.version(p.u32()?)?;
+        let fast = schema.fast().filter(|f| f.fields.len() <= MAX_VIEW_FIELDS)?;
+        p.lit(",\"occurred_at\":")?;
+        let occurred_at = parse_canonical_utc(p.string()?)?;
+        p.lit(",\"received_at\":")?;
+        let received_at = parse_canonical_utc(p.string()?)?;
+        p.lit(",\"producer\":")?;
+        let producer = p.string()?;
+        p.lit(",\"data\":{")?;
+        let mut values = [None; MAX_VIEW_FIELDS];
+        let mut required_seen = 0;
+        // serde_json writes `data` keys in name order, the table's order: try the next slot first.
+        let mut next = 0;
+        if !p.eat(b'}') {
+            loop {
+                let key = p.string()?;
+                p.lit(":")?;
+                let slot = match fast.fields.get(next) {
+                    Some(f) if same(f.name.as_bytes(), key.as_bytes()) => next,
+                    _ => fast.fields.iter().position(|f| same(f.name.as_bytes(), key.as_bytes()))?,
+                };
+                next = slot + 1;
+                let value = p.stored_value()?;
+                let field = &fast.fields[slot];
+                // A duplicate key: serde keeps the last one; not worth proving here.
+                if values[slot].is_some() || !field.check.accepts_stored(value) {
+                    return None;
+                }
+                values[slot] = Some(value);
+                required_seen += usize::from(field.required);
+                if p.eat(b',') {
+                    continue;
+                }
+                p.lit("}")?;
+                break;
+            }
+        }
+        p.lit("}")?;
+        if p.i != text.len() || required_seen != fast.required {
+            return None;
+        }
+        Some(StoredView {
+            event_type,
+            schema,
+            event_id,
+            occurred_at,
+            received_at,
+            producer,
+            values,
+            slots: fast.fields.len(),
+        })
     }
 }
 
@@ -648,6 +964,23 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn string_end_finds_the_first_stop_byte(
+            bytes in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::prelude::any::<u8>(),
+                    proptest::prelude::Just(b'"'),
+                    proptest::prelude::Just(b'\\'),
+                    0x20u8..0x7f,
+                ],
+                0..40,
+            )
+        ) {
+            proptest::prop_assert_eq!(string_end(&bytes), rest_end(&bytes));
+        }
+    }
+
     #[test]
     fn lengths_count_code_points() {
         assert!(length_within("ab", 2, 2));
@@ -678,6 +1011,22 @@ mod tests {
         let mut big = base.clone();
         big["properties"]["n"] = json!({"type": "integer", "maximum": 9_007_199_254_740_993u64});
         assert!(FastValidator::compile(&big).is_none(), "a bound not exact as f64");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn canonical_timestamps_agree_with_chrono(
+            y in 900u32..10_000, mo in 0u32..14, d in 0u32..33, h in 0u32..25, mi in 0u32..61, s in 0u32..61,
+            frac in proptest::option::of("[0-9]{1,9}"),
+        ) {
+            let text = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{}Z", frac.map(|f| format!(".{f}")).unwrap_or_default());
+            let chrono = text.parse::<DateTime<chrono::FixedOffset>>().ok().map(|t| t.with_timezone(&Utc));
+            match parse_canonical_utc(&text) {
+                Some(t) => proptest::prop_assert_eq!(Some(t), chrono, "{}", text),
+                // Declined: years below 1000 (chrono's call) and leap seconds only.
+                None => proptest::prop_assert!(chrono.is_none() || y < 1000 || s == 60, "{}", text),
+            }
+        }
     }
 
     #[test]

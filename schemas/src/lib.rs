@@ -28,5 +28,6 @@ pub mod validate;
 pub use arrow::ENVELOPE_COLUMNS;
 pub use envelope::{Event, IngestContext};
 pub use evolution::check_compatible;
+pub use fast::{MAX_VIEW_FIELDS, StoredValue, StoredView};
 pub use registry::{EventType, FieldDef, FieldKind, Registry, RegistryError, SchemaVersion};
 pub use validate::{Rejection, Violation};

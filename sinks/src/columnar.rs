@@ -7,6 +7,12 @@
 //!
 //! [`RowsBuilder`] appends one event at a time, so a caller can drop each decoded event right
 //! away (the lake writer never holds a batch's events and its Arrow columns at once).
+//! [`RowsBuilder::append_view`] appends a record straight from its bytes
+//! ([`sluice_schemas::StoredView`], validated by the compiled field table) with no `Event`, no
+//! `serde_json::Map` and no per-field allocation: the lake writer's hot path. It appends the same
+//! row [`RowsBuilder::append`] appends for `view.to_event()` (differential tests in
+//! `tests/it/fast_path.rs`); per schema version it is used only when every field is sure to fit
+//! its column (a per-version plan, built on first use), else the caller falls back to `append`.
 
 use std::sync::Arc;
 
@@ -17,7 +23,7 @@ use arrow::array::{
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 use serde_json::Value;
-use sluice_schemas::Event;
+use sluice_schemas::{Event, FieldKind, SchemaVersion, StoredValue, StoredView};
 
 /// Why an event or a schema cannot be turned into columns.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -92,7 +98,27 @@ pub struct RowsBuilder {
     event_type: String,
     columns: Vec<Column>,
     rows: usize,
+    /// Per schema version, how a [`StoredView`] fills the columns (`None`: the version cannot
+    /// be appended from a view; the caller uses [`RowsBuilder::append`]). Built on first use.
+    view_plans: Vec<(u32, Option<ViewPlan>)>,
+    /// A view value did not match its column (unreachable by the plan's construction); the
+    /// batch is refused by [`RowsBuilder::finish`] instead of holding a wrong row.
+    poisoned: bool,
 }
+
+/// For each column (in order): the view slot of a data column, or `None` (envelope column, or a
+/// data field this version does not have: null).
+#[derive(Debug, Clone)]
+struct ViewPlan {
+    slots: Vec<Option<usize>>,
+    schema_version: i32,
+}
+
+/// A [`StoredView`] of a version whose fields cannot be appended from a view (outside the fast
+/// subset, or a field type that differs from the lake column): use [`RowsBuilder::append`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("this schema version is appended through Registry::decode_stored")]
+pub struct NoViewPlan;
 
 impl std::fmt::Debug for RowsBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -160,7 +186,14 @@ impl RowsBuilder {
             }
             columns.push(Column { name: field.name().clone(), source, nullable: field.is_nullable(), builder });
         }
-        Ok(Self { schema, event_type: event_type.to_owned(), columns, rows: 0 })
+        Ok(Self {
+            schema,
+            event_type: event_type.to_owned(),
+            columns,
+            rows: 0,
+            view_plans: Vec::new(),
+            poisoned: false,
+        })
     }
 
     /// Rows appended so far.
@@ -189,6 +222,104 @@ impl RowsBuilder {
         }
         self.rows += 1;
         Ok(())
+    }
+
+    /// Appends a record decoded by [`sluice_schemas::Registry::decode_stored_view`] (read from
+    /// `shard_id` at `sequence_number`) as one row: the same row [`RowsBuilder::append`] appends
+    /// for `view.to_event()`, without building the event. [`NoViewPlan`] (nothing appended) for
+    /// a view of another event type or of a version that must take [`RowsBuilder::append`].
+    pub fn append_view(
+        &mut self,
+        view: &StoredView<'_, '_>,
+        shard_id: &str,
+        sequence_number: &str,
+    ) -> Result<(), NoViewPlan> {
+        if view.event_type.name != self.event_type {
+            return Err(NoViewPlan);
+        }
+        let version = view.schema.version;
+        let index = match self.view_plans.iter().position(|(v, _)| *v == version) {
+            Some(i) => i,
+            None => {
+                let plan = self.view_plan(view.schema);
+                self.view_plans.push((version, plan));
+                self.view_plans.len() - 1
+            }
+        };
+        let Some(plan) = &self.view_plans[index].1 else {
+            return Err(NoViewPlan);
+        };
+        let mut ok = true;
+        for (column, slot) in self.columns.iter_mut().zip(&plan.slots) {
+            match (&mut column.builder, column.source) {
+                (ColumnBuilder::Utf8(b), Source::EventId) => b.append_value(view.event_id),
+                (ColumnBuilder::Utf8(b), Source::EventType) => b.append_value(&view.event_type.name),
+                (ColumnBuilder::Int32(b), Source::SchemaVersion) => b.append_value(plan.schema_version),
+                (ColumnBuilder::Timestamp(b), Source::OccurredAt) => {
+                    b.append_value(view.occurred_at.timestamp_micros())
+                }
+                (ColumnBuilder::Timestamp(b), Source::ReceivedAt) => {
+                    b.append_value(view.received_at.timestamp_micros())
+                }
+                (ColumnBuilder::Utf8(b), Source::Producer) => b.append_value(view.producer),
+                (ColumnBuilder::Utf8(b), Source::ShardId) => b.append_value(shard_id),
+                (ColumnBuilder::Utf8(b), Source::SequenceNumber) => b.append_value(sequence_number),
+                (builder, Source::Data) => match (builder, slot.and_then(|i| view.value(i))) {
+                    (ColumnBuilder::Utf8(b), Some(StoredValue::String(s))) => b.append_value(s),
+                    (ColumnBuilder::Int64(b), Some(StoredValue::Integer(i))) => b.append_value(i),
+                    (ColumnBuilder::Float64(b), Some(StoredValue::Number(f))) => b.append_value(f),
+                    (ColumnBuilder::Float64(b), Some(StoredValue::Integer(i))) => b.append_value(i as f64),
+                    (ColumnBuilder::Boolean(b), Some(StoredValue::Boolean(v))) => b.append_value(v),
+                    (builder, value) => {
+                        // Absent (a nullable column, by the plan), or unreachable mismatch.
+                        ok &= value.is_none() && column.nullable;
+                        push(builder, Cell::Null);
+                    }
+                },
+                // Unreachable: `new` pairs envelope sources with their builder types.
+                (builder, _) => {
+                    ok = false;
+                    push(builder, Cell::Null);
+                }
+            }
+        }
+        self.poisoned |= !ok;
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// How views of `schema` fill the columns, if every value is sure to fit: each field of the
+    /// version that has a column has the column's type, every non-null data column is a required
+    /// field of the version (so validation guarantees its value).
+    fn view_plan(&self, schema: &SchemaVersion) -> Option<ViewPlan> {
+        let names = schema.view_fields()?;
+        let schema_version = i32::try_from(schema.version).ok()?;
+        let mut slots = Vec::with_capacity(self.columns.len());
+        for column in &self.columns {
+            if column.source != Source::Data {
+                slots.push(None);
+                continue;
+            }
+            let field = schema.field(&column.name);
+            let fits = match (field.map(|f| f.kind), &column.builder) {
+                (None, _) => column.nullable,
+                (Some(kind), builder) => {
+                    let typed = matches!(
+                        (kind, builder),
+                        (FieldKind::String, ColumnBuilder::Utf8(_))
+                            | (FieldKind::Integer, ColumnBuilder::Int64(_))
+                            | (FieldKind::Number, ColumnBuilder::Float64(_))
+                            | (FieldKind::Boolean, ColumnBuilder::Boolean(_))
+                    );
+                    typed && (column.nullable || field.is_some_and(|f| f.required))
+                }
+            };
+            if !fits {
+                return None;
+            }
+            slots.push(field.and_then(|f| names.iter().position(|n| *n == f.name)));
+        }
+        Some(ViewPlan { slots, schema_version })
     }
 
     fn extract<'a>(
@@ -223,20 +354,15 @@ impl RowsBuilder {
 
     /// The finished batch (the builder is reset and can be reused for the same schema).
     pub fn finish(&mut self) -> Result<RecordBatch, ColumnarError> {
-        let arrays: Vec<ArrayRef> = self
-            .columns
-            .iter_mut()
-            .map(|column| -> ArrayRef {
-                match &mut column.builder {
-                    ColumnBuilder::Utf8(b) => Arc::new(b.finish()),
-                    ColumnBuilder::Int32(b) => Arc::new(b.finish()),
-                    ColumnBuilder::Int64(b) => Arc::new(b.finish()),
-                    ColumnBuilder::Float64(b) => Arc::new(b.finish()),
-                    ColumnBuilder::Boolean(b) => Arc::new(b.finish()),
-                    ColumnBuilder::Timestamp(b) => Arc::new(b.finish()),
-                }
-            })
-            .collect();
+        if std::mem::take(&mut self.poisoned) {
+            // Drain the builders so the builder is reusable, then refuse the batch.
+            for column in &mut self.columns {
+                drop(finish_column(&mut column.builder));
+            }
+            self.rows = 0;
+            return Err(ColumnarError::Arrow("a view value did not fit its column".to_owned()));
+        }
+        let arrays: Vec<ArrayRef> = self.columns.iter_mut().map(|column| finish_column(&mut column.builder)).collect();
         self.rows = 0;
         Ok(RecordBatch::try_new(self.schema.clone(), arrays)?)
     }
@@ -260,6 +386,17 @@ pub fn to_record_batch<'a>(
         builder.append(event, shard_id, sequence_number)?;
     }
     builder.finish()
+}
+
+fn finish_column(builder: &mut ColumnBuilder) -> ArrayRef {
+    match builder {
+        ColumnBuilder::Utf8(b) => Arc::new(b.finish()),
+        ColumnBuilder::Int32(b) => Arc::new(b.finish()),
+        ColumnBuilder::Int64(b) => Arc::new(b.finish()),
+        ColumnBuilder::Float64(b) => Arc::new(b.finish()),
+        ColumnBuilder::Boolean(b) => Arc::new(b.finish()),
+        ColumnBuilder::Timestamp(b) => Arc::new(b.finish()),
+    }
 }
 
 fn mismatch(column: &Column, reason: &str) -> ColumnarError {

@@ -1,10 +1,14 @@
 //! The lake writer: one Kinesis batch -> one Parquet file per (event type, dt, hour) group.
 //!
 //! Thin handler over a pure core:
-//! - [`prepare`] (pure, CPU only): decode each record (`Registry::decode_stored`, which
-//!   re-validates), group valid events by partition of `occurred_at` (UTC) and shard, append them
-//!   to that group's Arrow builder (the decoded event is dropped right away), then encode each
-//!   group to Parquet in memory. Records that can never be written are returned as invalid.
+//! - [`prepare`] (pure, CPU only) over a `KinesisInput` (records already base64-decoded):
+//!   decode and fully re-validate each record, group valid events by partition of `occurred_at`
+//!   (UTC) and shard, append them to that group's Arrow builder, then encode each group to
+//!   Parquet in memory. Records that can never be written are returned as invalid. Per record,
+//!   the allocation-free path runs first (`Registry::decode_stored_view` ->
+//!   `RowsBuilder::append_view`: no `Event`, no `serde_json::Map`); anything it does not prove
+//!   valid takes `Registry::decode_stored` -> `RowsBuilder::append`, which decides and explains.
+//!   [`prepare_reference`] runs only the reference decoder; both give the same Parquet bytes.
 //! - [`LakeWriter::process`] (I/O): dead-letter the invalid records, write the files (a few
 //!   concurrently), and report failures.
 //!
@@ -27,24 +31,24 @@
 //!   Nothing is ever lost: every record is either in a file written before the invocation
 //!   returned successfully, dead-lettered, or at/after the reported failure.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
-use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
+use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use sluice_dlq::{DeadLetter, DeadLetterQueue, FailureKind};
 use sluice_schemas::Registry;
+use sluice_stream::kinesis_input::KinesisInput;
 use sluice_stream::{BatchHandler, HandlerError};
 use sluice_telemetry::{Counter, Metrics};
 
 use crate::columnar::{ColumnarError, RowsBuilder};
 use crate::encode::{EncodeError, encode_parquet};
 use crate::lake::Lake;
-use crate::layout::{BatchFileName, Partition};
+use crate::layout::{self, BatchFileName, Partition};
 
 /// Default `source` of the lake writer's dead letters.
 pub const DEFAULT_SOURCE: &str = "lake-writer";
@@ -70,7 +74,8 @@ impl Default for LakeWriterConfig {
 #[derive(Debug, Clone)]
 pub struct LakeTables {
     registry: Arc<Registry>,
-    schemas: HashMap<String, SchemaRef>,
+    /// By event type name (a handful: a linear scan beats hashing the name per record).
+    schemas: Vec<(String, SchemaRef)>,
 }
 
 impl LakeTables {
@@ -87,7 +92,7 @@ impl LakeTables {
 
     /// The lake schema of `event_type`.
     pub fn schema(&self, event_type: &str) -> Option<&SchemaRef> {
-        self.schemas.get(event_type)
+        self.schemas.iter().find(|(name, _)| name == event_type).map(|(_, schema)| schema)
     }
 }
 
@@ -151,32 +156,132 @@ struct Group {
 
 /// Decodes, validates, groups and encodes one batch (pure: no I/O, no clock).
 ///
+/// Per record, the allocation-free path first ([`Registry::decode_stored_view`] straight into
+/// the group's Arrow builders); a record it does not prove valid, and every record of a version
+/// it cannot append, takes [`Registry::decode_stored`] + [`RowsBuilder::append`], which decides
+/// and explains. Both give the same rows (differential tests in `tests/it/fast_path.rs`).
+///
 /// Returns the prepared batch and the groups that failed to encode (never expected; reported as
-/// batch item failures by the caller).
-pub fn prepare(tables: &LakeTables, event: &KinesisEvent) -> (PreparedBatch, Vec<FailedGroup>) {
+/// batch item failures by the caller). Same as [`group_records`] then [`GroupedBatch::encode`].
+pub fn prepare(tables: &LakeTables, input: &KinesisInput) -> (PreparedBatch, Vec<FailedGroup>) {
+    group_records(tables, input).encode()
+}
+
+/// A batch decoded, validated and appended to its groups' Arrow builders, not yet encoded
+/// (the first half of [`prepare`]; public so the benchmark times the two halves separately).
+pub struct GroupedBatch {
+    groups: Vec<Group>,
+    invalid: Vec<InvalidRecord>,
+    records: usize,
+}
+
+impl std::fmt::Debug for GroupedBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupedBatch")
+            .field("groups", &self.groups.len())
+            .field("invalid", &self.invalid.len())
+            .field("records", &self.records)
+            .finish()
+    }
+}
+
+impl GroupedBatch {
+    /// Encodes every non-empty group to Parquet (the second half of [`prepare`]).
+    pub fn encode(self) -> (PreparedBatch, Vec<FailedGroup>) {
+        let GroupedBatch { mut groups, invalid, records } = self;
+        groups.retain(|g| !g.builder.is_empty());
+        groups.sort_by(|a, b| (&a.partition, &a.shard_id).cmp(&(&b.partition, &b.shard_id)));
+        let mut files = Vec::with_capacity(groups.len());
+        let mut failed = Vec::new();
+        for mut group in groups {
+            match encode_group(&mut group) {
+                Ok(file) => files.push(file),
+                Err(error) => {
+                    failed.push(FailedGroup { partition: group.partition, first_sequence: group.first_sequence, error })
+                }
+            }
+        }
+        (PreparedBatch { files, invalid, records }, failed)
+    }
+}
+
+/// Decodes, validates and groups one batch into Arrow builders (see [`prepare`]).
+pub fn group_records(tables: &LakeTables, input: &KinesisInput) -> GroupedBatch {
+    group_records_with(tables, input, Decoder::View)
+}
+
+/// [`prepare`] with every record decoded by [`Registry::decode_stored_reference`] (chrono +
+/// jsonschema, no view): the reference the fast path is tested against. Same contract and
+/// results (the same Parquet bytes, the same invalid records).
+#[doc(hidden)]
+pub fn prepare_reference(tables: &LakeTables, input: &KinesisInput) -> (PreparedBatch, Vec<FailedGroup>) {
+    group_records_with(tables, input, Decoder::Reference).encode()
+}
+
+/// Which decoder [`group_records_with`] runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Decoder {
+    /// [`Registry::decode_stored_view`] first, [`Registry::decode_stored`] for the rest.
+    View,
+    /// [`Registry::decode_stored_reference`] only.
+    Reference,
+}
+
+fn group_records_with(tables: &LakeTables, input: &KinesisInput, decoder: Decoder) -> GroupedBatch {
     let mut groups: Vec<Group> = Vec::new();
     let mut invalid = Vec::new();
-    let capacity_hint = event.records.len();
-    for record in &event.records {
-        let sequence_number = record.kinesis.sequence_number.as_str();
+    let capacity_hint = input.records.len();
+    // A batch comes from one shard: check its name once, not per record.
+    let mut checked_shard: Option<&str> = None;
+    for record in &input.records {
+        let sequence_number = record.sequence_number.as_str();
         let reject = |reason: String| InvalidRecord {
-            shard_id: shard_id(record).map(str::to_owned),
+            shard_id: record.shard_id().map(str::to_owned),
             sequence_number: sequence_number.to_owned(),
-            partition_key: record.kinesis.partition_key.clone(),
+            partition_key: record.partition_key.clone(),
             reason,
-            data: record.kinesis.data.0.clone(),
+            data: record.data.clone(),
         };
-        let Some(shard) = shard_id(record) else {
+        let Some(shard) = record.shard_id() else {
             invalid.push(reject("record has no shard id in eventID".to_owned()));
             continue;
         };
-        if BatchFileName::new(shard, sequence_number, sequence_number).is_err() {
-            invalid.push(reject(format!(
-                "shard id {shard:?} or sequence number {sequence_number:?} cannot name a lake file"
-            )));
-            continue;
+        let nameable = checked_shard == Some(shard) && layout::is_sequence_segment(sequence_number);
+        if !nameable {
+            if BatchFileName::new(shard, sequence_number, sequence_number).is_err() {
+                invalid.push(reject(format!(
+                    "shard id {shard:?} or sequence number {sequence_number:?} cannot name a lake file"
+                )));
+                continue;
+            }
+            checked_shard = Some(shard);
         }
-        let decoded = match tables.registry().decode_stored(&record.kinesis.data.0) {
+
+        if decoder == Decoder::View
+            && let Some(view) = tables.registry().decode_stored_view(&record.data)
+            && let Some(schema) = tables.schema(&view.event_type.name)
+        {
+            let event_type = view.event_type.name.as_str();
+            match group_for(&mut groups, event_type, schema, view.occurred_at, shard, sequence_number, capacity_hint) {
+                Ok(group) => {
+                    if group.builder.append_view(&view, shard, sequence_number).is_ok() {
+                        sequence_number.clone_into(&mut group.last_sequence);
+                        continue;
+                    }
+                    // No view plan for this version: the general path below decides.
+                }
+                Err(error) => {
+                    invalid.push(reject(error));
+                    continue;
+                }
+            }
+        }
+
+        let decoded = match decoder {
+            Decoder::View => tables.registry().decode_stored(&record.data),
+            Decoder::Reference => tables.registry().decode_stored_reference(&record.data),
+        };
+        let decoded = match decoded {
             Ok(decoded) => decoded,
             Err(rejection) => {
                 invalid.push(reject(format!("invalid event: {rejection}")));
@@ -187,37 +292,19 @@ pub fn prepare(tables: &LakeTables, event: &KinesisEvent) -> (PreparedBatch, Vec
             invalid.push(reject(format!("event type {:?} has no lake table", decoded.event_type)));
             continue;
         };
-        // Few groups per batch (types x hours): a linear scan beats hashing an owned key.
-        let partition_of = Partition::of_parts(decoded.occurred_at);
-        let position = groups.iter().position(|g| {
-            g.partition.dt == partition_of.0
-                && g.partition.hour == partition_of.1
-                && g.partition.event_type == decoded.event_type
-                && g.shard_id == shard
-        });
-        let group = match position {
-            Some(i) => &mut groups[i],
-            None => {
-                // A group usually holds a large share of the batch; over-reserving a little
-                // beats regrowing every column.
-                let capacity = (capacity_hint / 4).max(16);
-                match RowsBuilder::new(&decoded.event_type, schema.clone(), capacity) {
-                    Ok(builder) => {
-                        groups.push(Group {
-                            partition: Partition::of(&decoded.event_type, decoded.occurred_at),
-                            builder,
-                            shard_id: shard.to_owned(),
-                            first_sequence: sequence_number.to_owned(),
-                            last_sequence: sequence_number.to_owned(),
-                        });
-                        let last = groups.len() - 1;
-                        &mut groups[last]
-                    }
-                    Err(error) => {
-                        invalid.push(reject(format!("no lake table for this event: {error}")));
-                        continue;
-                    }
-                }
+        let group = match group_for(
+            &mut groups,
+            &decoded.event_type,
+            schema,
+            decoded.occurred_at,
+            shard,
+            sequence_number,
+            capacity_hint,
+        ) {
+            Ok(group) => group,
+            Err(error) => {
+                invalid.push(reject(error));
+                continue;
             }
         };
         match group.builder.append(&decoded, shard, sequence_number) {
@@ -226,19 +313,43 @@ pub fn prepare(tables: &LakeTables, event: &KinesisEvent) -> (PreparedBatch, Vec
         }
     }
 
-    groups.retain(|g| !g.builder.is_empty());
-    groups.sort_by(|a, b| (&a.partition, &a.shard_id).cmp(&(&b.partition, &b.shard_id)));
-    let mut files = Vec::with_capacity(groups.len());
-    let mut failed = Vec::new();
-    for mut group in groups {
-        match encode_group(&mut group) {
-            Ok(file) => files.push(file),
-            Err(error) => {
-                failed.push(FailedGroup { partition: group.partition, first_sequence: group.first_sequence, error })
-            }
-        }
+    GroupedBatch { groups, invalid, records: input.records.len() }
+}
+
+/// The group of (`event_type`, partition of `occurred_at`, `shard`), created (starting at
+/// `sequence_number`) if new. `Err`: the reason to dead-letter the record.
+fn group_for<'g>(
+    groups: &'g mut Vec<Group>,
+    event_type: &str,
+    schema: &SchemaRef,
+    occurred_at: DateTime<Utc>,
+    shard: &str,
+    sequence_number: &str,
+    capacity_hint: usize,
+) -> Result<&'g mut Group, String> {
+    // Few groups per batch (types x hours): a linear scan beats hashing an owned key.
+    let (dt, hour) = Partition::of_parts(occurred_at);
+    let position = groups.iter().position(|g| {
+        g.partition.dt == dt && g.partition.hour == hour && g.partition.event_type == event_type && g.shard_id == shard
+    });
+    if let Some(i) = position {
+        return Ok(&mut groups[i]);
     }
-    (PreparedBatch { files, invalid, records: event.records.len() }, failed)
+    // A group often holds most of the batch. Reserving room for the whole batch costs address
+    // space, not memory (untouched pages are never faulted in), and saves regrowing (copying)
+    // every column.
+    let capacity = capacity_hint.max(16);
+    let builder = RowsBuilder::new(event_type, schema.clone(), capacity)
+        .map_err(|error| format!("no lake table for this event: {error}"))?;
+    groups.push(Group {
+        partition: Partition::of(event_type, occurred_at),
+        builder,
+        shard_id: shard.to_owned(),
+        first_sequence: sequence_number.to_owned(),
+        last_sequence: sequence_number.to_owned(),
+    });
+    let last = groups.len() - 1;
+    Ok(&mut groups[last])
 }
 
 fn encode_group(group: &mut Group) -> Result<PreparedFile, PrepareError> {
@@ -257,11 +368,6 @@ fn encode_group(group: &mut Group) -> Result<PreparedFile, PrepareError> {
     let bytes = encode_parquet(&schema, &[batch], &metadata)?;
     let path = partition.file_path(&name.to_string());
     Ok(PreparedFile { partition: partition.clone(), name, path, rows, bytes })
-}
-
-/// The shard id of a record: the part of `eventID` (`shardId-...:<seq>`) before the last `:`.
-fn shard_id(record: &KinesisEventRecord) -> Option<&str> {
-    sluice_stream::shard_id_of(record)
 }
 
 /// Numeric order of decimal sequence-number strings (no leading zeros beyond padding).
@@ -372,7 +478,7 @@ impl<Q: DeadLetterQueue> LakeWriter<Q> {
 
     /// Handles one batch; `now` stamps dead letters. Never fails: every failure is reported in
     /// the response (see the module docs for the guarantees).
-    pub async fn process(&self, event: &KinesisEvent, now: DateTime<Utc>) -> (KinesisEventResponse, BatchOutcome) {
+    pub async fn process(&self, event: &KinesisInput, now: DateTime<Utc>) -> (KinesisEventResponse, BatchOutcome) {
         let (prepared, prepare_failures) = prepare(&self.tables, event);
         let mut failed: Vec<String> = Vec::new();
         for group in &prepare_failures {
@@ -455,7 +561,7 @@ impl<Q: DeadLetterQueue> LakeWriter<Q> {
 
 impl<Q: DeadLetterQueue> BatchHandler for LakeWriter<Q> {
     async fn handle(&self, event: KinesisEvent) -> Result<KinesisEventResponse, HandlerError> {
-        Ok(self.process(&event, Utc::now()).await.0)
+        Ok(self.process(&KinesisInput::from(event), Utc::now()).await.0)
     }
 }
 

@@ -1,10 +1,12 @@
 //! The lake writer as a Lambda function: configuration from the environment and the
-//! `LambdaEvent<KinesisEvent>` entry point (`src/bin/lake-lambda.rs` only wires these).
+//! `LambdaEvent<KinesisInput>` entry point (`src/bin/lake-lambda.rs` only wires these). The
+//! payload is parsed by `KinesisInput`'s fast scanner (base64 decoded in the same pass), not
+//! through `aws_lambda_events`' `KinesisEvent`.
 
-use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use lambda_runtime::LambdaEvent;
 use sluice_dlq::DeadLetterQueue;
+use sluice_stream::kinesis_input::KinesisInput;
 
 use crate::LakeWriter;
 
@@ -49,7 +51,7 @@ impl LambdaConfig {
 /// error (every failure is a batch item failure; see [`crate::handler`]).
 pub async fn handle<Q: DeadLetterQueue>(
     writer: &LakeWriter<Q>,
-    event: LambdaEvent<KinesisEvent>,
+    event: LambdaEvent<KinesisInput>,
 ) -> Result<KinesisEventResponse, lambda_runtime::Error> {
     use tracing::Instrument as _;
     let span = tracing::info_span!("lake_batch", request_id = %event.context.request_id);

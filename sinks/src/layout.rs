@@ -207,9 +207,14 @@ fn check_shard_id(value: &str) -> Result<(), LayoutError> {
     }
 }
 
+/// Whether `value` is a sequence number [`BatchFileName::new`] accepts (1-64 decimal digits),
+/// without allocating.
+pub fn is_sequence_segment(value: &str) -> bool {
+    !value.is_empty() && value.len() <= 64 && value.bytes().all(|b| b.is_ascii_digit())
+}
+
 fn check_sequence(value: &str) -> Result<(), LayoutError> {
-    let ok = !value.is_empty() && value.len() <= 64 && value.bytes().all(|b| b.is_ascii_digit());
-    if ok {
+    if is_sequence_segment(value) {
         Ok(())
     } else {
         Err(LayoutError::InvalidSegment { value: value.to_owned(), reason: "sequence numbers are 1-64 decimal digits" })

@@ -7,7 +7,9 @@
 //! - [`lake`]: the `object_store` adapter (`file://`, `memory://`, `s3://` lake URLs).
 //! - [`lambda`]: the Lambda entry point and its configuration (`src/bin/lake-lambda.rs`).
 //! - [`handler`]: the lake writer ([`LakeWriter`], a `sluice_stream::BatchHandler`): decode,
-//!   validate, group by partition, encode ([`handler::prepare`], pure) and write.
+//!   validate, group by partition, encode ([`handler::prepare`], pure) and write. Its input is
+//!   `sluice_stream::kinesis_input::KinesisInput` (the Lambda payload parsed in one pass, base64
+//!   decoded); the ESM's `KinesisEvent` is converted with `From`.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod columnar;
@@ -17,5 +19,5 @@ pub mod lake;
 pub mod lambda;
 pub mod layout;
 
-pub use handler::{BatchOutcome, LakeTables, LakeWriter, LakeWriterConfig, prepare};
+pub use handler::{BatchOutcome, GroupedBatch, LakeTables, LakeWriter, LakeWriterConfig, group_records, prepare};
 pub use lake::{Lake, LakeError, LakeFile};

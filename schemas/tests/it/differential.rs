@@ -285,7 +285,101 @@ fn same_decode(reg: &Registry, bytes: &[u8]) -> Result<(), TestCaseError> {
     let fast = reg.decode_stored(bytes);
     let reference = reg.decode_stored_reference(bytes);
     prop_assert_eq!(&fast, &reference, "{}", String::from_utf8_lossy(bytes));
+    // The allocation-free view: only ever for records the reference accepts, with equal contents.
+    if let Some(view) = reg.decode_stored_view(bytes) {
+        prop_assert_eq!(Ok(view.to_event()), reference, "view of {}", String::from_utf8_lossy(bytes));
+    }
     Ok(())
+}
+
+/// The view of a record in the serializer's layout, checked against the reference.
+fn view_agrees(reg: &Registry, bytes: &[u8]) -> bool {
+    let reference = reg.decode_stored_reference(bytes);
+    match reg.decode_stored_view(bytes) {
+        Some(view) => {
+            assert_eq!(Ok(view.to_event()), reference, "{}", String::from_utf8_lossy(bytes));
+            true
+        }
+        None => false,
+    }
+}
+
+#[test]
+fn stored_view_on_every_invalid_case_and_number_edge() {
+    // Each invalid producer case's data (and envelope fields) in a stored record: the view must
+    // never accept what the reference rejects, and must equal the reference where it accepts.
+    let dir = crate::test_data("invalid");
+    let mut declined = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let case: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let input = &case["input"];
+        let mut stored = json!({"event_id": "0190a0c4-5b7e-7cc3-8f1a-3b2c1d0e9f8a", "event_type": "page_view",
+            "schema_version": 2, "occurred_at": "2024-05-01T12:00:00Z", "received_at": "2024-05-01T12:00:00Z",
+            "producer": "p", "data": {}});
+        if let Some(obj) = input.as_object() {
+            for (k, v) in obj {
+                stored[k.as_str()] = v.clone();
+            }
+            if obj.contains_key("event_type") && !obj.contains_key("schema_version") {
+                stored["schema_version"] = json!(1);
+            }
+        }
+        let bytes = record_bytes(stored.as_object().unwrap(), false);
+        // Producer-only rules (event_id form, received_at, future cut-off) do not apply to
+        // stored records; every data violation does.
+        let rejected = registry().decode_stored_reference(&bytes).is_err();
+        assert!(rejected || !name.starts_with("data_"), "{name}: {}", String::from_utf8_lossy(&bytes));
+        let viewed = view_agrees(registry(), &bytes);
+        assert!(!(rejected && viewed), "{name}");
+        declined += usize::from(rejected);
+    }
+    assert!(declined >= 20, "{declined}");
+
+    let record = |status: &str, latency: &str| {
+        format!(
+            "{{\"event_id\":\"e\",\"event_type\":\"api_call\",\"schema_version\":1,\
+             \"occurred_at\":\"2024-05-01T12:00:00.123456Z\",\"received_at\":\"2024-05-01T12:00:01Z\",\
+             \"producer\":\"p\",\"data\":{{\"client_id\":\"c\",\"latency_ms\":{latency},\
+             \"route\":\"GET /x\",\"status\":{status}}}}}"
+        )
+        .into_bytes()
+    };
+    // Accepted by both: the view must agree (and must exist for the plain forms).
+    for (status, latency) in
+        [("200", "12.5"), ("599", "0"), ("100", "-0"), ("200", "1e3"), ("200", "1.5E-2"), ("200", "9007199254740992")]
+    {
+        let bytes = record(status, latency);
+        assert!(registry().decode_stored_reference(&bytes).is_ok(), "{status} {latency}");
+        assert!(view_agrees(registry(), &bytes), "{status} {latency}: expected a view");
+    }
+    // Accepted by the reference, declined by the view (it proves nothing it cannot copy exactly).
+    for (status, latency) in
+        [("200.0", "1"), ("2e2", "1"), ("-0", "1"), ("200", "1234567890123456789012"), ("200", "123456789012345678")]
+    {
+        let bytes = record(status, latency);
+        assert!(!view_agrees(registry(), &bytes), "{status} {latency}: expected no view");
+    }
+    // Not JSON numbers, or invalid: no view.
+    for (status, latency) in [
+        ("200", "01"),
+        ("200", "1."),
+        ("200", ".5"),
+        ("200", "+1"),
+        ("200", "1e"),
+        ("200", "1e400"),
+        ("200", "NaN"),
+        ("200", "-"),
+        ("600", "1"),
+        ("200", "-1"),
+        ("200", "null"),
+        ("99", "1"),
+        ("\"200\"", "1"),
+    ] {
+        let bytes = record(status, latency);
+        assert!(!view_agrees(registry(), &bytes), "{status} {latency}: expected no view");
+    }
 }
 
 fn same_validate(reg: &Registry, input: &Value) -> Result<(), TestCaseError> {
@@ -381,8 +475,14 @@ proptest! {
     fn decode_stored_agrees_on_valid_events(input in arb_valid()) {
         let event = registry().validate_reference(&input, &ctx()).unwrap();
         let bytes = serde_json::to_vec(&event).unwrap();
-        prop_assert_eq!(registry().decode_stored(&bytes), Ok(event));
+        prop_assert_eq!(registry().decode_stored(&bytes), Ok(event.clone()));
         same_decode(registry(), &bytes)?;
+        // Valid events without escapes and with integers below 2^53 get a view (the lake
+        // writer's hot path).
+        let exact = |v: &Value| !v.is_number() || v.is_f64() || v.as_i64().is_some_and(|i| i.unsigned_abs() <= 1 << 53);
+        if !bytes.contains(&b'\\') && event.data.values().all(exact) {
+            prop_assert!(registry().decode_stored_view(&bytes).is_some(), "{}", String::from_utf8_lossy(&bytes));
+        }
     }
 
     #[test]

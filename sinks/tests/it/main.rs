@@ -3,6 +3,7 @@
 
 mod contract;
 mod evolution;
+mod fast_path;
 mod python;
 mod support;
 mod writer;

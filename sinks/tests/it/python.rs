@@ -74,8 +74,7 @@ async fn pyarrow_and_duckdb_read_the_lake_as_written() {
         let mut batch = support::batch(chunk, 10_000 * (i as u64 + 1));
         if i % 2 == 1 {
             for r in &mut batch.records {
-                let seq = r.kinesis.sequence_number.clone();
-                r.event_id = Some(format!("shardId-000000000001:{seq}"));
+                r.event_id = format!("shardId-000000000001:{}", r.sequence_number);
             }
         }
         let (response, _) = writer.process(&batch, support::now()).await;

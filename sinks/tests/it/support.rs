@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use sluice_loadtest::generate::{GenConfig, Generator, kinesis_event, record_bytes};
 use sluice_schemas::{Event, Registry};
 use sluice_sinks::Lake;
+use sluice_stream::kinesis_input::KinesisInput;
 
 pub const SHARD: &str = "shardId-000000000000";
 
@@ -27,8 +28,14 @@ pub fn events(seed: u64, n: usize) -> Vec<Event> {
     generator.take(n)
 }
 
-/// A Kinesis batch of `events` from [`SHARD`], sequence counters from `first_seq`.
-pub fn batch(events: &[Event], first_seq: u64) -> KinesisEvent {
+/// A Kinesis batch of `events` from [`SHARD`], sequence counters from `first_seq`, as the
+/// lake writer's Lambda receives it.
+pub fn batch(events: &[Event], first_seq: u64) -> KinesisInput {
+    KinesisInput::from(event_batch(events, first_seq))
+}
+
+/// [`batch`] as an `aws_lambda_events` `KinesisEvent` (what the local ESM delivers).
+pub fn event_batch(events: &[Event], first_seq: u64) -> KinesisEvent {
     kinesis_event(SHARD, first_seq, events.iter().map(record_bytes).collect(), now())
 }
 

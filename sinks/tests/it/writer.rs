@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
-use aws_lambda_events::event::kinesis::KinesisEvent;
 use lambda_runtime::{Context, LambdaEvent};
 use sluice_dlq::{FailureKind, MemoryDeadLetters};
 use sluice_sinks::{Lake, LakeWriter};
+use sluice_stream::kinesis_input::KinesisInput;
 
 use crate::support::{self, SHARD};
 
@@ -24,7 +24,8 @@ fn memory_writer() -> LakeWriter<MemoryDeadLetters> {
 #[tokio::test]
 async fn kinesis_fixture_through_the_lambda_entry_point() {
     let writer = memory_writer();
-    let payload: KinesisEvent = serde_json::from_str(FIXTURE).unwrap();
+    // Deserialized as the Lambda runtime does (serde_json::from_slice -> KinesisInput).
+    let payload: KinesisInput = serde_json::from_slice(FIXTURE.as_bytes()).unwrap();
     let event = LambdaEvent { payload, context: Context::default() };
     let response = sluice_sinks::lambda::handle(&writer, event).await.unwrap();
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
@@ -215,7 +216,7 @@ async fn a_failed_write_reports_the_lowest_failed_group_and_redelivery_completes
 
     // Lambda redelivers from the failed record on; once the store recovers, nothing is missing.
     std::fs::remove_file(&blocked_dir).unwrap();
-    let from = batch.records.iter().position(|r| r.kinesis.sequence_number == failed).unwrap();
+    let from = batch.records.iter().position(|r| r.sequence_number == failed).unwrap();
     let (response, _) = writer.process(&support::batch(&events[from..], from as u64), support::now()).await;
     assert!(response.batch_item_failures.is_empty());
     let (ids, _) = support::read_lake(writer.lake()).await;
@@ -226,7 +227,7 @@ async fn a_failed_write_reports_the_lowest_failed_group_and_redelivery_completes
 async fn a_failed_dead_letter_send_reports_the_invalid_record() {
     let writer = memory_writer();
     writer.dead_letters().fail_next(1);
-    let payload: KinesisEvent = serde_json::from_str(FIXTURE).unwrap();
+    let payload = KinesisInput::from_slice(FIXTURE.as_bytes()).unwrap();
     let (response, outcome) = writer.process(&payload, support::now()).await;
     let expected = format!("{BASE}5");
     assert_eq!(response.batch_item_failures[0].item_identifier.as_deref(), Some(expected.as_str()));
@@ -246,7 +247,7 @@ async fn the_writer_is_a_batch_handler() {
     use sluice_stream::BatchHandler;
     let writer = Arc::new(memory_writer());
     let events = support::events(11, 50);
-    let response = writer.handle(support::batch(&events, 0)).await.unwrap();
+    let response = writer.handle(support::event_batch(&events, 0)).await.unwrap();
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(support::read_lake(writer.lake()).await.0.len(), 50);
 }

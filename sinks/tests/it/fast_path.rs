@@ -1,0 +1,178 @@
+//! Differential tests of the lake writer's allocation-free path (`Registry::decode_stored_view`
+//! straight into the Arrow builders) against the reference (`decode_stored_reference` ->
+//! `Event` -> `RowsBuilder::append`): the same Parquet bytes and the same invalid records, on
+//! generated batches, on every invalid case of the schemas crate, and on mutated records.
+
+use proptest::prelude::*;
+use serde_json::{Value, json};
+use sluice_sinks::handler::{PreparedBatch, prepare_reference};
+use sluice_sinks::{LakeTables, prepare};
+use sluice_stream::kinesis_input::KinesisInput;
+
+use crate::support;
+
+fn tables() -> LakeTables {
+    LakeTables::new(support::registry())
+}
+
+/// `prepare` and `prepare_reference` agree exactly on `input`; returns the prepared batch.
+fn same_prepare(tables: &LakeTables, input: &KinesisInput) -> PreparedBatch {
+    let (fast, fast_failed) = prepare(tables, input);
+    let (reference, reference_failed) = prepare_reference(tables, input);
+    assert!(fast_failed.is_empty() && reference_failed.is_empty());
+    let summary = |p: &PreparedBatch| -> Vec<(String, usize, bytes::Bytes)> {
+        p.files.iter().map(|f| (f.path.clone(), f.rows, f.bytes.clone())).collect()
+    };
+    assert_eq!(summary(&fast), summary(&reference), "same files, byte for byte");
+    assert_eq!(fast.invalid, reference.invalid, "same invalid records and reasons");
+    assert_eq!(fast.records, reference.records);
+    fast
+}
+
+/// The record's JSON with the envelope keys in `Event` declaration order (the layout the view
+/// parses; a `Value`'s own order is alphabetical, which only the general decoder reads).
+fn canonical_bytes(value: &Value) -> Vec<u8> {
+    const ORDER: &[&str] =
+        &["event_id", "event_type", "schema_version", "occurred_at", "received_at", "producer", "data"];
+    let Value::Object(obj) = value else { return serde_json::to_vec(value).unwrap() };
+    let mut keys: Vec<&String> = obj.keys().collect();
+    keys.sort_by_key(|k| ORDER.iter().position(|o| o == k).unwrap_or(ORDER.len()));
+    let members: Vec<String> =
+        keys.into_iter().map(|k| format!("{}:{}", Value::from(k.as_str()), obj[k.as_str()])).collect();
+    format!("{{{}}}", members.join(",")).into_bytes()
+}
+
+/// A batch holding `payloads` as records of [`support::SHARD`].
+fn input_of(payloads: Vec<Vec<u8>>) -> KinesisInput {
+    KinesisInput::from(sluice_loadtest::generate::kinesis_event(support::SHARD, 0, payloads, support::now()))
+}
+
+#[test]
+fn generated_batches_take_the_view_and_match_the_reference() {
+    let tables = tables();
+    let events = support::events(5, 2_000);
+    let input = support::batch(&events, 0);
+    let viewed = input.records.iter().filter(|r| tables.registry().decode_stored_view(&r.data).is_some()).count();
+    assert_eq!(viewed, events.len(), "generated events all take the allocation-free path");
+    let prepared = same_prepare(&tables, &input);
+    assert_eq!(prepared.files.iter().map(|f| f.rows).sum::<usize>(), events.len());
+}
+
+#[test]
+fn every_invalid_case_of_the_schemas_crate_is_rejected_the_same_way() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/tests/data/invalid");
+    let valid = support::events(6, 1)[0].clone();
+    let mut payloads = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let case: Value = serde_json::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap()).unwrap();
+        // The case's fields over a valid stored event (as the schemas crate's own test does).
+        let mut stored = serde_json::to_value(&valid).unwrap();
+        if let Some(input) = case["input"].as_object() {
+            for (k, v) in input {
+                stored[k.as_str()] = v.clone();
+            }
+            if input.contains_key("event_type") && !input.contains_key("schema_version") {
+                stored["schema_version"] = json!(1);
+            }
+        }
+        payloads.push(canonical_bytes(&stored));
+        payloads.push(serde_json::to_vec(&case["input"]).unwrap());
+    }
+    assert!(payloads.len() >= 60);
+    // Interleaved with valid records, so groups are open when the bad ones arrive.
+    let mut mixed = Vec::new();
+    for (i, p) in payloads.into_iter().enumerate() {
+        mixed.push(p);
+        mixed.push(sluice_loadtest::generate::record_bytes(&support::events(100 + i as u64, 1)[0]));
+    }
+    let prepared = same_prepare(&tables(), &input_of(mixed));
+    assert!(prepared.invalid.len() >= 50, "{}", prepared.invalid.len());
+}
+
+/// Edits that keep a record valid, break it, or move it off the canonical layout.
+fn arb_edit() -> impl Strategy<Value = (String, Value)> {
+    let keys = prop::sample::select(vec![
+        "/data/duration_ms",
+        "/data/latency_ms",
+        "/data/amount",
+        "/data/status",
+        "/data/country",
+        "/data/device",
+        "/data/user_id",
+        "/data/app_version",
+        "/data/referrer",
+        "/data/extra",
+        "/schema_version",
+        "/occurred_at",
+        "/event_type",
+        "/producer",
+    ]);
+    let values = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        (-5i64..700).prop_map(Value::from),
+        (-5.0f64..700.0).prop_map(Value::from),
+        (-5i64..700).prop_map(|n| Value::from(n as f64)),
+        prop::sample::select(vec![
+            json!(0),
+            json!(-0.0),
+            json!(1e300),
+            json!(9_007_199_254_740_993u64),
+            json!(u64::MAX),
+            json!("US"),
+            json!("us"),
+            json!("web"),
+            json!("Web"),
+            json!(""),
+            json!("🦀"),
+            json!("a\"b"),
+            json!("2026-01-01T00:59:59.999999Z"),
+            json!("2026-01-01T01:00:00+01:00"),
+            json!("2026-01-01T00:00:00.123456789Z"),
+            json!(1),
+            json!(2),
+            json!(3),
+            json!("purchase"),
+            json!([]),
+            json!({}),
+        ]),
+        "\\PC{0,5}".prop_map(Value::from),
+    ];
+    (keys.prop_map(str::to_owned), values)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn mutated_and_corrupted_records_agree(
+        seed in 0u64..1_000,
+        edits in prop::collection::vec((0usize..40, arb_edit()), 0..12),
+        corruptions in prop::collection::vec((0usize..40, any::<prop::sample::Index>(), any::<u8>()), 0..4),
+        remove in prop::collection::vec((0usize..40, prop::sample::select(vec!["country", "user_id", "referrer", "status"])), 0..4),
+    ) {
+        let events = support::events(seed, 40);
+        let mut values: Vec<Value> = events.iter().map(|e| serde_json::to_value(e).unwrap()).collect();
+        prop_assert_eq!(canonical_bytes(&values[0]), sluice_loadtest::generate::record_bytes(&events[0]));
+        for (i, (pointer, value)) in edits {
+            let (parent, key) = pointer.rsplit_once('/').unwrap();
+            if let Some(Value::Object(obj)) = values[i].pointer_mut(parent) {
+                obj.insert(key.to_owned(), value);
+            }
+        }
+        for (i, key) in remove {
+            if let Some(Value::Object(data)) = values[i].get_mut("data") {
+                data.remove(key);
+            }
+        }
+        let mut payloads: Vec<Vec<u8>> = values.iter().map(canonical_bytes).collect();
+
+        for (i, at, byte) in corruptions {
+            let p = &mut payloads[i];
+            let at = at.index(p.len());
+            p[at] = byte;
+        }
+        same_prepare(&tables(), &input_of(payloads));
+    }
+}
