@@ -13,11 +13,12 @@
 //! `registry.decode_stored(b)` is, and then holds the same values.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use std::cell::Cell;
+
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
@@ -63,6 +64,8 @@ struct Rule {
     min_length: Option<usize>,
     max_length: Option<usize>,
     pattern: Option<regex::Regex>,
+    /// `pattern` when it is one ASCII class repeated (`^[A-Z]{2}$`): checked without the regex.
+    class: Option<ClassPattern>,
     /// Role: index into the dimensions, or measure / identity.
     dim: Option<usize>,
     measure: bool,
@@ -93,6 +96,82 @@ fn simple_pattern(p: &str) -> bool {
     p.bytes().all(|b| b.is_ascii_alphanumeric() || b"^$[]{}-,+*?_ ".contains(&b))
 }
 
+/// A pattern that is one class of ASCII characters repeated a bounded number of times, anchored
+/// at both ends: `^[A-Z]{2}$`, `^[a-z0-9_]{1,32}$`, `^[0-9]+$`, ... Matching is then "every
+/// byte in the class and the length within bounds" (a non-ASCII character is in no such class),
+/// exactly what the regex decides.
+#[derive(Debug, Clone)]
+struct ClassPattern {
+    set: [bool; 128],
+    min: usize,
+    max: usize,
+}
+
+impl ClassPattern {
+    fn parse(p: &str) -> Option<ClassPattern> {
+        let inner = p.strip_prefix("^[")?.strip_suffix('$')?;
+        let (class, quant) = inner.split_once(']')?;
+        let (min, max) = match quant {
+            "+" => (1, usize::MAX),
+            "*" => (0, usize::MAX),
+            "" => (1, 1),
+            q => {
+                let q = q.strip_prefix('{')?.strip_suffix('}')?;
+                let num = |t: &str| -> Option<usize> {
+                    (!t.is_empty() && t.len() <= 6 && t.bytes().all(|b| b.is_ascii_digit())).then(|| t.parse().ok())?
+                };
+                match q.split_once(',') {
+                    None => (num(q)?, num(q)?),
+                    Some((a, "")) => (num(a)?, usize::MAX),
+                    Some((a, b)) => (num(a)?, num(b)?),
+                }
+            }
+        };
+        if min > max {
+            return None;
+        }
+        let c = class.as_bytes();
+        let member = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+        let mut set = [false; 128];
+        let mut i = 0;
+        while let Some(&a) = c.get(i) {
+            if !member(a) {
+                return None;
+            }
+            match (c.get(i + 1), c.get(i + 2)) {
+                (Some(b'-'), Some(&b)) => {
+                    // A range of two letters of one case or two digits, in order.
+                    let same_kind = (a.is_ascii_digit() && b.is_ascii_digit())
+                        || (a.is_ascii_lowercase() && b.is_ascii_lowercase())
+                        || (a.is_ascii_uppercase() && b.is_ascii_uppercase());
+                    if !same_kind || a > b {
+                        return None;
+                    }
+                    for x in a..=b {
+                        *set.get_mut(usize::from(x))? = true;
+                    }
+                    i += 3;
+                }
+                (Some(b'-'), None) => return None,
+                _ => {
+                    *set.get_mut(usize::from(a))? = true;
+                    i += 1;
+                }
+            }
+        }
+        if c.is_empty() {
+            return None;
+        }
+        Some(ClassPattern { set, min, max })
+    }
+
+    #[inline]
+    fn is_match(&self, s: &str) -> bool {
+        (self.min..=self.max).contains(&s.len())
+            && s.bytes().all(|b| self.set.get(usize::from(b)).copied().unwrap_or(false))
+    }
+}
+
 fn compile_fast(schema: &SchemaVersion) -> Option<FastSchema> {
     let top = schema.document.as_object()?;
     if top.keys().any(|k| !TOP_LEVEL.contains(&k.as_str()) && !k.starts_with("x-sluice-")) {
@@ -115,6 +194,7 @@ fn compile_fast(schema: &SchemaVersion) -> Option<FastSchema> {
             min_length: None,
             max_length: None,
             pattern: None,
+            class: None,
             dim: schema.dimensions.iter().position(|d| *d == field.name),
             measure: schema.measure.as_deref() == Some(field.name.as_str()),
             identity: schema.identity.as_deref() == Some(field.name.as_str()),
@@ -154,12 +234,16 @@ fn compile_fast(schema: &SchemaVersion) -> Option<FastSchema> {
                         return None;
                     }
                     r.pattern = Some(regex::Regex::new(s).ok()?);
+                    r.class = ClassPattern::parse(s);
                 }
                 _ => return None,
             }
         }
         rules.push(r);
     }
+    // Serialized events carry `data` keys in byte order (serde_json's map): rules in that order
+    // make the expected-next-key guess of `Acc::field` right every time.
+    rules.sort_by(|a, b| a.name.cmp(&b.name));
     // Bit sets: at most 64 fields and dimensions on the fast path.
     if rules.len() != props.len() || rules.len() > 64 || schema.dimensions.len() > 64 {
         return None;
@@ -185,8 +269,8 @@ fn compile_fast(schema: &SchemaVersion) -> Option<FastSchema> {
 #[derive(Debug, Clone)]
 pub struct Decoder {
     registry: Arc<Registry>,
-    /// Fast rules by event type, then version.
-    fast: HashMap<String, Vec<(u32, FastSchema)>>,
+    /// Fast rules by (event type, version), sorted (binary search: no hashing per record).
+    fast: Vec<(String, u32, FastSchema)>,
 }
 
 /// A value extracted by the fast path.
@@ -270,7 +354,7 @@ impl<'a> Visitor<'a> for DataSeed<'_, '_, '_, 'a> {
         let unsure = || <A::Error as de::Error>::custom("unsure");
         let acc = self.0;
         while let Some(key) = map.next_key::<&'a str>()? {
-            let i = acc.field(key).ok_or_else(unsure)?;
+            let i = acc.field(key.as_bytes()).ok_or_else(unsure)?;
             let kind = acc.schema.rules.get(i).ok_or_else(unsure)?.kind;
             let v = map.next_value_seed(ValueSeed(kind))?;
             acc.value(i, v).ok_or_else(unsure)?;
@@ -303,11 +387,11 @@ impl<'s, 'o, 'a> Acc<'s, 'o, 'a> {
 
     /// The rule index of `key`, if known and not seen yet.
     #[inline]
-    fn field(&mut self, key: &str) -> Option<usize> {
+    fn field(&mut self, key: &[u8]) -> Option<usize> {
         let rules = &self.schema.rules;
         let i = match rules.get(self.next) {
-            Some(r) if r.name == key => self.next,
-            _ => rules.iter().position(|r| r.name == key)?,
+            Some(r) if r.name.as_bytes() == key => self.next,
+            _ => rules.iter().position(|r| r.name.as_bytes() == key)?,
         };
         self.next = i + 1;
         let bit = 1u64.checked_shl(i as u32).unwrap_or(0);
@@ -374,67 +458,111 @@ fn zero_bytes(x: u64) -> u64 {
 }
 
 /// Offset of the first `"`, `\` or control character in `s`, if any (8 bytes at a time; the
-/// short strings of an event end within a few words, where `memchr`'s setup would dominate).
+/// short strings of an event end within a few words, where `memchr`'s setup would dominate),
+/// and whether every byte before it is ASCII (conservatively: `false` may also mean a
+/// non-ASCII byte shortly after it).
 #[inline(always)]
-fn find_string_special(s: &[u8]) -> Option<usize> {
+fn find_string_special(s: &[u8]) -> Option<(usize, bool)> {
     let mut chunks = s.chunks_exact(8);
     let mut base = 0;
+    let mut high = 0u64;
     for c in &mut chunks {
         let mut w = [0u8; 8];
         w.copy_from_slice(c);
         let x = u64::from_le_bytes(w);
+        high |= x;
         let m = zero_bytes(x ^ (ONES * u64::from(b'"')))
             | zero_bytes(x ^ (ONES * u64::from(b'\\')))
             | (x.wrapping_sub(ONES * 0x20) & !x & HIGHS);
         if m != 0 {
-            return Some(base + (m.trailing_zeros() / 8) as usize);
+            return Some((base + (m.trailing_zeros() / 8) as usize, high & HIGHS == 0));
         }
         base += 8;
     }
-    chunks.remainder().iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).map(|p| base + p)
+    let rest = chunks.remainder();
+    let at = rest.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+    let ascii = high & HIGHS == 0 && rest.get(..at).is_some_and(<[u8]>::is_ascii);
+    Some((base + at, ascii))
 }
 
 /// A hand scanner for exactly the layout the `Event` serializer writes (compact, canonical key
 /// order, no escapes, integers of at most 18 digits). Anything else returns `None` and the
 /// serde path decides; the values it produces are the ones serde_json would.
+///
+/// It reads bytes, not a `&str`: outside strings it accepts only ASCII (literals, digits), and
+/// every string it accepts is valid UTF-8 (checked only when it has a non-ASCII byte, or when
+/// the value is handed out as `&str`), so `Some` implies the whole record is valid UTF-8 (as
+/// `decode_stored` requires) without a separate pass over it.
 struct Canonical<'a> {
-    text: &'a str,
+    b: &'a [u8],
     i: usize,
 }
 
+/// Powers of ten exactly representable as f64.
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20,
+    1e21, 1e22,
+];
+
 impl<'a> Canonical<'a> {
     #[inline]
-    fn lit(&mut self, l: &str) -> Option<()> {
+    fn lit(&mut self, l: &[u8]) -> Option<()> {
         let end = self.i + l.len();
-        (self.text.as_bytes().get(self.i..end)? == l.as_bytes()).then(|| self.i = end)
+        (self.b.get(self.i..end)? == l).then(|| self.i = end)
     }
 
-    /// A string without escapes or control characters (else `None`).
+    /// A string without escapes or control characters (else `None`): its raw content and
+    /// whether it is all ASCII (else it still needs a UTF-8 check).
     #[inline]
-    fn string(&mut self) -> Option<&'a str> {
-        let b = self.text.as_bytes();
+    fn raw_string(&mut self) -> Option<(&'a [u8], bool)> {
+        let b = self.b;
         if b.get(self.i) != Some(&b'"') {
             return None;
         }
         let start = self.i + 1;
-        let len = find_string_special(b.get(start..)?)?;
+        let (len, ascii) = find_string_special(b.get(start..)?)?;
         if b.get(start + len) != Some(&b'"') {
             return None;
         }
         self.i = start + len + 1;
-        self.text.get(start..start + len)
+        Some((b.get(start..start + len)?, ascii))
+    }
+
+    /// A string that is only checked (valid UTF-8).
+    #[inline]
+    fn skip_string(&mut self) -> Option<()> {
+        let (raw, ascii) = self.raw_string()?;
+        if !ascii {
+            std::str::from_utf8(raw).ok()?;
+        }
+        Some(())
+    }
+
+    /// A string as `&str`.
+    #[inline]
+    fn string(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.raw_string()?.0).ok()
+    }
+
+    /// A timestamp string (see [`parse_timestamp`]).
+    #[inline]
+    fn timestamp(&mut self) -> Option<DateTime<Utc>> {
+        let (raw, _) = self.raw_string()?;
+        fast_timestamp(raw).or_else(|| parse_timestamp(std::str::from_utf8(raw).ok()?))
     }
 
     /// A JSON number as serde_json would hand it to a visitor.
     #[inline]
     fn number(&mut self, kind: FieldKind) -> Option<Val<'a>> {
-        let b = self.text.as_bytes();
+        let b = self.b;
         let start = self.i;
         let mut j = start;
         let neg = b.get(j) == Some(&b'-');
         j += usize::from(neg);
         let int_start = j;
-        while b.get(j).is_some_and(u8::is_ascii_digit) {
+        let mut n: u64 = 0;
+        while let Some(&c) = b.get(j).filter(|c| c.is_ascii_digit()) {
+            n = n.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
             j += 1;
         }
         let int_len = j - int_start;
@@ -446,10 +574,7 @@ impl<'a> Canonical<'a> {
             if int_len > 18 {
                 return None;
             }
-            let mut n: i64 = 0;
-            for &c in b.get(int_start..j)? {
-                n = n * 10 + i64::from(c - b'0');
-            }
+            let n = n as i64; // < 10^18
             if neg && n == 0 {
                 return None; // serde_json reads `-0` as the float -0.0
             }
@@ -464,14 +589,27 @@ impl<'a> Canonical<'a> {
         if kind != FieldKind::Number {
             return None;
         }
+        let mut frac_len = 0;
         if b.get(j) == Some(&b'.') {
             j += 1;
             let f = j;
-            while b.get(j).is_some_and(u8::is_ascii_digit) {
+            while let Some(&c) = b.get(j).filter(|c| c.is_ascii_digit()) {
+                n = n.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
                 j += 1;
             }
-            if j == f {
+            frac_len = j - f;
+            if frac_len == 0 {
                 return None;
+            }
+        }
+        if !matches!(b.get(j), Some(b'e' | b'E')) && int_len + frac_len <= 19 && n <= 1 << 53 {
+            // Clinger's fast path: the significand and the power of ten are exact doubles, so
+            // one IEEE division is the correctly rounded value, which is what serde_json
+            // computes too (with or without `float_roundtrip`).
+            if let Some(&p) = POW10.get(frac_len) {
+                let x = n as f64 / p;
+                self.i = j;
+                return Some(Val::Num(if neg { -x } else { x }));
             }
         }
         if matches!(b.get(j), Some(b'e' | b'E')) {
@@ -488,23 +626,24 @@ impl<'a> Canonical<'a> {
             }
         }
         // serde_json's own float parser: the very value the registry path sees.
-        let x: f64 = serde_json::from_str(self.text.get(start..j)?).ok()?;
+        let x: f64 = serde_json::from_slice(b.get(start..j)?).ok()?;
         self.i = j;
         Some(Val::Num(x))
     }
 
+    #[inline]
     fn value(&mut self, kind: FieldKind) -> Option<Val<'a>> {
-        match (self.text.as_bytes().get(self.i)?, kind) {
+        match (self.b.get(self.i)?, kind) {
             (b'"', FieldKind::String) => self.string().map(|s| Val::Str(Cow::Borrowed(s))),
             (b'-' | b'0'..=b'9', FieldKind::Integer | FieldKind::Number) => self.number(kind),
-            (b't', FieldKind::Boolean) => self.lit("true").map(|()| Val::Bool),
-            (b'f', FieldKind::Boolean) => self.lit("false").map(|()| Val::Bool),
+            (b't', FieldKind::Boolean) => self.lit(b"true").map(|()| Val::Bool),
+            (b'f', FieldKind::Boolean) => self.lit(b"false").map(|()| Val::Bool),
             _ => None,
         }
     }
 
     fn u32(&mut self) -> Option<u32> {
-        let b = self.text.as_bytes();
+        let b = self.b;
         let start = self.i;
         while b.get(self.i).is_some_and(u8::is_ascii_digit) {
             self.i += 1;
@@ -538,14 +677,27 @@ fn check(r: &Rule, v: &Val<'_>) -> bool {
             if r.enum_str.as_ref().is_some_and(|e| !e.iter().any(|x| x == s)) {
                 return false;
             }
-            if r.min_length.is_some() || r.max_length.is_some() {
+            // A string of n bytes has between ceil(n/4) and n characters: count them only
+            // when that does not decide.
+            let (len, min_chars) = (s.len(), s.len().div_ceil(4));
+            if r.min_length.is_some_and(|m| m > min_chars) || r.max_length.is_some_and(|m| m < len) {
                 let n = s.chars().count();
                 if r.min_length.is_some_and(|m| n < m) || r.max_length.is_some_and(|m| n > m) {
                     return false;
                 }
             }
-            if r.pattern.as_ref().is_some_and(|p| !p.is_match(s)) {
-                return false;
+            match (&r.class, &r.pattern) {
+                (Some(c), _) => {
+                    if !c.is_match(s) {
+                        return false;
+                    }
+                }
+                (None, Some(p)) => {
+                    if !p.is_match(s) {
+                        return false;
+                    }
+                }
+                (None, None) => {}
             }
             None
         }
@@ -573,14 +725,15 @@ pub enum Path {
 impl Decoder {
     /// Compiles the fast rules of every schema version it supports.
     pub fn new(registry: Arc<Registry>) -> Self {
-        let mut fast = HashMap::new();
+        let mut fast = Vec::new();
         for t in registry.event_types() {
             for (v, schema) in &t.versions {
                 if let Some(f) = compile_fast(schema) {
-                    fast.entry(t.name.clone()).or_insert_with(Vec::new).push((*v, f));
+                    fast.push((t.name.clone(), *v, f));
                 }
             }
         }
+        fast.sort_by(|a, b| (a.0.as_bytes(), a.1).cmp(&(b.0.as_bytes(), b.1)));
         Decoder { registry, fast }
     }
 
@@ -591,7 +744,7 @@ impl Decoder {
 
     /// Whether `(event_type, version)` has fast rules.
     pub fn is_fast(&self, event_type: &str, version: u32) -> bool {
-        self.fast_schema(event_type, version).is_some()
+        self.fast_schema(event_type.as_bytes(), version).is_some()
     }
 
     /// Decodes one stream record payload. `Err` carries the registry's rejection.
@@ -612,18 +765,19 @@ impl Decoder {
         Ok(Path::Registry)
     }
 
-    fn fast_schema(&self, event_type: &str, version: u32) -> Option<&FastSchema> {
-        self.fast.get(event_type)?.iter().find(|(v, _)| *v == version).map(|(_, f)| f)
+    fn fast_schema(&self, event_type: &[u8], version: u32) -> Option<&FastSchema> {
+        let i = self.fast.binary_search_by(|(t, v, _)| (t.as_bytes(), *v).cmp(&(event_type, version))).ok()?;
+        self.fast.get(i).map(|(_, _, f)| f)
     }
 
     fn try_fast<'a>(&self, bytes: &'a [u8], out: &mut Contribution<'a>) -> Option<()> {
-        // One UTF-8 check of the whole payload, then parse from &str (no per-string checks).
-        let text = std::str::from_utf8(bytes).ok()?;
-        if self.try_canonical(text, out).is_some() {
+        // The canonical scanner checks UTF-8 itself (only where it matters, see `Canonical`).
+        if self.try_canonical(bytes, out).is_some() {
             return Some(());
         }
+        let text = std::str::from_utf8(bytes).ok()?;
         let stored: StoredRef<'a> = serde_json::from_str(text).ok()?;
-        let schema = self.fast_schema(&stored.event_type, stored.schema_version)?;
+        let schema = self.fast_schema(stored.event_type.as_bytes(), stored.schema_version)?;
         let mut de = serde_json::Deserializer::from_str(stored.data.get());
         let mut acc = Acc::new(schema, &mut out.dims);
         DataSeed(&mut acc).deserialize(&mut de).ok()?;
@@ -635,38 +789,39 @@ impl Decoder {
     }
 
     /// The canonical layout by hand (see [`Canonical`]); `None` when unsure.
-    fn try_canonical<'a>(&self, text: &'a str, out: &mut Contribution<'a>) -> Option<()> {
-        let mut p = Canonical { text, i: 0 };
-        p.lit("{\"event_id\":")?;
-        p.string()?;
-        p.lit(",\"event_type\":")?;
+    fn try_canonical<'a>(&self, bytes: &'a [u8], out: &mut Contribution<'a>) -> Option<()> {
+        let mut p = Canonical { b: bytes, i: 0 };
+        p.lit(b"{\"event_id\":")?;
+        p.skip_string()?;
+        p.lit(b",\"event_type\":")?;
         let event_type = p.string()?;
-        p.lit(",\"schema_version\":")?;
+        p.lit(b",\"schema_version\":")?;
         let version = p.u32()?;
-        p.lit(",\"occurred_at\":")?;
-        let occurred_at = parse_timestamp(p.string()?)?;
-        p.lit(",\"received_at\":")?;
-        let received_at = parse_timestamp(p.string()?)?;
-        p.lit(",\"producer\":")?;
-        p.string()?;
-        p.lit(",\"data\":{")?;
-        let schema = self.fast_schema(event_type, version)?;
+        p.lit(b",\"occurred_at\":")?;
+        let occurred_at = p.timestamp()?;
+        p.lit(b",\"received_at\":")?;
+        let received_at = p.timestamp()?;
+        p.lit(b",\"producer\":")?;
+        p.skip_string()?;
+        p.lit(b",\"data\":{")?;
+        let schema = self.fast_schema(event_type.as_bytes(), version)?;
         let mut acc = Acc::new(schema, &mut out.dims);
-        if p.lit("}").is_none() {
+        if p.lit(b"}").is_none() {
             loop {
-                let key = p.string()?;
-                p.lit(":")?;
+                // A key equal to a rule's name is that (valid UTF-8) name.
+                let (key, _) = p.raw_string()?;
+                p.lit(b":")?;
                 let i = acc.field(key)?;
                 let v = p.value(schema.rules.get(i)?.kind)?;
                 acc.value(i, v)?;
-                if p.lit(",").is_none() {
-                    p.lit("}")?;
+                if p.lit(b",").is_none() {
+                    p.lit(b"}")?;
                     break;
                 }
             }
         }
-        p.lit("}")?;
-        if p.i != text.len() {
+        p.lit(b"}")?;
+        if p.i != bytes.len() {
             return None;
         }
         out.obs = acc.finish()?;
@@ -689,42 +844,62 @@ pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
         .or_else(|| s.parse::<DateTime<chrono::FixedOffset>>().ok().map(|t| t.with_timezone(&Utc)))
 }
 
+thread_local! {
+    /// The last `YYYY-MM-DD` parsed and its date: occurred_at and received_at, and consecutive
+    /// events, almost always share the day (a pure memo: same bytes, same date).
+    static LAST_DATE: Cell<([u8; 10], Option<NaiveDate>)> = const { Cell::new(([0; 10], None)) };
+}
+
+/// Two ASCII digits as a number (`None` if not digits).
+#[inline(always)]
+fn digits2(b: &[u8], at: usize) -> Option<u32> {
+    let (h, l) = (*b.get(at)?, *b.get(at + 1)?);
+    (h.is_ascii_digit() && l.is_ascii_digit()).then(|| u32::from(h - b'0') * 10 + u32::from(l - b'0'))
+}
+
 fn fast_timestamp(b: &[u8]) -> Option<DateTime<Utc>> {
     if b.len() < 20
         || b.len() > 30
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || b[10] != b'T'
-        || b[13] != b':'
-        || b[16] != b':'
-        || b[b.len() - 1] != b'Z'
+        || b.get(4) != Some(&b'-')
+        || b.get(7) != Some(&b'-')
+        || b.get(10) != Some(&b'T')
+        || b.get(13) != Some(&b':')
+        || b.get(16) != Some(&b':')
+        || b.last() != Some(&b'Z')
     {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| -> Option<u32> {
-        b.get(r)?.iter().try_fold(0u32, |acc, &c| c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0')))
+    let mut head = [0u8; 10];
+    head.copy_from_slice(b.get(..10)?);
+    let date = match LAST_DATE.with(Cell::get) {
+        (last, Some(date)) if last == head => date,
+        _ => {
+            let year = digits2(b, 0)? * 100 + digits2(b, 2)?;
+            let date = NaiveDate::from_ymd_opt(i32::try_from(year).ok()?, digits2(b, 5)?, digits2(b, 8)?)?;
+            LAST_DATE.with(|c| c.set((head, Some(date))));
+            date
+        }
     };
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let (hour, minute, second) = (digits2(b, 11)?, digits2(b, 14)?, digits2(b, 17)?);
     if hour > 23 || minute > 59 || second > 59 {
         return None;
     }
     let mut nanos = 0u32;
-    let frac = &b[19..b.len() - 1];
+    let frac = b.get(19..b.len() - 1)?;
     if !frac.is_empty() {
         let digits = frac.strip_prefix(b".")?;
         if digits.is_empty() || digits.len() > 9 {
             return None;
         }
-        for (i, &c) in digits.iter().enumerate() {
+        for &c in digits {
             if !c.is_ascii_digit() {
                 return None;
             }
-            nanos += u32::from(c - b'0') * 10u32.pow(8 - i as u32);
+            nanos = nanos * 10 + u32::from(c - b'0');
         }
+        nanos *= [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000].get(9 - digits.len())?;
     }
-    let date = chrono::NaiveDate::from_ymd_opt(i32::try_from(year).ok()?, month, day)?;
-    let time = chrono::NaiveTime::from_hms_nano_opt(hour, minute, second, nanos)?;
+    let time = NaiveTime::from_hms_nano_opt(hour, minute, second, nanos)?;
     Some(date.and_time(time).and_utc())
 }
 
@@ -789,13 +964,84 @@ mod tests {
                     if pos + 1 < len {
                         s[pos + 1] = b'"';
                     }
-                    assert_eq!(find_string_special(&s), Some(pos), "len {len} pos {pos} {special}");
+                    assert_eq!(find_string_special(&s), Some((pos, true)), "len {len} pos {pos} {special}");
+                    // A non-ASCII byte before the special is always reported.
+                    if pos > 0 {
+                        let mut t = s.clone();
+                        t[pos - 1] = 0xc3;
+                        assert_eq!(find_string_special(&t), Some((pos, false)), "len {len} pos {pos}");
+                    }
                 }
             }
             let mut s: Vec<u8> =
                 (0..len).map(|i| 0x20 + ((i * 7) % 0x5f) as u8).filter(|&c| c != b'"' && c != b'\\').collect();
             s.extend([0xc3, 0xa9, 0x7f, 0xff]);
             assert_eq!(find_string_special(&s), None);
+        }
+    }
+
+    #[test]
+    fn class_patterns_match_as_the_regex_does() {
+        for p in ["^[A-Z]{2}$", "^[a-z0-9_]{1,8}$", "^[0-9]+$", "^[a-f]*$", "^[A-Z]{2,}$", "^[x]$"] {
+            assert!(ClassPattern::parse(p).is_some(), "{p}");
+        }
+        for p in [
+            "^[A-Z]{2}",
+            "[A-Z]{2}$",
+            "^[A-Z]{3,2}$",
+            "^[Z-A]$",
+            "^[a-Z]$",
+            "^[-a]$",
+            "^[a-]$",
+            "^[]$",
+            "^[A-Z]{2}x$",
+            "^[A-Z][a-z]$",
+            "^[ ]$",
+        ] {
+            assert!(ClassPattern::parse(p).is_none(), "{p}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn class_pattern_agrees_with_regex(
+            p in "\\^\\[([a-zA-Z0-9_]|[a-c]-[d-f]|[0-4]-[5-9]|[A-C]-[X-Z]){1,4}\\](\\{[0-3](,[0-5]?)?\\}|\\+|\\*)?\\$",
+            s in "[a-zA-Z0-9_ é-]{0,7}",
+        ) {
+            if let Some(c) = ClassPattern::parse(&p) {
+                let r = regex::Regex::new(&p).unwrap();
+                proptest::prop_assert_eq!(c.is_match(&s), r.is_match(&s), "{} {:?}", p, s);
+            }
+        }
+
+        #[test]
+        fn fast_timestamps_agree_with_chrono(
+            y in 1000u32..3000, mo in 0u32..14, d in 0u32..33, h in 0u32..25, mi in 0u32..61, se in 0u32..61,
+            frac in "(\\.[0-9]{0,10})?", prev in proptest::option::of("20[0-9]{2}-0[0-9]-[0-3][0-9]"),
+        ) {
+            if let Some(prev) = prev {
+                // Whatever the cache holds first.
+                let _ = fast_timestamp(format!("{prev}T00:00:00Z").as_bytes());
+            }
+            let t = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{se:02}{frac}Z");
+            let chrono = t.parse::<DateTime<chrono::FixedOffset>>().ok().map(|t| t.with_timezone(&Utc));
+            if let Some(fast) = fast_timestamp(t.as_bytes()) {
+                proptest::prop_assert_eq!(Some(fast), chrono, "{}", t);
+            }
+            proptest::prop_assert_eq!(parse_timestamp(&t), chrono, "{}", t);
+        }
+
+        #[test]
+        fn fast_floats_agree_with_serde_json(int in "-?(0|[1-9][0-9]{0,17})", frac in "[0-9]{1,20}") {
+            let text = format!("{int}.{frac}");
+            let mut p = Canonical { b: text.as_bytes(), i: 0 };
+            let fast = match p.number(FieldKind::Number) {
+                Some(Val::Num(x)) => x,
+                _ => panic!("{text}"),
+            };
+            let serde: f64 = serde_json::from_str(&text).unwrap();
+            proptest::prop_assert_eq!(fast.to_bits(), serde.to_bits(), "{}", text);
+            proptest::prop_assert_eq!(p.i, text.len());
         }
     }
 }

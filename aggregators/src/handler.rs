@@ -124,17 +124,29 @@ pub fn prepare_batch<'a>(
     // Group by shard, keeping order; records without a usable sequence number are invalid.
     let mut groups: Vec<(&'a str, Vec<Item<'a>>)> = Vec::new();
     let mut invalid = Vec::new();
+    // The group of the previous record: consecutive records are almost always of one shard.
+    let mut last: Option<usize> = None;
     for record in input.iter() {
         let seq = record.sequence_number.parse::<SeqNo>();
-        match (record.shard_id(), seq) {
-            (Some(shard), Ok(seq)) => match groups.iter_mut().find(|(s, _)| *s == shard) {
-                Some((_, items)) => items.push(Item { record, seq }),
-                None => {
-                    let mut items = Vec::with_capacity(input.len());
+        let cached = last.and_then(|g| groups.get(g)).map(|(s, _)| *s).filter(|s| same_shard(record.event_id, s));
+        let shard = cached.or_else(|| record.shard_id());
+        match (shard, seq) {
+            (Some(shard), Ok(seq)) => {
+                let g = match last.filter(|_| cached.is_some()) {
+                    Some(g) => g,
+                    None => match groups.iter().position(|(s, _)| *s == shard) {
+                        Some(g) => g,
+                        None => {
+                            groups.push((shard, Vec::with_capacity(input.len())));
+                            groups.len() - 1
+                        }
+                    },
+                };
+                last = Some(g);
+                if let Some((_, items)) = groups.get_mut(g) {
                     items.push(Item { record, seq });
-                    groups.push((shard, items));
                 }
-            },
+            }
             (shard, seq) => invalid.push(Invalid {
                 position: None,
                 letter: dead_letter(
@@ -304,6 +316,32 @@ impl<S: AggregateStore, D: DeadLetterQueue> AggregatorHandler<S, D> {
     }
 }
 
+/// Whether `event_id` is `"<shard>:<decimal>"`, i.e. `shard_id()` would return `shard` (its
+/// last `:` is the one after `shard`, as the rest is non-empty digits). `shard` is non-empty.
+#[inline]
+fn same_shard(event_id: &str, shard: &str) -> bool {
+    match event_id.as_bytes().split_at_checked(shard.len()) {
+        Some((head, [b':', digits @ ..])) => head == shard.as_bytes() && all_digits(digits),
+        _ => false,
+    }
+}
+
+/// Non-empty and only ASCII digits (8 bytes at a time).
+#[inline]
+fn all_digits(d: &[u8]) -> bool {
+    const ZEROS: u64 = 0x3030_3030_3030_3030;
+    let mut chunks = d.chunks_exact(8);
+    let words = chunks.all(|c| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        let v = u64::from_le_bytes(w);
+        // High nibble 3 and low nibble <= 9 in every byte.
+        v & 0xF0F0_F0F0_F0F0_F0F0 == ZEROS
+            && (v.wrapping_sub(ZEROS)).wrapping_add(0x0606_0606_0606_0606) & 0xF0F0_F0F0_F0F0_F0F0 == 0
+    });
+    !d.is_empty() && words && chunks.remainder().iter().all(u8::is_ascii_digit)
+}
+
 fn dead_letter(record: &KinesisRecord<'_>, shard: Option<&str>, reason: String, now: DateTime<Utc>) -> DeadLetter {
     DeadLetter {
         source: DEAD_LETTER_SOURCE.to_owned(),
@@ -424,5 +462,46 @@ impl<S: lambda_runtime::Service<lambda_runtime::LambdaInvocation>>
         let body = std::mem::replace(&mut req.body, bytes::Bytes::from_static(b"null"));
         self.payloads.put(req.context.request_id.clone(), body);
         self.inner.call(req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn shard_id(event_id: &str) -> Option<&str> {
+        KinesisRecord { event_id, sequence_number: "", partition_key: "", data: b"" }.shard_id()
+    }
+
+    #[test]
+    fn same_shard_examples() {
+        let s = "shardId-000000000001";
+        assert!(same_shard("shardId-000000000001:4959033827149025660855969253", s));
+        assert!(same_shard("shardId-000000000001:0", s));
+        for e in [
+            "shardId-000000000001",
+            "shardId-000000000001:",
+            "shardId-000000000001:12a",
+            "shardId-000000000001:1234567:8",
+            "shardId-000000000002:1",
+            "shardId-0000000000011:1",
+            "",
+        ] {
+            assert!(!same_shard(e, s), "{e}");
+            assert_ne!(shard_id(e), Some(s), "{e}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn same_shard_agrees_with_shard_id(shard in "[a-z:0-9-]{1,12}", rest in "[0-9:/a]{0,30}") {
+            let e = format!("{shard}{rest}");
+            if same_shard(&e, &shard) {
+                prop_assert_eq!(shard_id(&e), Some(shard.as_str()));
+            } else if let Some(t) = e.strip_prefix(&shard).and_then(|r| r.strip_prefix(':')) {
+                prop_assert!(t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()));
+            }
+        }
     }
 }
