@@ -69,7 +69,7 @@ fn utc(s: &str) -> DateTime<Utc> {
 }
 
 /// Best-of-[`ROUNDS`] nanoseconds per record for `f` over `records`.
-fn ns_per_event(records: &[Vec<u8>], f: impl Fn(&[u8]) -> bool) -> f64 {
+fn ns_per_event<'a>(records: &'a [Vec<u8>], mut f: impl FnMut(&'a [u8]) -> bool) -> f64 {
     let mut best = f64::INFINITY;
     for _ in 0..ROUNDS {
         let start = Instant::now();
@@ -102,9 +102,10 @@ fn main() {
     // allocation-free view.
     match std::env::var("DECODE_PROFILE").as_deref() {
         Ok("view") => {
+            let mut values = sluice_schemas::ViewValues::default();
             for _ in 0..1000 {
                 for r in &records {
-                    black_box(registry.decode_stored_view(black_box(r)).is_some());
+                    black_box(registry.decode_stored_view(black_box(r), &mut values).is_some());
                 }
             }
             return;
@@ -133,7 +134,8 @@ fn main() {
     for (label, set) in rows {
         let reference = ns_per_event(set, |r| registry.decode_stored_reference(r).is_ok());
         let fast = ns_per_event(set, |r| registry.decode_stored(r).is_ok());
-        let view = ns_per_event(set, |r| registry.decode_stored_view(r).is_some());
+        let mut values = sluice_schemas::ViewValues::default();
+        let view = ns_per_event(set, |r| registry.decode_stored_view(r, &mut values).is_some());
         println!(
             "  {label:<10} reference {reference:>7.0} ns/event   fast {fast:>7.0} ns/event   speed-up {:.1}x   \
              view (no allocation) {view:>5.0} ns/event",

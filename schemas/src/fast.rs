@@ -488,6 +488,12 @@ fn parse_quantifier(p: &[u8], i: usize) -> Option<(u32, Option<u32>, usize)> {
 /// `Event` serializer writes). `None` for anything else (the caller then uses chrono's parser,
 /// which gives the same result on every string this accepts).
 pub(crate) fn parse_canonical_utc(s: &str) -> Option<DateTime<Utc>> {
+    parse_canonical_instant(s)?.to_datetime()
+}
+
+/// [`parse_canonical_utc`] as integers (no chrono): the same instants, the same refusals.
+#[inline]
+pub(crate) fn parse_canonical_instant(s: &str) -> Option<Instant> {
     let b = s.as_bytes();
     if b.len() < 20 || b.len() > 30 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
         return None;
@@ -532,7 +538,39 @@ pub(crate) fn parse_canonical_utc(s: &str) -> Option<DateTime<Utc>> {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
     let secs = days * 86_400 + i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second);
-    DateTime::from_timestamp(secs, nanos)
+    Some(Instant { secs, nanos })
+}
+
+/// A UTC instant as integers: seconds since the Unix epoch and nanoseconds within the second
+/// (`0..1_000_000_000`, no leap seconds). What a [`StoredView`] holds instead of a chrono
+/// `DateTime`, so the hot path does no calendar arithmetic; always in chrono's range for views
+/// (years 1000..=9999).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Instant {
+    /// Seconds since 1970-01-01T00:00:00Z (negative before).
+    pub secs: i64,
+    /// Nanoseconds within the second.
+    pub nanos: u32,
+}
+
+impl Instant {
+    /// Microseconds since the epoch, truncated toward the past: `DateTime::timestamp_micros`
+    /// of the same instant (the lake's `Timestamp(µs, "UTC")` value).
+    #[inline]
+    pub fn micros(self) -> i64 {
+        self.secs * 1_000_000 + i64::from(self.nanos / 1_000)
+    }
+
+    /// Whole hours since the epoch (floor): the `(dt, hour)` partition as one integer.
+    #[inline]
+    pub fn epoch_hour(self) -> i64 {
+        self.secs.div_euclid(3600)
+    }
+
+    /// The chrono value (`None` only outside chrono's range, never for a view's instants).
+    pub fn to_datetime(self) -> Option<DateTime<Utc>> {
+        DateTime::from_timestamp(self.secs, self.nanos)
+    }
 }
 
 /// The fields of a stored record, as parsed by [`parse_canonical`].
@@ -803,24 +841,38 @@ impl StoredValue<'_> {
     }
 }
 
+/// Caller-owned storage for the data values of a [`StoredView`], reused record after record
+/// (decoding resets only the slots of the record's version; nothing is allocated). `'b`: the
+/// record bytes the values borrow from.
+#[derive(Debug, Clone)]
+pub struct ViewValues<'b> {
+    values: [Option<StoredValue<'b>>; MAX_VIEW_FIELDS],
+}
+
+impl Default for ViewValues<'_> {
+    fn default() -> Self {
+        Self { values: [None; MAX_VIEW_FIELDS] }
+    }
+}
+
 /// A stream record decoded without allocating and proven valid by the compiled field table
-/// ([`Registry::decode_stored_view`]). Strings borrow from the record bytes (`'b`), the type and
-/// schema from the registry (`'r`).
+/// ([`Registry::decode_stored_view`]). Strings borrow from the record bytes and the values from
+/// the caller's [`ViewValues`] (`'b`), the type and schema from the registry (`'r`). Timestamps
+/// are integer [`Instant`]s (no calendar arithmetic on the hot path).
 ///
 /// Contract: a view exists only for a record on which [`Registry::decode_stored`] returns
 /// `Ok(event)`, and [`StoredView::to_event`] equals that `event` (differential tests in
 /// `sluice-schemas` and `sluice-sinks`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct StoredView<'r, 'b> {
     pub event_type: &'r EventType,
     pub schema: &'r SchemaVersion,
     pub event_id: &'b str,
-    pub occurred_at: DateTime<Utc>,
-    pub received_at: DateTime<Utc>,
+    pub occurred_at: Instant,
+    pub received_at: Instant,
     pub producer: &'b str,
     /// By slot: slot `i` is the `i`-th name of [`SchemaVersion::view_fields`].
-    values: [Option<StoredValue<'b>>; MAX_VIEW_FIELDS],
-    slots: usize,
+    values: &'b [Option<StoredValue<'b>>],
 }
 
 impl<'r, 'b> StoredView<'r, 'b> {
@@ -831,27 +883,28 @@ impl<'r, 'b> StoredView<'r, 'b> {
     }
 
     /// The values by slot.
-    pub fn values(&self) -> &[Option<StoredValue<'b>>] {
-        &self.values[..self.slots]
+    pub fn values(&self) -> &'b [Option<StoredValue<'b>>] {
+        self.values
     }
 
     /// The owned [`Event`] (equal to what [`Registry::decode_stored`] returns for the record).
-    pub fn to_event(&self) -> Event {
+    /// `None` only if a timestamp is outside chrono's range, which a view never holds.
+    pub fn to_event(&self) -> Option<Event> {
         let names = self.schema.fast().map(|f| f.fields.as_slice()).unwrap_or_default();
         let data = names
             .iter()
             .zip(self.values())
             .filter_map(|(field, value)| value.map(|v| (field.name.clone(), v.to_json())))
             .collect();
-        Event {
+        Some(Event {
             event_id: self.event_id.to_owned(),
             event_type: self.event_type.name.clone(),
             schema_version: self.schema.version,
-            occurred_at: self.occurred_at,
-            received_at: self.received_at,
+            occurred_at: self.occurred_at.to_datetime()?,
+            received_at: self.received_at.to_datetime()?,
             producer: self.producer.to_owned(),
             data,
-        }
+        })
     }
 }
 
@@ -867,9 +920,14 @@ impl SchemaVersion {
 
 impl Registry {
     /// Decodes a stream record in the layout `serde_json::to_vec(&Event)` writes and validates
-    /// it with the compiled field table, without allocating. `None` means "not proven": call
+    /// it with the compiled field table, without allocating: the data values go to `values`
+    /// (reused across records), everything else is borrowed. `None` means "not proven": call
     /// [`Registry::decode_stored`], which decides (and explains a rejection). Never panics.
-    pub fn decode_stored_view<'r, 'b>(&'r self, bytes: &'b [u8]) -> Option<StoredView<'r, 'b>> {
+    pub fn decode_stored_view<'r, 'b, 'v>(
+        &'r self,
+        bytes: &'b [u8],
+        values: &'v mut ViewValues<'b>,
+    ) -> Option<StoredView<'r, 'v>> {
         let text = std::str::from_utf8(bytes).ok()?;
         let mut p = Cursor { s: text, i: 0 };
         p.lit("{\"event_id\":")?;
@@ -880,13 +938,14 @@ impl Registry {
         let schema = event_type.version(p.u32()?)?;
         let fast = schema.fast().filter(|f| f.fields.len() <= MAX_VIEW_FIELDS)?;
         p.lit(",\"occurred_at\":")?;
-        let occurred_at = parse_canonical_utc(p.string()?)?;
+        let occurred_at = parse_canonical_instant(p.string()?)?;
         p.lit(",\"received_at\":")?;
-        let received_at = parse_canonical_utc(p.string()?)?;
+        let received_at = parse_canonical_instant(p.string()?)?;
         p.lit(",\"producer\":")?;
         let producer = p.string()?;
         p.lit(",\"data\":{")?;
-        let mut values = [None; MAX_VIEW_FIELDS];
+        let slots = values.values.get_mut(..fast.fields.len())?;
+        slots.fill(None);
         let mut required_seen = 0;
         // serde_json writes `data` keys in name order, the table's order: try the next slot first.
         let mut next = 0;
@@ -900,12 +959,13 @@ impl Registry {
                 };
                 next = slot + 1;
                 let value = p.stored_value()?;
-                let field = &fast.fields[slot];
+                let field = fast.fields.get(slot)?;
+                let cell = slots.get_mut(slot)?;
                 // A duplicate key: serde keeps the last one; not worth proving here.
-                if values[slot].is_some() || !field.check.accepts_stored(value) {
+                if cell.is_some() || !field.check.accepts_stored(value) {
                     return None;
                 }
-                values[slot] = Some(value);
+                *cell = Some(value);
                 required_seen += usize::from(field.required);
                 if p.eat(b',') {
                     continue;
@@ -918,16 +978,7 @@ impl Registry {
         if p.i != text.len() || required_seen != fast.required {
             return None;
         }
-        Some(StoredView {
-            event_type,
-            schema,
-            event_id,
-            occurred_at,
-            received_at,
-            producer,
-            values,
-            slots: fast.fields.len(),
-        })
+        Some(StoredView { event_type, schema, event_id, occurred_at, received_at, producer, values: slots })
     }
 }
 
@@ -1021,6 +1072,12 @@ mod tests {
         ) {
             let text = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{}Z", frac.map(|f| format!(".{f}")).unwrap_or_default());
             let chrono = text.parse::<DateTime<chrono::FixedOffset>>().ok().map(|t| t.with_timezone(&Utc));
+            if let Some(i) = parse_canonical_instant(&text) {
+                let t = chrono.unwrap();
+                proptest::prop_assert_eq!(i.micros(), t.timestamp_micros(), "{}", text);
+                proptest::prop_assert_eq!(i.epoch_hour(), t.timestamp().div_euclid(3600), "{}", text);
+                proptest::prop_assert_eq!(i.to_datetime(), Some(t), "{}", text);
+            }
             match parse_canonical_utc(&text) {
                 Some(t) => proptest::prop_assert_eq!(Some(t), chrono, "{}", text),
                 // Declined: years below 1000 (chrono's call) and leap seconds only.

@@ -2,11 +2,11 @@
 //!
 //! On generated ~6 MB Kinesis-shaped batches (the Lambda's maximum payload; `sluice_loadtest`'s
 //! generator, the same data as the aggregator benchmark), measures single-threaded the lake
-//! writer Lambda's real path: raw invocation payload bytes -> `KinesisInput::from_slice` (JSON
-//! scan + base64) -> `sluice_sinks::prepare` (decode + full validation -> Arrow -> Parquet
-//! encode in memory, the function `LakeWriter::process` calls): events/s per core (thread CPU
-//! time), peak memory per batch (VmHWM of a fresh child process handling one batch), Parquet
-//! bytes per event.
+//! writer Lambda's real path: raw invocation payload bytes -> `KinesisBatch::parse` (JSON scan
+//! and base64 into one buffer, no allocation per record) -> `sluice_sinks::prepare` (decode +
+//! full validation -> Arrow -> Parquet encode in memory, the function `LakeWriter::process`
+//! calls): events/s per core (thread CPU time), peak memory per batch (VmHWM of a fresh child
+//! process handling one batch), Parquet bytes per event.
 //! In the same run, on the same batches: the Python Lambda peer (json + pyarrow) and DuckDB
 //! `read_json` -> `COPY ... (FORMAT parquet)`, when `$SLUICE_PYTHON` (default `python3`) has
 //! pyarrow and duckdb.
@@ -24,9 +24,9 @@ use std::time::Instant;
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use serde_json::{Value, json};
 use sluice_loadtest::generate::{GenConfig, Generator, kinesis_batch};
-use sluice_schemas::Registry;
+use sluice_schemas::{Registry, ViewValues};
 use sluice_sinks::{LakeTables, group_records, prepare};
-use sluice_stream::kinesis_input::KinesisInput;
+use sluice_stream::kinesis_input::{KinesisBatch, KinesisInput};
 
 const BATCH_BYTES: usize = 6 * 1024 * 1024;
 const GOAL_EVENTS_PER_CORE: f64 = 600_000.0;
@@ -72,14 +72,14 @@ fn main() {
     let total_input: usize = inputs.iter().map(Vec::len).sum();
 
     // Warm-up (first-touch allocations, zstd contexts), then the measured pass.
-    let _ = prepare(&tables, &KinesisInput::from_slice(&inputs[0]).unwrap());
+    let _ = prepare(&tables, &KinesisBatch::parse(&inputs[0]).unwrap());
     for _ in 0..opt("--profile-rounds", 0) {
         for input in &inputs {
-            std::hint::black_box(prepare(&tables, &KinesisInput::from_slice(input).unwrap()));
+            std::hint::black_box(prepare(&tables, &KinesisBatch::parse(input).unwrap()));
         }
     }
-    // The headline: raw invocation payload bytes -> KinesisInput::from_slice (what the Lambda
-    // runtime calls) -> prepare (what LakeWriter::process calls), one thread, thread CPU time
+    // The headline: raw invocation payload bytes -> KinesisBatch::parse (what the Lambda
+    // handler calls on the raw body) -> prepare (what LakeWriter::process calls), one thread, thread CPU time
     // (ns, from the scheduler). The machine may be shared: the pass runs `--rounds` times and
     // the best round counts (the median is printed too).
     let rounds = opt("--rounds", 5).max(1) as usize;
@@ -94,7 +94,7 @@ fn main() {
         let wall = Instant::now();
         for input in &inputs {
             let t = Instant::now();
-            let input = KinesisInput::from_slice(input).unwrap();
+            let input = KinesisBatch::parse(input).unwrap();
             round_input += t.elapsed().as_secs_f64();
             let t = Instant::now();
             let grouped = group_records(&tables, &input);
@@ -103,7 +103,7 @@ fn main() {
             let (prepared, failed) = grouped.encode();
             round_encode += t.elapsed().as_secs_f64();
             assert!(failed.is_empty() && prepared.invalid.is_empty());
-            events += input.records.len();
+            events += input.len();
             files += prepared.files.len();
             parquet_bytes += prepared.files.iter().map(|f| f.bytes.len()).sum::<usize>();
         }
@@ -116,26 +116,33 @@ fn main() {
     let median_cpu_s = round_cpu[round_cpu.len() / 2];
     let rust_rate = events as f64 / cpu_s;
 
-    // Where the time goes, part by part: the general decoder alone (Registry::decode_stored,
-    // which records take when the allocation-free view declines), and the previous payload
-    // parser (serde_json -> aws_lambda_events KinesisEvent) for comparison.
-    let parsed: Vec<KinesisInput> = inputs.iter().map(|i| KinesisInput::from_slice(i).unwrap()).collect();
+    // Where the time goes, part by part: the view decoder alone, the general decoder alone
+    // (Registry::decode_stored, which records take when the allocation-free view declines), and
+    // the previous payload parsers (owned KinesisInput; serde_json -> aws_lambda_events
+    // KinesisEvent) for comparison.
+    let parsed: Vec<KinesisBatch> = inputs.iter().map(|i| KinesisBatch::parse(i).unwrap()).collect();
     let t = Instant::now();
     let mut viewed = 0usize;
+    let mut values = ViewValues::default();
     for input in &parsed {
-        for record in &input.records {
-            viewed += usize::from(tables.registry().decode_stored_view(&record.data).is_some());
+        for record in input.iter() {
+            viewed += usize::from(tables.registry().decode_stored_view(record.data, &mut values).is_some());
         }
     }
     let view_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
     for input in &parsed {
-        for record in &input.records {
-            let _ = std::hint::black_box(tables.registry().decode_stored(&record.data));
+        for record in input.iter() {
+            let _ = std::hint::black_box(tables.registry().decode_stored(record.data));
         }
     }
     let decode_stored_s = t.elapsed().as_secs_f64();
     drop(parsed);
+    let t = Instant::now();
+    for input in &inputs {
+        std::hint::black_box(KinesisInput::from_slice(input).unwrap());
+    }
+    let owned_input_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
     for input in &inputs {
         let event: KinesisEvent = serde_json::from_slice(input).unwrap();
@@ -189,17 +196,19 @@ fn main() {
         verdict(rust_rate >= GOAL_EVENTS_PER_CORE)
     );
     println!(
-        "    per event (best wall): payload -> KinesisInput {:.0} ns, decode + validate + Arrow {:.0} ns, Parquet encode {:.0} ns",
+        "    per event (wall, best round of each part): payload -> KinesisBatch {:.0} ns, decode + validate + Arrow {:.0} ns, Parquet encode {:.0} ns",
         per_event_ns(input_s),
         per_event_ns(group_s),
         per_event_ns(encode_s)
     );
     println!(
         "    for comparison: decode_stored_view alone {:.0} ns/event ({:.2}% of records viewed), \
-         Registry::decode_stored alone {:.0} ns/event, serde_json KinesisEvent payload parse {:.0} ns/event",
+         Registry::decode_stored alone {:.0} ns/event, owned KinesisInput payload parse {:.0} ns/event, \
+         serde_json KinesisEvent payload parse {:.0} ns/event",
         per_event_ns(view_s),
         100.0 * viewed as f64 / events as f64,
         per_event_ns(decode_stored_s),
+        per_event_ns(owned_input_s),
         per_event_ns(serde_input_s)
     );
     if let Some((peak_total, peak_without_input)) = peak {
@@ -225,7 +234,8 @@ fn main() {
             "events_per_s_per_core_median": events as f64 / median_cpu_s,
             "cpu_s": cpu_s,
             "wall_s": wall_s,
-            "kinesis_input_s": input_s,
+            "kinesis_batch_s": input_s,
+            "owned_kinesis_input_s": owned_input_s,
             "group_s": group_s,
             "encode_s": encode_s,
             "decode_stored_view_s": view_s,
@@ -318,11 +328,11 @@ fn memory_child(batch: &Path) {
     let baseline = status_kb("VmRSS:");
     let input = std::fs::read(batch).unwrap();
     let input_len = input.len() as f64;
-    let event = KinesisInput::from_slice(&input).unwrap();
-    drop(input);
+    let event = KinesisBatch::parse(&input).unwrap();
     let (prepared, _) = prepare(&tables, &event);
     let total: usize = prepared.files.iter().map(|f| f.bytes.len()).sum();
     drop(event);
+    drop(input);
     let peak = status_kb("VmHWM:") - baseline;
     println!("{}", json!({"peak": peak, "peak_excluding_input": peak - input_len, "parquet": total}));
 }

@@ -255,12 +255,8 @@ impl RowsBuilder {
                 (ColumnBuilder::Utf8(b), Source::EventId) => b.append_value(view.event_id),
                 (ColumnBuilder::Utf8(b), Source::EventType) => b.append_value(&view.event_type.name),
                 (ColumnBuilder::Int32(b), Source::SchemaVersion) => b.append_value(plan.schema_version),
-                (ColumnBuilder::Timestamp(b), Source::OccurredAt) => {
-                    b.append_value(view.occurred_at.timestamp_micros())
-                }
-                (ColumnBuilder::Timestamp(b), Source::ReceivedAt) => {
-                    b.append_value(view.received_at.timestamp_micros())
-                }
+                (ColumnBuilder::Timestamp(b), Source::OccurredAt) => b.append_value(view.occurred_at.micros()),
+                (ColumnBuilder::Timestamp(b), Source::ReceivedAt) => b.append_value(view.received_at.micros()),
                 (ColumnBuilder::Utf8(b), Source::Producer) => b.append_value(view.producer),
                 (ColumnBuilder::Utf8(b), Source::ShardId) => b.append_value(shard_id),
                 (ColumnBuilder::Utf8(b), Source::SequenceNumber) => b.append_value(sequence_number),

@@ -1,7 +1,9 @@
 //! The lake writer: one Kinesis batch -> one Parquet file per (event type, dt, hour) group.
 //!
 //! Thin handler over a pure core:
-//! - [`prepare`] (pure, CPU only) over a `KinesisInput` (records already base64-decoded):
+//! - [`prepare`] (pure, CPU only) over a `KinesisBatch` (the invocation payload parsed without
+//!   an allocation per record, data base64-decoded into one buffer; a zero-copy view of an ESM
+//!   `KinesisEvent` or a `KinesisInput` too):
 //!   decode and fully re-validate each record, group valid events by partition of `occurred_at`
 //!   (UTC) and shard, append them to that group's Arrow builder, then encode each group to
 //!   Parquet in memory. Records that can never be written are returned as invalid. Per record,
@@ -40,8 +42,8 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use sluice_dlq::{DeadLetter, DeadLetterQueue, FailureKind};
-use sluice_schemas::Registry;
-use sluice_stream::kinesis_input::KinesisInput;
+use sluice_schemas::{Instant, Registry, ViewValues};
+use sluice_stream::kinesis_input::KinesisBatch;
 use sluice_stream::{BatchHandler, HandlerError};
 use sluice_telemetry::{Counter, Metrics};
 
@@ -148,6 +150,8 @@ pub struct FailedGroup {
 
 struct Group {
     partition: Partition,
+    /// `partition`'s (dt, hour) as whole hours since the epoch.
+    epoch_hour: i64,
     builder: RowsBuilder,
     shard_id: String,
     first_sequence: String,
@@ -163,7 +167,7 @@ struct Group {
 ///
 /// Returns the prepared batch and the groups that failed to encode (never expected; reported as
 /// batch item failures by the caller). Same as [`group_records`] then [`GroupedBatch::encode`].
-pub fn prepare(tables: &LakeTables, input: &KinesisInput) -> (PreparedBatch, Vec<FailedGroup>) {
+pub fn prepare(tables: &LakeTables, input: &KinesisBatch<'_>) -> (PreparedBatch, Vec<FailedGroup>) {
     group_records(tables, input).encode()
 }
 
@@ -206,7 +210,7 @@ impl GroupedBatch {
 }
 
 /// Decodes, validates and groups one batch into Arrow builders (see [`prepare`]).
-pub fn group_records(tables: &LakeTables, input: &KinesisInput) -> GroupedBatch {
+pub fn group_records(tables: &LakeTables, input: &KinesisBatch<'_>) -> GroupedBatch {
     group_records_with(tables, input, Decoder::View)
 }
 
@@ -214,7 +218,7 @@ pub fn group_records(tables: &LakeTables, input: &KinesisInput) -> GroupedBatch 
 /// jsonschema, no view): the reference the fast path is tested against. Same contract and
 /// results (the same Parquet bytes, the same invalid records).
 #[doc(hidden)]
-pub fn prepare_reference(tables: &LakeTables, input: &KinesisInput) -> (PreparedBatch, Vec<FailedGroup>) {
+pub fn prepare_reference(tables: &LakeTables, input: &KinesisBatch<'_>) -> (PreparedBatch, Vec<FailedGroup>) {
     group_records_with(tables, input, Decoder::Reference).encode()
 }
 
@@ -227,22 +231,28 @@ enum Decoder {
     Reference,
 }
 
-fn group_records_with(tables: &LakeTables, input: &KinesisInput, decoder: Decoder) -> GroupedBatch {
+fn group_records_with(tables: &LakeTables, input: &KinesisBatch<'_>, decoder: Decoder) -> GroupedBatch {
     let mut groups: Vec<Group> = Vec::new();
     let mut invalid = Vec::new();
-    let capacity_hint = input.records.len();
+    let capacity_hint = input.len();
     // A batch comes from one shard: check its name once, not per record.
     let mut checked_shard: Option<&str> = None;
-    for record in &input.records {
-        let sequence_number = record.sequence_number.as_str();
+    // The view's data values, reused record after record.
+    let mut values = ViewValues::default();
+    // The group of the previous record: consecutive records mostly share one.
+    let mut last_group = 0;
+    for record in input.iter() {
+        let sequence_number = record.sequence_number;
         let reject = |reason: String| InvalidRecord {
             shard_id: record.shard_id().map(str::to_owned),
             sequence_number: sequence_number.to_owned(),
-            partition_key: record.partition_key.clone(),
+            partition_key: record.partition_key.to_owned(),
             reason,
-            data: record.data.clone(),
+            data: record.data.to_vec(),
         };
-        let Some(shard) = record.shard_id() else {
+        // The previous record's shard, checked without searching the eventID again.
+        let cached = checked_shard.filter(|shard| same_shard(record.event_id, shard));
+        let Some(shard) = cached.or_else(|| record.shard_id()) else {
             invalid.push(reject("record has no shard id in eventID".to_owned()));
             continue;
         };
@@ -258,11 +268,11 @@ fn group_records_with(tables: &LakeTables, input: &KinesisInput, decoder: Decode
         }
 
         if decoder == Decoder::View
-            && let Some(view) = tables.registry().decode_stored_view(&record.data)
+            && let Some(view) = tables.registry().decode_stored_view(record.data, &mut values)
             && let Some(schema) = tables.schema(&view.event_type.name)
         {
-            let event_type = view.event_type.name.as_str();
-            match group_for(&mut groups, event_type, schema, view.occurred_at, shard, sequence_number, capacity_hint) {
+            let key = GroupKey { event_type: &view.event_type.name, occurred_at: view.occurred_at, shard };
+            match group_for(&mut groups, &mut last_group, key, schema, sequence_number, capacity_hint) {
                 Ok(group) => {
                     if group.builder.append_view(&view, shard, sequence_number).is_ok() {
                         sequence_number.clone_into(&mut group.last_sequence);
@@ -278,8 +288,8 @@ fn group_records_with(tables: &LakeTables, input: &KinesisInput, decoder: Decode
         }
 
         let decoded = match decoder {
-            Decoder::View => tables.registry().decode_stored(&record.data),
-            Decoder::Reference => tables.registry().decode_stored_reference(&record.data),
+            Decoder::View => tables.registry().decode_stored(record.data),
+            Decoder::Reference => tables.registry().decode_stored_reference(record.data),
         };
         let decoded = match decoded {
             Ok(decoded) => decoded,
@@ -292,15 +302,10 @@ fn group_records_with(tables: &LakeTables, input: &KinesisInput, decoder: Decode
             invalid.push(reject(format!("event type {:?} has no lake table", decoded.event_type)));
             continue;
         };
-        let group = match group_for(
-            &mut groups,
-            &decoded.event_type,
-            schema,
-            decoded.occurred_at,
-            shard,
-            sequence_number,
-            capacity_hint,
-        ) {
+        let occurred_at =
+            Instant { secs: decoded.occurred_at.timestamp(), nanos: decoded.occurred_at.timestamp_subsec_nanos() };
+        let key = GroupKey { event_type: &decoded.event_type, occurred_at, shard };
+        let group = match group_for(&mut groups, &mut last_group, key, schema, sequence_number, capacity_hint) {
             Ok(group) => group,
             Err(error) => {
                 invalid.push(reject(error));
@@ -313,43 +318,71 @@ fn group_records_with(tables: &LakeTables, input: &KinesisInput, decoder: Decode
         }
     }
 
-    GroupedBatch { groups, invalid, records: input.records.len() }
+    GroupedBatch { groups, invalid, records: input.len() }
 }
 
-/// The group of (`event_type`, partition of `occurred_at`, `shard`), created (starting at
-/// `sequence_number`) if new. `Err`: the reason to dead-letter the record.
+/// `shard_id_of(event_id) == Some(shard)`, decided by one pass over `event_id`: it is
+/// `<shard>:<digits>` (`KinesisRecord::shard_id` splits at the last `:` and wants digits after it).
+fn same_shard(event_id: &str, shard: &str) -> bool {
+    match event_id.as_bytes().split_at_checked(shard.len()) {
+        Some((head, [b':', digits @ ..])) => head == shard.as_bytes() && layout::all_digits(digits),
+        _ => false,
+    }
+}
+
+/// What a record's group is: (event type, hour of `occurred_at` (UTC), shard).
+struct GroupKey<'k> {
+    event_type: &'k str,
+    occurred_at: Instant,
+    shard: &'k str,
+}
+
+impl Group {
+    fn is(&self, key: &GroupKey<'_>, epoch_hour: i64) -> bool {
+        self.epoch_hour == epoch_hour && self.partition.event_type == key.event_type && self.shard_id == key.shard
+    }
+}
+
+/// The group of `key`, created (starting at `sequence_number`) if new; `last` caches the index
+/// of the previous record's group. `Err`: the reason to dead-letter the record.
 fn group_for<'g>(
     groups: &'g mut Vec<Group>,
-    event_type: &str,
+    last: &mut usize,
+    key: GroupKey<'_>,
     schema: &SchemaRef,
-    occurred_at: DateTime<Utc>,
-    shard: &str,
     sequence_number: &str,
     capacity_hint: usize,
 ) -> Result<&'g mut Group, String> {
+    // Integer hours since the epoch: no calendar arithmetic per record, only per new group.
+    let epoch_hour = key.occurred_at.epoch_hour();
     // Few groups per batch (types x hours): a linear scan beats hashing an owned key.
-    let (dt, hour) = Partition::of_parts(occurred_at);
-    let position = groups.iter().position(|g| {
-        g.partition.dt == dt && g.partition.hour == hour && g.partition.event_type == event_type && g.shard_id == shard
-    });
+    let position = if groups.get(*last).is_some_and(|g| g.is(&key, epoch_hour)) {
+        Some(*last)
+    } else {
+        groups.iter().position(|g| g.is(&key, epoch_hour))
+    };
     if let Some(i) = position {
+        *last = i;
         return Ok(&mut groups[i]);
     }
+    let hour_start = DateTime::from_timestamp(epoch_hour.saturating_mul(3600), 0)
+        .ok_or_else(|| format!("occurred_at {} s is outside the supported range", key.occurred_at.secs))?;
     // A group often holds most of the batch. Reserving room for the whole batch costs address
     // space, not memory (untouched pages are never faulted in), and saves regrowing (copying)
     // every column.
     let capacity = capacity_hint.max(16);
-    let builder = RowsBuilder::new(event_type, schema.clone(), capacity)
+    let builder = RowsBuilder::new(key.event_type, schema.clone(), capacity)
         .map_err(|error| format!("no lake table for this event: {error}"))?;
     groups.push(Group {
-        partition: Partition::of(event_type, occurred_at),
+        partition: Partition::of(key.event_type, hour_start),
+        epoch_hour,
         builder,
-        shard_id: shard.to_owned(),
+        shard_id: key.shard.to_owned(),
         first_sequence: sequence_number.to_owned(),
         last_sequence: sequence_number.to_owned(),
     });
-    let last = groups.len() - 1;
-    Ok(&mut groups[last])
+    *last = groups.len() - 1;
+    Ok(&mut groups[*last])
 }
 
 fn encode_group(group: &mut Group) -> Result<PreparedFile, PrepareError> {
@@ -478,7 +511,7 @@ impl<Q: DeadLetterQueue> LakeWriter<Q> {
 
     /// Handles one batch; `now` stamps dead letters. Never fails: every failure is reported in
     /// the response (see the module docs for the guarantees).
-    pub async fn process(&self, event: &KinesisInput, now: DateTime<Utc>) -> (KinesisEventResponse, BatchOutcome) {
+    pub async fn process(&self, event: &KinesisBatch<'_>, now: DateTime<Utc>) -> (KinesisEventResponse, BatchOutcome) {
         let (prepared, prepare_failures) = prepare(&self.tables, event);
         let mut failed: Vec<String> = Vec::new();
         for group in &prepare_failures {
@@ -561,7 +594,7 @@ impl<Q: DeadLetterQueue> LakeWriter<Q> {
 
 impl<Q: DeadLetterQueue> BatchHandler for LakeWriter<Q> {
     async fn handle(&self, event: KinesisEvent) -> Result<KinesisEventResponse, HandlerError> {
-        Ok(self.process(&KinesisInput::from(event), Utc::now()).await.0)
+        Ok(self.process(&KinesisBatch::from(&event), Utc::now()).await.0)
     }
 }
 
@@ -571,6 +604,19 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        #[test]
+        fn same_shard_agrees_with_shard_id(shard in "[a-z:0-9-]{1,12}", rest in "[0-9:/a]{0,30}") {
+            let event_id = format!("{shard}{rest}");
+            let record = sluice_stream::kinesis_input::KinesisRecord {
+                event_id: &event_id, sequence_number: "1", partition_key: "", data: b"",
+            };
+            if same_shard(&event_id, &shard) {
+                prop_assert_eq!(record.shard_id(), Some(shard.as_str()));
+            } else {
+                prop_assert_ne!(record.shard_id(), Some(shard.as_str()));
+            }
+        }
+
         #[test]
         fn cmp_sequence_is_numeric(a in 0u128..u128::MAX, b in 0u128..u128::MAX, pad in 0usize..4) {
             let pa = format!("{}{a}", "0".repeat(pad));

@@ -6,7 +6,7 @@
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use lambda_runtime::LambdaEvent;
 use sluice_dlq::DeadLetterQueue;
-use sluice_stream::kinesis_input::KinesisInput;
+use sluice_stream::kinesis_input::{KinesisBatch, KinesisInput};
 
 use crate::LakeWriter;
 
@@ -55,7 +55,8 @@ pub async fn handle<Q: DeadLetterQueue>(
 ) -> Result<KinesisEventResponse, lambda_runtime::Error> {
     use tracing::Instrument as _;
     let span = tracing::info_span!("lake_batch", request_id = %event.context.request_id);
-    Ok(writer.process(&event.payload, chrono::Utc::now()).instrument(span).await.0)
+    let batch = KinesisBatch::from(&event.payload);
+    Ok(writer.process(&batch, chrono::Utc::now()).instrument(span).await.0)
 }
 
 #[cfg(test)]

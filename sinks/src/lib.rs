@@ -8,8 +8,9 @@
 //! - [`lambda`]: the Lambda entry point and its configuration (`src/bin/lake-lambda.rs`).
 //! - [`handler`]: the lake writer ([`LakeWriter`], a `sluice_stream::BatchHandler`): decode,
 //!   validate, group by partition, encode ([`handler::prepare`], pure) and write. Its input is
-//!   `sluice_stream::kinesis_input::KinesisInput` (the Lambda payload parsed in one pass, base64
-//!   decoded); the ESM's `KinesisEvent` is converted with `From`.
+//!   `sluice_stream::kinesis_input::KinesisBatch` (the Lambda payload parsed in one pass, data
+//!   base64-decoded into one buffer, ids borrowed); the ESM's `KinesisEvent` and an owned
+//!   `KinesisInput` are viewed with `KinesisBatch::from(&_)` (nothing copied).
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod columnar;

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use object_store::aws::AmazonS3ConfigKey;
 use sluice_dlq::MemoryDeadLetters;
 use sluice_sinks::{Lake, LakeError, LakeWriter};
+use sluice_stream::kinesis_input::KinesisBatch;
 
 use crate::support;
 
@@ -20,7 +21,7 @@ async fn lake_contract(lake: Lake) {
     let events = support::events(21, 500);
     let writer = LakeWriter::new(support::registry(), lake.clone(), MemoryDeadLetters::new());
     let batch = support::batch(&events, 0);
-    let (response, outcome) = writer.process(&batch, support::now()).await;
+    let (response, outcome) = writer.process(&KinesisBatch::from(&batch), support::now()).await;
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
 
     let files = lake.list_files(None).await.unwrap();
@@ -40,7 +41,7 @@ async fn lake_contract(lake: Lake) {
     assert!(ids.values().all(|n| *n == 1));
 
     // Overwriting the same name replaces the file (a retried batch).
-    writer.process(&batch, support::now()).await;
+    writer.process(&KinesisBatch::from(&batch), support::now()).await;
     assert_eq!(lake.list_files(None).await.unwrap().len(), files.len());
     let (again, _) = support::read_lake(&lake).await;
     assert_eq!(again, ids);

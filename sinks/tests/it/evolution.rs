@@ -6,6 +6,7 @@ use arrow::array::{Array, AsArray, RecordBatch, new_null_array};
 use arrow::datatypes::Schema;
 use sluice_dlq::MemoryDeadLetters;
 use sluice_sinks::{Lake, LakeWriter};
+use sluice_stream::kinesis_input::KinesisBatch;
 
 use crate::support;
 
@@ -20,9 +21,9 @@ async fn v1_files_stay_readable_next_to_v2_files() {
 
     // Before v2 existed: the v1 writer has no app_version column.
     let old = LakeWriter::new(Arc::new(support::v1_registry()), lake.clone(), MemoryDeadLetters::new());
-    old.process(&support::batch(&v1, 0), support::now()).await;
+    old.process(&KinesisBatch::from(&support::batch(&v1, 0)), support::now()).await;
     let new = LakeWriter::new(support::registry(), lake.clone(), MemoryDeadLetters::new());
-    new.process(&support::batch(&v2, 10_000), support::now()).await;
+    new.process(&KinesisBatch::from(&support::batch(&v2, 10_000)), support::now()).await;
 
     let (ids, files) = support::read_lake(&lake).await;
     assert_eq!(ids.len(), v1.len() + v2.len());

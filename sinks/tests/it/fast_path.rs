@@ -5,9 +5,10 @@
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
+use sluice_schemas::ViewValues;
 use sluice_sinks::handler::{PreparedBatch, prepare_reference};
 use sluice_sinks::{LakeTables, prepare};
-use sluice_stream::kinesis_input::KinesisInput;
+use sluice_stream::kinesis_input::{KinesisBatch, KinesisInput};
 
 use crate::support;
 
@@ -17,8 +18,9 @@ fn tables() -> LakeTables {
 
 /// `prepare` and `prepare_reference` agree exactly on `input`; returns the prepared batch.
 fn same_prepare(tables: &LakeTables, input: &KinesisInput) -> PreparedBatch {
-    let (fast, fast_failed) = prepare(tables, input);
-    let (reference, reference_failed) = prepare_reference(tables, input);
+    let batch = KinesisBatch::from(input);
+    let (fast, fast_failed) = prepare(tables, &batch);
+    let (reference, reference_failed) = prepare_reference(tables, &batch);
     assert!(fast_failed.is_empty() && reference_failed.is_empty());
     let summary = |p: &PreparedBatch| -> Vec<(String, usize, bytes::Bytes)> {
         p.files.iter().map(|f| (f.path.clone(), f.rows, f.bytes.clone())).collect()
@@ -52,7 +54,9 @@ fn generated_batches_take_the_view_and_match_the_reference() {
     let tables = tables();
     let events = support::events(5, 2_000);
     let input = support::batch(&events, 0);
-    let viewed = input.records.iter().filter(|r| tables.registry().decode_stored_view(&r.data).is_some()).count();
+    let mut values = ViewValues::default();
+    let viewed =
+        input.records.iter().filter(|r| tables.registry().decode_stored_view(&r.data, &mut values).is_some()).count();
     assert_eq!(viewed, events.len(), "generated events all take the allocation-free path");
     let prepared = same_prepare(&tables, &input);
     assert_eq!(prepared.files.iter().map(|f| f.rows).sum::<usize>(), events.len());
@@ -175,4 +179,25 @@ proptest! {
         }
         same_prepare(&tables(), &input_of(payloads));
     }
+}
+
+#[test]
+fn the_raw_payload_parse_prepares_what_the_owned_input_does() {
+    // The Lambda path (raw invocation bytes -> KinesisBatch::parse, data in one shared buffer)
+    // and the ESM path (a view of an owned batch) give the same files and invalid records.
+    let tables = tables();
+    let events = support::events(9, 1_500);
+    let mut payloads: Vec<Vec<u8>> = events.iter().map(sluice_loadtest::generate::record_bytes).collect();
+    payloads[7] = b"{\"not\":\"an event\"}".to_vec();
+    let event = sluice_loadtest::generate::kinesis_event(support::SHARD, 0, payloads, support::now());
+    let raw = serde_json::to_vec(&event).unwrap();
+    let parsed = KinesisBatch::parse(&raw).unwrap();
+    let (from_raw, failed) = prepare(&tables, &parsed);
+    assert!(failed.is_empty());
+    let owned = KinesisInput::from(event);
+    let reference = same_prepare(&tables, &owned);
+    let files = |p: &PreparedBatch| p.files.iter().map(|f| (f.path.clone(), f.bytes.clone())).collect::<Vec<_>>();
+    assert_eq!(files(&from_raw), files(&reference));
+    assert_eq!(from_raw.invalid, reference.invalid);
+    assert_eq!(from_raw.invalid.len(), 1);
 }

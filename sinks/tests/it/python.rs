@@ -8,6 +8,7 @@ use arrow::datatypes::{DataType, TimeUnit};
 use serde_json::Value;
 use sluice_dlq::MemoryDeadLetters;
 use sluice_sinks::{Lake, LakeWriter};
+use sluice_stream::kinesis_input::KinesisBatch;
 
 use crate::support;
 
@@ -68,7 +69,7 @@ async fn pyarrow_and_duckdb_read_the_lake_as_written() {
     let v1_only: Vec<_> = old.iter().filter(|e| e.schema_version == 1).cloned().collect();
     let rest: Vec<_> = old.iter().filter(|e| e.schema_version != 1).cloned().collect();
     let v1_writer = LakeWriter::new(Arc::new(support::v1_registry()), lake.clone(), MemoryDeadLetters::new());
-    v1_writer.process(&support::batch(&v1_only, 0), support::now()).await;
+    v1_writer.process(&KinesisBatch::from(&support::batch(&v1_only, 0)), support::now()).await;
     let writer = LakeWriter::new(registry.clone(), lake.clone(), MemoryDeadLetters::new());
     for (i, chunk) in rest.chunks(700).chain(new.chunks(1_100)).enumerate() {
         let mut batch = support::batch(chunk, 10_000 * (i as u64 + 1));
@@ -77,7 +78,7 @@ async fn pyarrow_and_duckdb_read_the_lake_as_written() {
                 r.event_id = format!("shardId-000000000001:{}", r.sequence_number);
             }
         }
-        let (response, _) = writer.process(&batch, support::now()).await;
+        let (response, _) = writer.process(&KinesisBatch::from(&batch), support::now()).await;
         assert!(response.batch_item_failures.is_empty());
     }
 

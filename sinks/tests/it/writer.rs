@@ -9,7 +9,7 @@ use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
 use lambda_runtime::{Context, LambdaEvent};
 use sluice_dlq::{FailureKind, MemoryDeadLetters};
 use sluice_sinks::{Lake, LakeWriter};
-use sluice_stream::kinesis_input::KinesisInput;
+use sluice_stream::kinesis_input::{KinesisBatch, KinesisInput};
 
 use crate::support::{self, SHARD};
 
@@ -90,7 +90,7 @@ fn writer_letters(writer: &LakeWriter<MemoryDeadLetters>) -> Vec<sluice_dlq::Dea
 async fn every_generated_event_round_trips_exactly_once() {
     let events = support::events(7, 3_000);
     let writer = memory_writer();
-    let (response, outcome) = writer.process(&support::batch(&events, 0), support::now()).await;
+    let (response, outcome) = writer.process(&KinesisBatch::from(&support::batch(&events, 0)), support::now()).await;
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(outcome.rows_written, events.len());
     assert!(outcome.files_written.len() >= 6, "3 types x >= 2 hours: {outcome:?}");
@@ -150,9 +150,9 @@ async fn redelivering_the_same_batch_changes_nothing() {
     let events = support::events(8, 1_000);
     let writer = memory_writer();
     let batch = support::batch(&events, 100);
-    let (_, first) = writer.process(&batch, support::now()).await;
+    let (_, first) = writer.process(&KinesisBatch::from(&batch), support::now()).await;
     let before = support::read_lake(writer.lake()).await.0;
-    let (_, second) = writer.process(&batch, support::now()).await;
+    let (_, second) = writer.process(&KinesisBatch::from(&batch), support::now()).await;
     assert_eq!(first.files_written, second.files_written);
     let after = support::read_lake(writer.lake()).await.0;
     assert_eq!(before, after);
@@ -166,10 +166,10 @@ async fn redelivering_the_same_batch_changes_nothing() {
 async fn a_resplit_redelivery_leaves_only_exact_duplicates() {
     let events = support::events(9, 1_000);
     let writer = memory_writer();
-    writer.process(&support::batch(&events, 0), support::now()).await;
+    writer.process(&KinesisBatch::from(&support::batch(&events, 0)), support::now()).await;
     let (left, right) = events.split_at(400);
-    writer.process(&support::batch(left, 0), support::now()).await;
-    writer.process(&support::batch(right, 400), support::now()).await;
+    writer.process(&KinesisBatch::from(&support::batch(left, 0)), support::now()).await;
+    writer.process(&KinesisBatch::from(&support::batch(right, 400)), support::now()).await;
     let (ids, files) = support::read_lake(writer.lake()).await;
     assert_eq!(ids.len(), events.len(), "no event lost");
     assert!(ids.values().all(|n| *n <= 2));
@@ -201,13 +201,14 @@ async fn a_failed_write_reports_the_lowest_failed_group_and_redelivery_completes
     let batch = support::batch(&events, 0);
 
     // Block one partition: a plain file where its directory must be.
-    let (prepared, _) = sluice_sinks::prepare(&sluice_sinks::LakeTables::new(support::registry()), &batch);
+    let (prepared, _) =
+        sluice_sinks::prepare(&sluice_sinks::LakeTables::new(support::registry()), &KinesisBatch::from(&batch));
     let blocked = prepared.files.iter().max_by_key(|f| f.rows).unwrap().clone();
     let blocked_dir = dir.path().join(blocked.partition.dir());
     std::fs::create_dir_all(blocked_dir.parent().unwrap()).unwrap();
     std::fs::write(&blocked_dir, b"in the way").unwrap();
 
-    let (response, outcome) = writer.process(&batch, support::now()).await;
+    let (response, outcome) = writer.process(&KinesisBatch::from(&batch), support::now()).await;
     assert_eq!(response.batch_item_failures.len(), 1);
     let failed = response.batch_item_failures[0].item_identifier.clone().unwrap();
     assert_eq!(failed, blocked.name.first_sequence);
@@ -217,7 +218,8 @@ async fn a_failed_write_reports_the_lowest_failed_group_and_redelivery_completes
     // Lambda redelivers from the failed record on; once the store recovers, nothing is missing.
     std::fs::remove_file(&blocked_dir).unwrap();
     let from = batch.records.iter().position(|r| r.sequence_number == failed).unwrap();
-    let (response, _) = writer.process(&support::batch(&events[from..], from as u64), support::now()).await;
+    let (response, _) =
+        writer.process(&KinesisBatch::from(&support::batch(&events[from..], from as u64)), support::now()).await;
     assert!(response.batch_item_failures.is_empty());
     let (ids, _) = support::read_lake(writer.lake()).await;
     assert_eq!(ids.len(), events.len());
@@ -228,7 +230,7 @@ async fn a_failed_dead_letter_send_reports_the_invalid_record() {
     let writer = memory_writer();
     writer.dead_letters().fail_next(1);
     let payload = KinesisInput::from_slice(FIXTURE.as_bytes()).unwrap();
-    let (response, outcome) = writer.process(&payload, support::now()).await;
+    let (response, outcome) = writer.process(&KinesisBatch::from(&payload), support::now()).await;
     let expected = format!("{BASE}5");
     assert_eq!(response.batch_item_failures[0].item_identifier.as_deref(), Some(expected.as_str()));
     assert_eq!(outcome.dead_lettered, 0);
@@ -236,7 +238,7 @@ async fn a_failed_dead_letter_send_reports_the_invalid_record() {
     // The redelivery from the failed record dead-letters both invalid records.
     let mut retry = payload.clone();
     retry.records.drain(..5);
-    let (response, outcome) = writer.process(&retry, support::now()).await;
+    let (response, outcome) = writer.process(&KinesisBatch::from(&retry), support::now()).await;
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(outcome.dead_lettered, 2);
     assert_eq!(writer.dead_letters().letters().len(), 2);
