@@ -81,7 +81,7 @@ pub struct KeyDelta {
     pub state: AggState,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct RecordObs {
     seq: SeqNo,
     obs: Observation,
@@ -122,15 +122,21 @@ impl std::fmt::Debug for BatchAggregator {
 
 impl BatchAggregator {
     pub fn new(config: WindowConfig) -> Self {
+        Self::with_capacity(config, 0)
+    }
+
+    /// [`BatchAggregator::new`], with room for `events` events (no regrowth up to there).
+    pub fn with_capacity(config: WindowConfig, events: usize) -> Self {
+        let record_keys = Vec::with_capacity(events.saturating_mul(config.windows.len()));
         BatchAggregator {
+            records: Vec::with_capacity(events),
+            record_keys,
             config,
             groups: Vec::new(),
             group_index: HashMap::default(),
             keys: Vec::new(),
             key_index: HashMap::default(),
             last_key: Vec::new(),
-            records: Vec::new(),
-            record_keys: Vec::new(),
         }
     }
 
@@ -230,7 +236,7 @@ impl BatchAggregator {
 }
 
 /// One batch's deltas (see [`BatchAggregator`]).
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub struct BatchDelta {
     pub deltas: Vec<KeyDelta>,
     records: Vec<RecordObs>,

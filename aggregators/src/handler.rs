@@ -1,11 +1,13 @@
-//! The aggregator batch handler: Kinesis batch -> `KinesisEventResponse`, the same function in
-//! the aggregator Lambda (raw payload parsed by [`KinesisBatch::parse`]) and in `sluice up`
-//! (`KinesisEvent` from the local event source mapping, viewed as a [`KinesisBatch`] without
-//! copying).
+//! The aggregator batch handler: Kinesis batch -> `KinesisEventResponse`, the same steps in
+//! the aggregator Lambda (raw payload, [`AggregatorHandler::process_payload`]) and in
+//! `sluice up` (`KinesisEvent` from the local event source mapping, viewed as a
+//! [`KinesisBatch`] without copying, [`AggregatorHandler::process`]).
 //!
 //! Thin: decode every record ([`Decoder`]), aggregate the whole batch in memory per shard
-//! ([`BatchAggregator`]) — together the pure [`prepare_batch`] — dead-letter the invalid records (reason + original bytes; they are
-//! not failures), then apply one delta per key with the exactly-once protocol
+//! ([`BatchAggregator`]) — together the pure [`prepare_batch`], or [`BatchPreparer`] fused
+//! with the payload parse in the Lambda (same result) — dead-letter the invalid records
+//! (reason + original bytes; they are not failures), then apply one delta per key with the
+//! exactly-once protocol
 //! ([`apply_batch`]). Records whose delta could not be applied after retries, or whose dead
 //! letter could not be stored, are reported as a batch item failure at the lowest such sequence
 //! number (Lambda redelivers from there; everything already applied is skipped by the guards).
@@ -19,12 +21,14 @@ use aws_lambda_events::event::streams::KinesisEventResponse;
 use chrono::{DateTime, Utc};
 use sluice_dlq::{DeadLetter, DeadLetterQueue, FailureKind};
 use sluice_schemas::Registry;
-use sluice_stream::kinesis_input::{KinesisBatch, KinesisInput, KinesisRecord};
+use sluice_stream::kinesis_input::{KinesisBatch, KinesisInput, KinesisInputError, KinesisRecord};
+use sluice_stream::lambda_payload::{RawPayload, RawPayloads};
 use sluice_stream::{BatchHandler, HandlerError};
 use sluice_telemetry::{Counter, Metrics};
 
 use crate::aggregate::{BatchAggregator, BatchDelta, Contribution};
 use crate::decode::{Decoder, Path};
+use crate::key::DimRef;
 use crate::seq::SeqNo;
 use crate::store::{AggregateStore, ApplyPolicy, apply_batch};
 use crate::window::WindowConfig;
@@ -58,13 +62,16 @@ impl<S, D> std::fmt::Debug for AggregatorHandler<S, D> {
     }
 }
 
-/// One record's position in the batch.
+/// One record's position in the batch: its sequence number, parsed and as sent (what a
+/// batch item failure reports).
+#[derive(Debug, PartialEq)]
 struct Item<'a> {
-    record: KinesisRecord<'a>,
+    sequence_number: &'a str,
     seq: SeqNo,
 }
 
 /// One shard's records of a batch and their aggregated deltas.
+#[derive(Debug, PartialEq)]
 pub struct ShardBatch<'a> {
     /// The shard id.
     pub shard: &'a str,
@@ -74,12 +81,14 @@ pub struct ShardBatch<'a> {
 }
 
 /// An invalid record: where it was (shard and sequence number, when usable) and its letter.
+#[derive(Debug, PartialEq)]
 struct Invalid<'a> {
     position: Option<(&'a str, SeqNo)>,
     letter: DeadLetter,
 }
 
 /// The pure part of a batch ([`prepare_batch`]): per-shard deltas and the dead letters.
+#[derive(PartialEq)]
 pub struct PreparedBatch<'a> {
     /// Shards in first-seen order.
     pub shards: Vec<ShardBatch<'a>>,
@@ -98,6 +107,19 @@ impl PreparedBatch<'_> {
     pub fn invalid(&self) -> usize {
         self.invalid.len()
     }
+
+    /// The dead letters, in the order they are sent: records without a usable shard id /
+    /// sequence number first, then each shard's rejected records (shards in first-seen order).
+    pub fn dead_letters(&self) -> impl Iterator<Item = &DeadLetter> {
+        self.invalid.iter().map(|i| &i.letter)
+    }
+}
+
+impl ShardBatch<'_> {
+    /// The sequence numbers of the shard's records (valid or not), in batch order.
+    pub fn sequence_numbers(&self) -> impl Iterator<Item = SeqNo> + '_ {
+        self.items.iter().map(|i| i.seq)
+    }
 }
 
 impl std::fmt::Debug for PreparedBatch<'_> {
@@ -114,78 +136,199 @@ impl std::fmt::Debug for PreparedBatch<'_> {
 /// order, every record validated against its schema ([`Decoder::decode`]), valid ones
 /// aggregated per shard, invalid ones (or without a usable shard id / sequence number) turned
 /// into dead letters with the registry's reason and the original bytes. `now` stamps the
-/// letters. The handler's own first step; the benchmark measures exactly this.
+/// letters. The handler's first step for a batch already in memory (a `KinesisEvent` from the
+/// local event source mapping); the Lambda runs the same steps fused with the payload parse
+/// ([`BatchPreparer`]), with an identical result.
 pub fn prepare_batch<'a>(
     decoder: &Decoder,
     config: &WindowConfig,
     input: &'a KinesisBatch<'_>,
     now: DateTime<Utc>,
 ) -> PreparedBatch<'a> {
-    // Group by shard, keeping order; records without a usable sequence number are invalid.
-    let mut groups: Vec<(&'a str, Vec<Item<'a>>)> = Vec::new();
-    let mut invalid = Vec::new();
-    // The group of the previous record: consecutive records are almost always of one shard.
-    let mut last: Option<usize> = None;
-    for record in input.iter() {
-        let seq = record.sequence_number.parse::<SeqNo>();
-        let cached = last.and_then(|g| groups.get(g)).map(|(s, _)| *s).filter(|s| same_shard(record.event_id, s));
-        let shard = cached.or_else(|| record.shard_id());
-        match (shard, seq) {
-            (Some(shard), Ok(seq)) => {
-                let g = match last.filter(|_| cached.is_some()) {
-                    Some(g) => g,
-                    None => match groups.iter().position(|(s, _)| *s == shard) {
-                        Some(g) => g,
-                        None => {
-                            groups.push((shard, Vec::with_capacity(input.len())));
-                            groups.len() - 1
-                        }
-                    },
-                };
-                last = Some(g);
-                if let Some((_, items)) = groups.get_mut(g) {
-                    items.push(Item { record, seq });
-                }
-            }
-            (shard, seq) => invalid.push(Invalid {
-                position: None,
-                letter: dead_letter(
-                    &record,
-                    shard,
-                    format!(
-                        "record has no usable shard id / sequence number (eventID {:?}, \
-                         sequenceNumber {:?}{})",
-                        record.event_id,
-                        record.sequence_number,
-                        seq.err().map(|e| format!(": {e}")).unwrap_or_default()
-                    ),
-                    now,
-                ),
-            }),
+    let mut preparer = BatchPreparer::with_capacity(decoder, config, now, input.len());
+    for (index, record) in input.iter().enumerate() {
+        preparer.add(index, record);
+    }
+    preparer.finish(input)
+}
+
+/// [`prepare_batch`] record by record, for [`KinesisBatch::parse_with`]: `add` each record as
+/// the parser hands it over (its decoded `data` still in the CPU's caches, instead of read back
+/// from memory after the whole ~6 MB payload is parsed), then [`BatchPreparer::finish`] with
+/// the parsed batch. Keeps only record indexes, sequence numbers and rejection reasons; the
+/// result is exactly [`prepare_batch`]'s on the same batch (same deltas, same per-shard add
+/// order, same dead letters in the same order).
+///
+/// ```ignore
+/// let mut preparer = BatchPreparer::new(&decoder, &config, now);
+/// let batch = KinesisBatch::parse_with(payload, |i, r| preparer.add(i, r))?;
+/// let prepared = preparer.finish(&batch);
+/// ```
+pub struct BatchPreparer<'d> {
+    decoder: &'d Decoder,
+    config: &'d WindowConfig,
+    now: DateTime<Utc>,
+    /// Shards in first-seen order.
+    shards: Vec<ShardState>,
+    /// The shard of the previous record: consecutive records are almost always of one shard.
+    last: Option<usize>,
+    /// Records without a usable shard id / sequence number: (index, reason), in order.
+    unusable: Vec<(usize, String)>,
+    fast_decoded: u64,
+    /// The dimension buffer of the contribution decoded into, kept across records.
+    dims: Vec<DimRef<'static>>,
+    /// Records expected in the next new shard.
+    capacity: usize,
+}
+
+/// The number of records a raw Kinesis payload of `len` bytes likely holds (~1 KB each, as
+/// Lambda sends them), for [`BatchPreparer::with_capacity`]. Only a hint.
+pub fn records_hint(len: usize) -> usize {
+    len / 900 + 1
+}
+
+struct ShardState {
+    shard: String,
+    /// (record index, sequence number), in order.
+    items: Vec<(usize, SeqNo)>,
+    /// Records the decoder rejected: (record index, sequence number, reason), in order.
+    rejected: Vec<(usize, SeqNo, String)>,
+    agg: BatchAggregator,
+}
+
+impl std::fmt::Debug for BatchPreparer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchPreparer")
+            .field("shards", &self.shards.len())
+            .field("unusable", &self.unusable.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'d> BatchPreparer<'d> {
+    /// An empty batch; `now` stamps the dead letters.
+    pub fn new(decoder: &'d Decoder, config: &'d WindowConfig, now: DateTime<Utc>) -> Self {
+        Self::with_capacity(decoder, config, now, 0)
+    }
+
+    /// [`BatchPreparer::new`] with room for `records` records (e.g. [`KinesisBatch::len`], or
+    /// [`records_hint`] of the payload) in the first shard seen, the common single-shard case.
+    pub fn with_capacity(decoder: &'d Decoder, config: &'d WindowConfig, now: DateTime<Utc>, records: usize) -> Self {
+        BatchPreparer {
+            decoder,
+            config,
+            now,
+            capacity: records,
+            shards: Vec::new(),
+            last: None,
+            unusable: Vec::new(),
+            fast_decoded: 0,
+            dims: Vec::new(),
         }
     }
 
-    let mut fast_decoded = 0u64;
-    let mut shards = Vec::with_capacity(groups.len());
-    for (shard, items) in groups {
-        let mut agg = BatchAggregator::new(config.clone());
-        // One contribution reused for every record: no allocation per record.
-        let mut c = Contribution::empty();
-        for item in &items {
-            match decoder.decode_into(item.record.data, &mut c) {
-                Ok(path) => {
-                    fast_decoded += u64::from(path == Path::Fast);
-                    agg.add(item.seq, &c);
-                }
-                Err(rejection) => invalid.push(Invalid {
-                    position: Some((shard, item.seq)),
-                    letter: dead_letter(&item.record, Some(shard), rejection.to_string(), now),
-                }),
+    /// Adds record `index` of the batch: its shard and sequence number checked, its data
+    /// decoded, validated and aggregated (or its rejection kept). Records must come in batch
+    /// order, each once. Returns whether [`BatchPreparer::finish`] needs the record's `data`
+    /// (it goes into a dead letter): a `false` record may have empty data in the batch given to
+    /// `finish` ([`KinesisBatch::parse_retaining`]).
+    #[inline]
+    pub fn add(&mut self, index: usize, record: KinesisRecord<'_>) -> bool {
+        let seq = record.sequence_number.parse::<SeqNo>();
+        let cached = self.last.filter(|&g| self.shards.get(g).is_some_and(|s| same_shard(record.event_id, &s.shard)));
+        let shard = if cached.is_some() { None } else { record.shard_id() };
+        let (g, seq) = match (cached, shard, seq) {
+            (Some(g), _, Ok(seq)) => (g, seq),
+            (None, Some(shard), Ok(seq)) => {
+                let g = match self.shards.iter().position(|s| s.shard == shard) {
+                    Some(g) => g,
+                    None => {
+                        let capacity = std::mem::take(&mut self.capacity);
+                        self.shards.push(ShardState {
+                            shard: shard.to_owned(),
+                            items: Vec::with_capacity(capacity),
+                            rejected: Vec::new(),
+                            agg: BatchAggregator::with_capacity(self.config.clone(), capacity),
+                        });
+                        self.shards.len() - 1
+                    }
+                };
+                (g, seq)
+            }
+            (_, _, seq) => {
+                let reason = format!(
+                    "record has no usable shard id / sequence number (eventID {:?}, sequenceNumber {:?}{})",
+                    record.event_id,
+                    record.sequence_number,
+                    seq.err().map(|e| format!(": {e}")).unwrap_or_default()
+                );
+                self.unusable.push((index, reason));
+                return true;
+            }
+        };
+        self.last = Some(g);
+        let Some(state) = self.shards.get_mut(g) else { return true };
+        state.items.push((index, seq));
+        // The contribution borrows this record's data; its dimension buffer is reused.
+        let mut c = Contribution { dims: std::mem::take(&mut self.dims), ..Contribution::empty() };
+        let invalid = match self.decoder.decode_into(record.data, &mut c) {
+            Ok(path) => {
+                self.fast_decoded += u64::from(path == Path::Fast);
+                state.agg.add(seq, &c);
+                false
+            }
+            Err(rejection) => {
+                state.rejected.push((index, seq, rejection.to_string()));
+                true
+            }
+        };
+        self.dims = recycle(c.dims);
+        invalid
+    }
+
+    /// The prepared batch over `batch`, the batch whose records were added (by index).
+    pub fn finish<'a>(self, batch: &'a KinesisBatch<'_>) -> PreparedBatch<'a> {
+        let now = self.now;
+        let mut invalid: Vec<Invalid<'a>> = Vec::new();
+        for (index, reason) in self.unusable {
+            if let Some(record) = batch.get(index) {
+                invalid.push(Invalid { position: None, letter: dead_letter(&record, record.shard_id(), reason, now) });
             }
         }
-        shards.push(ShardBatch { shard, items, delta: agg.finish() });
+        let mut shards = Vec::with_capacity(self.shards.len());
+        for ShardState { shard: _, items, rejected, agg } in self.shards {
+            // The shard id as borrowed from the batch (the records of a shard all carry it).
+            let Some(shard) = items.first().and_then(|&(i, _)| batch.get(i)).and_then(|r| r.shard_id()) else {
+                continue;
+            };
+            debug_assert!(!shard.is_empty());
+            for (index, seq, reason) in rejected {
+                if let Some(record) = batch.get(index) {
+                    invalid.push(Invalid {
+                        position: Some((shard, seq)),
+                        letter: dead_letter(&record, Some(shard), reason, now),
+                    });
+                }
+            }
+            let mut kept = Vec::with_capacity(items.len());
+            kept.extend(
+                items
+                    .into_iter()
+                    .filter_map(|(i, seq)| Some(Item { sequence_number: batch.get(i)?.sequence_number, seq })),
+            );
+            let items = kept;
+            shards.push(ShardBatch { shard, items, delta: agg.finish() });
+        }
+        PreparedBatch { shards, invalid, fast_decoded: self.fast_decoded }
     }
-    PreparedBatch { shards, invalid, fast_decoded }
+}
+
+/// `dims` emptied, with its allocation kept for the next record (an in-place collect: the
+/// element types differ only in lifetime).
+#[inline]
+fn recycle(mut dims: Vec<DimRef<'_>>) -> Vec<DimRef<'static>> {
+    dims.clear();
+    dims.into_iter().map(|_| DimRef::Int(0)).collect()
 }
 
 impl<S: AggregateStore, D: DeadLetterQueue> AggregatorHandler<S, D> {
@@ -248,7 +391,23 @@ impl<S: AggregateStore, D: DeadLetterQueue> AggregatorHandler<S, D> {
     /// payload (what the Lambda binary does) or a view of a `KinesisEvent` (what the local event
     /// source mapping sends) or of a [`KinesisInput`].
     pub async fn process(&self, input: &KinesisBatch<'_>) -> KinesisEventResponse {
-        let prepared = prepare_batch(&self.decoder, &self.config, input, Utc::now());
+        self.apply(prepare_batch(&self.decoder, &self.config, input, Utc::now())).await
+    }
+
+    /// Processes one raw Lambda invocation payload: parsed by [`KinesisBatch::parse_with`] with
+    /// every record decoded, validated and aggregated as the parser reads it
+    /// ([`BatchPreparer`]), then applied as [`AggregatorHandler::process`] does (same outcome
+    /// as `process` on the parsed batch). `Err` (nothing applied, nothing dead-lettered) when
+    /// the payload is not a Kinesis event.
+    pub async fn process_payload(&self, payload: &[u8]) -> Result<KinesisEventResponse, KinesisInputError> {
+        let mut preparer =
+            BatchPreparer::with_capacity(&self.decoder, &self.config, Utc::now(), records_hint(payload.len()));
+        let batch = KinesisBatch::parse_retaining(payload, |i, r| preparer.add(i, r))?;
+        Ok(self.apply(preparer.finish(&batch)).await)
+    }
+
+    /// Dead-letters and applies a prepared batch (see the module docs).
+    async fn apply(&self, prepared: PreparedBatch<'_>) -> KinesisEventResponse {
         if let Some(m) = &self.metrics {
             m.aggregated.add(prepared.aggregated() as u64);
             m.fast_path.add(prepared.fast_decoded);
@@ -288,7 +447,7 @@ impl<S: AggregateStore, D: DeadLetterQueue> AggregatorHandler<S, D> {
                     if let Some(m) = &self.metrics {
                         m.failed.add(items.iter().filter(|i| i.seq >= from).count() as u64);
                     }
-                    failures.push(item.record.sequence_number.to_owned());
+                    failures.push(item.sequence_number.to_owned());
                 }
             }
         }
@@ -370,10 +529,11 @@ pub async fn handle_lambda_event<S: AggregateStore, D: DeadLetterQueue>(
     Ok(handler.process(&KinesisBatch::from(&event.payload)).await)
 }
 
-/// The aggregator Lambda's entry point: the raw invocation body (handed over by
-/// [`RawPayloads`]) parsed by [`KinesisBatch::parse`] (no allocation per record), then [`AggregatorHandler::process`].
-/// A body that is not a Kinesis event (or a missing body) is a function error, as a payload
-/// `lambda_runtime` could not deserialize is.
+/// The aggregator Lambda's entry point: the raw invocation body (handed over by the
+/// [`RawPayloads`] layer) through [`AggregatorHandler::process_payload`] (parse fused with
+/// decode + validate + aggregate, no allocation per record). A body that is not a Kinesis event
+/// (or a missing body) is a function error, as a payload `lambda_runtime` could not deserialize
+/// is.
 pub async fn handle_raw_invocation<S: AggregateStore, D: DeadLetterQueue>(
     handler: &AggregatorHandler<S, D>,
     payloads: &RawPayloads,
@@ -382,93 +542,177 @@ pub async fn handle_raw_invocation<S: AggregateStore, D: DeadLetterQueue>(
     let body = payloads
         .take(&event.context.request_id)
         .ok_or("the invocation body was not handed over (RawPayloads layer missing?)")?;
-    let input = KinesisBatch::parse(&body)?;
-    Ok(handler.process(&input).await)
-}
-
-/// The payload the runtime deserializes when [`RawPayloads`] is installed: the `null` the layer
-/// leaves in place of the body (the body itself is taken from [`RawPayloads::take`]).
-#[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
-pub struct RawPayload;
-
-/// A `lambda_runtime` layer that moves each invocation's raw body aside (keyed by request id)
-/// and passes `null` on, so the runtime's `serde_json` pass over the body (a full scan of a
-/// ~6 MB Kinesis payload, ~25% of the aggregator's CPU) is skipped and the handler parses the
-/// bytes once itself ([`handle_raw_invocation`]). Install it with `Runtime::layer`; the handler
-/// must take its body ([`RawPayloads::take`]). Bodies never taken (the handler was not called)
-/// are dropped once more than [`RawPayloads::MAX_PENDING`] are waiting. Clones share the bodies.
-#[derive(Clone, Default)]
-pub struct RawPayloads {
-    pending: Arc<std::sync::Mutex<std::collections::VecDeque<(String, bytes::Bytes)>>>,
-}
-
-impl std::fmt::Debug for RawPayloads {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RawPayloads").finish_non_exhaustive()
-    }
-}
-
-impl RawPayloads {
-    /// Bodies kept waiting at most (one per concurrent invocation is the normal state).
-    pub const MAX_PENDING: usize = 64;
-
-    /// A new, empty hand-over point.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    fn put(&self, request_id: String, body: bytes::Bytes) {
-        let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        while pending.len() >= Self::MAX_PENDING {
-            pending.pop_front();
-        }
-        pending.push_back((request_id, body));
-    }
-
-    /// The raw body of invocation `request_id`, once.
-    pub fn take(&self, request_id: &str) -> Option<bytes::Bytes> {
-        let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let at = pending.iter().position(|(id, _)| id == request_id)?;
-        pending.remove(at).map(|(_, body)| body)
-    }
-}
-
-impl<S> lambda_runtime::tower::Layer<S> for RawPayloads {
-    type Service = RawPayloadService<S>;
-    fn layer(&self, inner: S) -> RawPayloadService<S> {
-        RawPayloadService { inner, payloads: self.clone() }
-    }
-}
-
-/// The service of the [`RawPayloads`] layer.
-#[derive(Clone, Debug)]
-pub struct RawPayloadService<S> {
-    inner: S,
-    payloads: RawPayloads,
-}
-
-impl<S: lambda_runtime::Service<lambda_runtime::LambdaInvocation>>
-    lambda_runtime::Service<lambda_runtime::LambdaInvocation> for RawPayloadService<S>
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: lambda_runtime::LambdaInvocation) -> S::Future {
-        let body = std::mem::replace(&mut req.body, bytes::Bytes::from_static(b"null"));
-        self.payloads.put(req.context.request_id.clone(), body);
-        self.inner.call(req)
-    }
+    Ok(handler.process_payload(&body).await?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// The two-pass `prepare_batch` this crate had before [`BatchPreparer`] (group by shard,
+    /// then decode each shard's records): the oracle for the one-pass version.
+    fn prepare_reference<'a>(
+        decoder: &Decoder,
+        config: &WindowConfig,
+        input: &'a KinesisBatch<'_>,
+        now: DateTime<Utc>,
+    ) -> PreparedBatch<'a> {
+        let mut groups: Vec<(&'a str, Vec<(KinesisRecord<'a>, SeqNo)>)> = Vec::new();
+        let mut invalid = Vec::new();
+        for record in input.iter() {
+            match (record.shard_id(), record.sequence_number.parse::<SeqNo>()) {
+                (Some(shard), Ok(seq)) => match groups.iter_mut().find(|(s, _)| *s == shard) {
+                    Some((_, items)) => items.push((record, seq)),
+                    None => groups.push((shard, vec![(record, seq)])),
+                },
+                (shard, seq) => invalid.push(Invalid {
+                    position: None,
+                    letter: dead_letter(
+                        &record,
+                        shard,
+                        format!(
+                            "record has no usable shard id / sequence number (eventID {:?}, \
+                             sequenceNumber {:?}{})",
+                            record.event_id,
+                            record.sequence_number,
+                            seq.err().map(|e| format!(": {e}")).unwrap_or_default()
+                        ),
+                        now,
+                    ),
+                }),
+            }
+        }
+        let mut fast_decoded = 0u64;
+        let mut shards = Vec::new();
+        for (shard, items) in groups {
+            let mut agg = BatchAggregator::new(config.clone());
+            for (record, seq) in &items {
+                match decoder.decode(record.data) {
+                    Ok((c, path)) => {
+                        fast_decoded += u64::from(path == Path::Fast);
+                        agg.add(*seq, &c);
+                    }
+                    Err(rejection) => invalid.push(Invalid {
+                        position: Some((shard, *seq)),
+                        letter: dead_letter(record, Some(shard), rejection.to_string(), now),
+                    }),
+                }
+            }
+            let items = items.into_iter().map(|(r, seq)| Item { sequence_number: r.sequence_number, seq }).collect();
+            shards.push(ShardBatch { shard, items, delta: agg.finish() });
+        }
+        PreparedBatch { shards, invalid, fast_decoded }
+    }
+
+    /// Record payloads: the fixture's (valid on the fast path, invalid, not JSON) and variants
+    /// (the registry path, non-ASCII text, another event type).
+    fn data_pool() -> Vec<Vec<u8>> {
+        let event: KinesisEvent = serde_json::from_str(include_str!("../tests/data/kinesis-event.json")).unwrap();
+        let mut pool: Vec<Vec<u8>> = event.records.iter().map(|r| r.kinesis.data.0.clone()).collect();
+        let first: serde_json::Value = serde_json::from_slice(&pool[0]).unwrap();
+        pool.push(serde_json::to_vec_pretty(&first).unwrap());
+        let mut other = first.clone();
+        other["data"]["country"] = "DE".into();
+        other["data"]["page"] = "/größe".into();
+        other["occurred_at"] = "2026-01-01T00:03:10Z".into();
+        pool.push(serde_json::to_vec(&other).unwrap());
+        pool.push(Vec::new());
+        pool
+    }
+
+    fn payload(records: &[(String, String, Vec<u8>)]) -> Vec<u8> {
+        use base64::Engine as _;
+        let records: Vec<serde_json::Value> = records
+            .iter()
+            .enumerate()
+            .map(|(i, (id, seq, data))| {
+                serde_json::json!({
+                    "eventID": id,
+                    "kinesis": {
+                        "partitionKey": format!("pk-{i}"),
+                        "sequenceNumber": seq,
+                        "data": base64::engine::general_purpose::STANDARD.encode(data),
+                    },
+                })
+            })
+            .collect();
+        serde_json::to_vec(&serde_json::json!({ "Records": records })).unwrap()
+    }
+
+    fn check_same(decoder: &Decoder, config: &WindowConfig, payload: &[u8]) {
+        let now = DateTime::from_timestamp(1_767_225_600, 0).unwrap();
+        let batch = KinesisBatch::parse(payload).unwrap();
+        let reference = prepare_reference(decoder, config, &batch, now);
+        assert_eq!(prepare_batch(decoder, config, &batch, now), reference);
+        let mut preparer = BatchPreparer::new(decoder, config, now);
+        let streamed = KinesisBatch::parse_with(payload, |i, r| {
+            preparer.add(i, r);
+        })
+        .unwrap();
+        assert_eq!(preparer.finish(&streamed), reference);
+        // What the Lambda runs: the batch keeps only the data of the records to dead-letter.
+        let mut preparer = BatchPreparer::with_capacity(decoder, config, now, records_hint(payload.len()));
+        let retained = KinesisBatch::parse_retaining(payload, |i, r| preparer.add(i, r)).unwrap();
+        assert_eq!(preparer.finish(&retained), reference);
+        let kept: usize = retained.iter().map(|r| r.data.len()).sum();
+        let letters: usize = reference.dead_letters().map(|l| l.data.len()).sum();
+        assert_eq!(kept, letters, "only dead letters' bytes are kept");
+    }
+
+    #[test]
+    fn fused_and_two_pass_preparation_agree_on_the_fixture() {
+        let decoder = Decoder::new(Arc::new(Registry::builtin().unwrap()));
+        let config = WindowConfig::default();
+        let fixture = include_bytes!("../tests/data/kinesis-event.json");
+        let batch = KinesisBatch::parse(fixture).unwrap();
+        let now = Utc::now();
+        let prepared = prepare_batch(&decoder, &config, &batch, now);
+        assert_eq!((prepared.aggregated(), prepared.invalid()), (3, 2));
+        assert_eq!(prepared, prepare_reference(&decoder, &config, &batch, now));
+        check_same(&decoder, &config, fixture);
+    }
+
+    #[test]
+    fn recycled_dims_keep_their_allocation() {
+        let mut dims: Vec<DimRef<'_>> = Vec::with_capacity(5);
+        dims.push(DimRef::Str(String::from("x").into()));
+        let cap = dims.capacity();
+        let ptr = dims.as_ptr() as usize;
+        let recycled = recycle(dims);
+        assert!(recycled.is_empty());
+        assert_eq!((recycled.capacity(), recycled.as_ptr() as usize), (cap, ptr));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Shards interleaved, unusable ids and sequence numbers, valid / invalid / slow-path
+        /// records: the fused preparation, `prepare_batch` and the old two-pass version build
+        /// identical batches (deltas, add order, dead letters and their order, fast count).
+        #[test]
+        fn fused_and_two_pass_preparation_agree(
+            picks in proptest::collection::vec((0usize..7, 0usize..6, 0usize..40, any::<bool>()), 0..40),
+        ) {
+            let decoder = Decoder::new(Arc::new(Registry::builtin().unwrap()));
+            let config = WindowConfig::default();
+            let pool = data_pool();
+            let shards = ["shardId-000000000003", "shardId-000000000001", "a:b"];
+            let records: Vec<(String, String, Vec<u8>)> = picks
+                .iter()
+                .map(|&(d, s, q, bad_seq)| {
+                    let seq = if bad_seq && q % 3 == 0 { format!("{q}x") } else { format!("4959{q:04}") };
+                    let id = match s {
+                        0..=2 => format!("{}:{seq}", shards[s]),
+                        3 => format!("{}:{q}", shards[0]),
+                        4 => "shardId-000000000003".to_owned(),
+                        _ => String::new(),
+                    };
+                    (id, if bad_seq && q % 3 == 1 { String::new() } else { seq }, pool[d % pool.len()].clone())
+                })
+                .collect();
+            check_same(&decoder, &config, &payload(&records));
+        }
+    }
 
     fn shard_id(event_id: &str) -> Option<&str> {
         KinesisRecord { event_id, sequence_number: "", partition_key: "", data: b"" }.shard_id()

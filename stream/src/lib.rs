@@ -16,6 +16,7 @@ pub mod checkpoints;
 pub mod dead_letters;
 pub mod esm;
 pub mod kinesis_input;
+pub mod lambda_payload;
 pub mod local;
 pub mod record;
 pub mod routing;

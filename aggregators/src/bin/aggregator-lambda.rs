@@ -1,10 +1,10 @@
 //! The aggregator Lambda: Kinesis batches -> exactly-once aggregates in DynamoDB.
 //!
-//! The runtime does not deserialize the invocation body: the `RawPayloads` layer hands the raw
-//! bytes to `handle_raw_invocation`, which parses them once with `KinesisBatch::parse`
-//! (the fast Kinesis parser of sluice-stream; base64 decoded in the same pass, no allocation
-//! per record), instead of
-//! `serde_json` scanning the whole payload first.
+//! The runtime does not deserialize the invocation body: the `RawPayloads` layer (of
+//! sluice-stream) hands the raw bytes to `handle_raw_invocation`, which parses them once with
+//! `KinesisBatch::parse_with` (the fast Kinesis parser of sluice-stream; base64 decoded in the
+//! same pass, no allocation per record), decoding, validating and aggregating each record as it
+//! is read, instead of `serde_json` scanning the whole payload first.
 //!
 //! Environment: `SLUICE_AGGREGATES_TABLE` (DynamoDB table), `SLUICE_DLQ_URL` (SQS queue for
 //! invalid records), optional `SLUICE_WINDOWS` (default `1m,1h`) and
@@ -15,10 +15,11 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use lambda_runtime::{LambdaEvent, Runtime, layers::TracingLayer, service_fn};
-use sluice_aggregators::handler::{RawPayload, RawPayloads, handle_raw_invocation};
+use sluice_aggregators::handler::handle_raw_invocation;
 use sluice_aggregators::{AggregatorHandler, DynamoAggregateStore, WindowConfig, WindowSize};
 use sluice_dlq::SqsDeadLetters;
 use sluice_schemas::Registry;
+use sluice_stream::lambda_payload::{RawPayload, RawPayloads};
 use sluice_telemetry::{EmfReporter, Metrics};
 
 fn env(name: &str) -> anyhow::Result<String> {

@@ -98,13 +98,14 @@ async fn lambda_entry_point_aggregates_and_dead_letters_a_real_fixture() {
 
 /// The aggregator Lambda binary's wiring: the `RawPayloads` layer takes the raw body, the
 /// runtime deserializes what it leaves (`null`) into `RawPayload` exactly as `lambda_runtime`
-/// does, and `handle_raw_invocation` parses the bytes with `KinesisInput::from_slice`. Same
+/// does, and `handle_raw_invocation` parses the bytes with `KinesisBatch::parse_with`. Same
 /// outcome as the `KinesisEvent` path; a malformed body is a function error.
 #[tokio::test]
 async fn raw_invocation_entry_point_handles_a_real_fixture() {
     use lambda_runtime::tower::{Layer as _, Service as _, ServiceExt as _, service_fn};
     use lambda_runtime::{Diagnostic, LambdaInvocation};
-    use sluice_aggregators::handler::{RawPayload, RawPayloads, handle_raw_invocation};
+    use sluice_aggregators::handler::handle_raw_invocation;
+    use sluice_stream::lambda_payload::{RawPayload, RawPayloads};
 
     let dlq = MemoryDeadLetters::new();
     let handler = AggregatorHandler::new(registry(), sqlite(), dlq.clone(), WindowConfig::default());
@@ -237,6 +238,78 @@ async fn end_to_end_matches_ground_truth() {
                     assert!((est - exact).abs() <= 0.01 * exact.abs() + 1e-9, "{qs} q{q}: {est} vs {exact}");
                 }
             }
+        }
+    }
+}
+
+/// The Lambda's fused path (`KinesisBatch::parse_retaining` feeding a `BatchPreparer`, what
+/// `process_payload` runs) builds exactly `prepare_batch`'s `PreparedBatch` (deltas, per-shard
+/// add order, dead letters and their order): on the real fixture, and on generated batches with
+/// shards interleaved, records corrupted, and unusable ids / sequence numbers mixed in.
+mod fused {
+    use super::*;
+    use proptest::prelude::*;
+    use sluice_aggregators::decode::Decoder;
+    use sluice_aggregators::handler::{BatchPreparer, prepare_batch, records_hint};
+    use sluice_stream::kinesis_input::KinesisBatch;
+
+    fn check(decoder: &Decoder, payload: &[u8]) -> (usize, usize) {
+        let config = WindowConfig::default();
+        let now = chrono::Utc::now();
+        let batch = KinesisBatch::parse(payload).unwrap();
+        let two_pass = prepare_batch(decoder, &config, &batch, now);
+        let mut preparer = BatchPreparer::with_capacity(decoder, &config, now, records_hint(payload.len()));
+        let fused = KinesisBatch::parse_retaining(payload, |i, r| preparer.add(i, r)).unwrap();
+        let prepared = preparer.finish(&fused);
+        assert_eq!(prepared, two_pass);
+        (prepared.aggregated(), prepared.invalid())
+    }
+
+    #[test]
+    fn on_the_real_fixture() {
+        let decoder = Decoder::new(registry());
+        assert_eq!(check(&decoder, include_bytes!("../data/kinesis-event.json")), (3, 2));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn on_generated_and_mutated_batches(
+            n in 1usize..300,
+            seed_skip in 0usize..50,
+            mutations in proptest::collection::vec((any::<prop::sample::Index>(), 0u8..6), 0..12),
+        ) {
+            let decoder = Decoder::new(registry());
+            let mut generator = Generator::new(GenConfig::default());
+            generator.take(seed_skip);
+            let events = generator.take(n);
+            let mut event = kinesis_event(
+                "shardId-000000000000",
+                1_000,
+                events.iter().map(record_bytes).collect(),
+                events[0].received_at,
+            );
+            for (at, kind) in &mutations {
+                let r = &mut event.records[at.index(n)];
+                let seq = r.kinesis.sequence_number.clone();
+                match kind {
+                    0 => r.event_id = Some(format!("shardId-000000000001:{seq}")),
+                    1 => r.kinesis.data.0.truncate(r.kinesis.data.0.len() / 2),
+                    2 => {
+                        let d = &mut r.kinesis.data.0;
+                        let s = String::from_utf8_lossy(d).replacen("\"data\":{", "\"data\":{\"extra\":1,", 1);
+                        *d = s.into_bytes();
+                    }
+                    3 => r.kinesis.sequence_number = format!("{seq}x"),
+                    4 => r.event_id = None,
+                    _ => r.kinesis.data.0 = serde_json::to_vec_pretty(
+                        &serde_json::from_slice::<serde_json::Value>(&r.kinesis.data.0).unwrap_or_default(),
+                    ).unwrap(),
+                }
+            }
+            let (aggregated, invalid) = check(&decoder, &serde_json::to_vec(&event).unwrap());
+            prop_assert_eq!(aggregated + invalid, n);
+            prop_assert!(mutations.is_empty() || invalid > 0 || mutations.iter().all(|(_, k)| *k == 0 || *k == 5));
         }
     }
 }

@@ -1,5 +1,6 @@
-//! `KinesisInput::from_slice` and `KinesisBatch::parse` agree with `serde_json::from_slice::<KinesisEvent>` on real
-//! AWS-shaped fixtures, on mutations of them, and never panics on bad input.
+//! `KinesisInput::from_slice`, `KinesisBatch::parse` / `parse_with` / `parse_retaining` agree
+//! with `serde_json::from_slice::<KinesisEvent>` on real AWS-shaped fixtures, on mutations of
+//! them, and never panics on bad input.
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use base64::Engine as _;
@@ -34,6 +35,26 @@ fn check(payload: &[u8]) -> bool {
     // The borrowed, shared-buffer form accepts exactly the same payloads with the same records.
     let batch = KinesisBatch::parse(payload);
     assert_eq!(batch.as_ref().err(), fast.as_ref().err());
+    // The streaming form too: same verdict, and it hands over every record once, in order,
+    // before the batch is returned, with the same fields.
+    let mut seen: Vec<(usize, InputRecord)> = Vec::new();
+    let streamed = KinesisBatch::parse_with(payload, |i, r| seen.push((i, r.to_owned())));
+    assert_eq!(streamed.as_ref().err(), fast.as_ref().err());
+    assert!(seen.iter().enumerate().all(|(n, (i, _))| n == *i), "indexes in order");
+    // Keeping only some records' data changes nothing else.
+    let retained = KinesisBatch::parse_retaining(payload, |i, _| i % 2 == 0);
+    assert_eq!(retained.as_ref().err(), fast.as_ref().err());
+    if let (Ok(batch), Ok(streamed), Ok(retained)) = (&batch, &streamed, &retained) {
+        let owned: Vec<InputRecord> = batch.iter().map(|r| r.to_owned()).collect();
+        assert_eq!(seen.into_iter().map(|(_, r)| r).collect::<Vec<_>>(), owned);
+        assert_eq!(streamed.iter().map(|r| r.to_owned()).collect::<Vec<_>>(), owned);
+        let thinned: Vec<InputRecord> = owned
+            .iter()
+            .enumerate()
+            .map(|(i, r)| InputRecord { data: if i % 2 == 0 { r.data.clone() } else { Vec::new() }, ..r.clone() })
+            .collect();
+        assert_eq!(retained.iter().map(|r| r.to_owned()).collect::<Vec<_>>(), thinned);
+    }
     if let (Ok(batch), Ok(fast)) = (&batch, &fast) {
         assert_eq!(batch.len(), fast.len());
         let owned: Vec<InputRecord> = batch.iter().map(|r| r.to_owned()).collect();
@@ -241,6 +262,14 @@ fn errors_are_clear() {
     assert_eq!(no_data, KinesisInputError::MissingField { field: "data", record: Some(0) });
     let bad = KinesisInput::from_slice(br#"{"Records":[{"kinesis":{"data":"aGk="}},{"kinesis":{"data":"a!=="}}]}"#);
     assert_eq!(bad.unwrap_err(), KinesisInputError::BadBase64 { record: 1 });
+    // parse_with has already handed over the records before the error (documented).
+    let mut seen = Vec::new();
+    let bad = KinesisBatch::parse_with(
+        br#"{"Records":[{"kinesis":{"data":"aGk="}},{"kinesis":{"data":"a!=="}}]}"#,
+        |i, r| seen.push((i, r.data.to_vec())),
+    );
+    assert_eq!(bad.unwrap_err(), KinesisInputError::BadBase64 { record: 1 });
+    assert_eq!(seen, vec![(0, b"hi".to_vec())]);
     let e = KinesisInput::from_slice(b"{\"Records\":[}").unwrap_err();
     assert!(matches!(e, KinesisInputError::Malformed { offset: 12, .. }), "{e:?}");
     assert!(e.to_string().contains("byte 12"), "{e}");

@@ -5,5 +5,6 @@ mod dead_letters;
 mod esm;
 mod esm_property;
 mod kinesis_input;
+mod lambda_payload;
 mod local_stream;
 mod support;

@@ -1,0 +1,108 @@
+//! Raw invocation bodies for Lambda handlers that parse their payload themselves.
+//!
+//! `lambda_runtime` deserializes every invocation body with `serde_json` before calling the
+//! handler: for a ~6 MB Kinesis batch that is a full scan of the payload (~25% of the
+//! aggregator's CPU) whose result a handler using [`crate::kinesis_input`] throws away. The
+//! [`RawPayloads`] layer moves the body aside before that step and passes `null` on, which the
+//! runtime deserializes into [`RawPayload`]; the handler then takes the bytes
+//! ([`RawPayloads::take`], keyed by the invocation's request id) and parses them once.
+//!
+//! Wiring in a Lambda binary (the aggregator's `aggregator-lambda` does exactly this):
+//!
+//! ```ignore
+//! let payloads = RawPayloads::new();
+//! let bodies = &payloads;
+//! let service = service_fn(move |event: LambdaEvent<RawPayload>| async move {
+//!     let body = bodies.take(&event.context.request_id).ok_or("body not handed over")?;
+//!     let batch = KinesisBatch::parse(&body)?;
+//!     // ... handle `batch` ...
+//! });
+//! Runtime::new(service).layer(payloads.clone()).layer(TracingLayer::new()).run().await
+//! ```
+//!
+//! Adapter module: it names `lambda_runtime` types, and holds no domain logic.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use lambda_runtime::{LambdaInvocation, Service};
+
+/// The payload the runtime deserializes when [`RawPayloads`] is installed: the `null` the layer
+/// leaves in place of the body (the body itself is taken from [`RawPayloads::take`]).
+#[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
+pub struct RawPayload;
+
+/// A `lambda_runtime` layer that moves each invocation's raw body aside (keyed by request id)
+/// and passes `null` on, so the runtime's `serde_json` pass over the body is skipped and the
+/// handler parses the bytes once itself. Install it with `Runtime::layer`; the handler takes
+/// its body with [`RawPayloads::take`] (exactly once). Bodies never taken (the handler was not
+/// called) are dropped once more than [`RawPayloads::MAX_PENDING`] are waiting, oldest first.
+/// Clones share the bodies.
+#[derive(Clone, Default)]
+pub struct RawPayloads {
+    pending: Arc<Mutex<VecDeque<(String, Bytes)>>>,
+}
+
+impl std::fmt::Debug for RawPayloads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawPayloads").finish_non_exhaustive()
+    }
+}
+
+impl RawPayloads {
+    /// Bodies kept waiting at most (one per concurrent invocation is the normal state).
+    pub const MAX_PENDING: usize = 64;
+
+    /// A new, empty hand-over point.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn put(&self, request_id: String, body: Bytes) {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        while pending.len() >= Self::MAX_PENDING {
+            pending.pop_front();
+        }
+        pending.push_back((request_id, body));
+    }
+
+    /// The raw body of invocation `request_id`, once (`None` if it was never put or was
+    /// already taken or dropped).
+    pub fn take(&self, request_id: &str) -> Option<Bytes> {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let at = pending.iter().position(|(id, _)| id == request_id)?;
+        pending.remove(at).map(|(_, body)| body)
+    }
+}
+
+impl<S> lambda_runtime::tower::Layer<S> for RawPayloads {
+    type Service = RawPayloadService<S>;
+    fn layer(&self, inner: S) -> RawPayloadService<S> {
+        RawPayloadService { inner, payloads: self.clone() }
+    }
+}
+
+/// The service of the [`RawPayloads`] layer.
+#[derive(Clone, Debug)]
+pub struct RawPayloadService<S> {
+    inner: S,
+    payloads: RawPayloads,
+}
+
+impl<S: Service<LambdaInvocation>> Service<LambdaInvocation> for RawPayloadService<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: LambdaInvocation) -> S::Future {
+        let body = std::mem::replace(&mut req.body, Bytes::from_static(b"null"));
+        self.payloads.put(req.context.request_id.clone(), body);
+        self.inner.call(req)
+    }
+}
