@@ -1,12 +1,14 @@
-//! The lake writer as a Lambda function: configuration from the environment and the
-//! `LambdaEvent<KinesisInput>` entry point (`src/bin/lake-lambda.rs` only wires these). The
-//! payload is parsed by `KinesisInput`'s fast scanner (base64 decoded in the same pass), not
-//! through `aws_lambda_events`' `KinesisEvent`.
+//! The lake writer as a Lambda function: configuration from the environment and the entry
+//! points (`src/bin/lake-lambda.rs` only wires these). The binary uses [`handle_raw`]: the
+//! runtime does not deserialize the body; the `RawPayloads` layer of sluice-stream hands the raw
+//! bytes over and they are parsed once by `KinesisBatch::parse` (base64 decoded in the same pass,
+//! no allocation per record), not by serde_json into `aws_lambda_events`' `KinesisEvent`.
 
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use lambda_runtime::LambdaEvent;
 use sluice_dlq::DeadLetterQueue;
 use sluice_stream::kinesis_input::{KinesisBatch, KinesisInput};
+use sluice_stream::lambda_payload::{RawPayload, RawPayloads};
 
 use crate::LakeWriter;
 
@@ -47,8 +49,26 @@ impl LambdaConfig {
     }
 }
 
-/// The function handler: one Kinesis batch in, partial-batch response out. Never a function
-/// error (every failure is a batch item failure; see [`crate::handler`]).
+/// The function handler on the raw invocation body (installed with the [`RawPayloads`] layer):
+/// one Kinesis batch in, partial-batch response out. A function error only if the body is not a
+/// Kinesis batch or was not handed over; every other failure is a batch item failure (see
+/// [`crate::handler`]).
+pub async fn handle_raw<Q: DeadLetterQueue>(
+    writer: &LakeWriter<Q>,
+    payloads: &RawPayloads,
+    event: LambdaEvent<RawPayload>,
+) -> Result<KinesisEventResponse, lambda_runtime::Error> {
+    use tracing::Instrument as _;
+    let body = payloads
+        .take(&event.context.request_id)
+        .ok_or("the invocation body was not handed over (RawPayloads layer missing?)")?;
+    let batch = KinesisBatch::parse(&body)?;
+    let span = tracing::info_span!("lake_batch", request_id = %event.context.request_id);
+    Ok(writer.process(&batch, chrono::Utc::now()).instrument(span).await.0)
+}
+
+/// The function handler on a typed event (`LambdaEvent<KinesisInput>`, deserialized by the
+/// runtime): the same work as [`handle_raw`] after a slower parse.
 pub async fn handle<Q: DeadLetterQueue>(
     writer: &LakeWriter<Q>,
     event: LambdaEvent<KinesisInput>,

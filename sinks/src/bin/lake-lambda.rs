@@ -1,13 +1,16 @@
 //! The lake writer Lambda: Kinesis event source mapping -> Parquet files in the lake.
 //! Configuration: `SLUICE_LAKE_URL`, `SLUICE_DLQ_URL`, optional `SLUICE_SCHEMAS_DIR`, and the
-//! standard `AWS_*` variables; everything is built once per cold start. Metrics go to stdout as
+//! standard `AWS_*` variables; everything is built once per cold start. The runtime does not
+//! deserialize the invocation body: the `RawPayloads` layer hands the raw bytes to
+//! `handle_raw`, which parses them once with `KinesisBatch::parse`. Metrics go to stdout as
 //! CloudWatch EMF after every invocation.
 
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use lambda_runtime::{LambdaEvent, service_fn};
-use sluice_sinks::lambda::{LambdaConfig, handle};
+use lambda_runtime::{LambdaEvent, Runtime, layers::TracingLayer, service_fn};
+use sluice_sinks::lambda::{LambdaConfig, handle_raw};
+use sluice_stream::lambda_payload::{RawPayload, RawPayloads};
 use sluice_sinks::{Lake, LakeWriter};
 
 #[tokio::main]
@@ -22,14 +25,22 @@ async fn main() -> anyhow::Result<()> {
     let metrics = sluice_telemetry::Metrics::new();
     let writer = Arc::new(LakeWriter::new(Arc::new(registry), lake, dlq).with_metrics(&metrics));
     let emf = Arc::new(sluice_telemetry::EmfReporter::new(metrics, "sluice"));
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| {
-        let (writer, emf) = (Arc::clone(&writer), Arc::clone(&emf));
+    let payloads = RawPayloads::new();
+    let bodies = payloads.clone();
+    let service = service_fn(move |event: LambdaEvent<RawPayload>| {
+        let (writer, emf, bodies) = (Arc::clone(&writer), Arc::clone(&emf), bodies.clone());
         async move {
-            let result = handle(&writer, event).await;
+            let result = handle_raw(&writer, &bodies, event).await;
             emf.print(chrono::Utc::now().timestamp_millis());
             result
         }
-    }))
-    .await
-    .map_err(|e| anyhow::anyhow!("lambda runtime: {e}"))
+    });
+    // As `lambda_runtime::run`, plus the raw-body hand-over (before the runtime's
+    // deserialization, inside the tracing span).
+    Runtime::new(service)
+        .layer(payloads)
+        .layer(TracingLayer::new())
+        .run()
+        .await
+        .map_err(|e| anyhow::anyhow!("lambda runtime: {e}"))
 }
