@@ -637,37 +637,42 @@ pub(crate) fn parse_canonical(text: &str) -> Option<CanonicalRecord> {
     })
 }
 
-/// The index of the first `"`, `\\` or control character in `bytes` (8 bytes at a time).
+/// The index of the first `"`, `\\` or control character in `bytes` (8 bytes at a time, the
+/// tail too, padded with a byte that never stops).
 #[inline(always)]
 fn string_end(bytes: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
     let mut chunks = bytes.chunks_exact(8);
     let mut offset = 0;
     for chunk in chunks.by_ref() {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word);
-        // A byte is flagged (high bit set) if it is < 0x20, == '"' or == '\\' (exact for bytes
-        // without the high bit; bytes >= 0x80 are filtered by `& !x`).
-        let quote = x ^ (ONES * u64::from(b'"'));
-        let backslash = x ^ (ONES * u64::from(b'\\'));
-        let hits = (x.wrapping_sub(ONES * 0x20) | quote.wrapping_sub(ONES) | backslash.wrapping_sub(ONES)) & !x & HIGH;
-        if hits != 0 {
-            // The lowest flagged byte is exact (borrows only propagate upwards from a hit), but
-            // confirm byte by byte from there to be safe.
-            let first = (hits.trailing_zeros() / 8) as usize;
-            return chunk[first..]
-                .iter()
-                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
-                .map(|i| offset + first + i)
-                .or_else(|| rest_end(&bytes[offset + 8..]).map(|i| offset + 8 + i));
+        if let Some(i) = stop_byte(u64::from_le_bytes(word)) {
+            return Some(offset + i);
         }
         offset += 8;
     }
-    rest_end(chunks.remainder()).map(|i| offset + i)
+    let tail = chunks.remainder();
+    let mut word = [b'a'; 8];
+    word.get_mut(..tail.len())?.copy_from_slice(tail);
+    stop_byte(u64::from_le_bytes(word)).map(|i| offset + i)
 }
 
+/// The index of the first byte of `x` (little-endian) that is `< 0x20`, `"` or `\\`.
+#[inline(always)]
+fn stop_byte(x: u64) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // A byte is flagged (high bit set) if it is < 0x20, == '"' or == '\\' (bytes >= 0x80 are
+    // filtered by `& !x`). The lowest flagged byte is exact: a borrow only starts at a byte that
+    // is itself a hit and only propagates upwards (checked against `rest_end` by a property test).
+    let quote = x ^ (ONES * u64::from(b'"'));
+    let backslash = x ^ (ONES * u64::from(b'\\'));
+    let hits = (x.wrapping_sub(ONES * 0x20) | quote.wrapping_sub(ONES) | backslash.wrapping_sub(ONES)) & !x & HIGH;
+    (hits != 0).then(|| (hits.trailing_zeros() / 8) as usize)
+}
+
+/// The byte-at-a-time [`string_end`] (the reference of its property test).
+#[cfg(test)]
 fn rest_end(bytes: &[u8]) -> Option<usize> {
     bytes.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)
 }
@@ -918,6 +923,32 @@ impl SchemaVersion {
     }
 }
 
+/// The event types and versions earlier [`Registry::decode_stored_view_cached`] calls found, so
+/// a batch's records skip the registry's map lookups (found again by an inlined name comparison).
+/// Holds only successful lookups of one registry (at most one entry per registered version); a
+/// cache handed to another registry is reset first. Results never depend on the cache.
+#[derive(Debug, Clone, Default)]
+pub struct ViewCache<'r> {
+    registry: Option<&'r Registry>,
+    entries: Vec<CachedVersion<'r>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct CachedVersion<'r> {
+    event_type: &'r EventType,
+    version: u32,
+    schema: &'r SchemaVersion,
+    fast: &'r FastValidator,
+}
+
+/// The registry's answer for (`name`, `version`): the version, if it can be viewed.
+fn view_version<'r>(registry: &'r Registry, name: &str, version: u32) -> Option<CachedVersion<'r>> {
+    let event_type = registry.get(name)?;
+    let schema = event_type.version(version)?;
+    let fast = schema.fast().filter(|f| f.fields.len() <= MAX_VIEW_FIELDS)?;
+    Some(CachedVersion { event_type, version, schema, fast })
+}
+
 impl Registry {
     /// Decodes a stream record in the layout `serde_json::to_vec(&Event)` writes and validates
     /// it with the compiled field table, without allocating: the data values go to `values`
@@ -928,15 +959,49 @@ impl Registry {
         bytes: &'b [u8],
         values: &'v mut ViewValues<'b>,
     ) -> Option<StoredView<'r, 'v>> {
+        self.decode_view(bytes, values, |name, version| view_version(self, name, version))
+    }
+
+    /// [`Registry::decode_stored_view`] (same result for every input), with the event type and
+    /// version looked up through `cache` (kept across a batch's records).
+    pub fn decode_stored_view_cached<'r, 'b, 'v>(
+        &'r self,
+        bytes: &'b [u8],
+        values: &'v mut ViewValues<'b>,
+        cache: &mut ViewCache<'r>,
+    ) -> Option<StoredView<'r, 'v>> {
+        if !cache.registry.is_some_and(|r| std::ptr::eq(r, self)) {
+            *cache = ViewCache { registry: Some(self), entries: Vec::new() };
+        }
+        self.decode_view(bytes, values, |name, version| {
+            let hit = cache
+                .entries
+                .iter()
+                .find(|e| e.version == version && same(e.event_type.name.as_bytes(), name.as_bytes()));
+            if let Some(hit) = hit {
+                return Some(*hit);
+            }
+            let found = view_version(self, name, version)?;
+            cache.entries.push(found);
+            Some(found)
+        })
+    }
+
+    #[inline(always)]
+    fn decode_view<'r, 'b, 'v>(
+        &'r self,
+        bytes: &'b [u8],
+        values: &'v mut ViewValues<'b>,
+        lookup: impl FnOnce(&str, u32) -> Option<CachedVersion<'r>>,
+    ) -> Option<StoredView<'r, 'v>> {
         let text = std::str::from_utf8(bytes).ok()?;
         let mut p = Cursor { s: text, i: 0 };
         p.lit("{\"event_id\":")?;
         let event_id = p.string()?;
         p.lit(",\"event_type\":")?;
-        let event_type = self.get(p.string()?)?;
+        let name = p.string()?;
         p.lit(",\"schema_version\":")?;
-        let schema = event_type.version(p.u32()?)?;
-        let fast = schema.fast().filter(|f| f.fields.len() <= MAX_VIEW_FIELDS)?;
+        let CachedVersion { event_type, schema, fast, .. } = lookup(name, p.u32()?)?;
         p.lit(",\"occurred_at\":")?;
         let occurred_at = parse_canonical_instant(p.string()?)?;
         p.lit(",\"received_at\":")?;
@@ -1030,6 +1095,21 @@ mod tests {
         ) {
             proptest::prop_assert_eq!(string_end(&bytes), rest_end(&bytes));
         }
+    }
+
+    #[test]
+    fn a_view_cache_follows_its_registry() {
+        let record = br#"{"event_id":"e","event_type":"purchase","schema_version":1,"occurred_at":"2024-05-01T12:00:00Z","received_at":"2024-05-01T12:00:00Z","producer":"p","data":{"amount":1.5,"country":"DE","currency":"EUR","order_id":"o","user_id":"u"}}"#;
+        let (a, b) = (Registry::builtin().unwrap(), Registry::builtin().unwrap());
+        let mut cache = ViewCache::default();
+        let mut values = ViewValues::default();
+        let from_a = a.decode_stored_view_cached(record, &mut values, &mut cache).map(|v| std::ptr::from_ref(v.schema));
+        assert_eq!(from_a, a.decode_stored_view(record, &mut values).map(|v| std::ptr::from_ref(v.schema)));
+        assert!(from_a.is_some(), "the record is viewed");
+        // The same cache handed to another registry answers with that registry's types.
+        let from_b = b.decode_stored_view_cached(record, &mut values, &mut cache).map(|v| std::ptr::from_ref(v.schema));
+        assert_eq!(from_b, b.decode_stored_view(record, &mut values).map(|v| std::ptr::from_ref(v.schema)));
+        assert_ne!(from_a, from_b);
     }
 
     #[test]

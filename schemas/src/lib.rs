@@ -28,6 +28,6 @@ pub mod validate;
 pub use arrow::ENVELOPE_COLUMNS;
 pub use envelope::{Event, IngestContext};
 pub use evolution::check_compatible;
-pub use fast::{Instant, MAX_VIEW_FIELDS, StoredValue, StoredView, ViewValues};
+pub use fast::{Instant, MAX_VIEW_FIELDS, StoredValue, StoredView, ViewCache, ViewValues};
 pub use registry::{EventType, FieldDef, FieldKind, Registry, RegistryError, SchemaVersion};
 pub use validate::{Rejection, Violation};

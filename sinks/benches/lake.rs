@@ -2,11 +2,13 @@
 //!
 //! On generated ~6 MB Kinesis-shaped batches (the Lambda's maximum payload; `sluice_loadtest`'s
 //! generator, the same data as the aggregator benchmark), measures single-threaded the lake
-//! writer Lambda's real path: raw invocation payload bytes -> `KinesisBatch::parse` (JSON scan
-//! and base64 into one buffer, no allocation per record) -> `sluice_sinks::prepare` (decode +
-//! full validation -> Arrow -> Parquet encode in memory, the function `LakeWriter::process`
-//! calls): events/s per core (thread CPU time), peak memory per batch (VmHWM of a fresh child
-//! process handling one batch), Parquet bytes per event.
+//! writer Lambda's real path: raw invocation payload bytes -> `sluice_sinks::prepare_payload`
+//! (`KinesisBatch::parse`: JSON scan and base64 into one buffer, no allocation per record; then
+//! decode + full validation -> Arrow; the decoded payload dropped; Parquet encode in memory;
+//! what `LakeWriter::process_payload` runs): events/s per core (thread CPU time), peak memory
+//! per batch (VmHWM of a fresh child process handling one batch), Parquet bytes per event.
+//! Alternate rounds run the fused variant (each record decoded inside `KinesisBatch::parse_with`)
+//! for comparison.
 //! In the same run, on the same batches: the Python Lambda peer (json + pyarrow) and DuckDB
 //! `read_json` -> `COPY ... (FORMAT parquet)`, when `$SLUICE_PYTHON` (default `python3`) has
 //! pyarrow and duckdb.
@@ -25,7 +27,8 @@ use aws_lambda_events::event::kinesis::KinesisEvent;
 use serde_json::{Value, json};
 use sluice_loadtest::generate::{GenConfig, Generator, kinesis_batch};
 use sluice_schemas::{Registry, ViewValues};
-use sluice_sinks::{LakeTables, group_records, prepare};
+use sluice_sinks::handler::group_payload_fused;
+use sluice_sinks::{LakeTables, group_payload, prepare_payload};
 use sluice_stream::kinesis_input::{KinesisBatch, KinesisInput};
 
 const BATCH_BYTES: usize = 6 * 1024 * 1024;
@@ -72,10 +75,10 @@ fn main() {
     let total_input: usize = inputs.iter().map(Vec::len).sum();
 
     // Warm-up (first-touch allocations, zstd contexts), then the measured pass.
-    let _ = prepare(&tables, &KinesisBatch::parse(&inputs[0]).unwrap());
+    let _ = prepare_payload(&tables, &inputs[0]).unwrap();
     for _ in 0..opt("--profile-rounds", 0) {
         for input in &inputs {
-            std::hint::black_box(prepare(&tables, &KinesisBatch::parse(input).unwrap()));
+            std::hint::black_box(prepare_payload(&tables, input).unwrap());
         }
     }
     // The headline: raw invocation payload bytes -> KinesisBatch::parse (what the Lambda
@@ -83,16 +86,20 @@ fn main() {
     // (ns, from the scheduler). The machine may be shared: the pass runs `--rounds` times and
     // the best round counts (the median is printed too).
     let rounds = opt("--rounds", 5).max(1) as usize;
-    let mut round_cpu: Vec<f64> = Vec::new();
     let (mut events, mut parquet_bytes, mut files) = (0usize, 0usize, 0usize);
-    let mut wall_s = f64::MAX;
     // The per-thread CPU clock advances in ticks of a few ms on a VM: a round repeats the pass
     // until it has run MIN_ROUND_SECS, so a tick is at most ~1% of it. Rates are events per
     // CPU-second; the part timings (wall) are per event.
     const MIN_ROUND_SECS: f64 = 0.4;
-    let (mut part_events, mut part_input, mut part_group, mut part_encode) = (0usize, 0.0f64, 0.0f64, 0.0f64);
-    for _ in 0..rounds {
-        let (mut round_input, mut round_group, mut round_encode) = (0.0f64, 0.0f64, 0.0f64);
+    // Rounds alternate between the Lambda's path (the headline: `group_payload`, i.e.
+    // `KinesisBatch::parse`, then `group_records`, then encode) and the fused path
+    // (`group_payload_fused`: each record decoded inside `KinesisBatch::parse_with`), so both see
+    // the same machine load.
+    let mut two_pass = Timing { wall_s: f64::MAX, ..Timing::default() };
+    let mut fused = Timing { wall_s: f64::MAX, ..Timing::default() };
+    for round in 0..2 * rounds {
+        let is_fused = round % 2 == 1;
+        let (mut round_group, mut round_encode) = (0.0f64, 0.0f64);
         let mut round_n = 0usize;
         let cpu_start = thread_cpu_seconds();
         let wall = Instant::now();
@@ -100,16 +107,17 @@ fn main() {
             (events, parquet_bytes, files) = (0, 0, 0);
             for input in &inputs {
                 let t = Instant::now();
-                let input = KinesisBatch::parse(input).unwrap();
-                round_input += t.elapsed().as_secs_f64();
-                let t = Instant::now();
-                let grouped = group_records(&tables, &input);
+                let grouped = if is_fused {
+                    group_payload_fused(&tables, input).unwrap()
+                } else {
+                    group_payload(&tables, input).unwrap()
+                };
                 round_group += t.elapsed().as_secs_f64();
                 let t = Instant::now();
                 let (prepared, failed) = grouped.encode();
                 round_encode += t.elapsed().as_secs_f64();
                 assert!(failed.is_empty() && prepared.invalid.is_empty());
-                events += input.len();
+                events += prepared.records;
                 files += prepared.files.len();
                 parquet_bytes += prepared.files.iter().map(|f| f.bytes.len()).sum::<usize>();
             }
@@ -118,27 +126,30 @@ fn main() {
                 break;
             }
         }
-        wall_s = wall_s.min(wall.elapsed().as_secs_f64() * events as f64 / round_n as f64);
-        round_cpu.push((thread_cpu_seconds() - cpu_start).max(1e-9) * events as f64 / round_n as f64);
-        if part_events == 0
-            || round_input + round_group + round_encode
-                < (part_input + part_group + part_encode) * round_n as f64 / part_events as f64
-        {
-            (part_events, part_input, part_group, part_encode) = (round_n, round_input, round_group, round_encode);
+        let per_pass = events as f64 / round_n as f64;
+        let timing = if is_fused { &mut fused } else { &mut two_pass };
+        timing.wall_s = timing.wall_s.min(wall.elapsed().as_secs_f64() * per_pass);
+        timing.cpu.push((thread_cpu_seconds() - cpu_start).max(1e-9) * per_pass);
+        let parts = [0.0, round_group * per_pass, round_encode * per_pass];
+        if timing.parts.iter().sum::<f64>() == 0.0 || parts.iter().sum::<f64>() < timing.parts.iter().sum::<f64>() {
+            timing.parts = parts;
         }
     }
-    // Per-pass equivalents of the best round's parts.
-    let scale = events as f64 / part_events.max(1) as f64;
-    let (input_s, group_s, encode_s) = (part_input * scale, part_group * scale, part_encode * scale);
-    round_cpu.sort_by(f64::total_cmp);
-    let cpu_s = round_cpu[0];
-    let median_cpu_s = round_cpu[round_cpu.len() / 2];
+    let [_, group_s, encode_s] = two_pass.parts;
+    let [_, fused_group_s, fused_encode_s] = fused.parts;
+    let (cpu_s, median_cpu_s, wall_s) = two_pass.best_median_wall();
+    let (fused_cpu_s, fused_median_s, _) = fused.best_median_wall();
     let rust_rate = events as f64 / cpu_s;
 
     // Where the time goes, part by part: the view decoder alone, the general decoder alone
     // (Registry::decode_stored, which records take when the allocation-free view declines), and
     // the previous payload parsers (owned KinesisInput; serde_json -> aws_lambda_events
     // KinesisEvent) for comparison.
+    let t = Instant::now();
+    for input in &inputs {
+        std::hint::black_box(KinesisBatch::parse(input).unwrap());
+    }
+    let input_s = t.elapsed().as_secs_f64();
     let parsed: Vec<KinesisBatch> = inputs.iter().map(|i| KinesisBatch::parse(i).unwrap()).collect();
     let t = Instant::now();
     let mut viewed = 0usize;
@@ -215,10 +226,19 @@ fn main() {
         verdict(rust_rate >= GOAL_EVENTS_PER_CORE)
     );
     println!(
-        "    per event (wall, best round of each part): payload -> KinesisBatch {:.0} ns, decode + validate + Arrow {:.0} ns, Parquet encode {:.0} ns",
-        per_event_ns(input_s),
+        "    per event (wall, best round): payload -> KinesisBatch -> decode + validate + Arrow (group_payload) {:.0} ns \
+         (of which KinesisBatch::parse alone {:.0} ns), Parquet encode {:.0} ns",
         per_event_ns(group_s),
+        per_event_ns(input_s),
         per_event_ns(encode_s)
+    );
+    println!(
+        "    fused path (records decoded inside KinesisBatch::parse_with; alternate rounds): {:.0} events/s per core \
+         (median {:.0}); per event: payload -> decode + validate + Arrow {:.0} ns, Parquet encode {:.0} ns",
+        events as f64 / fused_cpu_s,
+        events as f64 / fused_median_s,
+        per_event_ns(fused_group_s),
+        per_event_ns(fused_encode_s)
     );
     println!(
         "    for comparison: decode_stored_view alone {:.0} ns/event ({:.2}% of records viewed), \
@@ -253,6 +273,9 @@ fn main() {
             "events_per_s_per_core_median": events as f64 / median_cpu_s,
             "cpu_s": cpu_s,
             "wall_s": wall_s,
+            "fused_events_per_s_per_core": events as f64 / fused_cpu_s,
+            "fused_events_per_s_per_core_median": events as f64 / fused_median_s,
+            "fused_group_s": fused_group_s,
             "kinesis_batch_s": input_s,
             "owned_kinesis_input_s": owned_input_s,
             "group_s": group_s,
@@ -268,6 +291,23 @@ fn main() {
         "duckdb": duck,
     });
     println!("{summary}");
+}
+
+/// The rounds of one path: CPU seconds per pass, best wall seconds per pass, and the parts
+/// (seconds per pass) of the round whose parts summed lowest.
+#[derive(Default)]
+struct Timing {
+    cpu: Vec<f64>,
+    wall_s: f64,
+    parts: [f64; 3],
+}
+
+impl Timing {
+    /// (best CPU s, median CPU s, best wall s) per pass.
+    fn best_median_wall(&mut self) -> (f64, f64, f64) {
+        self.cpu.sort_by(f64::total_cmp);
+        (self.cpu[0], self.cpu[self.cpu.len() / 2], self.wall_s)
+    }
 }
 
 fn verdict(ok: bool) -> &'static str {
@@ -347,10 +387,8 @@ fn memory_child(batch: &Path) {
     let baseline = status_kb("VmRSS:");
     let input = std::fs::read(batch).unwrap();
     let input_len = input.len() as f64;
-    let event = KinesisBatch::parse(&input).unwrap();
-    let (prepared, _) = prepare(&tables, &event);
+    let (prepared, _) = prepare_payload(&tables, &input).unwrap();
     let total: usize = prepared.files.iter().map(|f| f.bytes.len()).sum();
-    drop(event);
     drop(input);
     let peak = status_kb("VmHWM:") - baseline;
     println!("{}", json!({"peak": peak, "peak_excluding_input": peak - input_len, "parquet": total}));

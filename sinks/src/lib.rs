@@ -10,7 +10,9 @@
 //!   validate, group by partition, encode ([`handler::prepare`], pure) and write. Its input is
 //!   `sluice_stream::kinesis_input::KinesisBatch` (the Lambda payload parsed in one pass, data
 //!   base64-decoded into one buffer, ids borrowed); the ESM's `KinesisEvent` and an owned
-//!   `KinesisInput` are viewed with `KinesisBatch::from(&_)` (nothing copied).
+//!   `KinesisInput` are viewed with `KinesisBatch::from(&_)` (nothing copied). The Lambda's raw
+//!   payload goes through [`handler::prepare_payload`] / [`LakeWriter::process_payload`]
+//!   (parse, group, drop the decoded payload, encode), same results.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod columnar;
@@ -20,5 +22,8 @@ pub mod lake;
 pub mod lambda;
 pub mod layout;
 
-pub use handler::{BatchOutcome, GroupedBatch, LakeTables, LakeWriter, LakeWriterConfig, group_records, prepare};
+pub use handler::{
+    BatchOutcome, GroupedBatch, LakePreparer, LakeTables, LakeWriter, LakeWriterConfig, group_payload, group_records,
+    prepare, prepare_payload,
+};
 pub use lake::{Lake, LakeError, LakeFile};

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
-use sluice_schemas::{Registry, ViewValues};
+use sluice_schemas::{Registry, ViewCache, ViewValues};
 
 use crate::props::{arb_f64, arb_json, arb_valid};
 use crate::{ctx, registry};
@@ -288,26 +288,41 @@ fn same_decode(reg: &Registry, bytes: &[u8]) -> Result<(), TestCaseError> {
     // The allocation-free view: only ever for records the reference accepts, with equal contents.
     // The buffer holds a full record's values first: decoding must reset every slot it reads.
     let mut values = full_values();
-    if let Some(view) = reg.decode_stored_view(bytes, &mut values) {
+    let uncached = reg.decode_stored_view(bytes, &mut values).map(|view| view.to_event());
+    if let Some(event) = &uncached {
         prop_assert_eq!(
-            view.to_event().ok_or(()),
+            event.clone().ok_or(()),
             reference.map_err(|_| ()),
             "view of {}",
             String::from_utf8_lossy(bytes)
         );
     }
+    // The cached lookup (a batch's records share one cache): the same answer on a cold cache,
+    // on one warmed by another record, and on the second sight of this record.
+    let mut cache = ViewCache::default();
+    for round in 0..3 {
+        if round == 1 {
+            let mut other = ViewValues::default();
+            let warm = reg.decode_stored_view_cached(FULL_PAGE_VIEW, &mut other, &mut cache).map(|v| v.to_event());
+            prop_assert_eq!(warm, reg.decode_stored_view(FULL_PAGE_VIEW, &mut other).map(|v| v.to_event()));
+        }
+        let mut values = full_values();
+        let cached = reg.decode_stored_view_cached(bytes, &mut values, &mut cache).map(|view| view.to_event());
+        prop_assert_eq!(&cached, &uncached, "cached view (round {}) of {}", round, String::from_utf8_lossy(bytes));
+    }
     Ok(())
 }
+
+const FULL_PAGE_VIEW: &[u8] = b"{\"event_id\":\"e\",\"event_type\":\"page_view\",\"schema_version\":2,\
+        \"occurred_at\":\"2024-05-01T12:00:00Z\",\"received_at\":\"2024-05-01T12:00:00Z\",\"producer\":\"p\",\
+        \"data\":{\"app_version\":\"1.0.0\",\"country\":\"US\",\"device\":\"web\",\"duration_ms\":1.5,\
+        \"page\":\"/\",\"referrer\":\"r\",\"session_id\":\"s\",\"user_id\":\"u\"}}";
 
 /// A view buffer left holding every slot of a page_view v2 record (all fields present), so a
 /// decode that forgot to reset a slot would show a stale value.
 fn full_values() -> ViewValues<'static> {
-    const FULL: &[u8] = b"{\"event_id\":\"e\",\"event_type\":\"page_view\",\"schema_version\":2,\
-        \"occurred_at\":\"2024-05-01T12:00:00Z\",\"received_at\":\"2024-05-01T12:00:00Z\",\"producer\":\"p\",\
-        \"data\":{\"app_version\":\"1.0.0\",\"country\":\"US\",\"device\":\"web\",\"duration_ms\":1.5,\
-        \"page\":\"/\",\"referrer\":\"r\",\"session_id\":\"s\",\"user_id\":\"u\"}}";
     let mut values = ViewValues::default();
-    let view = registry().decode_stored_view(FULL, &mut values).map(|v| v.values().iter().flatten().count());
+    let view = registry().decode_stored_view(FULL_PAGE_VIEW, &mut values).map(|v| v.values().iter().flatten().count());
     assert!(view.is_some_and(|n| n >= 8), "the full record is viewed with every slot set: {view:?}");
     values
 }

@@ -3,11 +3,12 @@
 //! `Event` -> `RowsBuilder::append`): the same Parquet bytes and the same invalid records, on
 //! generated batches, on every invalid case of the schemas crate, and on mutated records.
 
+use aws_lambda_events::event::kinesis::KinesisEvent;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use sluice_schemas::ViewValues;
-use sluice_sinks::handler::{PreparedBatch, prepare_reference};
-use sluice_sinks::{LakeTables, prepare};
+use sluice_sinks::handler::{PreparedBatch, group_payload_fused, prepare_reference};
+use sluice_sinks::{LakeTables, prepare, prepare_payload};
 use sluice_stream::kinesis_input::{KinesisBatch, KinesisInput};
 
 use crate::support;
@@ -16,18 +17,32 @@ fn tables() -> LakeTables {
     LakeTables::new(support::registry())
 }
 
-/// `prepare` and `prepare_reference` agree exactly on `input`; returns the prepared batch.
-fn same_prepare(tables: &LakeTables, input: &KinesisInput) -> PreparedBatch {
+/// The files (path, rows, bytes) of a prepared batch.
+fn files(p: &PreparedBatch) -> Vec<(String, usize, bytes::Bytes)> {
+    p.files.iter().map(|f| (f.path.clone(), f.rows, f.bytes.clone())).collect()
+}
+
+/// `prepare` and `prepare_reference` agree exactly on `input`, and so does the Lambda's fused
+/// path (`prepare_payload` over the raw invocation payload); returns the prepared batch.
+fn same_prepare(tables: &LakeTables, input: &KinesisEvent) -> PreparedBatch {
     let batch = KinesisBatch::from(input);
     let (fast, fast_failed) = prepare(tables, &batch);
     let (reference, reference_failed) = prepare_reference(tables, &batch);
     assert!(fast_failed.is_empty() && reference_failed.is_empty());
-    let summary = |p: &PreparedBatch| -> Vec<(String, usize, bytes::Bytes)> {
-        p.files.iter().map(|f| (f.path.clone(), f.rows, f.bytes.clone())).collect()
-    };
-    assert_eq!(summary(&fast), summary(&reference), "same files, byte for byte");
+    assert_eq!(files(&fast), files(&reference), "same files, byte for byte");
     assert_eq!(fast.invalid, reference.invalid, "same invalid records and reasons");
     assert_eq!(fast.records, reference.records);
+    let raw = serde_json::to_vec(input).unwrap();
+    let (lambda, lambda_failed) = prepare_payload(tables, &raw).unwrap();
+    assert!(lambda_failed.is_empty());
+    assert_eq!(files(&lambda), files(&reference), "the raw payload path writes the same files, byte for byte");
+    assert_eq!(lambda.invalid, reference.invalid, "the raw payload path rejects the same records the same way");
+    assert_eq!(lambda.records, reference.records);
+    let (fused, fused_failed) = group_payload_fused(tables, &raw).unwrap().encode();
+    assert!(fused_failed.is_empty());
+    assert_eq!(files(&fused), files(&reference), "the fused path writes the same files, byte for byte");
+    assert_eq!(fused.invalid, reference.invalid, "the fused path rejects the same records the same way");
+    assert_eq!(fused.records, reference.records);
     fast
 }
 
@@ -45,18 +60,21 @@ fn canonical_bytes(value: &Value) -> Vec<u8> {
 }
 
 /// A batch holding `payloads` as records of [`support::SHARD`].
-fn input_of(payloads: Vec<Vec<u8>>) -> KinesisInput {
-    KinesisInput::from(sluice_loadtest::generate::kinesis_event(support::SHARD, 0, payloads, support::now()))
+fn input_of(payloads: Vec<Vec<u8>>) -> KinesisEvent {
+    sluice_loadtest::generate::kinesis_event(support::SHARD, 0, payloads, support::now())
 }
 
 #[test]
 fn generated_batches_take_the_view_and_match_the_reference() {
     let tables = tables();
     let events = support::events(5, 2_000);
-    let input = support::batch(&events, 0);
+    let input = support::event_batch(&events, 0);
     let mut values = ViewValues::default();
-    let viewed =
-        input.records.iter().filter(|r| tables.registry().decode_stored_view(&r.data, &mut values).is_some()).count();
+    let viewed = input
+        .records
+        .iter()
+        .filter(|r| tables.registry().decode_stored_view(&r.kinesis.data, &mut values).is_some())
+        .count();
     assert_eq!(viewed, events.len(), "generated events all take the allocation-free path");
     let prepared = same_prepare(&tables, &input);
     assert_eq!(prepared.files.iter().map(|f| f.rows).sum::<usize>(), events.len());
@@ -194,10 +212,75 @@ fn the_raw_payload_parse_prepares_what_the_owned_input_does() {
     let parsed = KinesisBatch::parse(&raw).unwrap();
     let (from_raw, failed) = prepare(&tables, &parsed);
     assert!(failed.is_empty());
+    let reference = same_prepare(&tables, &event);
     let owned = KinesisInput::from(event);
-    let reference = same_prepare(&tables, &owned);
-    let files = |p: &PreparedBatch| p.files.iter().map(|f| (f.path.clone(), f.bytes.clone())).collect::<Vec<_>>();
+    let (from_owned, failed) = prepare(&tables, &KinesisBatch::from(&owned));
+    assert!(failed.is_empty());
+    assert_eq!(files(&from_owned), files(&reference));
+    assert_eq!(from_owned.invalid, reference.invalid);
     assert_eq!(files(&from_raw), files(&reference));
     assert_eq!(from_raw.invalid, reference.invalid);
     assert_eq!(from_raw.invalid.len(), 1);
+}
+
+/// Records of several shards, records whose eventID names no shard, and sequence numbers that
+/// cannot name a file, interleaved: the shard checks the preparer caches decide as the full
+/// check does, in every path.
+#[test]
+fn shards_and_sequence_numbers_are_checked_the_same_way_in_every_path() {
+    let events = support::events(21, 60);
+    let mut event = support::event_batch(&events, 0);
+    for (i, record) in event.records.iter_mut().enumerate() {
+        let seq = record.kinesis.sequence_number.clone();
+        match i % 12 {
+            3 => record.event_id = Some(format!("shardId-000000000007:{seq}")),
+            4 => record.event_id = Some(format!("shardId-000000000007:{seq}")),
+            5 => record.event_id = None,
+            6 => record.event_id = Some(seq.clone()),
+            7 => record.event_id = Some(format!("shard/../x:{seq}")),
+            8 => record.kinesis.sequence_number = format!("{seq}x"),
+            9 => record.kinesis.sequence_number = "9".repeat(70),
+            10 => record.event_id = Some(format!("{}:{seq}:1", support::SHARD)),
+            _ => {}
+        }
+    }
+    let prepared = same_prepare(&tables(), &event);
+    let shards: std::collections::BTreeSet<&str> = prepared.files.iter().map(|f| f.name.shard_id.as_str()).collect();
+    assert_eq!(shards.len(), 2, "{shards:?}");
+    assert!(prepared.invalid.len() >= 20, "{}", prepared.invalid.len());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The raw payload paths (two-pass and fused) accept and reject exactly the payloads
+    /// `KinesisBatch::parse` does, and prepare what `prepare` prepares from the parsed batch.
+    #[test]
+    fn the_fused_path_accepts_what_the_parser_accepts(
+        seed in 0u64..1_000,
+        cut in any::<prop::sample::Index>(),
+        edit in proptest::option::of((any::<prop::sample::Index>(), any::<u8>())),
+    ) {
+        let events = support::events(seed, 8);
+        let mut raw = serde_json::to_vec(&support::event_batch(&events, 0)).unwrap();
+        if let Some((at, byte)) = edit {
+            let at = at.index(raw.len());
+            raw[at] = byte;
+        } else {
+            raw.truncate(cut.index(raw.len() + 1));
+        }
+        let tables = tables();
+        let fused = group_payload_fused(&tables, &raw).map(|g| g.encode().0);
+        prop_assert_eq!(fused.as_ref().err().map(ToString::to_string), prepare_payload(&tables, &raw).err().map(|e| e.to_string()));
+        match (KinesisBatch::parse(&raw), fused) {
+            (Ok(batch), Ok(fused)) => {
+                let (two_pass, _) = prepare(&tables, &batch);
+                prop_assert_eq!(files(&fused), files(&two_pass));
+                prop_assert_eq!(fused.invalid, two_pass.invalid);
+                prop_assert_eq!(fused.records, two_pass.records);
+            }
+            (Err(a), Err(b)) => prop_assert_eq!(a.to_string(), b.to_string()),
+            (a, b) => prop_assert!(false, "parse {:?} but the fused path {:?}", a.map(|b| b.len()), b.map(|p| p.records)),
+        }
+    }
 }
