@@ -699,8 +699,9 @@ impl<Q: DeadLetterQueue> LakeWriter<Q> {
     }
 
     /// [`LakeWriter::process`] of a raw invocation payload (the Lambda's path): parsed and
-    /// prepared by [`prepare_payload`] when called; the returned future does the I/O. `Err`: the payload is malformed (as [`KinesisBatch::parse`] decides); nothing is
-    /// written or dead-lettered.
+    /// prepared by [`prepare_payload`] when called; the returned future does the I/O. `Err`:
+    /// the payload is malformed (as [`KinesisBatch::parse`] decides); nothing is written or
+    /// dead-lettered.
     pub fn process_payload<'s>(
         &'s self,
         payload: &[u8],

@@ -1,8 +1,9 @@
 //! The lake writer as a Lambda function: configuration from the environment and the entry
 //! points (`src/bin/lake-lambda.rs` only wires these). The binary uses [`handle_raw`]: the
 //! runtime does not deserialize the body; the `RawPayloads` layer of sluice-stream hands the raw
-//! bytes over and they are parsed once by `KinesisBatch::parse` (base64 decoded in the same pass,
-//! no allocation per record), not by serde_json into `aws_lambda_events`' `KinesisEvent`.
+//! bytes over and [`LakeWriter::process_payload`] parses them once with `KinesisBatch::parse`
+//! (base64 decoded in the same pass, no allocation per record), not serde_json into
+//! `aws_lambda_events`' `KinesisEvent`, and drops the decoded payload before encoding.
 
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use lambda_runtime::LambdaEvent;
@@ -62,9 +63,8 @@ pub async fn handle_raw<Q: DeadLetterQueue>(
     let body = payloads
         .take(&event.context.request_id)
         .ok_or("the invocation body was not handed over (RawPayloads layer missing?)")?;
-    let batch = KinesisBatch::parse(&body)?;
     let span = tracing::info_span!("lake_batch", request_id = %event.context.request_id);
-    Ok(writer.process(&batch, chrono::Utc::now()).instrument(span).await.0)
+    Ok(writer.process_payload(&body, chrono::Utc::now())?.instrument(span).await.0)
 }
 
 /// The function handler on a typed event (`LambdaEvent<KinesisInput>`, deserialized by the

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use lambda_runtime::{LambdaEvent, Runtime, layers::TracingLayer, service_fn};
 use sluice_sinks::lambda::{LambdaConfig, handle_raw};
-use sluice_stream::lambda_payload::{RawPayload, RawPayloads};
 use sluice_sinks::{Lake, LakeWriter};
+use sluice_stream::lambda_payload::{RawPayload, RawPayloads};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

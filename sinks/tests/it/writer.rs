@@ -21,6 +21,49 @@ fn memory_writer() -> LakeWriter<MemoryDeadLetters> {
     LakeWriter::new(support::registry(), lake, MemoryDeadLetters::new())
 }
 
+/// The binary's entry point: the `RawPayloads` layer over a stand-in for lambda_runtime's inner
+/// services (serde_json deserializes the body into `LambdaEvent<RawPayload>`, then the function).
+#[tokio::test]
+async fn raw_invocation_entry_point_writes_the_fixture_and_refuses_malformed_bodies() {
+    use lambda_runtime::tower::{Layer as _, Service as _, ServiceExt as _, service_fn};
+    use lambda_runtime::{Diagnostic, LambdaInvocation};
+    use sluice_stream::lambda_payload::{RawPayload, RawPayloads};
+
+    let writer = memory_writer();
+    let payloads = RawPayloads::new();
+    let (w, p) = (&writer, &payloads);
+    let runtime = service_fn(move |inv: LambdaInvocation| async move {
+        let payload: RawPayload =
+            serde_json::from_slice(&inv.body).map_err(|e| Diagnostic::from(format!("deserialize: {e}")))?;
+        sluice_sinks::lambda::handle_raw(w, p, LambdaEvent { payload, context: inv.context })
+            .await
+            .map_err(|e| Diagnostic::from(e.to_string()))
+    });
+    let mut service = payloads.layer(runtime);
+    let invocation = |request_id: &str, body: &'static [u8]| {
+        let mut context = Context::default();
+        context.request_id = request_id.to_owned();
+        LambdaInvocation { parts: http::Response::new(()).into_parts().0, body: body.into(), context }
+    };
+    let response = service.ready().await.unwrap().call(invocation("req-1", FIXTURE.as_bytes())).await.unwrap();
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    assert_eq!(payloads.take("req-1"), None, "the body was handed over exactly once");
+    let typed = memory_writer();
+    let payload: KinesisInput = serde_json::from_slice(FIXTURE.as_bytes()).unwrap();
+    sluice_sinks::lambda::handle(&typed, LambdaEvent { payload, context: Context::default() }).await.unwrap();
+    let files = |w: &LakeWriter<MemoryDeadLetters>| {
+        let lake = w.lake().clone();
+        async move { lake.list_files(None).await.unwrap().into_iter().map(|f| f.path).collect::<Vec<_>>() }
+    };
+    assert_eq!(files(&writer).await, files(&typed).await, "the raw and the typed entry points write the same files");
+
+    let (letters, written) = (writer.dead_letters().letters().len(), files(&writer).await);
+    let malformed = service.ready().await.unwrap().call(invocation("req-2", b"{\"Records\":[{}]}")).await;
+    assert!(malformed.is_err(), "a body that is not a Kinesis batch is a function error");
+    assert_eq!(writer.dead_letters().letters().len(), letters, "nothing dead-lettered");
+    assert_eq!(files(&writer).await, written, "nothing written");
+}
+
 #[tokio::test]
 async fn kinesis_fixture_through_the_lambda_entry_point() {
     let writer = memory_writer();
