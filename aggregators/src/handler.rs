@@ -21,7 +21,7 @@ use aws_lambda_events::event::streams::KinesisEventResponse;
 use chrono::{DateTime, Utc};
 use sluice_dlq::{DeadLetter, DeadLetterQueue, FailureKind};
 use sluice_schemas::Registry;
-use sluice_stream::kinesis_input::{KinesisBatch, KinesisInput, KinesisInputError, KinesisRecord};
+use sluice_stream::kinesis_input::{KinesisBatch, KinesisInputError, KinesisRecord};
 use sluice_stream::lambda_payload::{RawPayload, RawPayloads};
 use sluice_stream::{BatchHandler, HandlerError};
 use sluice_telemetry::{Counter, Metrics};
@@ -389,7 +389,7 @@ impl<S: AggregateStore, D: DeadLetterQueue> AggregatorHandler<S, D> {
 
     /// Processes one batch (see the module docs): a [`KinesisBatch`] parsed from the raw
     /// payload (what the Lambda binary does) or a view of a `KinesisEvent` (what the local event
-    /// source mapping sends) or of a [`KinesisInput`].
+    /// source mapping sends) or of a `KinesisInput`.
     pub async fn process(&self, input: &KinesisBatch<'_>) -> KinesisEventResponse {
         self.apply(prepare_batch(&self.decoder, &self.config, input, Utc::now())).await
     }
@@ -518,15 +518,6 @@ impl<S: AggregateStore, D: DeadLetterQueue> BatchHandler for AggregatorHandler<S
     async fn handle(&self, event: KinesisEvent) -> Result<KinesisEventResponse, HandlerError> {
         Ok(self.process(&KinesisBatch::from(&event)).await)
     }
-}
-
-/// The Lambda entry point over a deserialized payload (kept for callers holding a
-/// [`KinesisInput`]; the aggregator Lambda binary uses [`handle_raw_invocation`]).
-pub async fn handle_lambda_event<S: AggregateStore, D: DeadLetterQueue>(
-    handler: &AggregatorHandler<S, D>,
-    event: lambda_runtime::LambdaEvent<KinesisInput>,
-) -> Result<KinesisEventResponse, lambda_runtime::Error> {
-    Ok(handler.process(&KinesisBatch::from(&event.payload)).await)
 }
 
 /// The aggregator Lambda's entry point: the raw invocation body (handed over by the

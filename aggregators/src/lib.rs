@@ -19,7 +19,7 @@ mod varint;
 pub mod window;
 
 pub use aggregate::{BatchAggregator, BatchDelta, Contribution, KeyDelta};
-pub use handler::{AggregatorHandler, handle_lambda_event};
+pub use handler::AggregatorHandler;
 pub use key::{AggKey, DimRef, DimValue};
 pub use query::{AggregateQuery, AggregateResponse, Bucket, QueryError, read_aggregates};
 pub use seq::SeqNo;

@@ -1,5 +1,5 @@
 //! The lake writer as a Lambda function: configuration from the environment and the entry
-//! points (`src/bin/lake-lambda.rs` only wires these). The binary uses [`handle_raw`]: the
+//! point [`handle_raw`] (`src/bin/lake-lambda.rs` only wires these): the
 //! runtime does not deserialize the body; the `RawPayloads` layer of sluice-stream hands the raw
 //! bytes over and [`LakeWriter::process_payload`] parses them once with `KinesisBatch::parse`
 //! (base64 decoded in the same pass, no allocation per record), not serde_json into
@@ -8,7 +8,6 @@
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use lambda_runtime::LambdaEvent;
 use sluice_dlq::DeadLetterQueue;
-use sluice_stream::kinesis_input::{KinesisBatch, KinesisInput};
 use sluice_stream::lambda_payload::{RawPayload, RawPayloads};
 
 use crate::LakeWriter;
@@ -65,18 +64,6 @@ pub async fn handle_raw<Q: DeadLetterQueue>(
         .ok_or("the invocation body was not handed over (RawPayloads layer missing?)")?;
     let span = tracing::info_span!("lake_batch", request_id = %event.context.request_id);
     Ok(writer.process_payload(&body, chrono::Utc::now())?.instrument(span).await.0)
-}
-
-/// The function handler on a typed event (`LambdaEvent<KinesisInput>`, deserialized by the
-/// runtime): the same work as [`handle_raw`] after a slower parse.
-pub async fn handle<Q: DeadLetterQueue>(
-    writer: &LakeWriter<Q>,
-    event: LambdaEvent<KinesisInput>,
-) -> Result<KinesisEventResponse, lambda_runtime::Error> {
-    use tracing::Instrument as _;
-    let span = tracing::info_span!("lake_batch", request_id = %event.context.request_id);
-    let batch = KinesisBatch::from(&event.payload);
-    Ok(writer.process(&batch, chrono::Utc::now()).instrument(span).await.0)
 }
 
 #[cfg(test)]

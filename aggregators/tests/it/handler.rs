@@ -8,10 +8,9 @@ use aws_lambda_events::event::kinesis::KinesisEvent;
 use chrono::TimeDelta;
 use lambda_runtime::{Context, LambdaEvent};
 use sluice_aggregators::query::{AggregateQuery, read_aggregates};
-use sluice_aggregators::{AggregatorHandler, WindowConfig, handle_lambda_event};
+use sluice_aggregators::{AggregatorHandler, WindowConfig};
 use sluice_dlq::{FailureKind, MemoryDeadLetters};
 use sluice_schemas::Registry;
-use sluice_stream::kinesis_input::KinesisInput;
 
 use crate::support::*;
 
@@ -28,13 +27,11 @@ fn query(r: &Registry, qs: &str) -> AggregateQuery {
 }
 
 #[tokio::test]
-async fn lambda_entry_point_aggregates_and_dead_letters_a_real_fixture() {
+async fn lambda_payload_path_aggregates_and_dead_letters_a_real_fixture() {
     let dlq = MemoryDeadLetters::new();
     let handler = AggregatorHandler::new(registry(), sqlite(), dlq.clone(), WindowConfig::default());
-    // Parsed as lambda_runtime does: serde_json over the raw payload, into the fast input.
-    let payload: KinesisInput = serde_json::from_str(include_str!("../data/kinesis-event.json")).unwrap();
-    let event = LambdaEvent { payload, context: Context::default() };
-    let response = handle_lambda_event(&handler, event).await.unwrap();
+    // What the Lambda's entry point runs on the raw invocation body.
+    let response = handler.process_payload(include_bytes!("../data/kinesis-event.json")).await.unwrap();
     assert!(response.batch_item_failures.is_empty(), "invalid records are not failures");
 
     let letters = dlq.letters();

@@ -48,14 +48,15 @@ async fn raw_invocation_entry_point_writes_the_fixture_and_refuses_malformed_bod
     let response = service.ready().await.unwrap().call(invocation("req-1", FIXTURE.as_bytes())).await.unwrap();
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
     assert_eq!(payloads.take("req-1"), None, "the body was handed over exactly once");
+    // The same batch as `sluice up` delivers it (a KinesisEvent, viewed as a KinesisBatch).
     let typed = memory_writer();
-    let payload: KinesisInput = serde_json::from_slice(FIXTURE.as_bytes()).unwrap();
-    sluice_sinks::lambda::handle(&typed, LambdaEvent { payload, context: Context::default() }).await.unwrap();
+    let event: aws_lambda_events::event::kinesis::KinesisEvent = serde_json::from_slice(FIXTURE.as_bytes()).unwrap();
+    typed.process(&KinesisBatch::from(&event), chrono::Utc::now()).await;
     let files = |w: &LakeWriter<MemoryDeadLetters>| {
         let lake = w.lake().clone();
         async move { lake.list_files(None).await.unwrap().into_iter().map(|f| f.path).collect::<Vec<_>>() }
     };
-    assert_eq!(files(&writer).await, files(&typed).await, "the raw and the typed entry points write the same files");
+    assert_eq!(files(&writer).await, files(&typed).await, "the Lambda and sluice up write the same files");
 
     let (letters, written) = (writer.dead_letters().letters().len(), files(&writer).await);
     let malformed = service.ready().await.unwrap().call(invocation("req-2", b"{\"Records\":[{}]}")).await;
@@ -65,12 +66,10 @@ async fn raw_invocation_entry_point_writes_the_fixture_and_refuses_malformed_bod
 }
 
 #[tokio::test]
-async fn kinesis_fixture_through_the_lambda_entry_point() {
+async fn kinesis_fixture_through_the_lambda_payload_path() {
     let writer = memory_writer();
-    // Deserialized as the Lambda runtime does (serde_json::from_slice -> KinesisInput).
-    let payload: KinesisInput = serde_json::from_slice(FIXTURE.as_bytes()).unwrap();
-    let event = LambdaEvent { payload, context: Context::default() };
-    let response = sluice_sinks::lambda::handle(&writer, event).await.unwrap();
+    // What the Lambda's entry point runs on the raw invocation body.
+    let response = writer.process_payload(FIXTURE.as_bytes(), chrono::Utc::now()).unwrap().await.0;
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
 
     let files: Vec<String> = writer

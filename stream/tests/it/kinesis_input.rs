@@ -15,16 +15,7 @@ const FIXTURES: &[&str] = &[
 ];
 
 fn expected(event: KinesisEvent) -> Vec<InputRecord> {
-    event
-        .records
-        .into_iter()
-        .map(|r| InputRecord {
-            event_id: r.event_id.unwrap_or_default(),
-            sequence_number: r.kinesis.sequence_number,
-            partition_key: r.kinesis.partition_key,
-            data: r.kinesis.data.0,
-        })
-        .collect()
+    KinesisInput::from(event).records
 }
 
 /// Whenever serde accepts, the fast parser accepts with the same records; whenever the fast
