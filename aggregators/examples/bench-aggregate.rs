@@ -2,7 +2,7 @@
 //! memory per batch, and the same work by a typical
 //! Python Lambda and by DuckDB on the same files.
 //!
-//! `cargo run --release -p sluice-aggregators --example bench-aggregate [-- --batches 8 --no-peers]`
+//! `cargo run --release -p sluice-aggregators --example bench-aggregate [-- --batches 8 --rounds 5 --no-peers]`
 //! (`--profile`: only loop the headline path, for `perf record -g`).
 //!
 //! The headline row is the aggregator Lambda's own path as the binary wires it: raw invocation
@@ -142,25 +142,38 @@ fn cpu_ns() -> Option<u64> {
 /// CPU-time accounting is at most ~1% of it (one pass over 8 batches is only ~16-50 ms).
 const MIN_RUN_SECS: f64 = 0.4;
 
-/// Best of `runs` rates, in events per CPU-second (= per core); each run repeats `f` (which
-/// processes `events` events) for at least [`MIN_RUN_SECS`].
-fn best_rate(events: usize, runs: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
-    let mut best = 0f64;
-    for _ in 0..runs {
-        let (t, c) = (Instant::now(), cpu_ns());
-        let mut reps = 0usize;
-        let secs = loop {
-            f()?;
-            reps += 1;
-            let secs = match (c, cpu_ns()) {
-                (Some(a), Some(b)) if b > a => (b - a) as f64 / 1e9,
-                _ => t.elapsed().as_secs_f64(),
-            };
-            if secs >= MIN_RUN_SECS {
-                break secs;
-            }
+/// One measured run of `f` (which processes `events` events): repeated for at least
+/// [`MIN_RUN_SECS`] of CPU time; events per CPU-second (= per core).
+fn rate(events: usize, f: &mut dyn FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
+    let (t, c) = (Instant::now(), cpu_ns());
+    let mut reps = 0usize;
+    let secs = loop {
+        f()?;
+        reps += 1;
+        let secs = match (c, cpu_ns()) {
+            (Some(a), Some(b)) if b > a => (b - a) as f64 / 1e9,
+            _ => t.elapsed().as_secs_f64(),
         };
-        best = best.max((events * reps) as f64 / secs);
+        if secs >= MIN_RUN_SECS {
+            break secs;
+        }
+    };
+    Ok((events * reps) as f64 / secs)
+}
+
+/// A measured path: its closure runs every batch once.
+type PathFn<'a> = Box<dyn FnMut() -> anyhow::Result<()> + 'a>;
+
+/// Best rate of each path over `rounds` rounds, the paths interleaved within each round: this
+/// VM's speed drifts by tens of percent over seconds (other tenants), so paths measured in
+/// one block each would compare different machines; interleaved, each path's best comes from
+/// the same quiet spells.
+fn best_rates(events: usize, rounds: usize, paths: &mut [PathFn<'_>]) -> anyhow::Result<Vec<f64>> {
+    let mut best = vec![0f64; paths.len()];
+    for _ in 0..rounds {
+        for (b, f) in best.iter_mut().zip(paths.iter_mut()) {
+            *b = b.max(rate(events, f.as_mut())?);
+        }
     }
     Ok(best)
 }
@@ -266,58 +279,65 @@ async fn main() -> anyhow::Result<()> {
         peak_kb = peak_kb.max(kb);
     }
 
-    let runs = 5;
-    let r_ceiling = best_rate(events, runs, || {
-        for j in &jsons {
-            ceiling(j)?;
-        }
-        Ok(())
-    })?;
-    let r_sluice = best_rate(events, runs, || {
-        for (j, &n) in jsons.iter().zip(&per_batch) {
-            check(sluice(&decoder, &config, j, now)?, n)?;
-        }
-        Ok(())
-    })?;
-    let r_two_pass = best_rate(events, runs, || {
-        for (j, &n) in jsons.iter().zip(&per_batch) {
-            check(two_pass(&decoder, &config, j, now)?, n)?;
-        }
-        Ok(())
-    })?;
-    let r_serde_input = best_rate(events, runs, || {
-        for (j, &n) in jsons.iter().zip(&per_batch) {
-            // The previous wiring: LambdaEvent<KinesisInput>, deserialized by serde_json.
-            let input: KinesisInput = serde_json::from_slice(j)?;
-            check(aggregate(&decoder, &config, &KinesisBatch::from(&input), now), n)?;
-        }
-        Ok(())
-    })?;
-    let r_parse = best_rate(events, runs, || {
-        for j in &jsons {
-            std::hint::black_box(KinesisBatch::parse(j)?);
-        }
-        Ok(())
-    })?;
-    let r_owned = best_rate(events, runs, || {
-        for j in &jsons {
-            std::hint::black_box(KinesisInput::from_slice(j)?);
-        }
-        Ok(())
-    })?;
     let inputs: Vec<KinesisBatch<'_>> = jsons.iter().map(|j| KinesisBatch::parse(j)).collect::<Result<_, _>>()?;
-    let r_prepare = best_rate(events, runs, || {
-        for (input, &n) in inputs.iter().zip(&per_batch) {
-            check(aggregate(&decoder, &config, input, now), n)?;
-        }
-        Ok(())
-    })?;
-    let r_aws = best_rate(events, runs, || {
-        for (j, &n) in jsons.iter().zip(&per_batch) {
-            check(via_aws_lambda_events(&decoder, &config, j, now)?, n)?;
-        }
-        Ok(())
-    })?;
+    let rounds = arg("--rounds", 5);
+    let mut paths: Vec<PathFn<'_>> = vec![
+        Box::new(|| {
+            for (j, &n) in jsons.iter().zip(&per_batch) {
+                check(sluice(&decoder, &config, j, now)?, n)?;
+            }
+            Ok(())
+        }),
+        Box::new(|| {
+            for j in &jsons {
+                ceiling(j)?;
+            }
+            Ok(())
+        }),
+        Box::new(|| {
+            for (j, &n) in jsons.iter().zip(&per_batch) {
+                check(two_pass(&decoder, &config, j, now)?, n)?;
+            }
+            Ok(())
+        }),
+        Box::new(|| {
+            for (j, &n) in jsons.iter().zip(&per_batch) {
+                // The previous wiring: LambdaEvent<KinesisInput>, deserialized by serde_json.
+                let input: KinesisInput = serde_json::from_slice(j)?;
+                check(aggregate(&decoder, &config, &KinesisBatch::from(&input), now), n)?;
+            }
+            Ok(())
+        }),
+        Box::new(|| {
+            for j in &jsons {
+                std::hint::black_box(KinesisBatch::parse(j)?);
+            }
+            Ok(())
+        }),
+        Box::new(|| {
+            for j in &jsons {
+                std::hint::black_box(KinesisInput::from_slice(j)?);
+            }
+            Ok(())
+        }),
+        Box::new(|| {
+            for (input, &n) in inputs.iter().zip(&per_batch) {
+                check(aggregate(&decoder, &config, input, now), n)?;
+            }
+            Ok(())
+        }),
+        Box::new(|| {
+            for (j, &n) in jsons.iter().zip(&per_batch) {
+                check(via_aws_lambda_events(&decoder, &config, j, now)?, n)?;
+            }
+            Ok(())
+        }),
+    ];
+    let best = best_rates(events, rounds, &mut paths)?;
+    drop(paths);
+    let &[r_sluice, r_ceiling, r_two_pass, r_serde_input, r_parse, r_owned, r_prepare, r_aws] = best.as_slice() else {
+        anyhow::bail!("one rate per path");
+    };
 
     println!();
     println!("| path (1 core; events per CPU-second) | events/s |");
@@ -339,6 +359,11 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "| ceiling: serde Kinesis JSON + base64 crate + borrowed envelope parse, no validation, no aggregation | {r_ceiling:.0} |"
+    );
+    println!(
+        "sluice / ceiling (same rounds): {:.2}x; the issue's goal of 1,000,000 events/s was set where the ceiling measured ~1.1 M, i.e. {:.2}x of it",
+        r_sluice / r_ceiling,
+        1.0 / 1.1
     );
     println!(
         "peak memory per ~6 MB batch (headline path, fresh process, VmHWM above RSS before, incl. the decoded input): {:.1} MB",

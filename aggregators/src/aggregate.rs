@@ -6,7 +6,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use chrono::{DateTime, Utc};
 
-use crate::key::{AggKey, DimRef, DimValue};
+use crate::key::{AggKey, DimRef, DimValue, bytes_eq};
 use crate::quantiles::Slot;
 use crate::seq::SeqNo;
 use crate::state::{AggState, Observation, StateBuilder};
@@ -150,7 +150,10 @@ impl BatchAggregator {
         let candidates = self.group_index.entry(hash).or_default();
         for &g in candidates.iter() {
             let (t, vals) = &self.groups[g as usize];
-            if t == event_type && vals.len() == dims.len() && dims.iter().zip(vals).all(|(d, v)| d.matches(v)) {
+            if bytes_eq(t.as_bytes(), event_type.as_bytes())
+                && vals.len() == dims.len()
+                && dims.iter().zip(vals).all(|(d, v)| d.matches(v))
+            {
                 return g;
             }
         }

@@ -27,7 +27,7 @@ use sluice_schemas::{Event, FieldKind, Registry, Rejection, SchemaVersion};
 
 use crate::aggregate::Contribution;
 use crate::hll::fingerprint;
-use crate::key::DimRef;
+use crate::key::{DimRef, bytes_eq};
 use crate::state::Observation;
 
 #[derive(Deserialize)]
@@ -390,8 +390,8 @@ impl<'s, 'o, 'a> Acc<'s, 'o, 'a> {
     fn field(&mut self, key: &[u8]) -> Option<usize> {
         let rules = &self.schema.rules;
         let i = match rules.get(self.next) {
-            Some(r) if r.name.as_bytes() == key => self.next,
-            _ => rules.iter().position(|r| r.name.as_bytes() == key)?,
+            Some(r) if bytes_eq(r.name.as_bytes(), key) => self.next,
+            _ => rules.iter().position(|r| bytes_eq(r.name.as_bytes(), key))?,
         };
         self.next = i + 1;
         let bit = 1u64.checked_shl(i as u32).unwrap_or(0);
@@ -766,6 +766,15 @@ impl Decoder {
     }
 
     fn fast_schema(&self, event_type: &[u8], version: u32) -> Option<&FastSchema> {
+        // A registry holds a handful of versions: a scan without `memcmp` calls beats a binary
+        // search over them.
+        if self.fast.len() <= 16 {
+            return self
+                .fast
+                .iter()
+                .find(|(t, v, _)| *v == version && bytes_eq(t.as_bytes(), event_type))
+                .map(|(_, _, f)| f);
+        }
         let i = self.fast.binary_search_by(|(t, v, _)| (t.as_bytes(), *v).cmp(&(event_type, version))).ok()?;
         self.fast.get(i).map(|(_, _, f)| f)
     }

@@ -216,7 +216,7 @@ impl<'a> KinesisBatch<'a> {
     where
         F: FnMut(usize, KinesisRecord<'_>) -> bool,
     {
-        let mut p = Scanner { b: payload, i: 0 };
+        let mut p = Scanner { b: payload, i: 0, runs: Default::default() };
         // Decoded data is at most 3/4 of its base64 text; half the payload covers typical
         // batches (the record metadata around `data` is ~1/2 of the JSON) without a regrow.
         let mut data = Vec::with_capacity(payload.len() / 2);
@@ -357,6 +357,55 @@ fn find_string_special(s: &[u8]) -> Option<usize> {
 struct Scanner<'a> {
     b: &'a [u8],
     i: usize,
+    /// Runs of skipped members already parsed, per object kind (see [`SkipRuns`]).
+    runs: [SkipRuns<'a>; 2],
+}
+
+/// The two kinds of object whose members the scanner reads one by one.
+#[derive(Clone, Copy)]
+enum Object {
+    /// An element of `Records`.
+    Record = 0,
+    /// A record's `kinesis`.
+    Kinesis = 1,
+}
+
+/// Runs of consecutive skipped members of one object kind, as the scanner last parsed them:
+/// the exact bytes from the first skipped key to the end of the last skipped value. Lambda
+/// repeats most of them verbatim in every record (`eventName` through `invokeIdentityArn` is
+/// ~250 bytes), so a record whose bytes at a member start equal a run's moves past them with
+/// one comparison instead of re-scanning them.
+///
+/// Sound because parsing a run is a pure function of its bytes and the scanner's state: at a
+/// member start of the same object kind, followed by a byte that may follow a complete value
+/// (so a number in the run is not the prefix of a longer one), the same bytes are the same keys (none of them one
+/// the scanner reads: they were all skipped, which depends only on the key and the object
+/// kind), the same syntactically valid values and separators, ending after a value again.
+/// Skipped members change nothing but the position, so which fields were seen (for
+/// duplicates) is unaffected.
+#[derive(Default)]
+struct SkipRuns<'a> {
+    /// Indexed by the run's position among the runs of its object (first, second, ...).
+    runs: [&'a [u8]; MAX_RUNS],
+}
+
+/// Runs remembered per object kind (a Lambda record has two, its `kinesis` up to three).
+const MAX_RUNS: usize = 4;
+
+/// The members of one object being read: which run of skipped members it is in.
+struct Members {
+    object: Object,
+    /// The position of the next run among this object's runs.
+    run: usize,
+    /// The current run of skipped members, if in one: where its first key began and where
+    /// its last value ended.
+    current: Option<(usize, usize)>,
+}
+
+impl Members {
+    fn new(object: Object) -> Self {
+        Members { object, run: 0, current: None }
+    }
 }
 
 /// What `kinesis` holds, as the scanner found it.
@@ -632,6 +681,48 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// At a member start of `m`'s object: moves past a remembered run of skipped members that
+    /// the input repeats here (see [`SkipRuns`]), leaving the scanner after its last value.
+    #[inline(always)]
+    fn replay_run(&mut self, m: &mut Members) -> bool {
+        if m.current.is_some() {
+            return false;
+        }
+        let Some(run) = self.runs[m.object as usize].runs.get(m.run).copied() else { return false };
+        let end = self.i + run.len();
+        // The run's last value must end where the input's does: a number is not
+        // self-delimiting (`…"ts":15` of a run is a prefix of `…"ts":153`).
+        if run.is_empty()
+            || self.b.get(self.i..end) != Some(run)
+            || !matches!(self.b.get(end), Some(b',' | b'}' | b' ' | b'\n' | b'\r' | b'\t'))
+        {
+            return false;
+        }
+        self.i += run.len();
+        m.run += 1;
+        true
+    }
+
+    /// The member of `m`'s object whose key began at `key_start` has just been skipped.
+    #[inline(always)]
+    fn skipped(&self, m: &mut Members, key_start: usize) {
+        let start = m.current.map_or(key_start, |(start, _)| start);
+        m.current = Some((start, self.i));
+    }
+
+    /// A member the scanner reads follows, or the object ends: the run of skipped members
+    /// before it, if any, is remembered.
+    #[inline(always)]
+    fn end_run(&mut self, m: &mut Members) {
+        if let Some((start, end)) = m.current.take() {
+            if let (Some(slot), Some(run)) = (self.runs[m.object as usize].runs.get_mut(m.run), self.b.get(start..end))
+            {
+                *slot = run;
+            }
+            m.run += 1;
+        }
+    }
+
     /// The `Records` array; `each` sees every record once it is read (and says whether to keep
     /// its data).
     fn records<F>(&mut self, data: &mut Vec<u8>, each: &mut F) -> Result<Vec<Slot<'a>>, KinesisInputError>
@@ -666,27 +757,37 @@ impl<'a> Scanner<'a> {
         self.expect(b'{', "a record must be an object")?;
         let mut event_id: Option<Option<Cow<'a, str>>> = None;
         let mut kinesis: Option<KinesisFields<'a>> = None;
+        let mut m = Members::new(Object::Record);
         self.ws();
         if !self.eat(b'}') {
             loop {
                 self.ws();
-                let key = self.key()?;
-                match key.as_ref() {
-                    b"eventID" => {
-                        if event_id.is_some() {
-                            return Err(self.err("duplicate field `eventID`"));
+                if !self.replay_run(&mut m) {
+                    let key_start = self.i;
+                    let key = self.key()?;
+                    match key.as_ref() {
+                        b"eventID" => {
+                            self.end_run(&mut m);
+                            if event_id.is_some() {
+                                return Err(self.err("duplicate field `eventID`"));
+                            }
+                            event_id = Some(self.string(true)?);
                         }
-                        event_id = Some(self.string(true)?);
-                    }
-                    b"kinesis" => {
-                        if kinesis.is_some() {
-                            return Err(self.err("duplicate field `kinesis`"));
+                        b"kinesis" => {
+                            self.end_run(&mut m);
+                            if kinesis.is_some() {
+                                return Err(self.err("duplicate field `kinesis`"));
+                            }
+                            kinesis = Some(self.kinesis(index, data)?);
                         }
-                        kinesis = Some(self.kinesis(index, data)?);
+                        _ => {
+                            self.skip_value()?;
+                            self.skipped(&mut m, key_start);
+                        }
                     }
-                    _ => self.skip_value()?,
                 }
                 if !self.next_member(b'}')? {
+                    self.end_run(&mut m);
                     break;
                 }
             }
@@ -704,35 +805,46 @@ impl<'a> Scanner<'a> {
     fn kinesis(&mut self, index: usize, data: &mut Vec<u8>) -> Result<KinesisFields<'a>, KinesisInputError> {
         self.expect(b'{', "`kinesis` must be an object")?;
         let mut k = KinesisFields::default();
+        let mut m = Members::new(Object::Kinesis);
         self.ws();
         if self.eat(b'}') {
             return Ok(k);
         }
         loop {
             self.ws();
-            let key = self.key()?;
-            match key.as_ref() {
-                b"data" => {
-                    if k.data.is_some() {
-                        return Err(self.err("duplicate field `data`"));
+            if !self.replay_run(&mut m) {
+                let key_start = self.i;
+                let key = self.key()?;
+                match key.as_ref() {
+                    b"data" => {
+                        self.end_run(&mut m);
+                        if k.data.is_some() {
+                            return Err(self.err("duplicate field `data`"));
+                        }
+                        k.data = Some(self.base64(index, data)?);
                     }
-                    k.data = Some(self.base64(index, data)?);
-                }
-                b"sequenceNumber" => {
-                    if k.sequence_number.is_some() {
-                        return Err(self.err("duplicate field `sequenceNumber`"));
+                    b"sequenceNumber" => {
+                        self.end_run(&mut m);
+                        if k.sequence_number.is_some() {
+                            return Err(self.err("duplicate field `sequenceNumber`"));
+                        }
+                        k.sequence_number = self.string(false)?;
                     }
-                    k.sequence_number = self.string(false)?;
-                }
-                b"partitionKey" => {
-                    if k.partition_key.is_some() {
-                        return Err(self.err("duplicate field `partitionKey`"));
+                    b"partitionKey" => {
+                        self.end_run(&mut m);
+                        if k.partition_key.is_some() {
+                            return Err(self.err("duplicate field `partitionKey`"));
+                        }
+                        k.partition_key = self.string(false)?;
                     }
-                    k.partition_key = self.string(false)?;
+                    _ => {
+                        self.skip_value()?;
+                        self.skipped(&mut m, key_start);
+                    }
                 }
-                _ => self.skip_value()?,
             }
             if !self.next_member(b'}')? {
+                self.end_run(&mut m);
                 return Ok(k);
             }
         }

@@ -324,3 +324,64 @@ proptest! {
         let _ = check(&flipped);
     }
 }
+
+/// Records that repeat each other's runs of skipped members (which the scanner replays by
+/// comparison) and vary them slightly: numbers that are prefixes of one another, nested
+/// values, tracked fields in between or missing, white space, reordering.
+const NUMBERS: &[&str] = &["15", "153", "15.3", "15e3", "1545084650", "1545084650.987", "15450846509"];
+
+fn record_text(outer: &[usize], n: usize, ts: usize, inner: &[usize], kinesis_at: usize, spaced: bool) -> String {
+    let sep = if spaced { ", " } else { "," };
+    let kinesis_members = [
+        format!(r#""approximateArrivalTimestamp":{}"#, NUMBERS[ts]),
+        r#""data":"aGk=""#.to_owned(),
+        r#""encryptionType":"NONE""#.to_owned(),
+        r#""partitionKey":"pk-1""#.to_owned(),
+        r#""sequenceNumber":"49590338271490256608559692530000000000000000000000000000""#.to_owned(),
+        r#""kinesisSchemaVersion":"1.0""#.to_owned(),
+        format!(r#""m":{}"#, NUMBERS[n]),
+    ];
+    let kinesis: Vec<&str> = inner.iter().filter_map(|&i| kinesis_members.get(i).map(String::as_str)).collect();
+    let kinesis = format!(r#""kinesis":{{{}}}"#, kinesis.join(sep));
+    let record_members = [
+        r#""awsRegion":"us-east-1""#.to_owned(),
+        r#""eventName":"aws:kinesis:record""#.to_owned(),
+        format!(r#""n":{}"#, NUMBERS[n]),
+        r#""eventID":"shardId-000000000000:7""#.to_owned(),
+        r#""o":{"a":[1,{"b":"c"}]}"#.to_owned(),
+        r#""t":true"#.to_owned(),
+    ];
+    let mut members: Vec<&str> = outer.iter().filter_map(|&i| record_members.get(i).map(String::as_str)).collect();
+    members.insert(kinesis_at.min(members.len()), &kinesis);
+    format!("{{{}}}", members.join(sep))
+}
+
+proptest! {
+    #[test]
+    fn repeated_and_varied_members_agree(records in proptest::collection::vec(
+        (proptest::sample::subsequence((0..6).collect::<Vec<usize>>(), 0..=6).prop_shuffle(),
+         0..NUMBERS.len(),
+         0..NUMBERS.len(),
+         proptest::sample::subsequence((0..7).collect::<Vec<usize>>(), 2..=7),
+         0usize..7,
+         any::<bool>()), 2..6)) {
+        let recs: Vec<String> = records
+            .iter()
+            .map(|(outer, n, ts, inner, at, spaced)| record_text(outer, *n, *ts, inner, *at, *spaced))
+            .collect();
+        let text = format!(r#"{{"Records":[{}]}}"#, recs.join(","));
+        check(text.as_bytes());
+    }
+}
+
+#[test]
+fn a_replayed_number_is_not_the_prefix_of_a_longer_one() {
+    // The second record's skipped members start with the first's, but its number goes on.
+    let text = format!(
+        r#"{{"Records":[{},{}]}}"#,
+        record_text(&[0, 2, 3], 0, 4, &[0, 1, 6], 1, false),
+        record_text(&[0, 2, 3], 1, 6, &[0, 1, 6], 1, false),
+    );
+    assert!(text.contains(r#""n":15,"#) && text.contains(r#""n":153,"#), "{text}");
+    assert!(check(text.as_bytes()), "{text}");
+}
