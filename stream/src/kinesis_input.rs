@@ -753,45 +753,60 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// The members of an object of kind `object`, from its `{` to its `}`: `read(self, key)`
+    /// reads the value of a key it knows (`Ok(true)`) or declines it (`Ok(false)`: the value
+    /// is skipped, and runs of skipped members are remembered and replayed, see [`SkipRuns`]).
+    #[inline(always)]
+    fn members<R>(&mut self, object: Object, mut read: R) -> Result<(), KinesisInputError>
+    where
+        R: FnMut(&mut Self, &[u8]) -> Result<bool, KinesisInputError>,
+    {
+        let mut m = Members::new(object);
+        self.ws();
+        if self.eat(b'}') {
+            return Ok(());
+        }
+        loop {
+            self.ws();
+            if !self.replay_run(&mut m) {
+                let key_start = self.i;
+                let key = self.key()?;
+                if read(self, &key)? {
+                    self.end_run(&mut m);
+                } else {
+                    self.skip_value()?;
+                    self.skipped(&mut m, key_start);
+                }
+            }
+            if !self.next_member(b'}')? {
+                self.end_run(&mut m);
+                return Ok(());
+            }
+        }
+    }
+
     fn record(&mut self, index: usize, data: &mut Vec<u8>) -> Result<Slot<'a>, KinesisInputError> {
         self.expect(b'{', "a record must be an object")?;
         let mut event_id: Option<Option<Cow<'a, str>>> = None;
         let mut kinesis: Option<KinesisFields<'a>> = None;
-        let mut m = Members::new(Object::Record);
-        self.ws();
-        if !self.eat(b'}') {
-            loop {
-                self.ws();
-                if !self.replay_run(&mut m) {
-                    let key_start = self.i;
-                    let key = self.key()?;
-                    match key.as_ref() {
-                        b"eventID" => {
-                            self.end_run(&mut m);
-                            if event_id.is_some() {
-                                return Err(self.err("duplicate field `eventID`"));
-                            }
-                            event_id = Some(self.string(true)?);
-                        }
-                        b"kinesis" => {
-                            self.end_run(&mut m);
-                            if kinesis.is_some() {
-                                return Err(self.err("duplicate field `kinesis`"));
-                            }
-                            kinesis = Some(self.kinesis(index, data)?);
-                        }
-                        _ => {
-                            self.skip_value()?;
-                            self.skipped(&mut m, key_start);
-                        }
+        self.members(Object::Record, |s, key| {
+            match key {
+                b"eventID" => {
+                    if event_id.is_some() {
+                        return Err(s.err("duplicate field `eventID`"));
                     }
+                    event_id = Some(s.string(true)?);
                 }
-                if !self.next_member(b'}')? {
-                    self.end_run(&mut m);
-                    break;
+                b"kinesis" => {
+                    if kinesis.is_some() {
+                        return Err(s.err("duplicate field `kinesis`"));
+                    }
+                    kinesis = Some(s.kinesis(index, data)?);
                 }
+                _ => return Ok(false),
             }
-        }
+            Ok(true)
+        })?;
         let k = kinesis.ok_or(KinesisInputError::MissingField { field: "kinesis", record: Some(index) })?;
         let (a, b) = k.data.ok_or(KinesisInputError::MissingField { field: "data", record: Some(index) })?;
         Ok(Slot {
@@ -805,49 +820,31 @@ impl<'a> Scanner<'a> {
     fn kinesis(&mut self, index: usize, data: &mut Vec<u8>) -> Result<KinesisFields<'a>, KinesisInputError> {
         self.expect(b'{', "`kinesis` must be an object")?;
         let mut k = KinesisFields::default();
-        let mut m = Members::new(Object::Kinesis);
-        self.ws();
-        if self.eat(b'}') {
-            return Ok(k);
-        }
-        loop {
-            self.ws();
-            if !self.replay_run(&mut m) {
-                let key_start = self.i;
-                let key = self.key()?;
-                match key.as_ref() {
-                    b"data" => {
-                        self.end_run(&mut m);
-                        if k.data.is_some() {
-                            return Err(self.err("duplicate field `data`"));
-                        }
-                        k.data = Some(self.base64(index, data)?);
+        self.members(Object::Kinesis, |s, key| {
+            match key {
+                b"data" => {
+                    if k.data.is_some() {
+                        return Err(s.err("duplicate field `data`"));
                     }
-                    b"sequenceNumber" => {
-                        self.end_run(&mut m);
-                        if k.sequence_number.is_some() {
-                            return Err(self.err("duplicate field `sequenceNumber`"));
-                        }
-                        k.sequence_number = self.string(false)?;
-                    }
-                    b"partitionKey" => {
-                        self.end_run(&mut m);
-                        if k.partition_key.is_some() {
-                            return Err(self.err("duplicate field `partitionKey`"));
-                        }
-                        k.partition_key = self.string(false)?;
-                    }
-                    _ => {
-                        self.skip_value()?;
-                        self.skipped(&mut m, key_start);
-                    }
+                    k.data = Some(s.base64(index, data)?);
                 }
+                b"sequenceNumber" => {
+                    if k.sequence_number.is_some() {
+                        return Err(s.err("duplicate field `sequenceNumber`"));
+                    }
+                    k.sequence_number = s.string(false)?;
+                }
+                b"partitionKey" => {
+                    if k.partition_key.is_some() {
+                        return Err(s.err("duplicate field `partitionKey`"));
+                    }
+                    k.partition_key = s.string(false)?;
+                }
+                _ => return Ok(false),
             }
-            if !self.next_member(b'}')? {
-                self.end_run(&mut m);
-                return Ok(k);
-            }
-        }
+            Ok(true)
+        })?;
+        Ok(k)
     }
 
     /// A base64 string value, decoded and appended to `out`: its range there. The common case
