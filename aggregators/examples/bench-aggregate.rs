@@ -334,7 +334,6 @@ async fn main() -> anyhow::Result<()> {
         }),
     ];
     let best = best_rates(events, rounds, &mut paths)?;
-    drop(paths);
     let &[r_sluice, r_ceiling, r_two_pass, r_serde_input, r_parse, r_owned, r_prepare, r_aws] = best.as_slice() else {
         anyhow::bail!("one rate per path");
     };

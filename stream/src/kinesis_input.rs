@@ -357,8 +357,22 @@ fn find_string_special(s: &[u8]) -> Option<usize> {
 struct Scanner<'a> {
     b: &'a [u8],
     i: usize,
-    /// Runs of skipped members already parsed, per object kind (see [`SkipRuns`]).
-    runs: [SkipRuns<'a>; 2],
+    /// Skip runs: per object kind ([`Object`]) and by their position among the runs of their
+    /// object (first, second, ...), runs of consecutive skipped members as the scanner last
+    /// parsed them, the exact bytes from the first skipped key to the end of the last skipped
+    /// value. Lambda repeats most of them verbatim in every record (`eventName` through
+    /// `invokeIdentityArn` is ~250 bytes), so a record whose bytes at a member start equal a
+    /// run's moves past them with one comparison instead of re-scanning them
+    /// ([`Scanner::replay_run`]).
+    ///
+    /// Sound because parsing a run is a pure function of its bytes and the scanner's state: at
+    /// a member start of the same object kind, followed by a byte that may follow a complete
+    /// value (so a number in the run is not the prefix of a longer one), the same bytes are the
+    /// same keys (none of them one the scanner reads: they were all skipped, which depends only
+    /// on the key and the object kind), the same syntactically valid values and separators,
+    /// ending after a value again. Skipped members change nothing but the position, so which
+    /// fields were seen (for duplicates) is unaffected.
+    runs: [[&'a [u8]; MAX_RUNS]; 2],
 }
 
 /// The two kinds of object whose members the scanner reads one by one.
@@ -368,25 +382,6 @@ enum Object {
     Record = 0,
     /// A record's `kinesis`.
     Kinesis = 1,
-}
-
-/// Runs of consecutive skipped members of one object kind, as the scanner last parsed them:
-/// the exact bytes from the first skipped key to the end of the last skipped value. Lambda
-/// repeats most of them verbatim in every record (`eventName` through `invokeIdentityArn` is
-/// ~250 bytes), so a record whose bytes at a member start equal a run's moves past them with
-/// one comparison instead of re-scanning them.
-///
-/// Sound because parsing a run is a pure function of its bytes and the scanner's state: at a
-/// member start of the same object kind, followed by a byte that may follow a complete value
-/// (so a number in the run is not the prefix of a longer one), the same bytes are the same keys (none of them one
-/// the scanner reads: they were all skipped, which depends only on the key and the object
-/// kind), the same syntactically valid values and separators, ending after a value again.
-/// Skipped members change nothing but the position, so which fields were seen (for
-/// duplicates) is unaffected.
-#[derive(Default)]
-struct SkipRuns<'a> {
-    /// Indexed by the run's position among the runs of its object (first, second, ...).
-    runs: [&'a [u8]; MAX_RUNS],
 }
 
 /// Runs remembered per object kind (a Lambda record has two, its `kinesis` up to three).
@@ -682,13 +677,13 @@ impl<'a> Scanner<'a> {
     }
 
     /// At a member start of `m`'s object: moves past a remembered run of skipped members that
-    /// the input repeats here (see [`SkipRuns`]), leaving the scanner after its last value.
+    /// the input repeats here (see [`Scanner::runs`]), leaving the scanner after its last value.
     #[inline(always)]
     fn replay_run(&mut self, m: &mut Members) -> bool {
         if m.current.is_some() {
             return false;
         }
-        let Some(run) = self.runs[m.object as usize].runs.get(m.run).copied() else { return false };
+        let Some(run) = self.runs[m.object as usize].get(m.run).copied() else { return false };
         let end = self.i + run.len();
         // The run's last value must end where the input's does: a number is not
         // self-delimiting (`…"ts":15` of a run is a prefix of `…"ts":153`).
@@ -698,7 +693,7 @@ impl<'a> Scanner<'a> {
         {
             return false;
         }
-        self.i += run.len();
+        self.i = end;
         m.run += 1;
         true
     }
@@ -715,8 +710,7 @@ impl<'a> Scanner<'a> {
     #[inline(always)]
     fn end_run(&mut self, m: &mut Members) {
         if let Some((start, end)) = m.current.take() {
-            if let (Some(slot), Some(run)) = (self.runs[m.object as usize].runs.get_mut(m.run), self.b.get(start..end))
-            {
+            if let (Some(slot), Some(run)) = (self.runs[m.object as usize].get_mut(m.run), self.b.get(start..end)) {
                 *slot = run;
             }
             m.run += 1;
@@ -755,7 +749,7 @@ impl<'a> Scanner<'a> {
 
     /// The members of an object of kind `object`, from its `{` to its `}`: `read(self, key)`
     /// reads the value of a key it knows (`Ok(true)`) or declines it (`Ok(false)`: the value
-    /// is skipped, and runs of skipped members are remembered and replayed, see [`SkipRuns`]).
+    /// is skipped, and runs of skipped members are remembered and replayed, see [`Scanner::runs`]).
     #[inline(always)]
     fn members<R>(&mut self, object: Object, mut read: R) -> Result<(), KinesisInputError>
     where

@@ -325,11 +325,13 @@ proptest! {
     }
 }
 
-/// Records that repeat each other's runs of skipped members (which the scanner replays by
-/// comparison) and vary them slightly: numbers that are prefixes of one another, nested
-/// values, tracked fields in between or missing, white space, reordering.
+/// Numbers of skipped members, several the prefix of another.
 const NUMBERS: &[&str] = &["15", "153", "15.3", "15e3", "1545084650", "1545084650.987", "15450846509"];
 
+/// A record whose members are chosen by index (`outer`, `inner` for its `kinesis`), so that
+/// records repeat each other's runs of skipped members (which the scanner replays by
+/// comparison) and vary them slightly: numbers that are prefixes of one another, nested
+/// values, tracked fields in between or missing, white space, reordering.
 fn record_text(outer: &[usize], n: usize, ts: usize, inner: &[usize], kinesis_at: usize, spaced: bool) -> String {
     let sep = if spaced { ", " } else { "," };
     let kinesis_members = [
