@@ -27,7 +27,7 @@ use sluice_schemas::{Event, FieldKind, Registry, Rejection, SchemaVersion};
 
 use crate::aggregate::Contribution;
 use crate::hll::fingerprint;
-use crate::key::{DimRef, bytes_eq};
+use crate::key::{DimRef, Utf8, bytes_eq};
 use crate::state::Observation;
 
 #[derive(Deserialize)]
@@ -166,9 +166,9 @@ impl ClassPattern {
     }
 
     #[inline]
-    fn is_match(&self, s: &str) -> bool {
+    fn is_match(&self, s: &[u8]) -> bool {
         (self.min..=self.max).contains(&s.len())
-            && s.bytes().all(|b| self.set.get(usize::from(b)).copied().unwrap_or(false))
+            && s.iter().all(|&b| self.set.get(usize::from(b)).copied().unwrap_or(false))
     }
 }
 
@@ -275,7 +275,7 @@ pub struct Decoder {
 
 /// A value extracted by the fast path.
 enum Val<'a> {
-    Str(Cow<'a, str>),
+    Str(Utf8<'a>),
     Int(i64),
     Num(f64),
     Bool,
@@ -294,13 +294,13 @@ impl<'de> DeserializeSeed<'de> for ValueSeed {
             }
             fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Val<'de>, E> {
                 match self.0 {
-                    FieldKind::String => Ok(Val::Str(Cow::Borrowed(v))),
+                    FieldKind::String => Ok(Val::Str(Utf8::from(v))),
                     _ => Err(E::custom("type")),
                 }
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Val<'de>, E> {
                 match self.0 {
-                    FieldKind::String => Ok(Val::Str(Cow::Owned(v.to_owned()))),
+                    FieldKind::String => Ok(Val::Str(Utf8::from(v.to_owned()))),
                     _ => Err(E::custom("type")),
                 }
             }
@@ -634,7 +634,10 @@ impl<'a> Canonical<'a> {
     #[inline]
     fn value(&mut self, kind: FieldKind) -> Option<Val<'a>> {
         match (self.b.get(self.i)?, kind) {
-            (b'"', FieldKind::String) => self.string().map(|s| Val::Str(Cow::Borrowed(s))),
+            (b'"', FieldKind::String) => {
+                let (raw, ascii) = self.raw_string()?;
+                Utf8::checked(raw, ascii).map(Val::Str)
+            }
             (b'-' | b'0'..=b'9', FieldKind::Integer | FieldKind::Number) => self.number(kind),
             (b't', FieldKind::Boolean) => self.lit(b"true").map(|()| Val::Bool),
             (b'f', FieldKind::Boolean) => self.lit(b"false").map(|()| Val::Bool),
@@ -674,26 +677,26 @@ fn check(r: &Rule, v: &Val<'_>) -> bool {
         }
         Val::Num(x) => Some(*x),
         Val::Str(s) => {
-            if r.enum_str.as_ref().is_some_and(|e| !e.iter().any(|x| x == s)) {
+            if r.enum_str.as_ref().is_some_and(|e| !e.iter().any(|x| bytes_eq(x.as_bytes(), s.as_bytes()))) {
                 return false;
             }
             // A string of n bytes has between ceil(n/4) and n characters: count them only
             // when that does not decide.
             let (len, min_chars) = (s.len(), s.len().div_ceil(4));
             if r.min_length.is_some_and(|m| m > min_chars) || r.max_length.is_some_and(|m| m < len) {
-                let n = s.chars().count();
+                let n = s.chars();
                 if r.min_length.is_some_and(|m| n < m) || r.max_length.is_some_and(|m| n > m) {
                     return false;
                 }
             }
             match (&r.class, &r.pattern) {
                 (Some(c), _) => {
-                    if !c.is_match(s) {
+                    if !c.is_match(s.as_bytes()) {
                         return false;
                     }
                 }
                 (None, Some(p)) => {
-                    if !p.is_match(s) {
+                    if !p.is_match(s.as_str()) {
                         return false;
                     }
                 }
@@ -930,7 +933,7 @@ pub fn contribution_of(registry: &Registry, event: Event) -> Result<Contribution
     let mut dims = Vec::with_capacity(schema.dimensions.len());
     for d in &schema.dimensions {
         dims.push(match event.data.get(d) {
-            Some(Value::String(s)) => DimRef::Str(Cow::Owned(s.clone())),
+            Some(Value::String(s)) => DimRef::Str(Utf8::from(s.clone())),
             Some(Value::Number(n)) => DimRef::Int(as_integer(n).ok_or_else(|| missing("dimension"))?),
             _ => return Err(missing("dimension")),
         });
@@ -1019,7 +1022,7 @@ mod tests {
         ) {
             if let Some(c) = ClassPattern::parse(&p) {
                 let r = regex::Regex::new(&p).unwrap();
-                proptest::prop_assert_eq!(c.is_match(&s), r.is_match(&s), "{} {:?}", p, s);
+                proptest::prop_assert_eq!(c.is_match(s.as_bytes()), r.is_match(&s), "{} {:?}", p, s);
             }
         }
 

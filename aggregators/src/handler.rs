@@ -21,7 +21,7 @@ use aws_lambda_events::event::streams::KinesisEventResponse;
 use chrono::{DateTime, Utc};
 use sluice_dlq::{DeadLetter, DeadLetterQueue, FailureKind};
 use sluice_schemas::Registry;
-use sluice_stream::kinesis_input::{KinesisBatch, KinesisInputError, KinesisRecord};
+use sluice_stream::kinesis_input::{KinesisBatch, KinesisInputError, KinesisRecord, Text};
 use sluice_stream::lambda_payload::{RawPayload, RawPayloads};
 use sluice_stream::{BatchHandler, HandlerError};
 use sluice_telemetry::{Counter, Metrics};
@@ -66,7 +66,7 @@ impl<S, D> std::fmt::Debug for AggregatorHandler<S, D> {
 /// batch item failure reports).
 #[derive(Debug, PartialEq)]
 struct Item<'a> {
-    sequence_number: &'a str,
+    sequence_number: Text<'a>,
     seq: SeqNo,
 }
 
@@ -234,8 +234,8 @@ impl<'d> BatchPreparer<'d> {
     /// `finish` ([`KinesisBatch::parse_retaining`]).
     #[inline]
     pub fn add(&mut self, index: usize, record: KinesisRecord<'_>) -> bool {
-        let seq = record.sequence_number.parse::<SeqNo>();
-        let cached = self.last.filter(|&g| self.shards.get(g).is_some_and(|s| same_shard(record.event_id, &s.shard)));
+        let seq = SeqNo::from_digits(record.sequence_number.as_bytes());
+        let cached = self.last.filter(|&g| self.shards.get(g).is_some_and(|s| record.is_of_shard(&s.shard)));
         let shard = if cached.is_some() { None } else { record.shard_id() };
         let (g, seq) = match (cached, shard, seq) {
             (Some(g), _, Ok(seq)) => (g, seq),
@@ -447,7 +447,7 @@ impl<S: AggregateStore, D: DeadLetterQueue> AggregatorHandler<S, D> {
                     if let Some(m) = &self.metrics {
                         m.failed.add(items.iter().filter(|i| i.seq >= from).count() as u64);
                     }
-                    failures.push(item.sequence_number.to_owned());
+                    failures.push(item.sequence_number.as_str().to_owned());
                 }
             }
         }
@@ -475,40 +475,14 @@ impl<S: AggregateStore, D: DeadLetterQueue> AggregatorHandler<S, D> {
     }
 }
 
-/// Whether `event_id` is `"<shard>:<decimal>"`, i.e. `shard_id()` would return `shard` (its
-/// last `:` is the one after `shard`, as the rest is non-empty digits). `shard` is non-empty.
-#[inline]
-fn same_shard(event_id: &str, shard: &str) -> bool {
-    match event_id.as_bytes().split_at_checked(shard.len()) {
-        Some((head, [b':', digits @ ..])) => head == shard.as_bytes() && all_digits(digits),
-        _ => false,
-    }
-}
-
-/// Non-empty and only ASCII digits (8 bytes at a time).
-#[inline]
-fn all_digits(d: &[u8]) -> bool {
-    const ZEROS: u64 = 0x3030_3030_3030_3030;
-    let mut chunks = d.chunks_exact(8);
-    let words = chunks.all(|c| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        let v = u64::from_le_bytes(w);
-        // High nibble 3 and low nibble <= 9 in every byte.
-        v & 0xF0F0_F0F0_F0F0_F0F0 == ZEROS
-            && (v.wrapping_sub(ZEROS)).wrapping_add(0x0606_0606_0606_0606) & 0xF0F0_F0F0_F0F0_F0F0 == 0
-    });
-    !d.is_empty() && words && chunks.remainder().iter().all(u8::is_ascii_digit)
-}
-
 fn dead_letter(record: &KinesisRecord<'_>, shard: Option<&str>, reason: String, now: DateTime<Utc>) -> DeadLetter {
     DeadLetter {
         source: DEAD_LETTER_SOURCE.to_owned(),
         kind: FailureKind::Invalid,
         reason,
         shard_id: shard.map(str::to_owned),
-        sequence_number: Some(record.sequence_number.to_owned()).filter(|s| !s.is_empty()),
-        partition_key: Some(record.partition_key.to_owned()).filter(|s| !s.is_empty()),
+        sequence_number: Some(record.sequence_number.as_str().to_owned()).filter(|s| !s.is_empty()),
+        partition_key: Some(record.partition_key.as_str().to_owned()).filter(|s| !s.is_empty()),
         failed_at: now,
         data: record.data.to_vec(),
     }
@@ -552,7 +526,7 @@ mod tests {
         let mut groups: Vec<(&'a str, Vec<(KinesisRecord<'a>, SeqNo)>)> = Vec::new();
         let mut invalid = Vec::new();
         for record in input.iter() {
-            match (record.shard_id(), record.sequence_number.parse::<SeqNo>()) {
+            match (record.shard_id(), SeqNo::from_digits(record.sequence_number.as_bytes())) {
                 (Some(shard), Ok(seq)) => match groups.iter_mut().find(|(s, _)| *s == shard) {
                     Some((_, items)) => items.push((record, seq)),
                     None => groups.push((shard, vec![(record, seq)])),
@@ -702,41 +676,6 @@ mod tests {
                 })
                 .collect();
             check_same(&decoder, &config, &payload(&records));
-        }
-    }
-
-    fn shard_id(event_id: &str) -> Option<&str> {
-        KinesisRecord { event_id, sequence_number: "", partition_key: "", data: b"" }.shard_id()
-    }
-
-    #[test]
-    fn same_shard_examples() {
-        let s = "shardId-000000000001";
-        assert!(same_shard("shardId-000000000001:4959033827149025660855969253", s));
-        assert!(same_shard("shardId-000000000001:0", s));
-        for e in [
-            "shardId-000000000001",
-            "shardId-000000000001:",
-            "shardId-000000000001:12a",
-            "shardId-000000000001:1234567:8",
-            "shardId-000000000002:1",
-            "shardId-0000000000011:1",
-            "",
-        ] {
-            assert!(!same_shard(e, s), "{e}");
-            assert_ne!(shard_id(e), Some(s), "{e}");
-        }
-    }
-
-    proptest! {
-        #[test]
-        fn same_shard_agrees_with_shard_id(shard in "[a-z:0-9-]{1,12}", rest in "[0-9:/a]{0,30}") {
-            let e = format!("{shard}{rest}");
-            if same_shard(&e, &shard) {
-                prop_assert_eq!(shard_id(&e), Some(shard.as_str()));
-            } else if let Some(t) = e.strip_prefix(&shard).and_then(|r| r.strip_prefix(':')) {
-                prop_assert!(t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()));
-            }
         }
     }
 }

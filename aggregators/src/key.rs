@@ -19,7 +19,7 @@ pub enum DimValue {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DimRef<'a> {
     Int(i64),
-    Str(Cow<'a, str>),
+    Str(Utf8<'a>),
 }
 
 impl DimRef<'_> {
@@ -27,7 +27,7 @@ impl DimRef<'_> {
     pub fn to_owned_value(&self) -> DimValue {
         match self {
             DimRef::Int(i) => DimValue::Int(*i),
-            DimRef::Str(s) => DimValue::Str(s.as_ref().to_owned()),
+            DimRef::Str(s) => DimValue::Str(s.as_str().to_owned()),
         }
     }
 
@@ -48,9 +48,72 @@ impl DimRef<'_> {
             }
             DimRef::Str(s) => {
                 1u8.hash(h);
-                s.as_ref().hash(h);
+                s.as_bytes().hash(h);
             }
         }
+    }
+}
+
+/// Text kept as its UTF-8 bytes. Whoever makes one has checked the UTF-8 (the decoder does
+/// while it scans, at no cost for ASCII), so comparing, hashing and fingerprinting never check
+/// again; only [`Utf8::as_str`] does, for the callers that need a `&str`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Utf8<'a>(Cow<'a, [u8]>);
+
+impl<'a> Utf8<'a> {
+    /// `bytes` if they are UTF-8. `ascii`: the caller knows they are all ASCII (then unchecked).
+    #[inline]
+    pub(crate) fn checked(bytes: &'a [u8], ascii: bool) -> Option<Self> {
+        if !ascii {
+            std::str::from_utf8(bytes).ok()?;
+        }
+        Some(Utf8(Cow::Borrowed(bytes)))
+    }
+
+    /// The UTF-8 bytes.
+    #[inline]
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// As a `&str` (checks again, as safe code must; valid by construction, so this is never
+    /// the empty fallback).
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    /// Length in bytes.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether it is the empty string.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Number of characters (the bytes that do not continue a UTF-8 sequence).
+    pub fn chars(&self) -> usize {
+        self.0.iter().filter(|&&b| (b as i8) >= -0x40).count()
+    }
+}
+
+impl<'a> From<&'a str> for Utf8<'a> {
+    fn from(s: &'a str) -> Self {
+        Utf8(Cow::Borrowed(s.as_bytes()))
+    }
+}
+
+impl From<String> for Utf8<'static> {
+    fn from(s: String) -> Self {
+        Utf8(Cow::Owned(s.into_bytes()))
+    }
+}
+
+impl std::fmt::Debug for Utf8<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
     }
 }
 

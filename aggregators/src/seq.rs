@@ -40,11 +40,18 @@ impl SeqNo {
 impl FromStr for SeqNo {
     type Err = BadSeqNo;
     fn from_str(s: &str) -> Result<SeqNo, BadSeqNo> {
-        SeqNo::parse_ascii(s.as_bytes()).ok_or_else(|| BadSeqNo(s.to_owned()))
+        SeqNo::from_digits(s.as_bytes())
     }
 }
 
 impl SeqNo {
+    /// [`FromStr`] on the text's bytes (what a record's `sequenceNumber` is, unchecked for UTF-8:
+    /// digits are ASCII).
+    #[inline]
+    pub fn from_digits(digits: &[u8]) -> Result<SeqNo, BadSeqNo> {
+        SeqNo::parse_ascii(digits).ok_or_else(|| BadSeqNo(String::from_utf8_lossy(digits).into_owned()))
+    }
+
     /// Parses 1 to [`PADDED_WIDTH`] ASCII decimal digits (the same rule as `FromStr`, which
     /// reports the error): 16-digit groups from the right, 8 digits at a time (SWAR), combined
     /// once into the two u128 halves. Reads the input in place (a copy into a padded buffer

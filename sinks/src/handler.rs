@@ -375,16 +375,16 @@ impl<'t> LakePreparer<'t> {
     #[inline(never)]
     pub fn add(&mut self, record: &KinesisRecord<'_>) {
         self.records += 1;
-        let sequence_number = record.sequence_number;
+        let sequence_number = record.sequence_number.as_str();
         let reject = |reason: String| InvalidRecord {
             shard_id: record.shard_id().map(str::to_owned),
             sequence_number: sequence_number.to_owned(),
-            partition_key: record.partition_key.to_owned(),
+            partition_key: record.partition_key.as_str().to_owned(),
             reason,
             data: record.data.to_vec(),
         };
         // The previous record's shard, checked without searching the eventID again.
-        let cached = self.checked_shard.filter(|&i| same_shard(record.event_id, &self.shards[i]));
+        let cached = self.checked_shard.filter(|&i| record.is_of_shard(&self.shards[i]));
         let shard = match cached {
             Some(i) if layout::is_sequence_segment(sequence_number) => i,
             _ => {
@@ -485,15 +485,6 @@ impl<'t> LakePreparer<'t> {
     /// The grouped batch of the records added (encode it with [`GroupedBatch::encode`]).
     pub fn finish(self) -> GroupedBatch {
         GroupedBatch { groups: self.groups, invalid: self.invalid, records: self.records }
-    }
-}
-
-/// `shard_id_of(event_id) == Some(shard)`, decided by one pass over `event_id`: it is
-/// `<shard>:<digits>` (`KinesisRecord::shard_id` splits at the last `:` and wants digits after it).
-fn same_shard(event_id: &str, shard: &str) -> bool {
-    match event_id.as_bytes().split_at_checked(shard.len()) {
-        Some((head, [b':', digits @ ..])) => head == shard.as_bytes() && layout::all_digits(digits),
-        _ => false,
     }
 }
 
@@ -808,19 +799,6 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
-        #[test]
-        fn same_shard_agrees_with_shard_id(shard in "[a-z:0-9-]{1,12}", rest in "[0-9:/a]{0,30}") {
-            let event_id = format!("{shard}{rest}");
-            let record = sluice_stream::kinesis_input::KinesisRecord {
-                event_id: &event_id, sequence_number: "1", partition_key: "", data: b"",
-            };
-            if same_shard(&event_id, &shard) {
-                prop_assert_eq!(record.shard_id(), Some(shard.as_str()));
-            } else {
-                prop_assert_ne!(record.shard_id(), Some(shard.as_str()));
-            }
-        }
-
         #[test]
         fn cmp_sequence_is_numeric(a in 0u128..u128::MAX, b in 0u128..u128::MAX, pad in 0usize..4) {
             let pa = format!("{}{a}", "0".repeat(pad));

@@ -12,6 +12,7 @@
 use std::fmt;
 
 use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
+use sluice_stream::kinesis_input::all_digits;
 
 /// The directory under the lake root holding every event table.
 pub const EVENTS_DIR: &str = "events";
@@ -213,22 +214,6 @@ pub fn is_sequence_segment(value: &str) -> bool {
     value.len() <= 64 && all_digits(value.as_bytes())
 }
 
-/// Non-empty and only ASCII digits (8 bytes at a time).
-#[inline]
-pub(crate) fn all_digits(d: &[u8]) -> bool {
-    const ZEROS: u64 = 0x3030_3030_3030_3030;
-    const HIGH_NIBBLES: u64 = 0xF0F0_F0F0_F0F0_F0F0;
-    let mut chunks = d.chunks_exact(8);
-    let words = chunks.by_ref().all(|c| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        let v = u64::from_le_bytes(w);
-        // Every byte 0x30..=0x3F, and its low nibble + 6 stays below 16 (no carry: <= 9).
-        v & HIGH_NIBBLES == ZEROS && v.wrapping_sub(ZEROS).wrapping_add(0x0606_0606_0606_0606) & HIGH_NIBBLES == 0
-    });
-    !d.is_empty() && words && chunks.remainder().iter().all(u8::is_ascii_digit)
-}
-
 fn check_sequence(value: &str) -> Result<(), LayoutError> {
     if is_sequence_segment(value) {
         Ok(())
@@ -241,14 +226,6 @@ fn check_sequence(value: &str) -> Result<(), LayoutError> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-
-    proptest! {
-        #[test]
-        fn all_digits_is_the_bytewise_check(bytes in prop::collection::vec(prop_oneof![any::<u8>(), b'0'..=b'9', b'0'..=b'9'], 0..40)) {
-            let bytewise = !bytes.is_empty() && bytes.iter().all(u8::is_ascii_digit);
-            prop_assert_eq!(all_digits(&bytes), bytewise);
-        }
-    }
 
     fn partition(t: &str, y: i32, m: u32, d: u32, h: u8) -> Partition {
         Partition { event_type: t.to_owned(), dt: NaiveDate::from_ymd_opt(y, m, d).unwrap(), hour: h }

@@ -48,7 +48,8 @@ impl InputRecord {
     /// The shard id: the part of `event_id` before the last `':'`, if that is followed by a
     /// non-empty decimal sequence number (same rule as [`crate::shard_id_of`]).
     pub fn shard_id(&self) -> Option<&str> {
-        shard_of(&self.event_id)
+        let shard = shard_of(self.event_id.as_bytes())?;
+        std::str::from_utf8(shard).ok()
     }
 }
 
@@ -119,14 +120,14 @@ impl From<KinesisEvent> for KinesisInput {
 }
 
 /// One record of a [`KinesisBatch`], borrowed from it; `data` is already base64-decoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct KinesisRecord<'b> {
     /// `"shardId-…:seq"` as Lambda sends it (empty if absent).
-    pub event_id: &'b str,
+    pub event_id: Text<'b>,
     /// The record's sequence number, as sent (decimal text; empty if absent).
-    pub sequence_number: &'b str,
+    pub sequence_number: Text<'b>,
     /// The record's partition key (empty if absent).
-    pub partition_key: &'b str,
+    pub partition_key: Text<'b>,
     /// The record payload, base64-decoded.
     pub data: &'b [u8],
 }
@@ -134,26 +135,113 @@ pub struct KinesisRecord<'b> {
 impl<'b> KinesisRecord<'b> {
     /// The shard id (same rule as [`InputRecord::shard_id`]).
     pub fn shard_id(&self) -> Option<&'b str> {
-        shard_of(self.event_id)
+        let shard = shard_of(self.event_id.as_bytes())?;
+        std::str::from_utf8(shard).ok()
+    }
+
+    /// Whether [`KinesisRecord::shard_id`] is `shard` (non-empty), decided in one pass over the
+    /// bytes: `eventID` is `<shard>:<digits>` (the last `:` is the one after `shard`, as the
+    /// rest is all digits). What a handler checks per record to reuse the previous record's shard.
+    #[inline]
+    pub fn is_of_shard(&self, shard: &str) -> bool {
+        match self.event_id.as_bytes().split_at_checked(shard.len()) {
+            Some((head, [b':', digits @ ..])) => !shard.is_empty() && head == shard.as_bytes() && all_digits(digits),
+            _ => false,
+        }
     }
 
     /// An owned copy.
     pub fn to_owned(&self) -> InputRecord {
         InputRecord {
-            event_id: self.event_id.to_owned(),
-            sequence_number: self.sequence_number.to_owned(),
-            partition_key: self.partition_key.to_owned(),
+            event_id: self.event_id.as_str().to_owned(),
+            sequence_number: self.sequence_number.as_str().to_owned(),
+            partition_key: self.partition_key.as_str().to_owned(),
             data: self.data.to_vec(),
         }
     }
 }
 
-fn shard_of(event_id: &str) -> Option<&str> {
-    let (shard, seq) = event_id.rsplit_once(':')?;
-    if shard.is_empty() || seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
+/// A string field of a [`KinesisRecord`]: bytes known to be valid UTF-8. The scanner checks
+/// UTF-8 as it scans (free for ASCII, which these fields are), so a caller that only compares
+/// or parses the bytes (a sequence number, a shard id) never checks again; [`Text::as_str`] is
+/// for the callers that need a `&str`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Text<'b>(&'b [u8]);
+
+impl<'b> Text<'b> {
+    /// The UTF-8 bytes.
+    #[inline]
+    pub fn as_bytes(self) -> &'b [u8] {
+        self.0
+    }
+
+    /// As a `&str` (checks UTF-8 again, as safe code must; valid by construction, so this is
+    /// never the empty fallback).
+    #[inline]
+    pub fn as_str(self) -> &'b str {
+        std::str::from_utf8(self.0).unwrap_or_default()
+    }
+
+    /// Whether the string is empty (the field was absent).
+    pub fn is_empty(self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<'b> From<&'b str> for Text<'b> {
+    fn from(s: &'b str) -> Self {
+        Text(s.as_bytes())
+    }
+}
+
+impl PartialEq<str> for Text<'_> {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other.as_bytes()
+    }
+}
+
+impl PartialEq<&str> for Text<'_> {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == other.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for Text<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for Text<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The shard part of `"<shard>:<decimal>"`, if `event_id` is that.
+fn shard_of(event_id: &[u8]) -> Option<&[u8]> {
+    let colon = event_id.iter().rposition(|&b| b == b':')?;
+    let (shard, seq) = (event_id.get(..colon)?, event_id.get(colon + 1..)?);
+    if shard.is_empty() || !all_digits(seq) {
         return None;
     }
     Some(shard)
+}
+
+/// Non-empty and only ASCII digits, 8 bytes at a time (a sequence number's check).
+#[inline]
+pub fn all_digits(d: &[u8]) -> bool {
+    const ZEROS: u64 = 0x3030_3030_3030_3030;
+    const HIGH_NIBBLES: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+    let mut chunks = d.chunks_exact(8);
+    let words = chunks.by_ref().all(|c| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        let v = u64::from_le_bytes(w);
+        // Every byte 0x30..=0x3F, and its low nibble + 6 stays below 16 (no carry: <= 9).
+        v & HIGH_NIBBLES == ZEROS && v.wrapping_sub(ZEROS).wrapping_add(0x0606_0606_0606_0606) & HIGH_NIBBLES == 0
+    });
+    !d.is_empty() && words && chunks.remainder().iter().all(u8::is_ascii_digit)
 }
 
 /// Where a record's data is.
@@ -167,9 +255,10 @@ enum DataRef<'a> {
 
 #[derive(Debug, Clone)]
 struct Slot<'a> {
-    event_id: Cow<'a, str>,
-    sequence_number: Cow<'a, str>,
-    partition_key: Cow<'a, str>,
+    /// Valid UTF-8 (see [`Text`]), as are the next two.
+    event_id: Cow<'a, [u8]>,
+    sequence_number: Cow<'a, [u8]>,
+    partition_key: Cow<'a, [u8]>,
     data: DataRef<'a>,
 }
 
@@ -283,9 +372,9 @@ impl Slot<'_> {
             DataRef::Borrowed(d) => d,
         };
         KinesisRecord {
-            event_id: &self.event_id,
-            sequence_number: &self.sequence_number,
-            partition_key: &self.partition_key,
+            event_id: Text(&self.event_id),
+            sequence_number: Text(&self.sequence_number),
+            partition_key: Text(&self.partition_key),
             data,
         }
     }
@@ -298,9 +387,9 @@ impl<'a> From<&'a KinesisEvent> for KinesisBatch<'a> {
             .records
             .iter()
             .map(|r| Slot {
-                event_id: Cow::Borrowed(r.event_id.as_deref().unwrap_or_default()),
-                sequence_number: Cow::Borrowed(&r.kinesis.sequence_number),
-                partition_key: Cow::Borrowed(&r.kinesis.partition_key),
+                event_id: Cow::Borrowed(r.event_id.as_deref().unwrap_or_default().as_bytes()),
+                sequence_number: Cow::Borrowed(r.kinesis.sequence_number.as_bytes()),
+                partition_key: Cow::Borrowed(r.kinesis.partition_key.as_bytes()),
                 data: DataRef::Borrowed(&r.kinesis.data.0),
             })
             .collect();
@@ -315,9 +404,9 @@ impl<'a> From<&'a KinesisInput> for KinesisBatch<'a> {
             .records
             .iter()
             .map(|r| Slot {
-                event_id: Cow::Borrowed(&r.event_id),
-                sequence_number: Cow::Borrowed(&r.sequence_number),
-                partition_key: Cow::Borrowed(&r.partition_key),
+                event_id: Cow::Borrowed(r.event_id.as_bytes()),
+                sequence_number: Cow::Borrowed(r.sequence_number.as_bytes()),
+                partition_key: Cow::Borrowed(r.partition_key.as_bytes()),
                 data: DataRef::Borrowed(&r.data),
             })
             .collect();
@@ -334,24 +423,31 @@ fn zero_bytes(x: u64) -> u64 {
     x.wrapping_sub(ONES) & !x & HIGHS
 }
 
-/// Offset of the first `"`, `\` or control character in `s`, if any (8 bytes at a time).
+/// Offset of the first `"`, `\` or control character in `s`, if any (8 bytes at a time), and
+/// whether every byte before it is ASCII (conservatively: `false` may also mean a non-ASCII
+/// byte shortly after it).
 #[inline(always)]
-fn find_string_special(s: &[u8]) -> Option<usize> {
+fn find_string_special(s: &[u8]) -> Option<(usize, bool)> {
     let mut chunks = s.chunks_exact(8);
     let mut base = 0;
+    let mut high = 0u64;
     for c in &mut chunks {
         let mut w = [0u8; 8];
         w.copy_from_slice(c);
         let x = u64::from_le_bytes(w);
+        high |= x;
         let m = zero_bytes(x ^ (ONES * u64::from(b'"')))
             | zero_bytes(x ^ (ONES * u64::from(b'\\')))
             | (x.wrapping_sub(ONES * 0x20) & !x & HIGHS);
         if m != 0 {
-            return Some(base + (m.trailing_zeros() / 8) as usize);
+            return Some((base + (m.trailing_zeros() / 8) as usize, high & HIGHS == 0));
         }
         base += 8;
     }
-    chunks.remainder().iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).map(|p| base + p)
+    let rest = chunks.remainder();
+    let at = rest.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+    let ascii = high & HIGHS == 0 && rest.get(..at).is_some_and(<[u8]>::is_ascii);
+    Some((base + at, ascii))
 }
 
 struct Scanner<'a> {
@@ -406,8 +502,8 @@ impl Members {
 /// What `kinesis` holds, as the scanner found it.
 #[derive(Default)]
 struct KinesisFields<'a> {
-    sequence_number: Option<Cow<'a, str>>,
-    partition_key: Option<Cow<'a, str>>,
+    sequence_number: Option<Cow<'a, [u8]>>,
+    partition_key: Option<Cow<'a, [u8]>>,
     data: Option<(u32, u32)>,
 }
 
@@ -468,7 +564,7 @@ impl<'a> Scanner<'a> {
         if self.peek() != Some(b'"') {
             return Err(self.err("expected a string key"));
         }
-        let (raw, escaped) = self.string_span()?;
+        let (raw, escaped, _) = self.string_span()?;
         let key = if escaped { Cow::Owned(self.unescape(raw)?.into_bytes()) } else { Cow::Borrowed(raw) };
         self.ws();
         self.expect(b':', "expected `:`")?;
@@ -477,24 +573,27 @@ impl<'a> Scanner<'a> {
     }
 
     /// At an opening `"`: the raw content up to the closing quote (escapes checked, not
-    /// decoded), and whether it has escapes. Leaves `i` after the closing quote.
+    /// decoded), whether it has escapes, and whether it is all ASCII (see
+    /// [`find_string_special`]; `false` means "check it"). Leaves `i` after the closing quote.
     #[inline(always)]
-    fn string_span(&mut self) -> Result<(&'a [u8], bool), KinesisInputError> {
+    fn string_span(&mut self) -> Result<(&'a [u8], bool, bool), KinesisInputError> {
         self.i += 1;
         let start = self.i;
         let mut escaped = false;
+        let mut ascii = true;
         loop {
             let rest = self.b.get(self.i..).unwrap_or_default();
-            let Some(off) = find_string_special(rest) else {
+            let Some((off, ascii_before)) = find_string_special(rest) else {
                 self.i = self.b.len();
                 return Err(self.err("unterminated string"));
             };
+            ascii &= ascii_before;
             self.i += off;
             match self.b.get(self.i).copied() {
                 Some(b'"') => {
                     let raw = self.b.get(start..self.i).unwrap_or_default();
                     self.i += 1;
-                    return Ok((raw, escaped));
+                    return Ok((raw, escaped, ascii));
                 }
                 Some(b'\\') => {
                     escaped = true;
@@ -568,16 +667,19 @@ impl<'a> Scanner<'a> {
         String::from_utf8(out).map_err(|_| bad("string is not UTF-8"))
     }
 
-    /// A string value (UTF-8 checked), or `null` when `nullable`.
-    fn string(&mut self, nullable: bool) -> Result<Option<Cow<'a, str>>, KinesisInputError> {
+    /// A string value as its UTF-8 bytes (checked: only when not all ASCII), or `null` when
+    /// `nullable`.
+    fn string(&mut self, nullable: bool) -> Result<Option<Cow<'a, [u8]>>, KinesisInputError> {
         match self.peek() {
             Some(b'"') => {
-                let (raw, escaped) = self.string_span()?;
+                let (raw, escaped, ascii) = self.string_span()?;
                 if escaped {
-                    Ok(Some(Cow::Owned(self.unescape(raw)?)))
+                    Ok(Some(Cow::Owned(self.unescape(raw)?.into_bytes())))
                 } else {
-                    let s = std::str::from_utf8(raw).map_err(|_| self.err("string is not UTF-8"))?;
-                    Ok(Some(Cow::Borrowed(s)))
+                    if !ascii {
+                        std::str::from_utf8(raw).map_err(|_| self.err("string is not UTF-8"))?;
+                    }
+                    Ok(Some(Cow::Borrowed(raw)))
                 }
             }
             Some(b'n') if nullable => {
@@ -781,7 +883,7 @@ impl<'a> Scanner<'a> {
 
     fn record(&mut self, index: usize, data: &mut Vec<u8>) -> Result<Slot<'a>, KinesisInputError> {
         self.expect(b'{', "a record must be an object")?;
-        let mut event_id: Option<Option<Cow<'a, str>>> = None;
+        let mut event_id: Option<Option<Cow<'a, [u8]>>> = None;
         let mut kinesis: Option<KinesisFields<'a>> = None;
         self.members(Object::Record, |s, key| {
             match key {
@@ -864,7 +966,7 @@ impl<'a> Scanner<'a> {
             }
         }
         // Escapes or an invalid value: the exact string, then decode it.
-        let (raw, escaped) = self.string_span()?;
+        let (raw, escaped, _) = self.string_span()?;
         let text: Cow<'_, [u8]> =
             if escaped { Cow::Owned(self.unescape(raw)?.into_bytes()) } else { Cow::Borrowed(raw) };
         out.reserve(text.len());
@@ -890,13 +992,56 @@ mod tests {
                     if pos + 1 < len {
                         s[pos + 1] = b'"';
                     }
-                    assert_eq!(find_string_special(&s), Some(pos), "len {len} pos {pos} {special}");
+                    assert_eq!(find_string_special(&s), Some((pos, true)), "len {len} pos {pos} {special}");
+                    // Sound about ASCII: a non-ASCII byte anywhere before the special is seen.
+                    for high in 0..pos {
+                        let mut t = s.clone();
+                        t[high] = 0xc3;
+                        assert_eq!(find_string_special(&t), Some((pos, false)), "len {len} pos {pos} high {high}");
+                    }
                 }
             }
             let mut s: Vec<u8> =
                 (0..len).map(|i| 0x20 + ((i * 7) % 0x5f) as u8).filter(|&c| c != b'"' && c != b'\\').collect();
             s.extend([0xc3, 0xa9, 0x7f, 0xff]);
             assert_eq!(find_string_special(&s), None);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn all_digits_is_the_bytewise_check(
+            bytes in proptest::collection::vec(proptest::prop_oneof![proptest::prelude::any::<u8>(), b'0'..=b'9', b'0'..=b'9'], 0..40)
+        ) {
+            let bytewise = !bytes.is_empty() && bytes.iter().all(u8::is_ascii_digit);
+            proptest::prop_assert_eq!(all_digits(&bytes), bytewise);
+        }
+
+        #[test]
+        fn is_of_shard_agrees_with_shard_id(shard in "[a-z:0-9-]{0,12}", rest in "[0-9:/a]{0,30}") {
+            let event_id = format!("{shard}{rest}");
+            let record = KinesisRecord { event_id: Text::from(event_id.as_str()), ..KinesisRecord::default() };
+            proptest::prop_assert_eq!(record.is_of_shard(&shard), record.shard_id() == Some(shard.as_str()));
+        }
+    }
+
+    #[test]
+    fn is_of_shard_examples() {
+        let s = "shardId-000000000001";
+        let record = |e: &'static str| KinesisRecord { event_id: Text::from(e), ..KinesisRecord::default() };
+        assert!(record("shardId-000000000001:4959033827149025660855969253").is_of_shard(s));
+        assert!(record("shardId-000000000001:0").is_of_shard(s));
+        for e in [
+            "shardId-000000000001",
+            "shardId-000000000001:",
+            "shardId-000000000001:12a",
+            "shardId-000000000001:1234567:8",
+            "shardId-000000000002:1",
+            "shardId-0000000000011:1",
+            "",
+        ] {
+            assert!(!record(e).is_of_shard(s), "{e}");
+            assert_ne!(record(e).shard_id(), Some(s), "{e}");
         }
     }
 

@@ -275,6 +275,57 @@ fn unknown_fields_and_nulls_are_tolerated() {
     assert_eq!(input.records, vec![InputRecord::default()]);
 }
 
+/// The fields it reads (`eventID`, `sequenceNumber`, `partitionKey`) are checked for UTF-8 like
+/// serde does, whatever the position of the offending byte (the scanner checks 8 bytes at a
+/// time, then the tail); valid non-ASCII text is kept byte for byte.
+#[test]
+fn read_fields_are_checked_for_utf8_at_every_position() {
+    let invalid: &[&[u8]] = &[b"\xff", b"\xc3", b"\xe2\x82", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf8\x88\x80\x80\x80"];
+    for field in ["eventID", "sequenceNumber", "partitionKey"] {
+        let template = |value: &[u8]| -> Vec<u8> {
+            let mut out = b"{\"Records\":[{\"kinesis\":{\"data\":\"aGk=\",".to_vec();
+            let (inner, outer) = if field == "eventID" { ("", field) } else { (field, "") };
+            if !inner.is_empty() {
+                out.extend(format!("\"{inner}\":\"").bytes());
+                out.extend(value);
+                out.extend(b"\",");
+            }
+            out.extend(b"\"k\":1}");
+            if !outer.is_empty() {
+                out.extend(format!(",\"{outer}\":\"").bytes());
+                out.extend(value);
+                out.extend(b"\"");
+            }
+            out.extend(b"}]}");
+            out
+        };
+        for len in 0..20 {
+            for at in 0..=len {
+                for bad in invalid {
+                    let mut value = vec![b'7'; len];
+                    value.splice(at..at, bad.iter().copied());
+                    let payload = template(&value);
+                    assert!(serde_json::from_slice::<KinesisEvent>(&payload).is_err(), "serde rejects");
+                    assert!(
+                        KinesisBatch::parse(&payload).is_err(),
+                        "{field}: accepted invalid UTF-8 {bad:?} at {at} of {len}"
+                    );
+                }
+                let mut value = "7".repeat(len);
+                value.insert_str(at, "é€😀");
+                let input = KinesisInput::from_slice(&template(value.as_bytes())).unwrap();
+                let r = &input.records[0];
+                let got = match field {
+                    "eventID" => &r.event_id,
+                    "sequenceNumber" => &r.sequence_number,
+                    _ => &r.partition_key,
+                };
+                assert_eq!(got, &value, "{field}");
+            }
+        }
+    }
+}
+
 #[test]
 fn shard_id_follows_shard_id_of() {
     let rec = |id: &str| InputRecord { event_id: id.to_owned(), ..InputRecord::default() };
