@@ -1,6 +1,7 @@
 //! Arrow -> Parquet bytes with the lake's writer settings (pure, in memory).
 //!
-//! Settings ([`writer_properties`]): zstd (level 1) on every column; row groups of at most
+//! Settings ([`writer_properties`]): zstd (level 1) on every column but the delta-encoded ones
+//! (below); row groups of at most
 //! [`MAX_ROW_GROUP_ROWS`] rows (a lake-writer file is one row group; compaction output gets
 //! ~1M-row groups, the size Athena/Trino and DuckDB parallelise well over); page-level
 //! statistics on every column, which also writes the page index (column index + offset index) so
@@ -11,11 +12,17 @@
 //! section): PLAIN + zstd for strings and numbers, no dictionary: zstd already folds the repeated
 //! values of a lake-writer file (a few thousand rows), and dictionary building (hashing every
 //! value) cost ~10% of the encode time for files 4% *larger* (43.9 vs 42.3 bytes/event).
-//! `DELTA_BINARY_PACKED` for the two timestamps and `DELTA_BYTE_ARRAY` for `sequence_number`
-//! (56-digit numbers sharing long prefixes): both shrink the bytes zstd has to chew (41.3
-//! bytes/event in all). Every encoding here is read by Athena (Trino), DuckDB, DataFusion and
-//! pyarrow (the pyarrow/DuckDB read-back test covers the last two). Compaction may re-encode
-//! with dictionaries.
+//! [`DELTA_COLUMNS`]: `DELTA_BINARY_PACKED` for the two timestamps and `schema_version`,
+//! `DELTA_BYTE_ARRAY` for `sequence_number` (56-digit numbers sharing long prefixes) and for
+//! `event_type` and `shard_id` (one value per file: a few hundred bytes in all). These are
+//! written *without* zstd: it took a further 0-5% off the timestamps and ~1 byte/event off
+//! `sequence_number` (42.7 instead of 41.3 bytes/event in all), while each compressed column
+//! chunk costs a zstd compressor and decompressor (parquet-rs creates both per column writer),
+//! and creating one runs `cpuid` three times, which traps to the hypervisor: ~13 us each on
+//! this VM (Lambda's Firecracker traps too). On the benchmark that was ~70 ns of the ~750 ns
+//! per event of Parquet encoding. Every encoding here is read by Athena (Trino), DuckDB,
+//! DataFusion and pyarrow (the pyarrow/DuckDB read-back test covers the last two). Compaction
+//! may re-encode with dictionaries and compress every column.
 
 use std::sync::Arc;
 
@@ -36,10 +43,14 @@ pub const DATA_PAGE_ROW_LIMIT: usize = 20_000;
 /// zstd level: 1 is the fastest; on the generated benchmark data it is also no larger than level 3
 /// (44.0 vs 46.3 bytes/event), pages being small. Compaction may re-encode at a higher level.
 pub const ZSTD_LEVEL: i32 = 1;
-/// Columns written with a delta encoding instead of PLAIN (see the module docs).
+/// Columns written with a delta encoding instead of PLAIN, and without zstd (see the module
+/// docs).
 pub const DELTA_COLUMNS: &[(&str, Encoding)] = &[
+    ("event_type", Encoding::DELTA_BYTE_ARRAY),
+    ("schema_version", Encoding::DELTA_BINARY_PACKED),
     ("occurred_at", Encoding::DELTA_BINARY_PACKED),
     ("received_at", Encoding::DELTA_BINARY_PACKED),
+    ("shard_id", Encoding::DELTA_BYTE_ARRAY),
     ("sequence_number", Encoding::DELTA_BYTE_ARRAY),
 ];
 
@@ -61,7 +72,9 @@ pub fn writer_properties(metadata: &[(&str, String)]) -> WriterProperties {
         .set_statistics_truncate_length(Some(64))
         .set_dictionary_enabled(false);
     for (column, encoding) in DELTA_COLUMNS {
-        builder = builder.set_column_encoding(ColumnPath::from(*column), *encoding);
+        builder = builder
+            .set_column_encoding(ColumnPath::from(*column), *encoding)
+            .set_column_compression(ColumnPath::from(*column), Compression::UNCOMPRESSED);
     }
     if !metadata.is_empty() {
         builder = builder.set_key_value_metadata(Some(
@@ -134,7 +147,14 @@ mod tests {
         assert!(meta.column_index().is_some() && meta.offset_index().is_some(), "page index");
         let group = meta.row_group(0);
         for column in group.columns() {
-            assert!(matches!(column.compression(), Compression::ZSTD(_)));
+            let delta = DELTA_COLUMNS.iter().any(|(name, _)| column.column_path().string() == *name);
+            let expected = if delta { Compression::UNCOMPRESSED } else { Compression::ZSTD(ZstdLevel::default()) };
+            assert_eq!(
+                std::mem::discriminant(&column.compression()),
+                std::mem::discriminant(&expected),
+                "{}",
+                column.column_path()
+            );
             assert!(column.statistics().is_some());
         }
         let encodings = |i: usize| group.column(i).encodings().collect::<Vec<_>>();
