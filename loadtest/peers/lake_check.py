@@ -5,7 +5,7 @@ Usage: lake_check.py <lake_dir>
 
 The lake layout is <lake_dir>/events/event_type=<t>/dt=YYYY-MM-DD/hour=HH/*.parquet. For each
 event type (table directory) the report holds, per reader: row count, column types, duplicate
-event_ids; plus, from the Parquet footers: compression codecs, timestamp logical types, whether
+event_ids; plus, from the Parquet footers: compression codecs per column, timestamp logical types, whether
 every column chunk has statistics and a page index (column index + offset index).
 """
 
@@ -38,7 +38,7 @@ def parquet_files(table_dir):
 
 
 def footer_facts(files):
-    codecs, ts_types = set(), {}
+    codecs, ts_types = {}, {}
     stats_everywhere, page_index_everywhere = True, True
     row_groups = 0
     for f in files:
@@ -53,7 +53,7 @@ def footer_facts(files):
             group = meta.row_group(rg)
             for c in range(group.num_columns):
                 chunk = group.column(c)
-                codecs.add(chunk.compression)
+                codecs.setdefault(chunk.path_in_schema, set()).add(chunk.compression)
                 if not chunk.is_stats_set:
                     stats_everywhere = False
                 if not (chunk.has_column_index and chunk.has_offset_index):
@@ -61,7 +61,7 @@ def footer_facts(files):
     return {
         "files": len(files),
         "row_groups": row_groups,
-        "compression": sorted(codecs),
+        "compression": {column: sorted(seen) for column, seen in codecs.items()},
         "timestamp_logical_types": ts_types,
         "statistics_everywhere": stats_everywhere,
         "page_index_everywhere": page_index_everywhere,
