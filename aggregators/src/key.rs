@@ -157,6 +157,22 @@ pub fn parse_dims_text(text: &str) -> Option<Vec<DimValue>> {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// `Utf8` counts characters, compares and checks exactly as `str` does.
+        #[test]
+        fn utf8_agrees_with_str(s in "\\PC{0,12}", bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..12)) {
+            let text = Utf8::from(s.as_str());
+            proptest::prop_assert_eq!(text.chars(), s.chars().count());
+            proptest::prop_assert_eq!(text.as_str(), s.as_str());
+            proptest::prop_assert_eq!(text.len(), s.len());
+            let checked = Utf8::checked(&bytes, false);
+            proptest::prop_assert_eq!(checked.is_some(), std::str::from_utf8(&bytes).is_ok());
+            if let Some(t) = checked {
+                proptest::prop_assert_eq!(t.as_bytes(), &bytes[..]);
+            }
+        }
+    }
+
     #[test]
     fn dims_text_roundtrip() {
         let dims = vec![DimValue::Str("a\"|b".into()), DimValue::Int(-3)];

@@ -14,7 +14,8 @@
 //! JSON type, and their strings are checked for JSON syntax but not for UTF-8. It never
 //! panics: a malformed payload is a [`KinesisInputError`] naming the byte offset.
 //!
-//! Two shapes of the result: [`KinesisBatch`] borrows the ids and keys from the payload and
+//! Two shapes of the result: [`KinesisBatch`] borrows the ids and keys from the payload (as
+//! [`Text`]: their UTF-8 checked while scanning, at no cost for ASCII, and not again) and
 //! decodes every record's `data` into one shared buffer (no allocation per record: what the
 //! aggregator Lambda uses), and [`KinesisInput`] owns each record's fields ([`InputRecord`]).
 //! Both come from the same scanner and accept exactly the same payloads.
