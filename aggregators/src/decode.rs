@@ -24,6 +24,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use sluice_schemas::{Event, FieldKind, Registry, Rejection, SchemaVersion};
+use sluice_stream::kinesis_input::find_string_special;
 
 use crate::aggregate::Contribution;
 use crate::hll::fingerprint;
@@ -446,43 +447,6 @@ impl<'s, 'o, 'a> Acc<'s, 'o, 'a> {
         }
         Some(Observation { measure: self.measure, identity: self.identity })
     }
-}
-
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
-
-/// Bit 7 of each byte of the result is set where `x` has a zero byte (exact for the lowest one).
-#[inline(always)]
-fn zero_bytes(x: u64) -> u64 {
-    x.wrapping_sub(ONES) & !x & HIGHS
-}
-
-/// Offset of the first `"`, `\` or control character in `s`, if any (8 bytes at a time; the
-/// short strings of an event end within a few words, where `memchr`'s setup would dominate),
-/// and whether every byte before it is ASCII (conservatively: `false` may also mean a
-/// non-ASCII byte shortly after it).
-#[inline(always)]
-fn find_string_special(s: &[u8]) -> Option<(usize, bool)> {
-    let mut chunks = s.chunks_exact(8);
-    let mut base = 0;
-    let mut high = 0u64;
-    for c in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        let x = u64::from_le_bytes(w);
-        high |= x;
-        let m = zero_bytes(x ^ (ONES * u64::from(b'"')))
-            | zero_bytes(x ^ (ONES * u64::from(b'\\')))
-            | (x.wrapping_sub(ONES * 0x20) & !x & HIGHS);
-        if m != 0 {
-            return Some((base + (m.trailing_zeros() / 8) as usize, high & HIGHS == 0));
-        }
-        base += 8;
-    }
-    let rest = chunks.remainder();
-    let at = rest.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-    let ascii = high & HIGHS == 0 && rest.get(..at).is_some_and(<[u8]>::is_ascii);
-    Some((base + at, ascii))
 }
 
 /// A hand scanner for exactly the layout the `Event` serializer writes (compact, canonical key
@@ -965,32 +929,6 @@ pub fn contribution_of(registry: &Registry, event: Event) -> Result<Contribution
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn finds_specials_at_every_position() {
-        for len in 0..40 {
-            for pos in 0..len {
-                for special in [b'"', b'\\', 0x1f, 0] {
-                    let mut s = vec![b'a'; len];
-                    s[pos] = special;
-                    if pos + 1 < len {
-                        s[pos + 1] = b'"';
-                    }
-                    assert_eq!(find_string_special(&s), Some((pos, true)), "len {len} pos {pos} {special}");
-                    // A non-ASCII byte before the special is always reported.
-                    if pos > 0 {
-                        let mut t = s.clone();
-                        t[pos - 1] = 0xc3;
-                        assert_eq!(find_string_special(&t), Some((pos, false)), "len {len} pos {pos}");
-                    }
-                }
-            }
-            let mut s: Vec<u8> =
-                (0..len).map(|i| 0x20 + ((i * 7) % 0x5f) as u8).filter(|&c| c != b'"' && c != b'\\').collect();
-            s.extend([0xc3, 0xa9, 0x7f, 0xff]);
-            assert_eq!(find_string_special(&s), None);
-        }
-    }
 
     #[test]
     fn class_patterns_match_as_the_regex_does() {
