@@ -180,11 +180,6 @@ impl<'b> Text<'b> {
     pub fn as_str(self) -> &'b str {
         std::str::from_utf8(self.0).unwrap_or_default()
     }
-
-    /// Whether the string is empty (the field was absent).
-    pub fn is_empty(self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 impl<'b> From<&'b str> for Text<'b> {
@@ -193,27 +188,9 @@ impl<'b> From<&'b str> for Text<'b> {
     }
 }
 
-impl PartialEq<str> for Text<'_> {
-    fn eq(&self, other: &str) -> bool {
-        self.0 == other.as_bytes()
-    }
-}
-
-impl PartialEq<&str> for Text<'_> {
-    fn eq(&self, other: &&str) -> bool {
-        self.0 == other.as_bytes()
-    }
-}
-
 impl std::fmt::Debug for Text<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         std::fmt::Debug::fmt(self.as_str(), f)
-    }
-}
-
-impl std::fmt::Display for Text<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
