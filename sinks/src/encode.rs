@@ -1,28 +1,36 @@
 //! Arrow -> Parquet bytes with the lake's writer settings (pure, in memory).
 //!
-//! Settings ([`writer_properties`]): zstd (level 1) on every column but the delta-encoded ones
-//! (below); row groups of at most
-//! [`MAX_ROW_GROUP_ROWS`] rows (a lake-writer file is one row group; compaction output gets
-//! ~1M-row groups, the size Athena/Trino and DuckDB parallelise well over); page-level
-//! statistics on every column, which also writes the page index (column index + offset index) so
-//! readers prune pages on `occurred_at` and the dimensions; timestamps as
+//! Settings ([`writer_properties`]): each column is written as its [`ColumnLayout`] says; row
+//! groups of at most [`MAX_ROW_GROUP_ROWS`] rows (a lake-writer file is one row group;
+//! compaction output gets ~1M-row groups, the size Athena/Trino and DuckDB parallelise well over);
+//! page-level statistics on every column, which also writes the page index (column index +
+//! offset index) so readers prune pages on `occurred_at` and the dimensions; timestamps as
 //! `TIMESTAMP(MICROS, isAdjustedToUTC=true)`.
 //!
-//! Encodings (measured on the benchmark's generated batches, see the README's Performance
-//! section): PLAIN + zstd for strings and numbers, no dictionary: zstd already folds the repeated
-//! values of a lake-writer file (a few thousand rows), and dictionary building (hashing every
-//! value) cost ~10% of the encode time for files 4% *larger* (43.9 vs 42.3 bytes/event).
-//! [`DELTA_COLUMNS`]: `DELTA_BINARY_PACKED` for the two timestamps and `schema_version`,
-//! `DELTA_BYTE_ARRAY` for `sequence_number` (56-digit numbers sharing long prefixes) and for
-//! `event_type` and `shard_id` (one value per file: a few hundred bytes in all). These are
-//! written *without* zstd: it took a further 0-5% off the timestamps and ~1 byte/event off
-//! `sequence_number` (42.7 instead of 41.3 bytes/event in all), while each compressed column
-//! chunk costs a zstd compressor and decompressor (parquet-rs creates both per column writer),
-//! and creating one runs `cpuid` three times, which traps to the hypervisor: ~13 us each on
-//! this VM (Lambda's Firecracker traps too). On the benchmark that was ~70 ns of the ~750 ns
-//! per event of Parquet encoding. Every encoding here is read by Athena (Trino), DuckDB,
-//! DataFusion and pyarrow (the pyarrow/DuckDB read-back test covers the last two). Compaction
-//! may re-encode with dictionaries and compress every column.
+//! Layouts (measured on the benchmark's generated batches, see the README's Performance
+//! section):
+//! - [`ColumnLayout::Zstd`], the default: PLAIN + zstd. zstd folds the repeats of free-form
+//!   strings and numbers within a file (a few thousand rows) better than a dictionary, and
+//!   dictionary building (hashing every value) cost ~10% of the encode time for files 4% larger.
+//! - [`ColumnLayout::Dictionary`], without zstd, for the columns whose values repeat by design:
+//!   the envelope's [`DICTIONARY_COLUMNS`] (`event_type` and `shard_id` are one value per file,
+//!   `producer` a few) and the event type's dimensions (`x-sluice-dimensions`: the aggregation
+//!   keys, a bounded set of values by the schema's contract). A dictionary of a few values plus
+//!   bit-packed indexes is as small as zstd's output or smaller, and skips the compressor. On the
+//!   benchmark: ~60 ns less per event (~9% of the encode) and 42.6 -> 41.2 bytes/event. Should a
+//!   file's dictionary outgrow parquet's 1 MB dictionary page limit, the rest of that column
+//!   chunk is written PLAIN (uncompressed): larger, still correct.
+//! - [`ColumnLayout::Delta`], without zstd, for [`DELTA_COLUMNS`]: `DELTA_BINARY_PACKED` for
+//!   the two timestamps and `schema_version`, `DELTA_BYTE_ARRAY` for `sequence_number` (56-digit
+//!   numbers sharing long prefixes). zstd took a further 0-5% off the timestamps and ~1
+//!   byte/event off `sequence_number`.
+//!
+//! Why skipping zstd matters for small columns: each compressed column chunk costs a zstd
+//! compressor and decompressor (parquet-rs creates both per column writer), and creating one
+//! runs `cpuid` three times, which traps to the hypervisor: ~8 us each on this VM (Lambda's
+//! Firecracker traps too), i.e. ~16 us per compressed column per file. Every encoding here is
+//! read by Athena (Trino), DuckDB, DataFusion and pyarrow (the pyarrow/DuckDB read-back test
+//! covers the last two). Compaction may re-encode with dictionaries and compress every column.
 
 use std::sync::Arc;
 
@@ -46,13 +54,38 @@ pub const ZSTD_LEVEL: i32 = 1;
 /// Columns written with a delta encoding instead of PLAIN, and without zstd (see the module
 /// docs).
 pub const DELTA_COLUMNS: &[(&str, Encoding)] = &[
-    ("event_type", Encoding::DELTA_BYTE_ARRAY),
     ("schema_version", Encoding::DELTA_BINARY_PACKED),
     ("occurred_at", Encoding::DELTA_BINARY_PACKED),
     ("received_at", Encoding::DELTA_BINARY_PACKED),
-    ("shard_id", Encoding::DELTA_BYTE_ARRAY),
     ("sequence_number", Encoding::DELTA_BYTE_ARRAY),
 ];
+/// Envelope columns dictionary-encoded without zstd in every table (see the module docs); the
+/// table's dimensions are too.
+pub const DICTIONARY_COLUMNS: &[&str] = &["event_type", "producer", "shard_id"];
+
+/// How the lake writes one column (see the module docs for why).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnLayout {
+    /// PLAIN, zstd level [`ZSTD_LEVEL`].
+    Zstd,
+    /// Dictionary (RLE_DICTIONARY indexes, PLAIN dictionary page), uncompressed.
+    Dictionary,
+    /// This delta encoding, uncompressed.
+    Delta(Encoding),
+}
+
+impl ColumnLayout {
+    /// The layout of `column` in a table whose dimension columns are `dimensions`.
+    pub fn of(column: &str, dimensions: &[impl AsRef<str>]) -> Self {
+        if let Some((_, encoding)) = DELTA_COLUMNS.iter().find(|(name, _)| *name == column) {
+            ColumnLayout::Delta(*encoding)
+        } else if DICTIONARY_COLUMNS.contains(&column) || dimensions.iter().any(|d| d.as_ref() == column) {
+            ColumnLayout::Dictionary
+        } else {
+            ColumnLayout::Zstd
+        }
+    }
+}
 
 /// Why a batch could not be encoded. A bug or resource problem, never the data's fault: the
 /// caller retries (the write is reported as failed).
@@ -60,8 +93,9 @@ pub const DELTA_COLUMNS: &[(&str, Encoding)] = &[
 #[error("parquet encoding failed: {0}")]
 pub struct EncodeError(#[from] ParquetError);
 
-/// The lake's Parquet writer properties, plus `metadata` as file key-value metadata.
-pub fn writer_properties(metadata: &[(&str, String)]) -> WriterProperties {
+/// The lake's Parquet writer properties for a table whose dimension columns are `dimensions`,
+/// plus `metadata` as file key-value metadata.
+pub fn writer_properties(metadata: &[(&str, String)], dimensions: &[impl AsRef<str>]) -> WriterProperties {
     let zstd = ZstdLevel::try_new(ZSTD_LEVEL).unwrap_or_default();
     let mut builder = WriterProperties::builder()
         .set_writer_version(WriterVersion::PARQUET_1_0)
@@ -71,10 +105,15 @@ pub fn writer_properties(metadata: &[(&str, String)]) -> WriterProperties {
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_statistics_truncate_length(Some(64))
         .set_dictionary_enabled(false);
-    for (column, encoding) in DELTA_COLUMNS {
-        builder = builder
-            .set_column_encoding(ColumnPath::from(*column), *encoding)
-            .set_column_compression(ColumnPath::from(*column), Compression::UNCOMPRESSED);
+    let named = DELTA_COLUMNS.iter().map(|(name, _)| *name).chain(DICTIONARY_COLUMNS.iter().copied());
+    for column in named.chain(dimensions.iter().map(AsRef::as_ref)) {
+        let path = ColumnPath::from(column);
+        builder = match ColumnLayout::of(column, dimensions) {
+            ColumnLayout::Zstd => builder,
+            ColumnLayout::Dictionary => builder.set_column_dictionary_enabled(path.clone(), true),
+            ColumnLayout::Delta(encoding) => builder.set_column_encoding(path.clone(), encoding),
+        }
+        .set_column_compression(path, Compression::UNCOMPRESSED);
     }
     if !metadata.is_empty() {
         builder = builder.set_key_value_metadata(Some(
@@ -84,16 +123,19 @@ pub fn writer_properties(metadata: &[(&str, String)]) -> WriterProperties {
     builder.build()
 }
 
-/// Encodes `batches` (all of `schema`) into one Parquet file in memory.
+/// Encodes `batches` (all of `schema`, a table whose dimension columns are `dimensions`) into one
+/// Parquet file in memory.
 pub fn encode_parquet(
     schema: &SchemaRef,
     batches: &[RecordBatch],
     metadata: &[(&str, String)],
+    dimensions: &[impl AsRef<str>],
 ) -> Result<Bytes, EncodeError> {
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     // Compressed output is ~30-60 bytes per row; start near that to avoid regrowing.
     let mut out = Vec::with_capacity(4096 + rows * 48);
-    let mut writer = ArrowWriter::try_new(&mut out, Arc::clone(schema), Some(writer_properties(metadata)))?;
+    let properties = writer_properties(metadata, dimensions);
+    let mut writer = ArrowWriter::try_new(&mut out, Arc::clone(schema), Some(properties))?;
     for batch in batches {
         writer.write(batch)?;
     }
@@ -127,7 +169,7 @@ mod tests {
             ],
         )
         .unwrap();
-        let bytes = encode_parquet(&schema, &[batch], &[("sluice.event_type", "t".into())]).unwrap();
+        let bytes = encode_parquet(&schema, &[batch], &[("sluice.event_type", "t".into())], &["country"]).unwrap();
         let options = ReadOptionsBuilder::new().with_page_index().build();
         let reader = SerializedFileReader::new_with_options(bytes, options).unwrap();
         let meta = reader.metadata();
@@ -146,26 +188,46 @@ mod tests {
         );
         assert!(meta.column_index().is_some() && meta.offset_index().is_some(), "page index");
         let group = meta.row_group(0);
-        for column in group.columns() {
-            let delta = DELTA_COLUMNS.iter().any(|(name, _)| column.column_path().string() == *name);
-            let expected = if delta { Compression::UNCOMPRESSED } else { Compression::ZSTD(ZstdLevel::default()) };
-            assert_eq!(
-                std::mem::discriminant(&column.compression()),
-                std::mem::discriminant(&expected),
-                "{}",
-                column.column_path()
-            );
-            assert!(column.statistics().is_some());
+        let layouts =
+            [ColumnLayout::Zstd, ColumnLayout::Delta(Encoding::DELTA_BINARY_PACKED), ColumnLayout::Dictionary];
+        for (i, (column, layout)) in group.columns().iter().zip(layouts).enumerate() {
+            assert_eq!(ColumnLayout::of(&column.column_path().string(), &["country"]), layout);
+            let compression = column.compression();
+            let encodings = column.encodings().collect::<Vec<_>>();
+            let dictionary =
+                encodings.iter().any(|e| matches!(e, Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY));
+            match layout {
+                ColumnLayout::Zstd => {
+                    assert!(matches!(compression, Compression::ZSTD(_)), "{i}: {compression:?}");
+                    assert!(encodings.contains(&Encoding::PLAIN) && !dictionary, "{i}: {encodings:?}");
+                }
+                ColumnLayout::Delta(encoding) => {
+                    assert_eq!(compression, Compression::UNCOMPRESSED, "{i}");
+                    assert!(encodings.contains(&encoding) && !dictionary, "{i}: {encodings:?}");
+                }
+                ColumnLayout::Dictionary => {
+                    assert_eq!(compression, Compression::UNCOMPRESSED, "{i}");
+                    assert!(encodings.contains(&Encoding::RLE_DICTIONARY), "{i}: {encodings:?}");
+                    assert!(column.dictionary_page_offset().is_some(), "{i}");
+                }
+            }
+            assert!(column.statistics().is_some(), "{i}");
         }
-        let encodings = |i: usize| group.column(i).encodings().collect::<Vec<_>>();
-        for i in 0..3 {
-            assert!(
-                !encodings(i).iter().any(|e| matches!(e, Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY)),
-                "no dictionaries: {:?}",
-                encodings(i)
-            );
+    }
+
+    #[test]
+    fn layouts_by_column() {
+        let dims = ["device", "status"];
+        assert_eq!(ColumnLayout::of("event_id", &dims), ColumnLayout::Zstd);
+        assert_eq!(ColumnLayout::of("user_id", &dims), ColumnLayout::Zstd);
+        assert_eq!(ColumnLayout::of("device", &dims), ColumnLayout::Dictionary);
+        assert_eq!(ColumnLayout::of("status", &dims), ColumnLayout::Dictionary);
+        assert_eq!(ColumnLayout::of("device", &[] as &[&str]), ColumnLayout::Zstd);
+        for column in DICTIONARY_COLUMNS {
+            assert_eq!(ColumnLayout::of(column, &[] as &[&str]), ColumnLayout::Dictionary);
         }
-        assert!(encodings(0).contains(&Encoding::PLAIN), "{:?}", encodings(0));
-        assert!(encodings(1).contains(&Encoding::DELTA_BINARY_PACKED), "timestamps are delta encoded");
+        for (column, encoding) in DELTA_COLUMNS {
+            assert_eq!(ColumnLayout::of(column, &dims), ColumnLayout::Delta(*encoding));
+        }
     }
 }

@@ -81,16 +81,43 @@ impl Default for LakeWriterConfig {
 #[derive(Debug, Clone)]
 pub struct LakeTables {
     registry: Arc<Registry>,
-    /// By event type name, with the address of the registry's `EventType` (a view's event type
-    /// is found by address, no string comparison). A handful: a linear scan beats hashing.
-    schemas: Vec<(String, usize, SchemaRef)>,
+    /// One per event type. A handful: a linear scan beats hashing.
+    schemas: Vec<LakeTable>,
+}
+
+/// One event type's lake table.
+#[derive(Debug, Clone)]
+struct LakeTable {
+    name: String,
+    /// The address of the registry's `EventType` (a view's event type is found by address, no
+    /// string comparison).
+    addr: usize,
+    schema: SchemaRef,
+    /// The dimensions of every version, each once, in order of first declaration: the columns
+    /// [`crate::encode`] dictionary-encodes.
+    dimensions: Arc<[String]>,
 }
 
 impl LakeTables {
     /// Every event type of `registry` with its `arrow_schema()`.
     pub fn new(registry: Arc<Registry>) -> Self {
-        let schemas =
-            registry.event_types().map(|t| (t.name.clone(), std::ptr::from_ref(t).addr(), t.arrow_schema())).collect();
+        let schemas = registry
+            .event_types()
+            .map(|t| {
+                let mut dimensions: Vec<String> = Vec::new();
+                for dimension in t.versions.values().flat_map(|v| &v.dimensions) {
+                    if !dimensions.contains(dimension) {
+                        dimensions.push(dimension.clone());
+                    }
+                }
+                LakeTable {
+                    name: t.name.clone(),
+                    addr: std::ptr::from_ref(t).addr(),
+                    schema: t.arrow_schema(),
+                    dimensions: dimensions.into(),
+                }
+            })
+            .collect();
         Self { registry, schemas }
     }
 
@@ -101,12 +128,12 @@ impl LakeTables {
 
     /// The lake schema of `event_type`.
     pub fn schema(&self, event_type: &str) -> Option<&SchemaRef> {
-        self.schemas.iter().find(|(name, _, _)| name == event_type).map(|(_, _, schema)| schema)
+        self.schemas.iter().find(|t| t.name == event_type).map(|t| &t.schema)
     }
 
     /// The index of `event_type`'s table.
     fn position(&self, event_type: &str) -> Option<usize> {
-        self.schemas.iter().position(|(name, _, _)| name == event_type)
+        self.schemas.iter().position(|t| t.name == event_type)
     }
 
     /// The index of the table of `event_type`, an event type of [`LakeTables::registry`] (the
@@ -114,7 +141,7 @@ impl LakeTables {
     #[inline]
     fn index_of(&self, event_type: &EventType) -> Option<usize> {
         let addr = std::ptr::from_ref(event_type).addr();
-        self.schemas.iter().position(|(_, a, _)| *a == addr)
+        self.schemas.iter().position(|t| t.addr == addr)
     }
 }
 
@@ -177,6 +204,8 @@ struct Group {
     /// `shard_id`'s index among the preparer's shards.
     shard: usize,
     builder: RowsBuilder,
+    /// The table's dimension columns (for the encoding).
+    dimensions: Arc<[String]>,
     shard_id: String,
     first_sequence: String,
     last_sequence: String,
@@ -527,18 +556,15 @@ fn group_for<'g>(
         *last = i;
         return Ok(&mut groups[i]);
     }
-    let (event_type, schema) = tables
-        .schemas
-        .get(key.table)
-        .map(|(name, _, schema)| (name.as_str(), schema))
-        .ok_or_else(|| "no lake table for this event".to_owned())?;
+    let table = tables.schemas.get(key.table).ok_or_else(|| "no lake table for this event".to_owned())?;
+    let event_type = table.name.as_str();
     let hour_start = DateTime::from_timestamp(epoch_hour.saturating_mul(3600), 0)
         .ok_or_else(|| format!("occurred_at {} s is outside the supported range", key.occurred_at.secs))?;
     // A group often holds most of the batch. Reserving room for the whole batch costs address
     // space, not memory (untouched pages are never faulted in), and saves regrowing (copying)
     // every column.
     let capacity = capacity_hint.max(16);
-    let builder = RowsBuilder::new(event_type, schema.clone(), capacity)
+    let builder = RowsBuilder::new(event_type, table.schema.clone(), capacity)
         .map_err(|error| format!("no lake table for this event: {error}"))?;
     groups.push(Group {
         partition: Partition::of(event_type, hour_start),
@@ -546,6 +572,7 @@ fn group_for<'g>(
         table: key.table,
         shard: key.shard,
         builder,
+        dimensions: Arc::clone(&table.dimensions),
         shard_id: shard_name.to_owned(),
         first_sequence: sequence_number.to_owned(),
         last_sequence: sequence_number.to_owned(),
@@ -567,7 +594,7 @@ fn encode_group(group: &mut Group) -> Result<PreparedFile, PrepareError> {
         ("sluice.last_sequence_number", group.last_sequence.clone()),
     ];
     let schema = batch.schema();
-    let bytes = encode_parquet(&schema, &[batch], &metadata)?;
+    let bytes = encode_parquet(&schema, &[batch], &metadata, &group.dimensions)?;
     let path = partition.file_path(&name.to_string());
     Ok(PreparedFile { partition: partition.clone(), name, path, rows, bytes })
 }

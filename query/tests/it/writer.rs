@@ -96,7 +96,7 @@ fn write_with_lake_writer_code(root: &std::path::Path, registry: &Registry, even
             rows.iter().map(|(e, s)| (*e, SHARD, s.as_str())),
         )
         .unwrap();
-        let bytes = encode::encode_parquet(&schema, &[batch], &[]).unwrap();
+        let bytes = encode::encode_parquet(&schema, &[batch], &[], &[] as &[&str]).unwrap();
         let name = BatchFileName::new(SHARD, &rows[0].1, &rows[rows.len() - 1].1).unwrap();
         let path = partition.file_path(&name.to_string());
         let full = root.join(&path);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, TimeUnit};
 use serde_json::Value;
 use sluice_dlq::MemoryDeadLetters;
-use sluice_sinks::encode::DELTA_COLUMNS;
+use sluice_sinks::encode::ColumnLayout;
 use sluice_sinks::{Lake, LakeWriter};
 use sluice_stream::kinesis_input::KinesisBatch;
 
@@ -114,13 +114,28 @@ async fn pyarrow_and_duckdb_read_the_lake_as_written() {
             assert!(seen["columns"].get("dt").is_some() && seen["columns"].get("hour").is_some());
         }
         let footer = &table["footer"];
-        // zstd everywhere but the delta-encoded columns (see `sinks::encode`).
+        // Each column as its layout says (see `sinks::encode`): zstd, or uncompressed for the
+        // dictionary-encoded (envelope constants and dimensions) and delta-encoded ones.
         let codecs = footer["compression"].as_object().unwrap();
         assert_eq!(codecs.len(), schema.fields().len(), "{event_type}: {codecs:?}");
+        let dimensions: Vec<&String> =
+            registry.get(event_type).unwrap().versions.values().flat_map(|v| &v.dimensions).collect();
+        assert!(!dimensions.is_empty(), "{event_type}");
         for (column, seen) in codecs {
-            let delta = DELTA_COLUMNS.iter().any(|(name, _)| name == column);
-            let want = if delta { "UNCOMPRESSED" } else { "ZSTD" };
+            let layout = ColumnLayout::of(column, &dimensions);
+            let want = if layout == ColumnLayout::Zstd { "ZSTD" } else { "UNCOMPRESSED" };
             assert_eq!(seen, &serde_json::json!([want]), "{event_type}.{column}");
+            let dictionary = layout == ColumnLayout::Dictionary;
+            assert_eq!(footer["dictionary"][column], Value::Bool(dictionary), "{event_type}.{column}");
+        }
+        for column in ["event_id", "country", "device", "route", "status", "shard_id"] {
+            let want = match column {
+                "event_id" => "ZSTD",
+                _ => "UNCOMPRESSED",
+            };
+            if let Some(seen) = codecs.get(column) {
+                assert_eq!(seen, &serde_json::json!([want]), "{event_type}.{column}");
+            }
         }
         assert_eq!(footer["statistics_everywhere"], Value::Bool(true), "{event_type}");
         assert_eq!(footer["page_index_everywhere"], Value::Bool(true), "{event_type}");
