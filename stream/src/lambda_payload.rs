@@ -106,3 +106,47 @@ impl<S: Service<LambdaInvocation>> Service<LambdaInvocation> for RawPayloadServi
         self.inner.call(req)
     }
 }
+
+/// What a Lambda binary's wiring looks like in a test, without the Runtime API: the
+/// [`RawPayloads`] layer over a stand-in for `lambda_runtime`'s inner services (serde_json
+/// deserializes the body into `LambdaEvent<RawPayload>`, as the runtime does, then `function`
+/// runs; either failing is a function error), and invocations to call it with.
+#[doc(hidden)]
+pub mod stand_in {
+    use std::fmt::Display;
+    use std::future::Future;
+
+    use lambda_runtime::tower::{Layer as _, service_fn};
+    use lambda_runtime::{Context, Diagnostic, LambdaEvent, LambdaInvocation, Service};
+
+    use super::{RawPayload, RawPayloads};
+
+    /// `payloads` layered over the stand-in runtime calling `function`.
+    pub fn runtime<F, Fut, R, E>(
+        payloads: &RawPayloads,
+        function: F,
+    ) -> impl Service<LambdaInvocation, Response = R, Error = Diagnostic>
+    where
+        F: Fn(LambdaEvent<RawPayload>) -> Fut,
+        Fut: Future<Output = Result<R, E>>,
+        E: Display,
+    {
+        payloads.layer(service_fn(move |invocation: LambdaInvocation| {
+            let call = serde_json::from_slice::<RawPayload>(&invocation.body)
+                .map(|payload| function(LambdaEvent { payload, context: invocation.context }));
+            async move {
+                match call {
+                    Ok(call) => call.await.map_err(|e| Diagnostic::from(e.to_string())),
+                    Err(e) => Err(Diagnostic::from(format!("deserialize: {e}"))),
+                }
+            }
+        }))
+    }
+
+    /// An invocation of `body` with request id `request_id`.
+    pub fn invocation(request_id: &str, body: &'static [u8]) -> LambdaInvocation {
+        let mut context = Context::default();
+        context.request_id = request_id.to_owned();
+        LambdaInvocation { parts: http::Response::new(()).into_parts().0, body: body.into(), context }
+    }
+}

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use crate::generate::{GenConfig, Generator, ground_truth, kinesis_event, record_bytes};
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use chrono::TimeDelta;
-use lambda_runtime::{Context, LambdaEvent};
 use sluice_aggregators::query::{AggregateQuery, read_aggregates};
 use sluice_aggregators::{AggregatorHandler, WindowConfig};
 use sluice_dlq::{FailureKind, MemoryDeadLetters};
@@ -99,30 +98,15 @@ async fn lambda_payload_path_aggregates_and_dead_letters_a_real_fixture() {
 /// outcome as the `KinesisEvent` path; a malformed body is a function error.
 #[tokio::test]
 async fn raw_invocation_entry_point_handles_a_real_fixture() {
-    use lambda_runtime::tower::{Layer as _, Service as _, ServiceExt as _, service_fn};
-    use lambda_runtime::{Diagnostic, LambdaInvocation};
+    use lambda_runtime::tower::{Service as _, ServiceExt as _};
     use sluice_aggregators::handler::handle_raw_invocation;
-    use sluice_stream::lambda_payload::{RawPayload, RawPayloads};
+    use sluice_stream::lambda_payload::RawPayloads;
+    use sluice_stream::lambda_payload::stand_in::{invocation, runtime};
 
     let dlq = MemoryDeadLetters::new();
     let handler = AggregatorHandler::new(registry(), sqlite(), dlq.clone(), WindowConfig::default());
     let payloads = RawPayloads::new();
-    let (h, p) = (&handler, &payloads);
-    // Stands in for lambda_runtime's inner services (deserialize the body with serde_json into
-    // LambdaEvent<RawPayload>, call the function).
-    let runtime = service_fn(move |inv: LambdaInvocation| async move {
-        let payload: RawPayload =
-            serde_json::from_slice(&inv.body).map_err(|e| Diagnostic::from(format!("deserialize: {e}")))?;
-        handle_raw_invocation(h, p, LambdaEvent { payload, context: inv.context })
-            .await
-            .map_err(|e| Diagnostic::from(e.to_string()))
-    });
-    let mut service = payloads.layer(runtime);
-    let invocation = |request_id: &str, body: &'static [u8]| {
-        let mut context = Context::default();
-        context.request_id = request_id.to_owned();
-        LambdaInvocation { parts: http::Response::new(()).into_parts().0, body: body.into(), context }
-    };
+    let mut service = runtime(&payloads, |event| handle_raw_invocation(&handler, &payloads, event));
     let fixture_bytes = include_bytes!("../data/kinesis-event.json");
     let response = service.ready().await.unwrap().call(invocation("req-1", fixture_bytes)).await.unwrap();
     assert!(response.batch_item_failures.is_empty());

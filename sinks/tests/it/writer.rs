@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
-use lambda_runtime::{Context, LambdaEvent};
 use sluice_dlq::{FailureKind, MemoryDeadLetters};
 use sluice_sinks::{Lake, LakeWriter};
 use sluice_stream::kinesis_input::{KinesisBatch, KinesisInput};
@@ -22,29 +21,16 @@ fn memory_writer() -> LakeWriter<MemoryDeadLetters> {
 }
 
 /// The binary's entry point: the `RawPayloads` layer over a stand-in for lambda_runtime's inner
-/// services (serde_json deserializes the body into `LambdaEvent<RawPayload>`, then the function).
+/// services (`sluice_stream::lambda_payload::stand_in`).
 #[tokio::test]
 async fn raw_invocation_entry_point_writes_the_fixture_and_refuses_malformed_bodies() {
-    use lambda_runtime::tower::{Layer as _, Service as _, ServiceExt as _, service_fn};
-    use lambda_runtime::{Diagnostic, LambdaInvocation};
-    use sluice_stream::lambda_payload::{RawPayload, RawPayloads};
+    use lambda_runtime::tower::{Service as _, ServiceExt as _};
+    use sluice_stream::lambda_payload::RawPayloads;
+    use sluice_stream::lambda_payload::stand_in::{invocation, runtime};
 
     let writer = memory_writer();
     let payloads = RawPayloads::new();
-    let (w, p) = (&writer, &payloads);
-    let runtime = service_fn(move |inv: LambdaInvocation| async move {
-        let payload: RawPayload =
-            serde_json::from_slice(&inv.body).map_err(|e| Diagnostic::from(format!("deserialize: {e}")))?;
-        sluice_sinks::lambda::handle_raw(w, p, LambdaEvent { payload, context: inv.context })
-            .await
-            .map_err(|e| Diagnostic::from(e.to_string()))
-    });
-    let mut service = payloads.layer(runtime);
-    let invocation = |request_id: &str, body: &'static [u8]| {
-        let mut context = Context::default();
-        context.request_id = request_id.to_owned();
-        LambdaInvocation { parts: http::Response::new(()).into_parts().0, body: body.into(), context }
-    };
+    let mut service = runtime(&payloads, |event| sluice_sinks::lambda::handle_raw(&writer, &payloads, event));
     let response = service.ready().await.unwrap().call(invocation("req-1", FIXTURE.as_bytes())).await.unwrap();
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
     assert_eq!(payloads.take("req-1"), None, "the body was handed over exactly once");

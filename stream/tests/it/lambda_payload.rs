@@ -1,46 +1,34 @@
 //! `RawPayloads`: the raw-body hand-over layer, run the way `lambda_runtime` composes it (the
 //! layer in front of the service that deserializes the body and calls the handler).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use lambda_runtime::tower::{Layer as _, Service as _, ServiceExt as _, service_fn};
-use lambda_runtime::{Context, Diagnostic, LambdaEvent, LambdaInvocation};
+use lambda_runtime::{Diagnostic, LambdaEvent, LambdaInvocation};
 use sluice_stream::kinesis_input::KinesisBatch;
+use sluice_stream::lambda_payload::stand_in::{invocation, runtime};
 use sluice_stream::lambda_payload::{RawPayload, RawPayloads};
-
-fn invocation(request_id: &str, body: &'static [u8]) -> LambdaInvocation {
-    let mut context = Context::default();
-    context.request_id = request_id.to_owned();
-    LambdaInvocation { parts: http::Response::new(()).into_parts().0, body: body.into(), context }
-}
 
 /// What the handler saw: request id, body, records parsed.
 type Seen = (String, Vec<u8>, usize);
 
 const FIXTURE: &[u8] = include_bytes!("../../../aggregators/tests/data/kinesis-event.json");
 
-/// The runtime's inner service sees `null` (deserialized into `RawPayload` as `lambda_runtime`
-/// does with serde_json), and the handler takes the original bytes, exactly once.
+/// The runtime's inner service sees `null` (the stand-in deserializes the body into
+/// `RawPayload` with serde_json, as `lambda_runtime` does: anything but `null` fails there), and
+/// the handler takes the original bytes, exactly once.
 #[tokio::test]
 async fn the_handler_gets_the_raw_body_once_and_the_runtime_sees_null() {
     let payloads = RawPayloads::new();
-    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-    let (p, s) = (payloads.clone(), Arc::clone(&seen));
-    let runtime = service_fn(move |inv: LambdaInvocation| {
-        let (p, s) = (p.clone(), Arc::clone(&s));
-        async move {
-            assert_eq!(&inv.body[..], b"null", "the runtime does not see the body");
-            let payload: RawPayload =
-                serde_json::from_slice(&inv.body).map_err(|e| Diagnostic::from(format!("deserialize: {e}")))?;
-            let event = LambdaEvent { payload, context: inv.context };
-            let body = p.take(&event.context.request_id).ok_or_else(|| Diagnostic::from("no body"))?;
-            assert_eq!(p.take(&event.context.request_id), None, "taken once");
-            let records = KinesisBatch::parse(&body).map_err(|e| Diagnostic::from(e.to_string()))?.len();
-            s.lock().unwrap().push((event.context.request_id, body.to_vec(), records));
-            Ok::<_, Diagnostic>(records)
-        }
+    let seen: Mutex<Vec<Seen>> = Mutex::default();
+    let (p, s) = (&payloads, &seen);
+    let mut service = runtime(&payloads, |event: LambdaEvent<RawPayload>| async move {
+        let body = p.take(&event.context.request_id).ok_or("no body")?;
+        assert_eq!(p.take(&event.context.request_id), None, "taken once");
+        let records = KinesisBatch::parse(&body).map_err(|e| e.to_string())?.len();
+        s.lock().unwrap().push((event.context.request_id, body.to_vec(), records));
+        Ok::<_, String>(records)
     });
-    let mut service = payloads.layer(runtime);
     let n = service.ready().await.unwrap().call(invocation("req-1", FIXTURE)).await.unwrap();
     assert_eq!(n, KinesisBatch::parse(FIXTURE).unwrap().len());
     assert!(n > 0);
