@@ -17,7 +17,7 @@
 //!   `producer` a few) and the event type's dimensions (`x-sluice-dimensions`: the aggregation
 //!   keys, a bounded set of values by the schema's contract). A dictionary of a few values plus
 //!   bit-packed indexes is as small as zstd's output or smaller, and skips the compressor. On the
-//!   benchmark: ~60 ns less per event (~9% of the encode) and 42.6 -> 41.2 bytes/event. Should a
+//!   benchmark: ~60 ns less per event (~9% of the encode) and 42.7 -> 41.3 bytes/event. Should a
 //!   file's dictionary outgrow parquet's 1 MB dictionary page limit, the rest of that column
 //!   chunk is written PLAIN (uncompressed): larger, still correct.
 //! - [`ColumnLayout::Delta`], without zstd, for [`DELTA_COLUMNS`]: `DELTA_BINARY_PACKED` for
