@@ -215,6 +215,36 @@ mod tests {
         }
     }
 
+    /// A "dimension" with far more distinct values than its contract suggests outgrows the
+    /// dictionary page limit: the chunk falls back to PLAIN, uncompressed, and reads back intact.
+    #[test]
+    fn an_oversized_dictionary_falls_back_and_reads_back() {
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        let schema: SchemaRef = Arc::new(Schema::new(vec![Field::new("country", DataType::Utf8, false)]));
+        // ~2 MB of distinct values: over parquet's 1 MB dictionary page limit.
+        let values: Vec<String> = (0..50_000).map(|i| format!("{i:040}")).collect();
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(values.clone()))]).unwrap();
+        let bytes = encode_parquet(&schema, &[batch], &[], &["country"]).unwrap();
+        let reader = SerializedFileReader::new(bytes.clone()).unwrap();
+        let column = reader.metadata().row_group(0).column(0).clone();
+        assert_eq!(column.compression(), Compression::UNCOMPRESSED);
+        // The dictionary page stopped near the limit: the other values went into PLAIN pages.
+        let dictionary_bytes = column.data_page_offset() - column.dictionary_page_offset().unwrap();
+        assert!(dictionary_bytes < 1_100_000, "{dictionary_bytes}");
+        assert!(column.uncompressed_size() > 2_000_000, "{}", column.uncompressed_size());
+        let read: Vec<String> = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .unwrap()
+            .build()
+            .unwrap()
+            .flat_map(|b| {
+                let b = b.unwrap();
+                let column = b.column(0).as_any().downcast_ref::<StringArray>().unwrap().clone();
+                column.iter().map(|v| v.unwrap().to_owned()).collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(read, values);
+    }
+
     #[test]
     fn layouts_by_column() {
         let dims = ["device", "status"];
