@@ -298,9 +298,10 @@ pub fn group_payload(tables: &LakeTables, payload: &[u8]) -> Result<GroupedBatch
 
 /// [`group_payload`] with each record decoded inside the payload parser
 /// ([`KinesisBatch::parse_with`] + [`LakePreparer`]), right after its base64 decode. Same
-/// results (tested); kept for the benchmark's comparison: on the generated 6 MB batches it is no
-/// faster (default profile) to ~2-4% slower (fat LTO) than the two passes, the decoded buffer
-/// being streamed well by the hardware prefetchers.
+/// results (tested); kept for the benchmark's comparison: on the generated 6 MB batches it is
+/// 2-16% slower than the two passes, whose second pass streams one buffer (decoded data and the
+/// ids [`KinesisBatch::parse`] copies next to it), while here the first touch of each record's
+/// payload bytes stalls inside the scan.
 #[doc(hidden)]
 pub fn group_payload_fused(tables: &LakeTables, payload: &[u8]) -> Result<GroupedBatch, KinesisInputError> {
     let mut preparer = LakePreparer::new(tables, LakePreparer::capacity_for_payload(payload.len()));

@@ -254,7 +254,8 @@ struct Slot<'a> {
 }
 
 /// The Lambda Kinesis invocation payload, parsed without an allocation per record: strings
-/// borrowed from the payload (owned only when the JSON escapes them), every record's decoded
+/// borrowed from the payload (owned only when the JSON escapes them; [`KinesisBatch::parse`]
+/// copies `eventID` and `sequenceNumber` into the shared buffer), every record's decoded
 /// `data` in one shared buffer. Also a zero-copy view of a [`KinesisEvent`] or a
 /// [`KinesisInput`] (`From<&_>`). Same contract as [`KinesisInput::from_slice`].
 #[derive(Debug, Clone, Default)]
