@@ -234,10 +234,29 @@ impl Check {
     }
 }
 
-/// Byte equality for short strings, inlined (no libc call).
+/// `bytes` as UTF-8 text, validated with SIMD (a whole stored record at once: several times
+/// faster than `std::str::from_utf8` on the records' mostly-ASCII JSON).
+#[inline]
+pub(crate) fn utf8(bytes: &[u8]) -> Option<&str> {
+    simdutf8::basic::from_utf8(bytes).ok()
+}
+
+/// Byte equality for short strings (keys, names, enum options), inlined: up to 16 bytes as two
+/// overlapping words of each (no loop, no libc call), longer ones by the slice comparison.
 #[inline]
 fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+    if a.len() != b.len() {
+        return false;
+    }
+    let n = a.len();
+    let u32_at = |s: &[u8], i: usize| s.get(i..i + 4).and_then(|w| w.try_into().ok()).map(u32::from_le_bytes);
+    let u64_at = |s: &[u8], i: usize| s.get(i..i + 8).and_then(|w| w.try_into().ok()).map(u64::from_le_bytes);
+    match n {
+        0..=3 => a.iter().zip(b).all(|(x, y)| x == y),
+        4..=8 => u32_at(a, 0) == u32_at(b, 0) && u32_at(a, n - 4) == u32_at(b, n - 4),
+        9..=16 => u64_at(a, 0) == u64_at(b, 0) && u64_at(a, n - 8) == u64_at(b, n - 8),
+        _ => a == b,
+    }
 }
 
 fn within(n: &Number, bounds: &[Bound]) -> bool {
@@ -495,26 +514,33 @@ pub(crate) fn parse_canonical_utc(s: &str) -> Option<DateTime<Utc>> {
 #[inline]
 pub(crate) fn parse_canonical_instant(s: &str) -> Option<Instant> {
     let b = s.as_bytes();
-    if b.len() < 20 || b.len() > 30 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+    let head: &[u8; 19] = b.get(..19)?.try_into().ok()?;
+    let separators = [head[4], head[7], head[10], head[13], head[16]];
+    if b.len() < 20 || b.len() > 30 || separators != *b"--T::" {
         return None;
     }
-    let num = |range: std::ops::Range<usize>| -> Option<u32> {
-        b[range].iter().try_fold(0u32, |acc, &d| d.is_ascii_digit().then(|| acc * 10 + u32::from(d - b'0')))
-    };
-    let year = num(0..4)?;
+    // The 14 digits of `YYYY-MM-DDTHH:MM:SS`, all checked at once (no early exit per digit).
+    let d = |i: usize| head[i].wrapping_sub(b'0');
+    let digits = [d(0), d(1), d(2), d(3), d(5), d(6), d(8), d(9), d(11), d(12), d(14), d(15), d(17), d(18)];
+    if digits.iter().fold(0u8, |worst, &x| worst.max(x)) > 9 {
+        return None;
+    }
+    let two = |i: usize| u32::from(digits[i]) * 10 + u32::from(digits[i + 1]);
+    let year = two(0) * 100 + two(2);
     if year < 1000 {
         return None;
     }
-    let (month, day) = (num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let (month, day) = (two(4), two(6));
+    let (hour, minute, second) = (two(8), two(10), two(12));
     if second > 59 {
         return None;
     }
     let nanos = match &b[19..] {
         [b'Z'] => 0,
-        [b'.', digits @ .., b'Z'] if (1..=9).contains(&digits.len()) => {
-            let n = num(20..20 + digits.len())?;
-            n * 10u32.pow(9 - u32::try_from(digits.len()).ok()?)
+        [b'.', fraction @ .., b'Z'] if (1..=9).contains(&fraction.len()) => {
+            let n =
+                fraction.iter().try_fold(0u32, |acc, &c| c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0')))?;
+            n * 10u32.pow(9 - u32::try_from(fraction.len()).ok()?)
         }
         _ => return None,
     };
@@ -994,7 +1020,7 @@ impl Registry {
         values: &'v mut ViewValues<'b>,
         lookup: impl FnOnce(&str, u32) -> Option<CachedVersion<'r>>,
     ) -> Option<StoredView<'r, 'v>> {
-        let text = std::str::from_utf8(bytes).ok()?;
+        let text = utf8(bytes)?;
         let mut p = Cursor { s: text, i: 0 };
         p.lit("{\"event_id\":")?;
         let event_id = p.string()?;
@@ -1162,6 +1188,37 @@ mod tests {
                 Some(t) => proptest::prop_assert_eq!(Some(t), chrono, "{}", text),
                 // Declined: years below 1000 (chrono's call) and leap seconds only.
                 None => proptest::prop_assert!(chrono.is_none() || y < 1000 || s == 60, "{}", text),
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn same_is_byte_equality(a in proptest::collection::vec(0u8..4, 0..24), flip in proptest::option::of(0usize..24)) {
+            let mut b = a.clone();
+            if let Some(i) = flip.filter(|&i| i < b.len()) {
+                b[i] ^= 1;
+            }
+            proptest::prop_assert_eq!(same(&a, &b), a == b);
+            proptest::prop_assert_eq!(same(&a, &b[..b.len().saturating_sub(1)]), a[..] == b[..b.len().saturating_sub(1)]);
+        }
+    }
+
+    proptest::proptest! {
+        /// Any one byte of a canonical timestamp replaced: whatever is still accepted is the
+        /// instant chrono reads (a wrong byte in a digit or separator position is refused).
+        #[test]
+        fn a_mutated_timestamp_is_refused_or_read_as_chrono_reads_it(
+            at in 0usize..27, byte in proptest::num::u8::ANY,
+        ) {
+            let mut bytes = b"2026-03-17T09:41:07.123456Z".to_vec();
+            bytes[at] = byte;
+            if let Ok(text) = std::str::from_utf8(&bytes)
+                && let Some(i) = parse_canonical_instant(text)
+            {
+                let chrono = text.parse::<DateTime<chrono::FixedOffset>>().ok().map(|t| t.with_timezone(&Utc));
+                proptest::prop_assert_eq!(Some(i.micros()), chrono.map(|t| t.timestamp_micros()), "{}", text);
+                proptest::prop_assert!(bytes[at].is_ascii_digit() || byte == b"2026-03-17T09:41:07.123456Z"[at]);
             }
         }
     }

@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use crate::envelope::{
     ENVELOPE_FIELDS, Event, IngestContext, assign_event_id, check_event_id, parse_occurred_at, to_micros,
 };
-use crate::fast::{CanonicalRecord, parse_canonical, parse_canonical_utc};
+use crate::fast::{CanonicalRecord, parse_canonical, parse_canonical_utc, utf8};
 use crate::registry::{FieldKind, Registry, SchemaVersion};
 
 /// One thing wrong with a submitted event.
@@ -331,7 +331,7 @@ impl Registry {
     pub fn decode_stored(&self, bytes: &[u8]) -> Result<Event, Rejection> {
         // UTF-8 is checked once for the whole record (SIMD) instead of once per JSON string;
         // the layout the Event serializer writes is parsed by hand, anything else by serde.
-        let parsed = std::str::from_utf8(bytes).ok().and_then(|text| {
+        let parsed = utf8(bytes).and_then(|text| {
             parse_canonical(text)
                 .map(StoredEvent::from)
                 .or_else(|| serde_json::from_str::<FastStoredEvent>(text).ok().map(StoredEvent::from))
