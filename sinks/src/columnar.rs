@@ -13,13 +13,16 @@
 //! row [`RowsBuilder::append`] appends for `view.to_event()` (differential tests in
 //! `tests/it/fast_path.rs`); per schema version it is used only when every field is sure to fit
 //! its column (a per-version plan, built on first use), else the caller falls back to `append`.
+//! The envelope's `event_type`, `producer` and `shard_id` columns repeat one value in a
+//! lake-writer group: they count rows until a value differs instead of copying each row.
 
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, RecordBatch, StringBuilder,
+    ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, RecordBatch, StringArray, StringBuilder,
     TimestampMicrosecondBuilder,
 };
+use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 use serde_json::Value;
@@ -63,6 +66,9 @@ enum Source {
 
 enum ColumnBuilder {
     Utf8(StringBuilder),
+    /// A non-null envelope string column whose rows all hold one value, by construction
+    /// (`event_type`) or in practice (`shard_id` within a lake-writer group, `producer`).
+    Repeated(RepeatedStrings),
     Int32(Int32Builder),
     Int64(Int64Builder),
     Float64(Float64Builder),
@@ -80,6 +86,64 @@ enum Cell<'a> {
     F64(f64),
     Bool(bool),
     Micros(i64),
+}
+
+/// A non-null string column that counts rows while they all hold the same value (no per-row
+/// copy) and turns into a [`StringBuilder`] at the first row that differs. Finishes to the same
+/// [`StringArray`] either way.
+struct RepeatedStrings {
+    /// The value of every row so far (meaningless while `rows` is 0).
+    value: String,
+    rows: usize,
+    /// Every row, once a row differed from `value`.
+    mixed: Option<StringBuilder>,
+}
+
+impl RepeatedStrings {
+    fn new(value: &str) -> Self {
+        Self { value: value.to_owned(), rows: 0, mixed: None }
+    }
+
+    /// Appends a row holding the current value (the only value of an `event_type` column).
+    #[inline]
+    fn repeat(&mut self) {
+        match &mut self.mixed {
+            Some(builder) => builder.append_value(&self.value),
+            None => self.rows += 1,
+        }
+    }
+
+    #[inline]
+    fn append(&mut self, value: &str) {
+        match &mut self.mixed {
+            Some(builder) => builder.append_value(value),
+            None if self.rows == 0 => {
+                value.clone_into(&mut self.value);
+                self.rows = 1;
+            }
+            None if self.value == value => self.rows += 1,
+            None => {
+                let mut builder = StringBuilder::with_capacity(self.rows + 1, (self.rows + 1) * value.len());
+                for _ in 0..self.rows {
+                    builder.append_value(&self.value);
+                }
+                builder.append_value(value);
+                self.mixed = Some(builder);
+            }
+        }
+    }
+
+    /// The rows appended; the column is empty again after.
+    fn finish(&mut self) -> StringArray {
+        let rows = std::mem::take(&mut self.rows);
+        match self.mixed.take() {
+            Some(mut builder) => builder.finish(),
+            None => {
+                let offsets = OffsetBuffer::from_repeated_length(self.value.len(), rows);
+                StringArray::new(offsets, self.value.repeat(rows).into_bytes().into(), None)
+            }
+        }
+    }
 }
 
 struct Column {
@@ -151,6 +215,12 @@ impl RowsBuilder {
                 data_type: field.data_type().to_string(),
             };
             let builder = match field.data_type() {
+                DataType::Utf8
+                    if !field.is_nullable()
+                        && matches!(source, Source::EventType | Source::Producer | Source::ShardId) =>
+                {
+                    ColumnBuilder::Repeated(RepeatedStrings::new(event_type))
+                }
                 DataType::Utf8 => {
                     ColumnBuilder::Utf8(StringBuilder::with_capacity(capacity, capacity * string_bytes_hint(source)))
                 }
@@ -178,6 +248,7 @@ impl RowsBuilder {
                             | Source::SequenceNumber,
                         ColumnBuilder::Utf8(_)
                     )
+                    | (Source::EventType | Source::Producer | Source::ShardId, ColumnBuilder::Repeated(_))
                     | (Source::SchemaVersion, ColumnBuilder::Int32(_))
                     | (Source::OccurredAt | Source::ReceivedAt, ColumnBuilder::Timestamp(_))
             );
@@ -253,11 +324,15 @@ impl RowsBuilder {
         for (column, slot) in self.columns.iter_mut().zip(&plan.slots) {
             match (&mut column.builder, column.source) {
                 (ColumnBuilder::Utf8(b), Source::EventId) => b.append_value(view.event_id),
+                // `view.event_type.name` is this builder's event type (checked above).
+                (ColumnBuilder::Repeated(b), Source::EventType) => b.repeat(),
                 (ColumnBuilder::Utf8(b), Source::EventType) => b.append_value(&view.event_type.name),
                 (ColumnBuilder::Int32(b), Source::SchemaVersion) => b.append_value(plan.schema_version),
                 (ColumnBuilder::Timestamp(b), Source::OccurredAt) => b.append_value(view.occurred_at.micros()),
                 (ColumnBuilder::Timestamp(b), Source::ReceivedAt) => b.append_value(view.received_at.micros()),
+                (ColumnBuilder::Repeated(b), Source::Producer) => b.append(view.producer),
                 (ColumnBuilder::Utf8(b), Source::Producer) => b.append_value(view.producer),
+                (ColumnBuilder::Repeated(b), Source::ShardId) => b.append(shard_id),
                 (ColumnBuilder::Utf8(b), Source::ShardId) => b.append_value(shard_id),
                 (ColumnBuilder::Utf8(b), Source::SequenceNumber) => b.append_value(sequence_number),
                 (builder, Source::Data) => match (builder, slot.and_then(|i| view.value(i))) {
@@ -387,6 +462,7 @@ pub fn to_record_batch<'a>(
 fn finish_column(builder: &mut ColumnBuilder) -> ArrayRef {
     match builder {
         ColumnBuilder::Utf8(b) => Arc::new(b.finish()),
+        ColumnBuilder::Repeated(b) => Arc::new(b.finish()),
         ColumnBuilder::Int32(b) => Arc::new(b.finish()),
         ColumnBuilder::Int64(b) => Arc::new(b.finish()),
         ColumnBuilder::Float64(b) => Arc::new(b.finish()),
@@ -423,6 +499,7 @@ fn data_cell<'a>(column: &Column, value: Option<&'a Value>) -> Result<Cell<'a>, 
 fn push(builder: &mut ColumnBuilder, cell: Cell<'_>) {
     match (builder, cell) {
         (ColumnBuilder::Utf8(b), Cell::Str(s)) => b.append_value(s),
+        (ColumnBuilder::Repeated(b), Cell::Str(s)) => b.append(s),
         (ColumnBuilder::Int32(b), Cell::I32(v)) => b.append_value(v),
         (ColumnBuilder::Int64(b), Cell::I64(v)) => b.append_value(v),
         (ColumnBuilder::Float64(b), Cell::F64(v)) => b.append_value(v),
@@ -430,6 +507,9 @@ fn push(builder: &mut ColumnBuilder, cell: Cell<'_>) {
         (ColumnBuilder::Timestamp(b), Cell::Micros(v)) => b.append_value(v),
         // Null, and (unreachable: cells are extracted per column type) any other pairing.
         (ColumnBuilder::Utf8(b), _) => b.append_null(),
+        // Non-null by construction: an empty value keeps the row count (only reachable in a
+        // poisoned batch, which `finish` refuses).
+        (ColumnBuilder::Repeated(b), _) => b.append(""),
         (ColumnBuilder::Int32(b), _) => b.append_null(),
         (ColumnBuilder::Int64(b), _) => b.append_null(),
         (ColumnBuilder::Float64(b), _) => b.append_null(),
@@ -512,11 +592,35 @@ mod tests {
     }
 
     #[test]
+    fn repeated_strings_finish_to_the_rows_appended() {
+        let mut column = RepeatedStrings::new("thing");
+        assert_eq!(column.finish().len(), 0);
+        column.repeat();
+        column.append("thing");
+        column.repeat();
+        assert_eq!(column.finish().iter().flatten().collect::<Vec<_>>(), ["thing"; 3]);
+        column.append("shard-a");
+        column.append("shard-a");
+        column.append("shard-b");
+        column.append("shard-a");
+        let rows = column.finish();
+        assert_eq!(rows.iter().flatten().collect::<Vec<_>>(), ["shard-a", "shard-a", "shard-b", "shard-a"]);
+        assert_eq!(rows.null_count(), 0);
+        column.append("again");
+        assert_eq!(column.finish().iter().flatten().collect::<Vec<_>>(), ["again"]);
+    }
+
+    #[test]
     fn unsupported_column_types_are_refused_up_front() {
         let bad = Arc::new(Schema::new(vec![Field::new("x", DataType::Date32, true)]));
         assert!(matches!(RowsBuilder::new("thing", bad, 1), Err(ColumnarError::UnsupportedColumn { .. })));
         let wrong_envelope = Arc::new(Schema::new(vec![Field::new("occurred_at", DataType::Utf8, false)]));
         assert!(RowsBuilder::new("thing", wrong_envelope, 1).is_err());
+    }
+
+    /// The shard of row `i` in `values_round_trip`: one shard, then another from row 20 on.
+    fn shard_of(i: usize) -> &'static str {
+        if i < 20 { "shard" } else { "shard-2" }
     }
 
     proptest! {
@@ -533,7 +637,7 @@ mod tests {
                 if let Some(c) = count { data["count"] = json!(c); }
                 if let Some(r) = ratio { data["ratio"] = json!(r); }
                 if let Some(f) = flag { data["flag"] = json!(f); }
-                b.append(&event(data), "shard", &i.to_string()).unwrap();
+                b.append(&event(data), shard_of(i), &i.to_string()).unwrap();
             }
             let batch = b.finish().unwrap();
             prop_assert_eq!(batch.num_rows(), rows.len());
@@ -542,12 +646,16 @@ mod tests {
             let ratios = batch.column_by_name("ratio").unwrap().as_primitive::<Float64Type>();
             let flags = batch.column_by_name("flag").unwrap().as_boolean();
             let seqs = batch.column_by_name("sequence_number").unwrap().as_string::<i32>();
+            let shards = batch.column_by_name("shard_id").unwrap().as_string::<i32>();
+            let types = batch.column_by_name("event_type").unwrap().as_string::<i32>();
             for (i, (name, count, ratio, flag)) in rows.iter().enumerate() {
                 prop_assert_eq!(names.value(i), name.as_str());
                 prop_assert_eq!(counts.is_valid(i).then(|| counts.value(i)), *count);
                 prop_assert_eq!(ratios.is_valid(i).then(|| ratios.value(i)), *ratio);
                 prop_assert_eq!(flags.is_valid(i).then(|| flags.value(i)), *flag);
                 prop_assert_eq!(seqs.value(i), i.to_string());
+                prop_assert_eq!(shards.value(i), shard_of(i));
+                prop_assert_eq!(types.value(i), "thing");
             }
         }
     }
