@@ -92,7 +92,8 @@ enum Cell<'a> {
 /// copy) and turns into a [`StringBuilder`] at the first row that differs. Finishes to the same
 /// [`StringArray`] either way.
 struct RepeatedStrings {
-    /// The value of every row so far (meaningless while `rows` is 0).
+    /// The value of every row so far, and the one [`RepeatedStrings::repeat`] appends: set by
+    /// `new`, replaced by the first [`RepeatedStrings::append`] to an empty column.
     value: String,
     rows: usize,
     /// Every row, once a row differed from `value`.
