@@ -5,7 +5,7 @@ Usage: lake_check.py <lake_dir>
 
 The lake layout is <lake_dir>/events/event_type=<t>/dt=YYYY-MM-DD/hour=HH/*.parquet. For each
 event type (table directory) the report holds, per reader: row count, column types, duplicate
-event_ids; plus, from the Parquet footers: compression codecs per column, which columns have a
+event_ids; plus, from the Parquet footers: compression codecs and encodings per column, which columns have a
 dictionary page in every file, timestamp logical types, whether
 every column chunk has statistics and a page index (column index + offset index).
 """
@@ -39,7 +39,7 @@ def parquet_files(table_dir):
 
 
 def footer_facts(files):
-    codecs, dictionary, ts_types = {}, {}, {}
+    codecs, encodings, dictionary, ts_types = {}, {}, {}, {}
     stats_everywhere, page_index_everywhere = True, True
     row_groups = 0
     for f in files:
@@ -55,6 +55,7 @@ def footer_facts(files):
             for c in range(group.num_columns):
                 chunk = group.column(c)
                 codecs.setdefault(chunk.path_in_schema, set()).add(chunk.compression)
+                encodings.setdefault(chunk.path_in_schema, set()).update(chunk.encodings)
                 dictionary[chunk.path_in_schema] = (dictionary.get(chunk.path_in_schema, True)
                                                     and chunk.has_dictionary_page)
                 if not chunk.is_stats_set:
@@ -65,6 +66,7 @@ def footer_facts(files):
         "files": len(files),
         "row_groups": row_groups,
         "compression": {column: sorted(seen) for column, seen in codecs.items()},
+        "encodings": {column: sorted(seen) for column, seen in encodings.items()},
         "dictionary": dictionary,
         "timestamp_logical_types": ts_types,
         "statistics_everywhere": stats_everywhere,

@@ -123,10 +123,17 @@ async fn pyarrow_and_duckdb_read_the_lake_as_written() {
         assert!(!dimensions.is_empty(), "{event_type}");
         for (column, seen) in codecs {
             let layout = ColumnLayout::of(column, &dimensions);
-            let want = if layout == ColumnLayout::Zstd { "ZSTD" } else { "UNCOMPRESSED" };
+            let want = if matches!(layout, ColumnLayout::Zstd(_)) { "ZSTD" } else { "UNCOMPRESSED" };
             assert_eq!(seen, &serde_json::json!([want]), "{event_type}.{column}");
             let dictionary = layout == ColumnLayout::Dictionary;
             assert_eq!(footer["dictionary"][column], Value::Bool(dictionary), "{event_type}.{column}");
+            if let ColumnLayout::Zstd(encoding) | ColumnLayout::Delta(encoding) = layout {
+                let seen = &footer["encodings"][column];
+                assert!(
+                    seen.as_array().is_some_and(|e| e.contains(&Value::from(encoding.to_string()))),
+                    "{event_type}.{column}: {encoding} not in {seen}"
+                );
+            }
         }
         for column in ["event_id", "country", "device", "route", "status", "shard_id"] {
             let want = match column {
