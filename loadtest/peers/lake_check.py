@@ -5,9 +5,9 @@ Usage: lake_check.py <lake_dir>
 
 The lake layout is <lake_dir>/events/event_type=<t>/dt=YYYY-MM-DD/hour=HH/*.parquet. For each
 event type (table directory) the report holds, per reader: row count, column types, duplicate
-event_ids; plus, from the Parquet footers: compression codecs and encodings per column, which columns have a
-dictionary page in every file, timestamp logical types, whether
-every column chunk has statistics and a page index (column index + offset index).
+event_ids; plus, from the Parquet footers: compression codecs and encodings per column, which
+columns have a dictionary page in every file, timestamp logical types, whether every column chunk
+has statistics and a page index (column index + offset index).
 """
 
 import json
