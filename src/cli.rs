@@ -110,6 +110,10 @@ pub struct AthenaDdlArgs {
     /// The Glue/Athena database name (`[a-z0-9_]+`).
     #[arg(long, default_value = "sluice")]
     pub database: String,
+    /// The lake's first day (YYYY-MM-DD), where the `dt` partition projection starts: the
+    /// same setting as `sluice up --lake-start`, which rejects earlier events.
+    #[arg(long, env = "SLUICE_LAKE_START", default_value = sluice_schemas::DEFAULT_LAKE_START, value_parser = parse_lake_start)]
+    pub lake_start: chrono::NaiveDate,
     /// Load event schemas from this directory instead of the built-in ones.
     #[arg(long, env = "SLUICE_SCHEMAS_DIR")]
     pub schemas_dir: Option<PathBuf>,
@@ -160,8 +164,13 @@ pub struct UpArgs {
     #[arg(long, default_value_t = 20_000.0)]
     pub rate_burst: f64,
     /// How far in the future `occurred_at` may be, in seconds; later events are rejected.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, env = "SLUICE_MAX_FUTURE_SECS", default_value_t = 300)]
     pub max_future_secs: u32,
+    /// The lake's first day (YYYY-MM-DD): events with an earlier `occurred_at` are rejected.
+    /// The same date starts the Glue tables' partition projection (`sluice athena-ddl
+    /// --lake-start`, template parameter `LakeStart`), so every accepted event is visible.
+    #[arg(long, env = "SLUICE_LAKE_START", default_value = sluice_schemas::DEFAULT_LAKE_START, value_parser = parse_lake_start)]
+    pub lake_start: chrono::NaiveDate,
     /// Tumbling windows to aggregate, comma-separated (`30s`, `1m`, `1h`, ...).
     #[arg(long, default_value = "1m,1h", value_delimiter = ',', value_parser = parse_window)]
     pub windows: Vec<WindowSize>,
@@ -169,6 +178,11 @@ pub struct UpArgs {
     /// ones are also counted as late).
     #[arg(long, default_value = "5m", value_parser = parse_window)]
     pub allowed_lateness: WindowSize,
+}
+
+fn parse_lake_start(s: &str) -> Result<chrono::NaiveDate, String> {
+    sluice_schemas::envelope::parse_lake_start(s)
+        .ok_or_else(|| format!("`{s}` is not a date YYYY-MM-DD from 1970-01-01 to 9999-12-31"))
 }
 
 fn parse_window(s: &str) -> Result<WindowSize, String> {
@@ -185,9 +199,10 @@ impl UpArgs {
             retention: chrono::Duration::hours(i64::from(self.retention_hours)),
             auth: !self.insecure_no_auth,
             schemas_dir: self.schemas_dir,
-            limits: sluice_ingest::Limits {
+            limits: sluice_ingest::Limits::default(),
+            event_time: sluice_schemas::EventTimeRange {
+                lake_start: self.lake_start,
                 max_future: chrono::Duration::seconds(i64::from(self.max_future_secs)),
-                ..sluice_ingest::Limits::default()
             },
             windows: WindowConfig::new(
                 self.windows,

@@ -39,7 +39,10 @@ pub async fn query(args: &QueryArgs) -> anyhow::Result<()> {
 
 /// Prints the Athena DDL.
 pub fn athena_ddl(args: &AthenaDdlArgs) -> anyhow::Result<()> {
-    let registry = load_registry(args.schemas_dir.as_deref())?;
+    let registry = load_registry(args.schemas_dir.as_deref())?.with_event_time(sluice_schemas::EventTimeRange {
+        lake_start: args.lake_start,
+        ..sluice_schemas::EventTimeRange::default()
+    });
     let ddl = sluice_query::athena_ddl(&registry, &args.lake, &args.database)?;
     print!("{ddl}");
     Ok(())

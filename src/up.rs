@@ -60,8 +60,10 @@ pub struct UpConfig {
     pub auth: bool,
     /// Schema directory overriding the built-in registry.
     pub schemas_dir: Option<PathBuf>,
-    /// Size and time limits of the ingest API.
+    /// Size limits of the ingest API.
     pub limits: sluice_ingest::Limits,
+    /// The accepted range of `occurred_at` (ingest and both handlers).
+    pub event_time: sluice_schemas::EventTimeRange,
     /// Per-producer rate limit (`None`: off).
     pub rate_limit: Option<sluice_ingest::RateLimit>,
     /// Aggregation windows and allowed lateness.
@@ -259,7 +261,7 @@ impl HealthProbe for MappingsProbe {
 /// Runs the pipeline, serving HTTP on `listener`, until `shutdown` is cancelled.
 pub async fn serve(listener: TcpListener, config: UpConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let local = Local::open(&config)?;
-    let registry = Arc::new(load_registry(config.schemas_dir.as_deref())?);
+    let registry = Arc::new(load_registry(config.schemas_dir.as_deref())?.with_event_time(config.event_time));
     let metrics = Metrics::new();
     let mut pipeline = Pipeline::new();
     pipeline.add_trimmer(local.stream.clone(), &shutdown);

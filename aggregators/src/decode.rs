@@ -272,6 +272,8 @@ pub struct Decoder {
     registry: Arc<Registry>,
     /// Fast rules by (event type, version), sorted (binary search: no hashing per record).
     fast: Vec<(String, u32, FastSchema)>,
+    /// The registry's first accepted `occurred_at` (computed once).
+    earliest: DateTime<Utc>,
 }
 
 /// A value extracted by the fast path.
@@ -701,7 +703,8 @@ impl Decoder {
             }
         }
         fast.sort_by(|a, b| (a.0.as_bytes(), a.1).cmp(&(b.0.as_bytes(), b.1)));
-        Decoder { registry, fast }
+        let earliest = registry.event_time().earliest();
+        Decoder { registry, fast, earliest }
     }
 
     /// The registry it validates against.
@@ -724,7 +727,11 @@ impl Decoder {
     /// [`Decoder::decode`] into `out` (same result), reusing its `dims` buffer: no allocation
     /// per record on the fast path once `out` has grown. On `Err`, `out` is unspecified.
     pub fn decode_into<'a>(&self, bytes: &'a [u8], out: &mut Contribution<'a>) -> Result<Path, Rejection> {
-        if self.try_fast(bytes, out).is_some() {
+        // Out of the registry's event-time range: the registry's rejection says why.
+        if self.try_fast(bytes, out).is_some()
+            && out.occurred_at >= self.earliest
+            && out.occurred_at <= self.registry.event_time().latest(out.received_at)
+        {
             return Ok(Path::Fast);
         }
         let event = self.registry.decode_stored(bytes)?;

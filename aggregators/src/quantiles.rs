@@ -1,9 +1,12 @@
 //! A DDSketch-style relative-error quantile sketch, mergeable exactly.
 //!
 //! Values `x > 0` go to bucket `ceil(log_γ x)` with `γ = (1 + α) / (1 - α)`, `α = 1%`; negative
-//! values to a mirrored store by `|x|`; values with `|x| < MIN_INDEXABLE` to a zero count. A
-//! bucket's representative `2γ^i / (γ + 1)` is within `α` of every value in it, so a quantile is
-//! within 1% (relative) of the exact value at the same rank.
+//! values to a mirrored store by `|x|`; zero to a zero count. Every finite magnitude has a bucket
+//! (subnormals to `f64::MAX`: indices within ±37,300). A bucket's representative
+//! `2γ^i / (γ + 1)` is within `α` of every value in it, so a quantile is within 1% (relative) of
+//! the exact value at the same rank; callers clamp it into the exact `[min, max]` they track
+//! (`AggState::quantile`), which also bounds the representative of the top bucket near
+//! `f64::MAX` (it may round to infinity) and of a collapsed bucket.
 //!
 //! Bounded size: a store keeps at most [`MAX_BUCKETS`] consecutive indices (a dynamic range of
 //! γ^2048 ≈ 6·10^17); when it would span more, every bucket below `max - MAX_BUCKETS + 1` is
@@ -15,17 +18,15 @@
 pub const ALPHA: f64 = 0.01;
 /// Maximum span of bucket indices per store.
 pub const MAX_BUCKETS: i32 = 2048;
-/// Values with a smaller magnitude count as zero.
-pub const MIN_INDEXABLE: f64 = 1e-9;
 
 fn gamma() -> f64 {
     (1.0 + ALPHA) / (1.0 - ALPHA)
 }
 
-/// The bucket index of a magnitude `m >= MIN_INDEXABLE`.
+/// The bucket index of a finite magnitude `m > 0`.
 pub fn bucket_index(m: f64) -> i32 {
     let i = (m.ln() / gamma().ln()).ceil();
-    // |ln(f64::MAX)| / ln γ < 36_000: always in range.
+    // ln of a positive finite f64 is within [-744.5, 709.8], / ln γ: within ±37,300.
     i as i32
 }
 
@@ -46,7 +47,7 @@ pub enum Slot {
 impl Slot {
     /// The slot of a finite value (non-finite values count as zero; validation excludes them).
     pub fn of(x: f64) -> Slot {
-        if x.is_nan() || x.abs() < MIN_INDEXABLE || !x.is_finite() {
+        if x == 0.0 || !x.is_finite() {
             Slot::Zero
         } else if x > 0.0 {
             Slot::Pos(bucket_index(x))
@@ -300,6 +301,21 @@ mod tests {
     }
 
     #[test]
+    fn every_finite_magnitude_has_a_bucket() {
+        for x in [f64::MIN_POSITIVE / 1e10, 5e-324, f64::MIN_POSITIVE, 1e-12, 1.0, 1e300, f64::MAX] {
+            for v in [x, -x] {
+                let s = QuantileSketch::from_values(&[v]);
+                assert_eq!(s.zero, 0, "{v}");
+                let q = s.quantile(0.5).unwrap();
+                // Within 1% wherever the representative is a finite normal number.
+                if q.is_finite() && q != 0.0 && v.abs() >= f64::MIN_POSITIVE {
+                    assert!((q - v).abs() <= ALPHA * v.abs() * 1.000_001, "{v} -> {q}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn span_is_bounded_by_collapsing() {
         let values = [1e-8, 1e-3, 1.0, 1e10, 1e30];
         let s = QuantileSketch::from_values(&values);
@@ -311,7 +327,15 @@ mod tests {
 
     fn values() -> impl Strategy<Value = Vec<f64>> {
         proptest::collection::vec(
-            prop_oneof![-1e6..1e6f64, 0.0..10.0f64, Just(0.0), 1e-12..1e-6f64, 1e20..1e40f64],
+            prop_oneof![
+                -1e6..1e6f64,
+                0.0..10.0f64,
+                Just(0.0),
+                1e-12..1e-6f64,
+                1e20..1e40f64,
+                Just(5e-324),
+                Just(f64::MAX)
+            ],
             0..200,
         )
     }

@@ -149,10 +149,10 @@ impl Bucket {
             sum: s.sum(),
             min: s.min_max.map(|m| m.0),
             max: s.min_max.map(|m| m.1),
-            distinct: s.distinct.estimate(),
-            p50: s.quantiles.quantile(0.5),
-            p90: s.quantiles.quantile(0.9),
-            p99: s.quantiles.quantile(0.99),
+            distinct: s.distinct(),
+            p50: s.quantile(0.5),
+            p90: s.quantile(0.9),
+            p99: s.quantile(0.99),
             late: s.late,
         }
     }

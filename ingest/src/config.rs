@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use chrono::TimeDelta;
+use sluice_schemas::{EventTimeRange, EventTimeRangeError};
 use url::Url;
 
 use crate::auth::JwtConfig;
@@ -20,18 +20,11 @@ pub struct Limits {
     /// Largest single event after encoding, stream record data + partition key (default 1 MiB,
     /// Kinesis' record limit); larger is 413.
     pub max_event_bytes: usize,
-    /// How far `occurred_at` may lie after the receive time (default 5 min); later is 422.
-    pub max_future: TimeDelta,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self {
-            max_body_bytes: 1024 * 1024,
-            max_events: 500,
-            max_event_bytes: 1024 * 1024,
-            max_future: TimeDelta::minutes(5),
-        }
+        Self { max_body_bytes: 1024 * 1024, max_events: 500, max_event_bytes: 1024 * 1024 }
     }
 }
 
@@ -55,6 +48,8 @@ pub struct LambdaConfig {
     pub auth: AuthSetting,
     /// Limits.
     pub limits: Limits,
+    /// The accepted range of `occurred_at` (`SLUICE_LAKE_START`, `SLUICE_MAX_FUTURE_SECS`).
+    pub event_time: EventTimeRange,
     /// Per-producer rate limit (`None`: off).
     pub rate_limit: Option<RateLimit>,
     /// Scope required to post events.
@@ -79,6 +74,9 @@ pub enum ConfigError {
         /// What is expected.
         reason: &'static str,
     },
+    /// `SLUICE_LAKE_START` or `SLUICE_MAX_FUTURE_SECS` does not parse.
+    #[error(transparent)]
+    EventTime(EventTimeRangeError),
 }
 
 /// The environment variables [`LambdaConfig::from_lookup`] reads (documented in the README).
@@ -153,9 +151,6 @@ impl LambdaConfig {
         if let Some(n) = parse::<usize>(&get, "SLUICE_MAX_BODY_BYTES", "a byte count")? {
             limits.max_body_bytes = n;
         }
-        if let Some(s) = parse::<i64>(&get, "SLUICE_MAX_FUTURE_SECS", "whole seconds")? {
-            limits.max_future = TimeDelta::seconds(s.max(0));
-        }
         let rate = parse::<f64>(&get, "SLUICE_RATE_LIMIT", "events per second")?.unwrap_or(RateLimit::default().rate);
         let rate_limit = if rate > 0.0 {
             let burst = parse::<f64>(&get, "SLUICE_RATE_BURST", "events")?.unwrap_or(rate * 2.0);
@@ -163,10 +158,12 @@ impl LambdaConfig {
         } else {
             None
         };
+        let event_time = EventTimeRange::from_lookup(&get).map_err(ConfigError::EventTime)?;
         Ok(Self {
             stream,
             auth,
             limits,
+            event_time,
             rate_limit,
             write_scope: get("SLUICE_WRITE_SCOPE")
                 .filter(|s| !s.is_empty())
@@ -213,7 +210,12 @@ mod tests {
         .unwrap();
         assert_eq!(c.auth, AuthSetting::TrustGateway);
         assert_eq!(c.rate_limit, None);
-        assert_eq!(c.limits.max_future, TimeDelta::seconds(60));
+        assert_eq!(c.event_time.max_future, chrono::TimeDelta::seconds(60));
+        assert_eq!(c.event_time.lake_start, EventTimeRange::default().lake_start);
+        assert!(matches!(
+            cfg(&[("SLUICE_STREAM", "s"), ("SLUICE_AUTH", "disabled"), ("SLUICE_LAKE_START", "1999")]),
+            Err(ConfigError::EventTime(_))
+        ));
         assert!(matches!(
             cfg(&[("SLUICE_STREAM", "s"), ("SLUICE_AUTH", "disabled"), ("SLUICE_MAX_BODY_BYTES", "x")]),
             Err(ConfigError::Invalid { .. })

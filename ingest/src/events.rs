@@ -216,7 +216,7 @@ async fn intake(ingest: &Ingest, request: Request) -> Result<Response, Problem> 
             .retry_after(secs));
     }
 
-    let ctx = IngestContext { producer: principal.producer, received_at: now, max_future: ingest.limits.max_future };
+    let ctx = IngestContext::new(principal.producer, now);
     let mut results = Vec::with_capacity(events.len());
     let mut records = Vec::with_capacity(events.len());
     let mut record_index = Vec::with_capacity(events.len());

@@ -24,7 +24,7 @@ pub enum InitError {
 
 /// The state the ingest Lambda serves: Kinesis event log, auth per `config.auth`.
 pub fn state(config: &LambdaConfig, sdk: &SdkConfig) -> Result<AppState, InitError> {
-    let registry = Registry::load(config.schemas_dir.as_deref())?;
+    let registry = Registry::load(config.schemas_dir.as_deref())?.with_event_time(config.event_time);
     let auth = match &config.auth {
         AuthSetting::Jwt(jwt) => Authenticator::jwt(JwtVerifier::from_config(jwt.clone())?),
         AuthSetting::TrustGateway => Authenticator::trust_gateway(),

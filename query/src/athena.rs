@@ -9,7 +9,8 @@
 //!   `AWS::Glue::Table` resources for template.yaml (see [`crate::template`]).
 //!
 //! Partitions are found by **partition projection** (no crawler, no `MSCK REPAIR`): `dt` is a
-//! `yyyy-MM-dd` date from [`PROJECTION_START_DATE`] to `NOW`, `hour` an integer 00-23 rendered
+//! `yyyy-MM-dd` date from the lake's first day (the registry's `EventTimeRange::lake_start`,
+//! which ingest also enforces, so no accepted event is outside the projection) to `NOW`, `hour` an integer 00-23 rendered
 //! with two digits, and `storage.location.template` maps them to the lake layout
 //! `<lake>/events/event_type=<t>/dt=YYYY-MM-DD/hour=HH/`.
 
@@ -22,9 +23,9 @@ use sluice_schemas::{EventType, Registry};
 /// tables (`dt` = `YYYY-MM-DD`, `hour` = `HH`, two digits).
 pub const PARTITION_COLUMNS: [&str; 2] = ["dt", "hour"];
 
-/// First day partition projection enumerates. Events with an earlier `occurred_at` are in the
-/// lake but invisible to Athena.
-pub const PROJECTION_START_DATE: &str = "2020-01-01";
+/// The template.yaml parameter holding the lake's first day: the generated Glue tables start
+/// their `dt` projection at `${LakeStart}`, and every function gets it as `SLUICE_LAKE_START`.
+pub const LAKE_START_PARAMETER: &str = "LakeStart";
 
 /// The Parquet SerDe and its input/output formats (what Athena and Glue expect for Parquet).
 pub const PARQUET_SERDE: &str = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe";
@@ -179,15 +180,16 @@ pub fn table_definitions(registry: &Registry) -> Result<Vec<TableDef>, AthenaErr
 }
 
 /// The table properties for partition projection and the Parquet files, in a fixed order.
-/// `location_template` is the table location followed by `dt=${dt}/hour=${hour}/`.
-pub fn table_properties(location_template: &str) -> Vec<(&'static str, String)> {
+/// `location_template` is the table location followed by `dt=${dt}/hour=${hour}/`; the `dt`
+/// projection runs from `lake_start` (`YYYY-MM-DD`) to `NOW`.
+pub fn table_properties(location_template: &str, lake_start: &str) -> Vec<(&'static str, String)> {
     vec![
         ("classification", "parquet".into()),
         ("parquet.compression", "ZSTD".into()),
         ("projection.enabled", "true".into()),
         ("projection.dt.type", "date".into()),
         ("projection.dt.format", "yyyy-MM-dd".into()),
-        ("projection.dt.range", format!("{PROJECTION_START_DATE},NOW")),
+        ("projection.dt.range", format!("{lake_start},NOW")),
         ("projection.dt.interval", "1".into()),
         ("projection.dt.interval.unit", "DAYS".into()),
         ("projection.hour.type", "integer".into()),
@@ -258,7 +260,8 @@ pub fn athena_ddl(registry: &Registry, lake_location: &str, database: &str) -> R
         };
         let columns: Vec<String> = table.columns.iter().map(|c| format!("  {}", column_line(c))).collect();
         let partitions: Vec<String> = table.partition_keys.iter().map(|c| format!("  {}", column_line(c))).collect();
-        let properties: Vec<String> = table_properties(&format!("{location}dt=${{dt}}/hour=${{hour}}/"))
+        let lake_start = registry.event_time().lake_start.to_string();
+        let properties: Vec<String> = table_properties(&format!("{location}dt=${{dt}}/hour=${{hour}}/"), &lake_start)
             .into_iter()
             .map(|(k, v)| format!("  {}={}", sql_string(k), sql_string(&v)))
             .collect();
@@ -396,8 +399,8 @@ pub fn glue_resources_yaml(registry: &Registry, bucket: LakeBucket) -> Result<St
         );
         // In !Sub, ${!dt} is the literal ${dt} that partition projection substitutes.
         let template = format!("{location}dt=${{!dt}}/hour=${{!hour}}/");
-        for (key, value) in table_properties(&template) {
-            let value = if key == "storage.location.template" {
+        for (key, value) in table_properties(&template, &format!("${{{LAKE_START_PARAMETER}}}")) {
+            let value = if key == "storage.location.template" || key == "projection.dt.range" {
                 format!("!Sub {}", yaml_string(&value))
             } else {
                 yaml_string(&value)
@@ -511,7 +514,7 @@ mod tests {
             "'storage.location.template'='s3://my-lake/prod/events/event_type=page_view/dt=${dt}/hour=${hour}/'"
         ));
         assert!(ddl.contains("'projection.hour.digits'='2'"));
-        assert!(ddl.contains("'projection.dt.range'='2020-01-01,NOW'"));
+        assert!(ddl.contains("'projection.dt.range'='2000-01-01,NOW'"));
         assert_eq!(ddl.matches("CREATE EXTERNAL TABLE").count(), 3);
         assert_eq!(ddl.matches(";\n").count(), 4);
     }

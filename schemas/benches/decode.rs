@@ -7,7 +7,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sluice_schemas::{IngestContext, Registry};
 
@@ -86,11 +86,7 @@ fn ns_per_event<'a>(records: &'a [Vec<u8>], mut f: impl FnMut(&'a [u8]) -> bool)
 
 fn main() {
     let registry = Registry::builtin().unwrap();
-    let ctx = IngestContext {
-        producer: "p".to_owned(),
-        received_at: utc("2026-11-26T10:00:00.123456Z"),
-        max_future: TimeDelta::seconds(300),
-    };
+    let ctx = IngestContext::new("p", utc("2026-11-26T10:00:00.123456Z"));
     let mut rng = Lcg(42);
     let records: Vec<Vec<u8>> = (0..RECORDS)
         .map(|i| serde_json::to_vec(&registry.validate(&input(&mut rng, i), &ctx).unwrap()).unwrap())

@@ -7,16 +7,112 @@
 //! ```
 //! `event_id` and `schema_version` are optional; no other top-level field is accepted.
 
-use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
+use chrono::{DateTime, NaiveDate, SecondsFormat, SubsecRound, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::{NoContext, Timestamp, Uuid};
 
 /// Top-level fields a producer may send (all others are rejected).
 pub const ENVELOPE_FIELDS: &[&str] = &["event_id", "event_type", "schema_version", "occurred_at", "data"];
 
-/// Default for [`IngestContext::max_future`]: how far `occurred_at` may lie after `received_at`
-/// (producer clock skew), 5 minutes.
+/// Default for [`EventTimeRange::max_future`]: how far `occurred_at` may lie after
+/// `received_at` (producer clock skew), 5 minutes.
 pub const DEFAULT_MAX_FUTURE: TimeDelta = TimeDelta::seconds(300);
+
+/// Default for [`EventTimeRange::lake_start`] (`--lake-start`, `SLUICE_LAKE_START`, template
+/// parameter `LakeStart`): the lake's first day.
+pub const DEFAULT_LAKE_START: &str = "2000-01-01";
+
+/// The accepted range of `occurred_at`: from the lake's first day (UTC midnight, which is also
+/// where the Glue tables' partition projection starts, so every accepted event is visible to
+/// Athena) to `received_at + max_future`, both inclusive. One value, configured once at the
+/// edge, held by the [`crate::Registry`]: ingest, the handlers (for stored records, whoever
+/// wrote them) and the lake's partitioning all apply this same range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventTimeRange {
+    /// The first accepted day, UTC.
+    pub lake_start: NaiveDate,
+    /// How far after `received_at` `occurred_at` may lie (not negative).
+    pub max_future: TimeDelta,
+}
+
+impl Default for EventTimeRange {
+    fn default() -> Self {
+        EventTimeRange { lake_start: default_lake_start(), max_future: DEFAULT_MAX_FUTURE }
+    }
+}
+
+fn default_lake_start() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2000, 1, 1).unwrap_or(NaiveDate::MIN)
+}
+
+/// Why a setting of the event-time range is unusable (fix the configuration).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventTimeRangeError {
+    #[error("{name}: `{value}` is not a date YYYY-MM-DD from 1970-01-01 to 9999-12-31")]
+    LakeStart { name: &'static str, value: String },
+    #[error("{name}: `{value}` is not a whole number of seconds >= 0")]
+    MaxFuture { name: &'static str, value: String },
+}
+
+impl EventTimeRange {
+    /// The range from the environment-style settings `SLUICE_LAKE_START` (YYYY-MM-DD) and
+    /// `SLUICE_MAX_FUTURE_SECS`, each defaulted when absent or empty. Pure: `get` looks names up.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, EventTimeRangeError> {
+        let mut range = EventTimeRange::default();
+        if let Some(v) = get("SLUICE_LAKE_START").filter(|v| !v.is_empty()) {
+            range.lake_start =
+                parse_lake_start(&v).ok_or(EventTimeRangeError::LakeStart { name: "SLUICE_LAKE_START", value: v })?;
+        }
+        if let Some(v) = get("SLUICE_MAX_FUTURE_SECS").filter(|v| !v.is_empty()) {
+            let secs = v
+                .parse::<u32>()
+                .map_err(|_| EventTimeRangeError::MaxFuture { name: "SLUICE_MAX_FUTURE_SECS", value: v })?;
+            range.max_future = TimeDelta::seconds(i64::from(secs));
+        }
+        Ok(range)
+    }
+
+    /// The first accepted instant: `lake_start` at 00:00:00 UTC.
+    pub fn earliest(&self) -> DateTime<Utc> {
+        self.lake_start.and_time(chrono::NaiveTime::MIN).and_utc()
+    }
+
+    /// The latest accepted `occurred_at` for an event received at `received_at`.
+    pub fn latest(&self, received_at: DateTime<Utc>) -> DateTime<Utc> {
+        received_at.checked_add_signed(self.max_future).unwrap_or(DateTime::<Utc>::MAX_UTC)
+    }
+
+    /// Whether `occurred_at` is accepted for an event received at `received_at`.
+    pub fn contains(&self, occurred_at: DateTime<Utc>, received_at: DateTime<Utc>) -> bool {
+        occurred_at >= self.earliest() && occurred_at <= self.latest(received_at)
+    }
+
+    /// [`EventTimeRange::contains`] over microseconds since the epoch (the hot paths' form).
+    #[inline]
+    pub fn contains_micros(&self, occurred_at: i64, received_at: i64) -> bool {
+        occurred_at >= self.earliest().timestamp_micros()
+            && occurred_at <= received_at.saturating_add(self.max_future.num_microseconds().unwrap_or(i64::MAX))
+    }
+
+    /// The rejection message for an `occurred_at` outside the range (pointer `/occurred_at`).
+    pub fn violation(&self, received_at: DateTime<Utc>) -> String {
+        format!(
+            "must be between {} (the lake's first day) and {} (received_at + {}s), inclusive",
+            self.earliest().to_rfc3339_opts(SecondsFormat::AutoSi, true),
+            self.latest(received_at).to_rfc3339_opts(SecondsFormat::AutoSi, true),
+            self.max_future.num_seconds()
+        )
+    }
+}
+
+/// Parses a lake start date `YYYY-MM-DD` (1970-01-01 to 9999-12-31: the lake's partitions are
+/// four-digit years, and partition projection starts no earlier than the epoch).
+pub fn parse_lake_start(s: &str) -> Option<NaiveDate> {
+    let d = NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1)?;
+    let last = NaiveDate::from_ymd_opt(9999, 12, 31)?;
+    (s.len() == 10 && d >= epoch && d <= last).then_some(d)
+}
 
 /// A validated event as it travels on the stream (the stream record payload is its JSON).
 ///
@@ -42,21 +138,20 @@ pub struct Event {
     pub data: serde_json::Map<String, serde_json::Value>,
 }
 
-/// What ingest knows about a request: who sent it, when, and how far in the future occurred_at may be.
+/// What ingest knows about a request: who sent it and when (the accepted range of
+/// `occurred_at` is the registry's [`EventTimeRange`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IngestContext {
     /// The authenticated producer id (becomes [`Event::producer`]).
     pub producer: String,
     /// Receive time (becomes [`Event::received_at`], truncated to microseconds).
     pub received_at: DateTime<Utc>,
-    /// `occurred_at` later than `received_at + max_future` is rejected.
-    pub max_future: TimeDelta,
 }
 
 impl IngestContext {
-    /// A context with [`DEFAULT_MAX_FUTURE`].
+    /// The context of a request from `producer` received at `received_at`.
     pub fn new(producer: impl Into<String>, received_at: DateTime<Utc>) -> Self {
-        Self { producer: producer.into(), received_at, max_future: DEFAULT_MAX_FUTURE }
+        Self { producer: producer.into(), received_at }
     }
 }
 
@@ -139,6 +234,52 @@ mod tests {
         let early = DateTime::parse_from_rfc3339("1960-01-01T00:00:00.5Z").unwrap().with_timezone(&Utc);
         let uuid = Uuid::parse_str(&assign_event_id(early)).unwrap();
         assert_eq!(uuid.get_timestamp().unwrap().to_unix(), (0, 0));
+    }
+
+    #[test]
+    fn lake_start_dates() {
+        assert_eq!(parse_lake_start(DEFAULT_LAKE_START), Some(EventTimeRange::default().lake_start));
+        assert_eq!(EventTimeRange::default().earliest().to_rfc3339(), "2000-01-01T00:00:00+00:00");
+        for bad in ["", "2000-1-1", "1969-12-31", "2000-02-30", "+2000-01-01", "20000-01-01", "2000-01-01T00:00:00Z"] {
+            assert_eq!(parse_lake_start(bad), None, "{bad}");
+        }
+        assert!(parse_lake_start("1970-01-01").is_some());
+    }
+
+    #[test]
+    fn event_time_range_from_settings() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
+        };
+        assert_eq!(EventTimeRange::from_lookup(env(&[])), Ok(EventTimeRange::default()));
+        let r =
+            EventTimeRange::from_lookup(env(&[("SLUICE_LAKE_START", "2021-06-01"), ("SLUICE_MAX_FUTURE_SECS", "60")]))
+                .unwrap();
+        assert_eq!((r.lake_start.to_string().as_str(), r.max_future.num_seconds()), ("2021-06-01", 60));
+        assert!(EventTimeRange::from_lookup(env(&[("SLUICE_LAKE_START", "0000-01-01")])).is_err());
+        assert!(EventTimeRange::from_lookup(env(&[("SLUICE_MAX_FUTURE_SECS", "-1")])).is_err());
+    }
+
+    #[test]
+    fn event_time_range_bounds_are_inclusive() {
+        let r = EventTimeRange::default();
+        let received = DateTime::parse_from_rfc3339("2024-05-01T12:00:00Z").unwrap().with_timezone(&Utc);
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        for (t, ok) in [
+            ("2000-01-01T00:00:00Z", true),
+            ("1999-12-31T23:59:59.999999Z", false),
+            ("0000-01-01T00:00:00Z", false),
+            ("2024-05-01T12:05:00Z", true),
+            ("2024-05-01T12:05:00.000001Z", false),
+        ] {
+            assert_eq!(r.contains(at(t), received), ok, "{t}");
+            assert_eq!(r.contains_micros(at(t).timestamp_micros(), received.timestamp_micros()), ok, "{t}");
+        }
+        assert_eq!(
+            r.violation(received),
+            "must be between 2000-01-01T00:00:00Z (the lake's first day) and 2024-05-01T12:05:00Z \
+             (received_at + 300s), inclusive"
+        );
     }
 
     #[test]

@@ -1032,6 +1032,9 @@ impl Registry {
         let occurred_at = parse_canonical_instant(p.string()?)?;
         p.lit(",\"received_at\":")?;
         let received_at = parse_canonical_instant(p.string()?)?;
+        if !self.event_time().contains_micros(occurred_at.micros(), received_at.micros()) {
+            return None;
+        }
         p.lit(",\"producer\":")?;
         let producer = p.string()?;
         p.lit(",\"data\":{")?;

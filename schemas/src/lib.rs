@@ -26,8 +26,8 @@ pub mod registry;
 pub mod validate;
 
 pub use arrow::ENVELOPE_COLUMNS;
-pub use envelope::{Event, IngestContext};
+pub use envelope::{DEFAULT_LAKE_START, Event, EventTimeRange, EventTimeRangeError, IngestContext};
 pub use evolution::check_compatible;
 pub use fast::{Instant, MAX_VIEW_FIELDS, StoredValue, StoredView, ViewCache, ViewValues};
-pub use registry::{EventType, FieldDef, FieldKind, Registry, RegistryError, SchemaVersion};
+pub use registry::{EventType, FieldDef, FieldKind, MEASURE_LIMIT, Registry, RegistryError, SchemaVersion};
 pub use validate::{Rejection, Violation};

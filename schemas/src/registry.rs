@@ -12,7 +12,10 @@
 //! - every property has one scalar `type` (string, integer, number, boolean) and a lowercase
 //!   snake_case name that is not an envelope column;
 //! - dimensions are required string/integer fields, the measure a required number/integer field,
-//!   the identity a required string/integer field, so every valid event has all of them.
+//!   the identity a required string/integer field, so every valid event has all of them;
+//! - the measure's bounds lie within ±[`MEASURE_LIMIT`]; a bound the schema does not declare is
+//!   added to the compiled document (and so to what `GET /v1/schemas` serves), so every sum of
+//!   measures is exact (see the aggregators' `SumMicros`).
 //!
 //! Loading does not check compatibility between versions: that is [`Registry::check_evolution`].
 
@@ -25,7 +28,13 @@ use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 
 use crate::arrow::ENVELOPE_COLUMNS;
+use crate::envelope::EventTimeRange;
 use crate::fast::FastValidator;
+
+/// Largest magnitude of a measure (`x-sluice-measure`): `1e30`. A measure's declared `minimum`
+/// / `maximum` (or exclusive bounds) must lie within `[-MEASURE_LIMIT, MEASURE_LIMIT]`; the
+/// bound on a side the schema leaves open is this limit. Sums of measures are exact below it.
+pub const MEASURE_LIMIT: f64 = 1e30;
 
 /// The draft every schema must declare in `$schema`.
 pub const DRAFT_2020_12: &str = "https://json-schema.org/draft/2020-12/schema";
@@ -121,7 +130,7 @@ pub struct FieldDef {
 #[derive(Debug, Clone)]
 pub struct SchemaVersion {
     pub version: u32,
-    /// The schema file as JSON.
+    /// The schema file as JSON, with the measure's bounds made explicit ([`MEASURE_LIMIT`]).
     pub document: Value,
     /// `x-sluice-dimensions`, in declared order.
     pub dimensions: Vec<String>,
@@ -194,6 +203,7 @@ impl EventType {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Registry {
     types: BTreeMap<String, EventType>,
+    event_time: EventTimeRange,
 }
 
 /// One schema file to load.
@@ -306,7 +316,19 @@ impl Registry {
                 });
             }
         }
-        Ok(Registry { types })
+        Ok(Registry { types, event_time: EventTimeRange::default() })
+    }
+
+    /// This registry accepting `occurred_at` in `range` (default [`EventTimeRange::default`]),
+    /// in [`Registry::validate`] and [`Registry::decode_stored`] alike.
+    pub fn with_event_time(mut self, range: EventTimeRange) -> Registry {
+        self.event_time = range;
+        self
+    }
+
+    /// The accepted range of `occurred_at`.
+    pub fn event_time(&self) -> EventTimeRange {
+        self.event_time
     }
 }
 
@@ -344,7 +366,7 @@ pub(crate) fn is_snake_case(name: &str) -> bool {
 /// Parses and checks one schema file.
 fn compile(source: &Source) -> Result<SchemaVersion, RegistryError> {
     let invalid = |message: String| RegistryError::InvalidSchema { origin: source.origin.clone(), message };
-    let document: Value = serde_json::from_str(&source.text)
+    let mut document: Value = serde_json::from_str(&source.text)
         .map_err(|e| RegistryError::InvalidJson { origin: source.origin.clone(), source: e })?;
     let Some(top) = document.as_object() else {
         return Err(invalid("the schema must be a JSON object".into()));
@@ -429,6 +451,10 @@ fn compile(source: &Source) -> Result<SchemaVersion, RegistryError> {
         check_declared("x-sluice-identity", i, &[FieldKind::String, FieldKind::Integer])?;
     }
 
+    if let Some(m) = &measure {
+        bound_measure(&mut document, m).map_err(&invalid)?;
+    }
+
     let validator = jsonschema::options()
         .with_draft(jsonschema::Draft::Draft202012)
         .build(&document)
@@ -439,6 +465,36 @@ fn compile(source: &Source) -> Result<SchemaVersion, RegistryError> {
 }
 
 /// An optional array of distinct strings (absent = empty).
+/// Checks the measure property's bounds against [`MEASURE_LIMIT`] and adds the limit on each
+/// side the schema leaves open.
+fn bound_measure(document: &mut Value, measure: &str) -> Result<(), String> {
+    let Some(prop) = document.pointer_mut(&format!("/properties/{measure}")).and_then(Value::as_object_mut) else {
+        return Err(format!("\"x-sluice-measure\" names `{measure}`, which is not in \"properties\""));
+    };
+    for (inclusive, exclusive, limit) in
+        [("minimum", "exclusiveMinimum", -MEASURE_LIMIT), ("maximum", "exclusiveMaximum", MEASURE_LIMIT)]
+    {
+        let declared = [inclusive, exclusive].map(|k| prop.get(k).map(|v| v.as_f64()));
+        for (keyword, value) in [inclusive, exclusive].iter().zip(declared) {
+            match value {
+                // Not a number: the JSON Schema compiler explains.
+                Some(None) => {}
+                Some(Some(v)) if v.abs() > MEASURE_LIMIT => {
+                    return Err(format!(
+                        "measure `{measure}`: \"{keyword}\" {v} is outside ±{MEASURE_LIMIT:e}, the range in \
+                         which sums of measures are exact"
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if declared.iter().all(Option::is_none) {
+            prop.insert(inclusive.to_owned(), Value::from(limit));
+        }
+    }
+    Ok(())
+}
+
 fn string_list(value: Option<&Value>, keyword: &str) -> Result<Vec<String>, String> {
     let Some(value) = value else {
         return Ok(Vec::new());

@@ -266,3 +266,84 @@ async fn posted_events_appear_in_the_aggregates_within_5_s_and_match_the_ground_
         assert_eq!(b["late"].as_u64(), Some(t.count), "{key:?}");
     }
 }
+
+#[tokio::test]
+async fn extreme_measures_and_event_times_give_an_exact_answer_or_a_clear_rejection() {
+    let dir = tempfile::tempdir().unwrap();
+    let sluice = start(dir.path(), &["--rate-limit", "0"]);
+    let token = sluice_cmd(
+        &[
+            "token",
+            "--producer",
+            "edge",
+            "--scope",
+            "sluice/events.write",
+            "--scope",
+            "sluice/metrics.read",
+            "--data-dir",
+        ],
+        dir.path(),
+    );
+    let auth = format!("Bearer {}", token.lines().last().unwrap());
+    let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
+    let page_view = |minute: u32, duration: Value| {
+        json!({"event_type": "page_view", "occurred_at": format!("2026-11-26T12:{minute:02}:30Z"), "data": {
+            "user_id": "u-1", "session_id": "s-1", "page": "/", "device": "web", "country": "DE",
+            "duration_ms": duration}})
+    };
+    let post = |events: Vec<Value>| async move {
+        let (status, body) =
+            http(sluice.addr, "POST", "/v1/events", &headers, &serde_json::to_vec(&events).unwrap()).await;
+        (status, serde_json::from_slice::<Value>(&body).unwrap())
+    };
+
+    // Beyond the measure limit: rejected, naming the bound, nothing stored.
+    let (status, body) = post(vec![page_view(0, json!(1.7e308)), page_view(0, json!(1.7e308))]).await;
+    assert_eq!(status, 422, "{body}");
+    let error = &body["results"][0]["errors"][0];
+    assert_eq!(error["pointer"], "/data/duration_ms", "{body}");
+    assert_eq!(error["message"], "must be <= 1e+30", "{body}");
+    // Before the lake's first day (Athena would never see it): rejected, naming the range.
+    let mut year_zero = page_view(0, json!(1.0));
+    year_zero["occurred_at"] = json!("0000-01-01T00:00:00Z");
+    let (status, body) = post(vec![year_zero]).await;
+    assert_eq!(status, 422, "{body}");
+    let error = &body["results"][0]["errors"][0];
+    assert_eq!(error["pointer"], "/occurred_at", "{body}");
+    let message = error["message"].as_str().unwrap();
+    assert!(message.starts_with("must be between 2000-01-01T00:00:00Z (the lake's first day) and "), "{message}");
+
+    // At the limit: an exact sum far beyond 128 bits of millionths, finite quantiles.
+    let (status, body) = post((0..200).map(|_| page_view(1, json!(1e30))).collect()).await;
+    assert_eq!((status, body["accepted"].as_u64()), (202, Some(200)), "{body}");
+    // One value: every quantile is that value.
+    let (status, body) = post(vec![page_view(2, json!(3.0))]).await;
+    assert_eq!((status, body["accepted"].as_u64()), (202, Some(1)), "{body}");
+
+    let uri = "/v1/aggregates?event_type=page_view&window=1m&from=2026-11-26T12:00:00Z&to=2026-11-26T12:03:00Z";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let buckets = loop {
+        let (status, body) = http(sluice.addr, "GET", uri, &[("Authorization", auth.as_str())], b"").await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        let buckets = v["buckets"].as_array().unwrap().clone();
+        if buckets.iter().map(|b| b["count"].as_u64().unwrap()).sum::<u64>() == 201 {
+            break buckets;
+        }
+        assert!(Instant::now() < deadline, "aggregates incomplete: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(buckets.len(), 2, "{buckets:?}");
+    let huge = &buckets[0];
+    assert_eq!(huge["window_start"], "2026-11-26T12:01:00Z");
+    let sum = huge["sum"].as_f64().unwrap();
+    assert!((sum - 2e32).abs() <= 2e32 * 1e-15, "{huge}");
+    for q in ["min", "max", "p50", "p90", "p99"] {
+        assert_eq!(huge[q].as_f64(), Some(1e30), "{q}: {huge}");
+    }
+    let one = &buckets[1];
+    for q in ["sum", "min", "max", "p50", "p90", "p99"] {
+        assert_eq!(one[q].as_f64(), Some(3.0), "{q}: {one}");
+    }
+    assert_eq!(one["distinct"].as_u64(), Some(1));
+}

@@ -8,7 +8,8 @@
 //!
 //! Environment: `SLUICE_AGGREGATES_TABLE` (DynamoDB table), `SLUICE_DLQ_URL` (SQS queue for
 //! invalid records), optional `SLUICE_WINDOWS` (default `1m,1h`) and
-//! `SLUICE_ALLOWED_LATENESS` (default `5m`), optional `SLUICE_SCHEMAS_DIR`, plus the AWS
+//! `SLUICE_ALLOWED_LATENESS` (default `5m`), optional `SLUICE_SCHEMAS_DIR`, `SLUICE_LAKE_START`
+//! and `SLUICE_MAX_FUTURE_SECS` (the accepted range of `occurred_at`), plus the AWS
 //! settings of `sluice_aws`. Metrics go to stdout as CloudWatch EMF after every invocation.
 
 use std::sync::Arc;
@@ -38,7 +39,8 @@ async fn main() -> anyhow::Result<()> {
     let store = DynamoAggregateStore::new(aws_sdk_dynamodb::Client::new(&sdk), env("SLUICE_AGGREGATES_TABLE")?);
     let dlq = SqsDeadLetters::new(aws_sdk_sqs::Client::new(&sdk), env("SLUICE_DLQ_URL")?);
     let schemas_dir = std::env::var_os("SLUICE_SCHEMAS_DIR").map(std::path::PathBuf::from);
-    let registry = Registry::load(schemas_dir.as_deref())?;
+    let event_time = sluice_schemas::EventTimeRange::from_lookup(|name| std::env::var(name).ok())?;
+    let registry = Registry::load(schemas_dir.as_deref())?.with_event_time(event_time);
     let metrics = Metrics::new();
     let handler = AggregatorHandler::new(Arc::new(registry), store, dlq, config).with_metrics(&metrics);
     let emf = EmfReporter::new(metrics, "sluice");

@@ -244,3 +244,31 @@ fn every_builtin_schema_has_fast_rules() {
         }
     }
 }
+
+#[test]
+fn stored_records_outside_the_event_time_range_are_rejected_like_the_registry_does() {
+    let registry = Arc::new(Registry::builtin().unwrap());
+    let decoder = Decoder::new(Arc::clone(&registry));
+    let record = |occurred: &str, received: &str| {
+        format!(
+            "{{\"event_id\":\"e\",\"event_type\":\"api_call\",\"schema_version\":1,\"occurred_at\":\"{occurred}\",\
+             \"received_at\":\"{received}\",\"producer\":\"p\",\"data\":{{\"client_id\":\"c\",\"latency_ms\":1.5,\
+             \"route\":\"/r\",\"status\":200}}}}"
+        )
+        .into_bytes()
+    };
+    for (occurred, received, ok) in [
+        ("2000-01-01T00:00:00Z", "2024-05-01T12:00:00Z", true),
+        ("1999-12-31T23:59:59.999999Z", "2024-05-01T12:00:00Z", false),
+        ("0000-01-01T00:00:00Z", "2024-05-01T12:00:00Z", false),
+        ("2024-05-01T12:05:00Z", "2024-05-01T12:00:00Z", true),
+        ("2024-05-01T12:05:00.000001Z", "2024-05-01T12:00:00Z", false),
+    ] {
+        let bytes = record(occurred, received);
+        assert_eq!(check(&decoder, &registry, &bytes).is_some(), ok, "{occurred}");
+        if !ok {
+            let rejection = decoder.decode(&bytes).unwrap_err();
+            assert_eq!(rejection.violations[0].pointer, "/occurred_at", "{occurred}");
+        }
+    }
+}

@@ -82,13 +82,25 @@ async fn none_valid_is_422_with_every_error() {
 
 #[tokio::test]
 async fn an_event_too_far_in_the_future_is_rejected() {
-    let env =
-        Env::with(memory(), |b| b.limits(Limits { max_future: chrono::TimeDelta::seconds(60), ..Limits::default() }));
+    let env = Env::new(memory());
     let mut e = page_view(&uuid(1));
     e["occurred_at"] = json!((chrono::Utc::now() + chrono::TimeDelta::minutes(10)).to_rfc3339());
     let (status, _, body) = send(env.app(), post_events(Some(&env.token("p")), e.to_string())).await;
     assert_eq!(status, 422);
     assert_eq!(json(&body)["results"][0]["errors"][0]["pointer"], "/occurred_at");
+}
+
+#[tokio::test]
+async fn an_event_before_the_lake_start_is_rejected_with_the_accepted_range() {
+    let env = Env::new(memory());
+    let mut e = page_view(&uuid(1));
+    e["occurred_at"] = json!("0000-01-01T00:00:00Z");
+    let (status, _, body) = send(env.app(), post_events(Some(&env.token("p")), e.to_string())).await;
+    assert_eq!(status, 422);
+    let error = &json(&body)["results"][0]["errors"][0];
+    assert_eq!(error["pointer"], "/occurred_at");
+    let message = error["message"].as_str().unwrap();
+    assert!(message.starts_with("must be between 2000-01-01T00:00:00Z (the lake's first day) and "), "{message}");
 }
 
 #[tokio::test]

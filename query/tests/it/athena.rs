@@ -37,6 +37,35 @@ fn checked_in_glue_block_is_up_to_date() {
     assert_eq!(template.matches(END_MARKER).count(), 1);
 }
 
+/// One setting: the template's `LakeStart` parameter (default = the ingest default) reaches every
+/// function as `SLUICE_LAKE_START` (what ingest and the handlers enforce) and starts every Glue
+/// table's `dt` projection; `sluice athena-ddl` takes the same value from the registry.
+#[test]
+fn the_glue_projection_and_the_ingest_range_start_at_the_same_setting() {
+    let template = checked_in_template();
+    let parameter = athena::LAKE_START_PARAMETER;
+    let declared = template.split(&format!("\n  {parameter}:\n")).nth(1).expect("a LakeStart parameter");
+    let default = declared.lines().find_map(|l| l.trim().strip_prefix("Default: ")).unwrap();
+    assert_eq!(default.trim_matches('"'), sluice_schemas::DEFAULT_LAKE_START);
+    assert_eq!(sluice_schemas::EventTimeRange::default().lake_start.to_string(), sluice_schemas::DEFAULT_LAKE_START);
+    let globals = template.split("\nGlobals:\n").nth(1).expect("a Globals section").split("\nResources:").next();
+    assert!(
+        globals.unwrap().contains(&format!("SLUICE_LAKE_START: !Ref {parameter}")),
+        "every function gets SLUICE_LAKE_START from the parameter"
+    );
+    let ranges: Vec<&str> = template.lines().filter(|l| l.contains("projection.dt.range")).collect();
+    assert_eq!(ranges.len(), disk_registry().event_types().len());
+    for line in ranges {
+        assert_eq!(line.trim(), format!("projection.dt.range: !Sub \"${{{parameter}}},NOW\""));
+    }
+    // The DDL follows the registry's range (sluice athena-ddl --lake-start).
+    let start = sluice_schemas::envelope::parse_lake_start("2021-03-04").unwrap();
+    let registry =
+        disk_registry().with_event_time(sluice_schemas::EventTimeRange { lake_start: start, ..Default::default() });
+    let ddl = sluice_query::athena_ddl(&registry, "s3://b", "db").unwrap();
+    assert_eq!(ddl.matches("'projection.dt.range'='2021-03-04,NOW'").count(), registry.event_types().len());
+}
+
 #[test]
 fn builtin_and_disk_schemas_give_the_same_tables() {
     assert_eq!(

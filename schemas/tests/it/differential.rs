@@ -363,8 +363,8 @@ fn stored_view_on_every_invalid_case_and_number_edge() {
             }
         }
         let bytes = record_bytes(stored.as_object().unwrap(), false);
-        // Producer-only rules (event_id form, received_at, future cut-off) do not apply to
-        // stored records; every data violation does.
+        // Producer-only rules (event_id form, received_at) do not apply to stored records; the
+        // event-time range and every data violation do.
         let rejected = registry().decode_stored_reference(&bytes).is_err();
         assert!(rejected || !name.starts_with("data_"), "{name}: {}", String::from_utf8_lossy(&bytes));
         let viewed = view_agrees(registry(), &bytes);
@@ -611,5 +611,41 @@ proptest! {
         let input = json!({"event_id": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "event_type": "probe",
             "schema_version": version, "occurred_at": "2024-05-01T11:00:00Z", "data": data});
         same_validate(reg, &input)?;
+    }
+
+    /// The event-time range is one rule: ingest (`validate`), the stored-record decoders (fast,
+    /// reference and the view) accept exactly the `occurred_at` that `EventTimeRange::contains`
+    /// accepts, for any instant from year 0 to 9999 and any range.
+    #[test]
+    fn the_event_time_range_is_enforced_identically_everywhere(
+        occurred in -62_167_219_200i64..253_402_300_799,
+        nanos in prop_oneof![Just(0u32), 0u32..1_000_000_000],
+        received in 946_684_800i64..1_900_000_000,
+        near in prop::option::of(-400i64..400),
+        start_day in 0i64..25_000,
+        max_future in 0i64..1_000,
+    ) {
+        // Half of the cases sit within seconds of the received time, the future cut-off's edge.
+        let occurred = near.map_or(occurred, |d| received + max_future + d);
+        let lake_start = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap() + chrono::Days::new(start_day as u64);
+        let range = sluice_schemas::EventTimeRange { lake_start, max_future: chrono::TimeDelta::seconds(max_future) };
+        let reg = registry().clone().with_event_time(range);
+        let at = |secs: i64, nanos: u32| chrono::DateTime::<chrono::Utc>::from_timestamp(secs, nanos).unwrap();
+        let (occurred_at, received_at) = (at(occurred, nanos / 1000 * 1000), at(received, 0));
+        let expected = range.contains(occurred_at, received_at);
+        let stamp = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+        let stored = json!({"event_id": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "event_type": "api_call",
+            "schema_version": 1, "occurred_at": stamp(occurred_at), "received_at": stamp(received_at),
+            "producer": "p", "data": {"client_id": "c", "latency_ms": 1.5, "route": "/r", "status": 200}});
+        let bytes = record_bytes(stored.as_object().unwrap(), false);
+        same_decode(&reg, &bytes)?;
+        prop_assert_eq!(reg.decode_stored(&bytes).is_ok(), expected, "{}", String::from_utf8_lossy(&bytes));
+        let mut values = ViewValues::default();
+        prop_assert_eq!(reg.decode_stored_view(&bytes, &mut values).is_some(), expected);
+        let input = json!({"event_id": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "event_type": "api_call",
+            "occurred_at": stamp(occurred_at), "data": stored["data"].clone()});
+        let ctx = sluice_schemas::IngestContext::new("p", received_at);
+        prop_assert_eq!(reg.validate(&input, &ctx).is_ok(), expected);
+        prop_assert_eq!(reg.validate_reference(&input, &ctx).is_ok(), expected);
     }
 }

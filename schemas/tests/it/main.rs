@@ -12,7 +12,7 @@ mod validation;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use sluice_schemas::{IngestContext, Registry};
 
 /// The compiled-in registry, built once.
@@ -36,9 +36,5 @@ pub fn utc(s: &str) -> DateTime<Utc> {
 
 /// The context every table-driven case runs with.
 pub fn ctx() -> IngestContext {
-    IngestContext {
-        producer: "client-1".to_owned(),
-        received_at: utc("2024-05-01T12:00:00Z"),
-        max_future: TimeDelta::seconds(300),
-    }
+    IngestContext::new("client-1", utc("2024-05-01T12:00:00Z"))
 }

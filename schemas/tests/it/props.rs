@@ -121,11 +121,14 @@ fn check_outcome(input: &Value) -> Result<(), TestCaseError> {
 
 /// An occurred_at no later than the test ctx's cut-off, with a random offset and nanoseconds.
 fn arb_occurred_at() -> impl Strategy<Value = String> {
-    (0i64..=1_714_565_099, 0u32..1_000_000_000, -14 * 60i32..=14 * 60).prop_map(|(secs, nanos, offset_min)| {
-        let utc = DateTime::<Utc>::from_timestamp(secs, nanos).unwrap();
-        let offset = FixedOffset::east_opt(offset_min * 60).unwrap();
-        utc.with_timezone(&offset).to_rfc3339_opts(SecondsFormat::AutoSi, false)
-    })
+    // From the default lake start (2000-01-01) to the ctx cut-off.
+    (946_684_800i64..=1_714_565_099, 0u32..1_000_000_000, -14 * 60i32..=14 * 60).prop_map(
+        |(secs, nanos, offset_min)| {
+            let utc = DateTime::<Utc>::from_timestamp(secs, nanos).unwrap();
+            let offset = FixedOffset::east_opt(offset_min * 60).unwrap();
+            utc.with_timezone(&offset).to_rfc3339_opts(SecondsFormat::AutoSi, false)
+        },
+    )
 }
 
 fn arb_event_id() -> impl Strategy<Value = Option<String>> {
@@ -137,8 +140,11 @@ fn arb_event_id() -> impl Strategy<Value = Option<String>> {
     ])
 }
 
+/// Non-negative measures up to the measure limit (larger positives are scaled down into it).
 fn non_negative() -> impl Strategy<Value = f64> {
-    prop_oneof![prop::num::f64::POSITIVE, prop::num::f64::ZERO, 0.0f64..1e7]
+    let positive =
+        prop::num::f64::POSITIVE.prop_map(|x| if x > sluice_schemas::MEASURE_LIMIT { x * 1e-280 } else { x });
+    prop_oneof![positive, prop::num::f64::ZERO, 0.0f64..1e7, Just(sluice_schemas::MEASURE_LIMIT)]
 }
 
 /// Valid events of every type and version.

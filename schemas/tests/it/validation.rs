@@ -2,7 +2,7 @@
 
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
-use sluice_schemas::{Event, IngestContext, Rejection, Violation};
+use sluice_schemas::{Event, EventTimeRange, IngestContext, Rejection, Violation};
 
 use crate::{ctx, registry, test_data, utc};
 
@@ -185,14 +185,48 @@ fn future_cut_off_is_inclusive_and_late_events_are_accepted() {
         input["occurred_at"] = json!(ok);
         assert!(registry().validate(&input, &ctx()).is_ok(), "{ok}");
     }
-    let ctx = IngestContext { max_future: chrono::TimeDelta::zero(), ..ctx() };
+    let registry = registry()
+        .clone()
+        .with_event_time(EventTimeRange { max_future: chrono::TimeDelta::zero(), ..EventTimeRange::default() });
     let mut input = page_view();
     input["occurred_at"] = json!("2024-05-01T12:00:00.000001Z");
-    let err = registry().validate(&input, &ctx).unwrap_err();
+    let err = registry.validate(&input, &ctx()).unwrap_err();
     assert_eq!(
         err.violations,
-        vec![Violation::new("/occurred_at", "must not be later than 2024-05-01T12:00:00Z (received_at + 0s)")]
+        vec![Violation::new(
+            "/occurred_at",
+            "must be between 2000-01-01T00:00:00Z (the lake's first day) and 2024-05-01T12:00:00Z \
+             (received_at + 0s), inclusive"
+        )]
     );
+}
+
+#[test]
+fn events_before_the_lake_start_are_rejected_with_the_accepted_range() {
+    for (t, ok) in [
+        ("0000-01-01T00:00:00Z", false),
+        ("1999-12-31T23:59:59.999999Z", false),
+        ("1999-12-31T23:30:00-01:00", true), // 2000-01-01T00:30:00Z
+        ("2000-01-01T00:00:00Z", true),
+    ] {
+        let mut input = page_view();
+        input["occurred_at"] = json!(t);
+        let result = registry().validate(&input, &ctx());
+        assert_eq!(result.is_ok(), ok, "{t}: {result:?}");
+        if let Err(err) = result {
+            assert_eq!(err.violations.len(), 1, "{t}");
+            assert_eq!(err.violations[0].pointer, "/occurred_at");
+            assert!(err.violations[0].message.starts_with("must be between 2000-01-01T00:00:00Z"), "{err:?}");
+        }
+    }
+    // A later lake start moves the range.
+    let start = sluice_schemas::envelope::parse_lake_start("2024-01-01").unwrap();
+    let registry =
+        registry().clone().with_event_time(EventTimeRange { lake_start: start, ..EventTimeRange::default() });
+    let mut input = page_view();
+    input["occurred_at"] = json!("2023-12-31T23:59:59Z");
+    let err = registry.validate(&input, &ctx()).unwrap_err();
+    assert!(err.violations[0].message.starts_with("must be between 2024-01-01T00:00:00Z"), "{err:?}");
 }
 
 #[test]

@@ -18,7 +18,10 @@ async fn main() -> anyhow::Result<()> {
     sluice_telemetry::init_logging(sluice_telemetry::LogFormat::Json);
     let config = LambdaConfig::from_env().context("lake writer configuration")?;
     let settings = sluice_aws::AwsSettings::from_env().context("AWS settings")?;
-    let registry = sluice_schemas::Registry::load(config.schemas_dir.as_deref()).context("schema registry")?;
+    let event_time = sluice_schemas::EventTimeRange::from_lookup(|name| std::env::var(name).ok())?;
+    let registry = sluice_schemas::Registry::load(config.schemas_dir.as_deref())
+        .context("schema registry")?
+        .with_event_time(event_time);
     let lake = Lake::open(&config.lake_url, &settings).context("lake URL")?;
     let sdk = sluice_aws::sdk_config(&settings).await;
     let dlq = sluice_dlq::SqsDeadLetters::new(aws_sdk_sqs::Client::new(&sdk), &config.dlq_url);

@@ -281,3 +281,33 @@ async fn the_writer_is_a_batch_handler() {
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(support::read_lake(writer.lake()).await.0.len(), 50);
 }
+
+/// The lake's partitioning applies the registry's event-time range: a stored record outside it
+/// (written by another producer than this ingest) is dead-lettered with the reason, and every
+/// partition written starts on or after the lake's first day, where Athena's projection starts.
+#[tokio::test]
+async fn stored_records_outside_the_event_time_range_are_dead_lettered_not_partitioned() {
+    let mut events = support::events(11, 40);
+    let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&chrono::Utc);
+    events[3].occurred_at = at("1999-12-31T23:59:59.999999Z");
+    events[7].occurred_at = at("0000-01-01T00:00:00Z");
+    events[9].occurred_at = at("2000-01-01T00:00:00Z");
+    let writer = memory_writer();
+    let (response, outcome) = writer.process(&KinesisBatch::from(&support::batch(&events, 0)), support::now()).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    assert_eq!(outcome.rows_written, events.len() - 2);
+    let letters = writer_letters(&writer);
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    for letter in &letters {
+        assert_eq!(letter.kind, FailureKind::Invalid);
+        assert!(letter.reason.contains("/occurred_at") && letter.reason.contains("2000-01-01T00:00:00Z"), "{letter:?}");
+    }
+    let lake_start = writer_registry_lake_start();
+    for file in writer.lake().list_files(None).await.unwrap() {
+        assert!(file.path.partition.dt >= lake_start, "{:?}", file.path);
+    }
+}
+
+fn writer_registry_lake_start() -> chrono::NaiveDate {
+    support::registry().event_time().lake_start
+}
