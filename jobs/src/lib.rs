@@ -1,5 +1,4 @@
-//! sluice-jobs: the scheduled task functions (lake compaction, aggregate backfill, redrive),
-//! called by Step Functions in AWS and by the in-process scheduler of `sluice up`.
+//! sluice-jobs: the home of the scheduled task functions (lake compaction, aggregate backfill,
+//! redrive).
 //!
-//! This crate is reserved by the workspace layout of DESIGN.md §2; its task functions arrive with
-//! the compaction, backfill and redrive issue. Until then it exports nothing.
+//! None of them is built yet (ARCHITECTURE.md, Not yet built): the crate exports nothing.

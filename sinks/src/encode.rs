@@ -7,33 +7,30 @@
 //! offset index) so readers prune pages on `occurred_at` and the dimensions; timestamps as
 //! `TIMESTAMP(MICROS, isAdjustedToUTC=true)`.
 //!
-//! Layouts (measured on the benchmark's generated batches, see the README's Performance
-//! section):
+//! Layouts (figures from the lake benchmark in docs/benchmarks.md):
 //! - [`ColumnLayout::Zstd`], the default: PLAIN + zstd. zstd folds the repeats of free-form
 //!   strings and numbers within a file (a few thousand rows) better than a dictionary, and
-//!   dictionary building (hashing every value) cost ~10% of the encode time for files 4% larger.
+//!   without the cost of dictionary building (hashing every value).
 //!   `event_id` ([`ZSTD_DELTA_COLUMNS`]) is `DELTA_LENGTH_BYTE_ARRAY` + zstd instead: random ids
-//!   have no repeats, and PLAIN's 4-byte length before each value is what zstd found to match,
+//!   have no repeats, and PLAIN's 4-byte length before each value is all zstd would match,
 //!   one short match per row. With the lengths in their own delta-packed block, zstd sees only
-//!   the ids' characters and entropy-codes them as literals: 1.3-1.9x faster for this column
-//!   (the costliest one: ~40% of a page_view file's encode time) and ~1 byte/row smaller.
+//!   the ids' characters and entropy-codes them as literals: faster for this column (the
+//!   costliest one) and smaller.
 //! - [`ColumnLayout::Dictionary`], without zstd, for the columns whose values repeat by design:
 //!   the envelope's [`DICTIONARY_COLUMNS`] (`event_type` and `shard_id` are one value per file,
 //!   `producer` a few) and the event type's dimensions (`x-sluice-dimensions`: the aggregation
 //!   keys, a bounded set of values by the schema's contract). A dictionary of a few values plus
-//!   bit-packed indexes is as small as zstd's output or smaller, and skips the compressor. On the
-//!   benchmark: ~60 ns less per event (~9% of the encode) and 42.7 -> 41.3 bytes/event. Should a
+//!   bit-packed indexes is as small as zstd's output or smaller, and skips the compressor. Should a
 //!   file's dictionary outgrow parquet's 1 MB dictionary page limit, the rest of that column
 //!   chunk is written PLAIN (uncompressed): larger, still correct.
 //! - [`ColumnLayout::Delta`], without zstd, for [`DELTA_COLUMNS`]: `DELTA_BINARY_PACKED` for
 //!   the two timestamps and `schema_version`, `DELTA_BYTE_ARRAY` for `sequence_number` (56-digit
-//!   numbers sharing long prefixes). zstd took a further 0-5% off the timestamps and ~1
-//!   byte/event off `sequence_number`.
+//!   numbers sharing long prefixes); zstd takes little more off them.
 //!
 //! Why skipping zstd matters for small columns: each compressed column chunk costs a zstd
 //! compressor and decompressor (parquet-rs creates both per column writer), and creating one
-//! runs `cpuid` three times, which traps to the hypervisor: ~8 us each on this VM (Lambda's
-//! Firecracker traps too), i.e. ~16 us per compressed column per file. Every encoding here is
+//! runs `cpuid` three times, which traps to the hypervisor on a virtual machine (Lambda's
+//! Firecracker included), a fixed cost per compressed column per file. Every encoding here is
 //! read by Athena (Trino), DuckDB, DataFusion and pyarrow (the pyarrow/DuckDB read-back test
 //! covers the last two). Compaction may re-encode with dictionaries and compress every column.
 
@@ -53,8 +50,8 @@ use parquet::schema::types::ColumnPath;
 pub const MAX_ROW_GROUP_ROWS: usize = 1 << 20;
 /// Upper bound of rows per data page (keeps page-index pruning useful).
 pub const DATA_PAGE_ROW_LIMIT: usize = 20_000;
-/// zstd level: 1 is the fastest; on the generated benchmark data it is also no larger than level 3
-/// (44.0 vs 46.3 bytes/event), pages being small. Compaction may re-encode at a higher level.
+/// zstd level: 1 is the fastest; on the generated benchmark data it is also no larger than level 3,
+/// pages being small. Compaction may re-encode at a higher level.
 pub const ZSTD_LEVEL: i32 = 1;
 /// Columns written with a delta encoding instead of PLAIN, and without zstd (see the module
 /// docs).

@@ -270,7 +270,7 @@ impl<'a> KinesisBatch<'a> {
     /// For a second pass over the records: each record's `eventID` and `sequenceNumber` are
     /// copied next to its decoded `data` in the batch's buffer, so that pass streams through one
     /// buffer instead of touching the (much larger) payload again per record, a cache miss each
-    /// (measured: ~9% of the lake writer's grouping time). [`KinesisBatch::parse_with`], whose
+    /// (docs/benchmarks.md, lake writer). [`KinesisBatch::parse_with`], whose
     /// callback sees each record while its bytes are hot, does not copy.
     pub fn parse(payload: &'a [u8]) -> Result<Self, KinesisInputError> {
         Self::scan(payload, true, |_, _| true)

@@ -11,7 +11,7 @@ use rusqlite::Connection;
 pub enum Durability {
     /// `synchronous=NORMAL`: a commit survives a crash of the process (the WAL is written before
     /// the commit returns) but the last commits may be lost if the machine loses power or the OS
-    /// crashes. The default: the embedded deployment is one machine, and this is ~10x faster.
+    /// crashes. The default: the embedded deployment is one machine, and this is much faster.
     #[default]
     ProcessCrash,
     /// `synchronous=FULL`: the WAL is fsynced on every commit; a commit also survives power loss.

@@ -5,8 +5,9 @@
 //!
 //! A *window* here is ([`WindowKey`]) an event type's window of one size and start; its *keys*
 //! are the dimension values seen in it. Why chains: rewriting each key's whole partial every
-//! batch costs DynamoDB ~100k write units per 1M events; appending one compressed link per
-//! (window, shard) per batch costs what the batch's delta weighs (see ARCHITECTURE.md).
+//! batch costs DynamoDB one write per touched key, billed by the partial's size; appending one
+//! compressed link per (window, shard) per batch costs what the batch's delta weighs
+//! (ARCHITECTURE.md; figures in docs/benchmarks.md).
 //!
 //! Adapters: [`sqlite::SqliteAggregateStore`] (embedded) and [`dynamodb::DynamoAggregateStore`].
 //! Both pass the same contract suite (`tests/it/contract.rs`).

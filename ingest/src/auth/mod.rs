@@ -33,7 +33,7 @@ pub use verifier::{JwtConfig, JwtVerifier};
 
 /// Scope required by `POST /v1/events`.
 pub const SCOPE_EVENTS_WRITE: &str = "sluice/events.write";
-/// Scope required by the read routes (metrics/aggregates queries of later issues).
+/// Scope required by the read routes (`GET /v1/aggregates`).
 pub const SCOPE_METRICS_READ: &str = "sluice/metrics.read";
 /// Producer id of every request when authentication is disabled.
 pub const ANONYMOUS: &str = "anonymous";
