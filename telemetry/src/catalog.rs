@@ -10,6 +10,9 @@
 //! (`_ms`). "Dead letter" names a record a handler rejected into the dead-letter port; the event
 //! source mapping's store of whole failed batches is the *failure destination*.
 
+/// The CloudWatch namespace the Lambdas report every metric under (EMF).
+pub const NAMESPACE: &str = "sluice";
+
 /// What a metric measures over time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
