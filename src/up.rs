@@ -28,7 +28,7 @@ use sluice_stream::{
     BatchHandler, EsmConfig, EventSourceMapping, LocalDeadLetters, LocalStream, LocalStreamConfig, MappingStatus,
     SqliteCheckpoints,
 };
-use sluice_telemetry::Metrics;
+use sluice_telemetry::{Metrics, catalog};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -170,8 +170,9 @@ impl Pipeline {
         self.tasks.spawn(async move { mapping.run(token).await.with_context(|| format!("mapping {name} failed")) });
     }
 
-    /// Publishes every mapping's counters as `sluice_esm_*{mapping}` gauges once a second (the
-    /// runner keeps plain atomics; the registry is the one place metrics are rendered).
+    /// Publishes every mapping's status as the `sluice_esm_*{mapping}` catalog entries once a
+    /// second (the runner keeps plain atomics; the registry is the one place metrics are
+    /// rendered): its monotonic totals as counters, its iterator age as a gauge.
     fn add_mapping_metrics(&mut self, metrics: &Metrics, shutdown: &CancellationToken) {
         let statuses = self.mappings.clone();
         let metrics = metrics.clone();
@@ -180,24 +181,17 @@ impl Pipeline {
             loop {
                 for status in &statuses {
                     let s = status.snapshot();
-                    let labels = [("mapping", s.name.as_str())];
-                    let gauge = |name: &'static str, help: &'static str, v: u64| {
-                        metrics.gauge(name, help, &labels).set(i64::try_from(v).unwrap_or(i64::MAX));
-                    };
-                    gauge("sluice_esm_batches", "Handler invocations", s.batches);
-                    gauge("sluice_esm_records", "Records delivered, redeliveries included", s.records);
-                    gauge(
-                        "sluice_esm_failures",
-                        "Failed invocations (function errors and partial failures)",
-                        s.failures,
-                    );
-                    gauge("sluice_esm_retries", "Retries scheduled", s.retries);
-                    gauge(
-                        "sluice_esm_dead_lettered_records",
-                        "Records sent to the on-failure destination",
-                        s.dead_lettered_records,
-                    );
-                    gauge("sluice_esm_iterator_age_ms", "Age of the last record read", s.iterator_age_ms);
+                    let mapping = [s.name.as_str()];
+                    metrics.counter(&catalog::ESM_BATCHES, mapping).raise_to(s.batches);
+                    metrics.counter(&catalog::ESM_RECORDS, mapping).raise_to(s.records);
+                    metrics.counter(&catalog::ESM_FAILURES, mapping).raise_to(s.failures);
+                    metrics.counter(&catalog::ESM_RETRIES, mapping).raise_to(s.retries);
+                    metrics
+                        .counter(&catalog::ESM_FAILURE_DESTINATION_RECORDS, mapping)
+                        .raise_to(s.dead_lettered_records);
+                    metrics
+                        .gauge(&catalog::ESM_ITERATOR_AGE_MS, mapping)
+                        .set(i64::try_from(s.iterator_age_ms).unwrap_or(i64::MAX));
                 }
                 tokio::select! {
                     () = token.cancelled() => return Ok(()),

@@ -24,7 +24,7 @@ use sluice_schemas::Registry;
 use sluice_stream::kinesis_input::{KinesisBatch, KinesisInputError, KinesisRecord, Text};
 use sluice_stream::lambda_payload::{RawPayload, RawPayloads};
 use sluice_stream::{BatchHandler, HandlerError};
-use sluice_telemetry::{Counter, Metrics};
+use sluice_telemetry::{Counter, Metrics, catalog};
 
 use crate::aggregate::{BatchAggregator, BatchDelta, Contribution};
 use crate::decode::{Decoder, Path};
@@ -352,29 +352,13 @@ impl<S: AggregateStore, D: DeadLetterQueue> AggregatorHandler<S, D> {
 
     /// Counts records and writes in `metrics` (`sluice_aggregator_*`).
     pub fn with_metrics(mut self, metrics: &Metrics) -> Self {
-        let records = |outcome: &str| {
-            metrics.counter(
-                "sluice_aggregator_records_total",
-                "Stream records seen by the aggregator, by outcome",
-                &[("outcome", outcome)],
-            )
-        };
-        let partials = |outcome: &str| {
-            metrics.counter(
-                "sluice_aggregator_partials_total",
-                "Aggregate partials by apply outcome",
-                &[("outcome", outcome)],
-            )
-        };
+        let records = |outcome: &str| metrics.counter(&catalog::AGGREGATOR_RECORDS, [outcome]);
+        let partials = |outcome: &str| metrics.counter(&catalog::AGGREGATOR_PARTIALS, [outcome]);
         self.metrics = Some(HandlerMetrics {
             aggregated: records("aggregated"),
             invalid: records("invalid"),
             failed: records("failed"),
-            fast_path: metrics.counter(
-                "sluice_aggregator_fast_decoded_total",
-                "Records validated by the fast decoder (the rest by the schema registry)",
-                &[],
-            ),
+            fast_path: metrics.counter(&catalog::AGGREGATOR_FAST_DECODED, []),
             written: partials("written"),
             skipped: partials("skipped"),
             conflicts: partials("conflict"),

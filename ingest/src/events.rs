@@ -33,7 +33,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Serialize;
 use serde_json::Value;
 use sluice_schemas::{IngestContext, Registry, Violation};
-use sluice_telemetry::{Counter, Metrics};
+use sluice_telemetry::{Counter, Metrics, catalog};
 
 use crate::AppState;
 use crate::auth::{AuthError, Authenticator};
@@ -64,27 +64,14 @@ struct Counters {
 
 impl Counters {
     fn new(metrics: &Metrics) -> Self {
-        let events = |outcome: &str| {
-            metrics.counter(
-                "sluice_ingest_events_total",
-                "Events posted to the ingest API, by outcome",
-                &[("outcome", outcome)],
-            )
-        };
+        let events = |outcome: &str| metrics.counter(&catalog::INGEST_EVENTS, [outcome]);
         let requests = crate::ROUTES
             .iter()
             .filter(|r| r.path == "/v1/events")
             .flat_map(|r| r.statuses.iter())
             .map(|&s| {
                 let code = s.to_string();
-                (
-                    s,
-                    metrics.counter(
-                        "sluice_ingest_requests_total",
-                        "POST /v1/events requests, by status",
-                        &[("status", &code)],
-                    ),
-                )
+                (s, metrics.counter(&catalog::INGEST_REQUESTS, [&code]))
             })
             .collect();
         Self {

@@ -231,11 +231,11 @@ fn request_id(request: &axum::extract::Request) -> String {
     }
 }
 
-/// `GET /metrics`: the Prometheus text exposition of every registered metric.
+/// `GET /metrics`: the Prometheus text exposition of every registered series of the catalog.
 async fn metrics(State(state): State<AppState>) -> Response {
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(header::CONTENT_TYPE, sluice_telemetry::prometheus::CONTENT_TYPE)],
         state.metrics.render_prometheus(),
     )
         .into_response()

@@ -50,7 +50,7 @@ use sluice_dlq::{DeadLetter, DeadLetterQueue, FailureKind};
 use sluice_schemas::{EventType, Instant, Registry, ViewCache, ViewValues};
 use sluice_stream::kinesis_input::{KinesisBatch, KinesisInputError, KinesisRecord};
 use sluice_stream::{BatchHandler, HandlerError};
-use sluice_telemetry::{Counter, Metrics};
+use sluice_telemetry::{Counter, Metrics, catalog};
 
 use crate::columnar::{ColumnarError, RowsBuilder};
 use crate::encode::{EncodeError, encode_parquet};
@@ -642,19 +642,11 @@ struct LakeMetrics {
 impl LakeMetrics {
     fn new(metrics: &Metrics) -> Self {
         Self {
-            records: metrics.counter("sluice_lake_records_total", "Records delivered to the lake writer", &[]),
-            rows: metrics.counter("sluice_lake_rows_written_total", "Rows written to lake files", &[]),
-            files: metrics.counter("sluice_lake_files_written_total", "Parquet files written", &[]),
-            dead_lettered: metrics.counter(
-                "sluice_lake_dead_lettered_total",
-                "Invalid records the lake writer dead-lettered",
-                &[],
-            ),
-            failed_batches: metrics.counter(
-                "sluice_lake_failed_batches_total",
-                "Batches with a reported item failure (redelivered from it)",
-                &[],
-            ),
+            records: metrics.counter(&catalog::LAKE_RECORDS, []),
+            rows: metrics.counter(&catalog::LAKE_ROWS_WRITTEN, []),
+            files: metrics.counter(&catalog::LAKE_FILES_WRITTEN, []),
+            dead_lettered: metrics.counter(&catalog::LAKE_DEAD_LETTERED, []),
+            failed_batches: metrics.counter(&catalog::LAKE_FAILED_BATCHES, []),
         }
     }
 

@@ -1,18 +1,47 @@
-//! Telemetry for every sluice component, defined in one place.
+//! Telemetry for every sluice component: one metrics catalog, its renderers, and the log format.
 //!
-//! * [`Metrics`] is a small registry of named counters and gauges. Locally it renders the
-//!   Prometheus text exposition format (`GET /metrics`); in Lambda it renders CloudWatch Embedded
-//!   Metric Format (one JSON log line per invocation) so CloudWatch extracts the same figures.
+//! * [`catalog`] defines every metric once (name, kind, unit, help, label names).
+//! * [`Metrics`] is the registry of live series, looked up by catalog entry. Locally it renders
+//!   the Prometheus text exposition format ([`Metrics::render_prometheus`], `GET /metrics`); in
+//!   Lambda, CloudWatch Embedded Metric Format ([`EmfReporter`], one JSON log line per label set
+//!   per invocation), so CloudWatch extracts the same figures under the same names.
 //! * [`init_logging`] installs the structured JSON `tracing` subscriber used by every binary.
 //!
-//! Contract: metric handles are cheap `Arc`s updated with relaxed atomics; registering the same
-//! (name, labels) twice returns the same handle, so components may look their metrics up lazily.
+//! Contract: metric handles are cheap `Arc`s updated with relaxed atomics; asking for the same
+//! (entry, label values) twice returns the same handle, so components may look their metrics up
+//! lazily. A counter entry only yields a [`Counter`] and a gauge entry only a [`Gauge`], each with
+//! exactly as many label values as the entry has labels:
+//!
+//! ```
+//! use sluice_telemetry::{Metrics, catalog};
+//! let m = Metrics::new();
+//! m.counter(&catalog::INGEST_EVENTS, ["accepted"]).inc();
+//! m.gauge(&catalog::ESM_ITERATOR_AGE_MS, ["aggregator"]).set(12);
+//! assert!(m.render_prometheus().contains("sluice_ingest_events_total{outcome=\"accepted\"} 1\n"));
+//! ```
+//! ```compile_fail
+//! let m = sluice_telemetry::Metrics::new();
+//! m.counter(&sluice_telemetry::catalog::ESM_ITERATOR_AGE_MS, ["aggregator"]); // a gauge entry
+//! ```
+//! ```compile_fail
+//! let m = sluice_telemetry::Metrics::new();
+//! m.counter(&sluice_telemetry::catalog::INGEST_EVENTS, []); // missing the `outcome` label
+//! ```
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod catalog;
+mod emf;
+mod logging;
+pub mod prometheus;
+
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use catalog::{CounterDef, GaugeDef, Kind, Metric};
+
+pub use emf::EmfReporter;
+pub use logging::{LogFormat, init_logging};
 
 /// A monotonically increasing count.
 #[derive(Debug, Default)]
@@ -26,6 +55,11 @@ impl Counter {
     /// Adds one.
     pub fn inc(&self) {
         self.add(1);
+    }
+    /// Raises the count to `total` if that is higher, never lowers it: for mirroring a monotonic
+    /// total kept elsewhere (the event source mapping's status).
+    pub fn raise_to(&self, total: u64) {
+        self.0.fetch_max(total, Ordering::Relaxed);
     }
     /// The current value.
     pub fn get(&self) -> u64 {
@@ -54,31 +88,61 @@ enum Handle {
     Gauge(Arc<Gauge>),
 }
 
+/// A series' current value, exact (no float rounding of large counts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Value {
+    Count(u64),
+    Level(i64),
+}
+
 impl Handle {
-    fn value(&self) -> f64 {
-        match self {
-            Handle::Counter(c) => c.get() as f64,
-            Handle::Gauge(g) => g.get() as f64,
+    fn new(kind: Kind) -> Self {
+        match kind {
+            Kind::Counter => Handle::Counter(Arc::default()),
+            Kind::Gauge => Handle::Gauge(Arc::default()),
         }
     }
-    fn kind(&self) -> &'static str {
+    fn value(&self) -> Value {
         match self {
-            Handle::Counter(_) => "counter",
-            Handle::Gauge(_) => "gauge",
+            Handle::Counter(c) => Value::Count(c.get()),
+            Handle::Gauge(g) => Value::Level(g.get()),
         }
     }
 }
 
-/// Label pairs of one series, sorted by name.
-type Labels = Vec<(String, String)>;
+impl Value {
+    fn as_f64(self) -> f64 {
+        match self {
+            Value::Count(v) => v as f64,
+            Value::Level(v) => v as f64,
+        }
+    }
+}
 
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Count(v) => v.fmt(f),
+            Value::Level(v) => v.fmt(f),
+        }
+    }
+}
+
+/// The live series of one catalog entry, keyed by label values (in the entry's label order).
 #[derive(Debug)]
 struct Family {
-    help: &'static str,
-    series: BTreeMap<Labels, Handle>,
+    metric: &'static Metric,
+    series: BTreeMap<Vec<String>, Handle>,
 }
 
-/// A registry of metric families. Cloning shares the registry.
+impl Family {
+    /// `(label name, value)` pairs of one series.
+    fn labels<'a>(&self, values: &'a [String]) -> impl Iterator<Item = (&'static str, &'a str)> + use<'a> {
+        self.metric.labels.iter().copied().zip(values.iter().map(String::as_str))
+    }
+}
+
+/// A registry of live series of [`catalog`] entries. Cloning shares the registry.
 #[derive(Debug, Clone, Default)]
 pub struct Metrics {
     families: Arc<Mutex<BTreeMap<&'static str, Family>>>,
@@ -90,190 +154,51 @@ impl Metrics {
         Self::default()
     }
 
-    /// The counter `name{labels}`, created on first use. `name` must be a valid Prometheus
-    /// metric name (`[a-zA-Z_:][a-zA-Z0-9_:]*`); counters should end in `_total`.
-    pub fn counter(&self, name: &'static str, help: &'static str, labels: &[(&str, &str)]) -> Arc<Counter> {
-        match self.series(name, help, labels, || Handle::Counter(Arc::default())) {
+    /// The series of counter entry `def` with label values `values` (in the entry's label
+    /// order), created at zero on first use.
+    pub fn counter<const N: usize>(&self, def: &'static CounterDef<N>, values: [&str; N]) -> Arc<Counter> {
+        match self.series(def.metric(), &values) {
             Handle::Counter(c) => c,
-            // A name registered as a gauge and asked for as a counter: hand out a detached
-            // counter rather than panic; the mismatch is a programming error caught by tests.
+            // Unreachable: names are unique in the catalog (tested) and the entry is a counter.
             Handle::Gauge(_) => Arc::default(),
         }
     }
 
-    /// The gauge `name{labels}`, created on first use.
-    pub fn gauge(&self, name: &'static str, help: &'static str, labels: &[(&str, &str)]) -> Arc<Gauge> {
-        match self.series(name, help, labels, || Handle::Gauge(Arc::default())) {
+    /// The series of gauge entry `def` with label values `values` (in the entry's label order),
+    /// created at zero on first use.
+    pub fn gauge<const N: usize>(&self, def: &'static GaugeDef<N>, values: [&str; N]) -> Arc<Gauge> {
+        match self.series(def.metric(), &values) {
             Handle::Gauge(g) => g,
             Handle::Counter(_) => Arc::default(),
         }
     }
 
-    fn series(
-        &self,
-        name: &'static str,
-        help: &'static str,
-        labels: &[(&str, &str)],
-        make: impl FnOnce() -> Handle,
-    ) -> Handle {
-        let mut key: Labels = labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        key.sort();
-        let mut families = self.families.lock().unwrap_or_else(PoisonError::into_inner);
-        let family = families.entry(name).or_insert_with(|| Family { help, series: BTreeMap::new() });
-        family.series.entry(key).or_insert_with(make).clone()
+    fn series(&self, metric: &'static Metric, values: &[&str]) -> Handle {
+        let key: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
+        let mut families = self.lock();
+        let family = families.entry(metric.name).or_insert_with(|| Family { metric, series: BTreeMap::new() });
+        family.series.entry(key).or_insert_with(|| Handle::new(metric.kind)).clone()
     }
 
-    /// Renders every series in the Prometheus text exposition format (version 0.0.4).
-    pub fn render_prometheus(&self) -> String {
-        let families = self.families.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut out = String::new();
-        for (name, family) in families.iter() {
-            let Some(first) = family.series.values().next() else { continue };
-            let _ = writeln!(out, "# HELP {name} {}", family.help.replace('\\', "\\\\").replace('\n', "\\n"));
-            let _ = writeln!(out, "# TYPE {name} {}", first.kind());
-            for (labels, handle) in &family.series {
-                out.push_str(name);
-                if !labels.is_empty() {
-                    out.push('{');
-                    for (i, (k, v)) in labels.iter().enumerate() {
-                        if i > 0 {
-                            out.push(',');
-                        }
-                        let v = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
-                        let _ = write!(out, "{k}=\"{v}\"");
-                    }
-                    out.push('}');
-                }
-                let _ = writeln!(out, " {}", handle.value());
-            }
-        }
-        out
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<&'static str, Family>> {
+        self.families.lock().unwrap_or_else(PoisonError::into_inner)
     }
-
-    /// Renders every series as CloudWatch Embedded Metric Format documents (one per label set),
-    /// under `namespace`, stamped with `now_ms` (Unix milliseconds). Print each as one log line.
-    pub fn render_emf(&self, namespace: &str, now_ms: i64) -> Vec<serde_json::Value> {
-        use serde_json::{Map, Value, json};
-        let families = self.families.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut by_labels: BTreeMap<Labels, Vec<(&'static str, f64, &'static str)>> = BTreeMap::new();
-        for (name, family) in families.iter() {
-            for (labels, handle) in &family.series {
-                let unit = if name.ends_with("_seconds") {
-                    "Seconds"
-                } else if name.ends_with("_bytes") {
-                    "Bytes"
-                } else {
-                    "Count"
-                };
-                by_labels.entry(labels.clone()).or_default().push((name, handle.value(), unit));
-            }
-        }
-        by_labels
-            .into_iter()
-            .map(|(labels, values)| {
-                let mut doc = Map::new();
-                let dims: Vec<Value> = labels.iter().map(|(k, _)| Value::String(k.clone())).collect();
-                let metrics: Vec<Value> = values.iter().map(|(n, _, u)| json!({"Name": n, "Unit": u})).collect();
-                doc.insert(
-                    "_aws".into(),
-                    json!({"Timestamp": now_ms, "CloudWatchMetrics": [{"Namespace": namespace, "Dimensions": [dims], "Metrics": metrics}]}),
-                );
-                for (k, v) in labels {
-                    doc.insert(k, Value::String(v));
-                }
-                for (n, v, _) in values {
-                    doc.insert(n.to_owned(), json!(v));
-                }
-                Value::Object(doc)
-            })
-            .collect()
-    }
-}
-
-/// Emits CloudWatch Embedded Metric Format per Lambda invocation: counters as the increase since
-/// the previous flush (CloudWatch sums the values it extracts), gauges as their current value.
-/// Series that did not change are left out.
-#[derive(Debug)]
-pub struct EmfReporter {
-    metrics: Metrics,
-    namespace: String,
-    last: Mutex<BTreeMap<(&'static str, Labels), f64>>,
-}
-
-impl EmfReporter {
-    /// Reports `metrics` under `namespace`.
-    pub fn new(metrics: Metrics, namespace: impl Into<String>) -> Self {
-        Self { metrics, namespace: namespace.into(), last: Mutex::new(BTreeMap::new()) }
-    }
-
-    /// The EMF documents for everything that changed since the last call, stamped `now_ms`.
-    pub fn flush(&self, now_ms: i64) -> Vec<serde_json::Value> {
-        let delta = Metrics::new();
-        {
-            let families = self.metrics.families.lock().unwrap_or_else(PoisonError::into_inner);
-            let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
-            for (name, family) in families.iter() {
-                for (labels, handle) in &family.series {
-                    let now = handle.value();
-                    let before = last.insert((name, labels.clone()), now).unwrap_or(0.0);
-                    let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                    match handle {
-                        Handle::Counter(_) if now > before => {
-                            delta.counter(name, family.help, &labels).add((now - before) as u64);
-                        }
-                        Handle::Gauge(_) if now != before => {
-                            delta.gauge(name, family.help, &labels).set(now as i64);
-                        }
-                        _ => {}
-                    }
-                }
-            }
-        }
-        delta.render_emf(&self.namespace, now_ms)
-    }
-
-    /// Prints [`EmfReporter::flush`] to stdout, one document per line (Lambda ships stdout to
-    /// CloudWatch Logs, which extracts the metrics).
-    pub fn print(&self, now_ms: i64) {
-        use std::io::Write as _;
-        let mut out = std::io::stdout().lock();
-        for doc in self.flush(now_ms) {
-            let _ = writeln!(out, "{doc}");
-        }
-    }
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    /// One JSON object per line (Lambda, production, `sluice up` by default).
-    Json,
-    /// Human-readable lines for a terminal.
-    Pretty,
-}
-
-/// Installs the global `tracing` subscriber: `RUST_LOG`-style filter (default `info`), UTC
-/// timestamps, span fields (request and batch ids) on every line. Calling it twice is harmless.
-pub fn init_logging(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).flatten_event(true).try_init(),
-        LogFormat::Pretty => builder.try_init(),
-    };
 }
 
 #[cfg(test)]
 mod tests {
+    use super::catalog::{self, CounterDef, GaugeDef, Unit};
     use super::*;
 
+    static X: CounterDef<2> = CounterDef::new("x_total", Unit::Count, &["a", "b"], "xs");
+    static DEPTH: GaugeDef<0> = GaugeDef::new("depth", Unit::Count, &[], "queue depth");
+
     #[test]
-    fn same_series_is_shared_and_labels_are_sorted() {
+    fn same_series_is_shared_and_labels_follow_the_entry() {
         let m = Metrics::new();
-        m.counter("x_total", "xs", &[("b", "2"), ("a", "1")]).add(2);
-        m.counter("x_total", "xs", &[("a", "1"), ("b", "2")]).inc();
-        m.gauge("depth", "queue depth", &[]).set(-4);
+        m.counter(&X, ["1", "2"]).add(2);
+        m.counter(&X, ["1", "2"]).inc();
+        m.gauge(&DEPTH, []).set(-4);
         let text = m.render_prometheus();
         assert_eq!(
             text,
@@ -282,52 +207,13 @@ mod tests {
     }
 
     #[test]
-    fn label_values_are_escaped() {
+    fn raise_to_mirrors_a_total_and_never_lowers() {
         let m = Metrics::new();
-        m.counter("e_total", "h", &[("route", "a\"b\\c\nd")]).inc();
-        assert!(m.render_prometheus().contains("e_total{route=\"a\\\"b\\\\c\\nd\"} 1\n"));
-    }
-
-    #[test]
-    fn kind_mismatch_does_not_panic_or_corrupt() {
-        let m = Metrics::new();
-        m.counter("k_total", "h", &[]).inc();
-        m.gauge("k_total", "h", &[]).set(9);
-        assert!(m.render_prometheus().contains("k_total 1\n"));
-    }
-
-    #[test]
-    fn emf_reporter_sends_counter_increases_and_changed_gauges_only() {
-        let m = Metrics::new();
-        let records = m.counter("records_total", "r", &[("handler", "agg")]);
-        let lag = m.gauge("lag", "l", &[]);
-        let reporter = EmfReporter::new(m.clone(), "sluice");
-        records.add(5);
-        lag.set(3);
-        let first = reporter.flush(1);
-        assert_eq!(first.len(), 2);
-        assert!(first.iter().any(|d| d["records_total"] == 5.0));
-        assert!(first.iter().any(|d| d["lag"] == 3.0));
-        assert!(reporter.flush(2).is_empty(), "nothing changed");
-        records.add(2);
-        let third = reporter.flush(3);
-        assert_eq!(third.len(), 1);
-        assert_eq!(third[0]["records_total"], 2.0, "the increase, not the total");
-        assert_eq!(third[0]["_aws"]["Timestamp"], 3);
-    }
-
-    #[test]
-    fn emf_groups_by_label_set() {
-        let m = Metrics::new();
-        m.counter("records_total", "r", &[("handler", "agg")]).add(5);
-        m.counter("failures_total", "f", &[("handler", "agg")]).add(1);
-        let docs = m.render_emf("sluice", 1_700_000_000_000);
-        assert_eq!(docs.len(), 1);
-        let d = &docs[0];
-        assert_eq!(d["records_total"], 5.0);
-        assert_eq!(d["handler"], "agg");
-        assert_eq!(d["_aws"]["CloudWatchMetrics"][0]["Namespace"], "sluice");
-        assert_eq!(d["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0][0], "handler");
-        assert_eq!(d["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap().len(), 2);
+        let c = m.counter(&catalog::ESM_BATCHES, ["aggregator"]);
+        c.raise_to(5);
+        c.raise_to(3);
+        assert_eq!(c.get(), 5);
+        c.raise_to(8);
+        assert_eq!(m.counter(&catalog::ESM_BATCHES, ["aggregator"]).get(), 8);
     }
 }

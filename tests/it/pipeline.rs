@@ -108,6 +108,8 @@ async fn posted_events_land_in_the_lake_once_and_every_reader_agrees() {
     let metrics = String::from_utf8(metrics).unwrap();
     assert!(metrics.contains("sluice_lake_rows_written_total 1500\n"), "{metrics}");
     assert!(metrics.contains("sluice_ingest_events_total{outcome=\"accepted\"} 1500\n"), "{metrics}");
+    assert!(metrics.contains("# TYPE sluice_esm_records_total counter\n"), "{metrics}");
+    sluice_telemetry::prometheus::check_exposition(&metrics).unwrap_or_else(|e| panic!("{e}:\n{metrics}"));
     assert!(sluice.interrupt(Duration::from_secs(10)).unwrap().0.success());
 
     // `sluice query` per country equals the ground truth.

@@ -43,7 +43,7 @@ async fn main() -> anyhow::Result<()> {
     let registry = Registry::load(schemas_dir.as_deref())?.with_event_time(event_time);
     let metrics = Metrics::new();
     let handler = AggregatorHandler::new(Arc::new(registry), store, dlq, config).with_metrics(&metrics);
-    let emf = EmfReporter::new(metrics, "sluice");
+    let emf = EmfReporter::new(metrics, sluice_telemetry::catalog::NAMESPACE);
     let payloads = RawPayloads::new();
     let (handler, emf, bodies) = (&handler, &emf, &payloads);
     let service = service_fn(move |event: LambdaEvent<RawPayload>| async move {

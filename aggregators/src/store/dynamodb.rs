@@ -236,11 +236,7 @@ impl DynamoAggregateStore {
 
     /// Also counts write units in `metrics` as `sluice_aggregates_write_units_total`.
     pub fn with_metrics(mut self, metrics: &sluice_telemetry::Metrics) -> Self {
-        self.metric = Some(metrics.counter(
-            "sluice_aggregates_write_units_total",
-            "DynamoDB write request units consumed by aggregate writes",
-            &[("table", self.table.as_str())],
-        ));
+        self.metric = Some(metrics.counter(&sluice_telemetry::catalog::AGGREGATES_WRITE_UNITS, [self.table.as_str()]));
         self
     }
 

@@ -312,6 +312,7 @@ async fn disabled_auth_records_anonymous_and_metrics_count_outcomes() {
     assert!(text.contains("sluice_ingest_events_total{outcome=\"accepted\"} 1"), "{text}");
     assert!(text.contains("sluice_ingest_events_total{outcome=\"rejected\"} 1"), "{text}");
     assert!(text.contains("sluice_ingest_requests_total{status=\"202\"} 1"), "{text}");
+    sluice_telemetry::prometheus::check_exposition(&text).unwrap_or_else(|e| panic!("{e}:\n{text}"));
 }
 
 #[tokio::test]

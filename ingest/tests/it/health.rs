@@ -2,6 +2,8 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use sluice_ingest::{AppState, Authenticator, ComponentHealth, Health, HealthProbe, ProbeFuture, app};
+use sluice_telemetry::catalog;
+use sluice_telemetry::prometheus::check_exposition;
 
 use crate::support::{get, memory, registry, send};
 
@@ -51,12 +53,20 @@ async fn a_stuck_probe_is_reported_down_not_hung() {
 #[tokio::test]
 async fn metrics_render_prometheus_text() {
     let st = state(Health::new());
-    st.metrics.counter("sluice_test_total", "a test counter", &[("k", "v")]).add(7);
+    st.metrics.counter(&catalog::AGGREGATES_WRITE_UNITS, ["v"]).add(7);
     let (status, headers, body) = send(app(st), get("/metrics")).await;
     assert_eq!(status, 200);
     assert!(headers["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
     let text = String::from_utf8(body).unwrap();
-    assert!(text.contains("# TYPE sluice_test_total counter\nsluice_test_total{k=\"v\"} 7\n"), "{text}");
+    assert!(
+        text.contains(
+            "# TYPE sluice_aggregates_write_units_total counter\nsluice_aggregates_write_units_total{table=\"v\"} 7\n"
+        ),
+        "{text}"
+    );
+    // Every line parses, every family has its catalog HELP and TYPE (the ingest counters too).
+    let samples = check_exposition(&text).unwrap_or_else(|e| panic!("{e}:\n{text}"));
+    assert!(samples > 1, "{text}");
 }
 
 #[tokio::test]

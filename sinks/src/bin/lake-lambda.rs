@@ -27,7 +27,7 @@ async fn main() -> anyhow::Result<()> {
     let dlq = sluice_dlq::SqsDeadLetters::new(aws_sdk_sqs::Client::new(&sdk), &config.dlq_url);
     let metrics = sluice_telemetry::Metrics::new();
     let writer = Arc::new(LakeWriter::new(Arc::new(registry), lake, dlq).with_metrics(&metrics));
-    let emf = Arc::new(sluice_telemetry::EmfReporter::new(metrics, "sluice"));
+    let emf = Arc::new(sluice_telemetry::EmfReporter::new(metrics, sluice_telemetry::catalog::NAMESPACE));
     let payloads = RawPayloads::new();
     let bodies = payloads.clone();
     let service = service_fn(move |event: LambdaEvent<RawPayload>| {
