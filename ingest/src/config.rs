@@ -79,7 +79,7 @@ pub enum ConfigError {
     EventTime(EventTimeRangeError),
 }
 
-/// The environment variables [`LambdaConfig::from_lookup`] reads (documented in the README).
+/// The environment variables [`LambdaConfig::from_lookup`] reads (listed in ARCHITECTURE.md, Entry points).
 pub const ENV_VARS: &[(&str, &str)] = &[
     ("SLUICE_STREAM", "Kinesis stream name or ARN (required)"),
     ("SLUICE_AUTH", "jwt (default) | trust-gateway | disabled"),
@@ -90,6 +90,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SLUICE_WRITE_SCOPE", "scope required by POST /v1/events (default sluice/events.write)"),
     ("SLUICE_MAX_BODY_BYTES", "largest request body (default 1048576)"),
     ("SLUICE_MAX_FUTURE_SECS", "how far occurred_at may be ahead of the receive time (default 300)"),
+    ("SLUICE_LAKE_START", "the lake's first day, YYYY-MM-DD: earlier occurred_at is rejected (default 2000-01-01)"),
     ("SLUICE_RATE_LIMIT", "events/s per producer, 0 = off (default 10000)"),
     ("SLUICE_RATE_BURST", "token bucket size in events (default 2 x rate)"),
     ("SLUICE_SCHEMAS_DIR", "schema directory overriding the built-in registry"),
