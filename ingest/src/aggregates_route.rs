@@ -10,7 +10,7 @@ use axum::Json;
 use axum::extract::{Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use sluice_aggregators::{AggregateQuery, AggregateResponse, AggregateStore, QueryError, StoreError, read_aggregates};
+use sluice_aggregators::{AggregateQuery, AggregateResponse, AggregateStore, AggregateQueryError, StoreError, read_aggregates};
 use sluice_schemas::Registry;
 
 use crate::AppState;
@@ -18,7 +18,7 @@ use crate::auth::SCOPE_METRICS_READ;
 use crate::problem::Problem;
 
 /// A boxed read, as returned by [`AggregateReader::read`].
-pub type ReadFuture<'a> = Pin<Box<dyn Future<Output = Result<AggregateResponse, QueryError>> + Send + 'a>>;
+pub type ReadFuture<'a> = Pin<Box<dyn Future<Output = Result<AggregateResponse, AggregateQueryError>> + Send + 'a>>;
 
 /// Reads aggregates for the route (object-safe wrapper over an `AggregateStore`).
 pub trait AggregateReader: Send + Sync + 'static {
@@ -66,13 +66,13 @@ pub(crate) async fn handler(State(state): State<AppState>, request: Request) -> 
     let registry = &ingest.registry;
     let query = match AggregateQuery::from_params(registry, params.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
         Ok(q) => q,
-        Err(QueryError::BadParam { param, message }) => return bad_param(&param, &message),
-        Err(QueryError::Store(e)) => return store_problem(&e),
+        Err(AggregateQueryError::BadParam { param, message }) => return bad_param(&param, &message),
+        Err(AggregateQueryError::Store(e)) => return store_problem(&e),
     };
     match reader.read(registry, &query).await {
         Ok(resp) => Json(resp).into_response(),
-        Err(QueryError::BadParam { param, message }) => bad_param(&param, &message),
-        Err(QueryError::Store(e)) => store_problem(&e),
+        Err(AggregateQueryError::BadParam { param, message }) => bad_param(&param, &message),
+        Err(AggregateQueryError::Store(e)) => store_problem(&e),
     }
 }
 

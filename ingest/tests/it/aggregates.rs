@@ -8,7 +8,7 @@ use chrono::{TimeZone, Utc};
 use http::Request;
 use serde_json::json;
 use sluice_aggregators::{
-    AggregateQuery, AggregatorHandler, QueryError, SqliteAggregateStore, StoreError, WindowConfig,
+    AggregateQuery, AggregatorHandler, AggregateQueryError, SqliteAggregateStore, StoreError, WindowConfig,
 };
 use sluice_dlq::MemoryDeadLetters;
 use sluice_ingest::SCOPE_METRICS_READ;
@@ -130,7 +130,7 @@ async fn without_an_aggregate_store_the_route_is_404() {
 struct Down;
 impl AggregateReader for Down {
     fn read<'a>(&'a self, _: &'a Registry, _: &'a AggregateQuery) -> ReadFuture<'a> {
-        Box::pin(async { Err(QueryError::Store(StoreError::Unavailable("connection refused".into()))) })
+        Box::pin(async { Err(AggregateQueryError::Store(StoreError::Unavailable("connection refused".into()))) })
     }
 }
 
