@@ -26,8 +26,9 @@ pub enum InitError {
     Auth(#[from] crate::auth::verifier::JwtConfigError),
 }
 
-/// The ingest Lambda's state, but for `GET /v1/aggregates`: Kinesis event log
-/// (`config.stream`), auth per `config.auth`, limits, rate limit and write scope from `config`.
+/// The ingest Lambda's state without its aggregates reader: the Kinesis event log
+/// (`config.stream`), auth per `config.auth`, and the limits, rate limit and write scope of
+/// `config`.
 pub fn builder(config: &LambdaConfig, sdk: &SdkConfig) -> Result<AppStateBuilder, InitError> {
     let registry = Registry::load(config.schemas_dir.as_deref())?;
     let auth = match &config.auth {
