@@ -19,7 +19,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde_json::json;
 use sluice_aggregators::{AggregatorHandler, SqliteAggregateStore, WindowConfig};
-use sluice_ingest::aggregates_route::StoreReader;
+use sluice_api::AggregateStoreReader;
 use sluice_ingest::{
     AppState, Authenticator, ComponentHealth, Health, HealthProbe, LocalEventLog, LocalIssuer, ProbeFuture,
 };
@@ -298,7 +298,7 @@ pub async fn serve(listener: TcpListener, config: UpConfig, shutdown: Cancellati
         .limits(config.limits)
         .rate_limit(config.rate_limit)
         .jwks(issuer.jwks())
-        .aggregates(Arc::new(StoreReader(aggregates)))
+        .aggregates(Arc::new(AggregateStoreReader(aggregates)))
         .build();
     let app = sluice_ingest::app(state);
 

@@ -21,7 +21,7 @@ pub mod window;
 pub use aggregate::{BatchAggregator, BatchDelta, Contribution, KeyDelta};
 pub use handler::AggregatorHandler;
 pub use key::{AggKey, DimRef, DimValue};
-pub use query::{AggregateQuery, AggregateResponse, Bucket, QueryError, read_aggregates};
+pub use query::{AggregateQuery, AggregateQueryError, AggregateResponse, Bucket, read_aggregates};
 pub use seq::SeqNo;
 pub use state::{AggState, Observation};
 pub use store::dynamodb::DynamoAggregateStore;

@@ -34,9 +34,9 @@ pub struct AggregateQuery {
     pub group_by: Vec<String>,
 }
 
-/// Why a query cannot be answered.
+/// Why an aggregate query cannot be answered.
 #[derive(Debug, thiserror::Error)]
-pub enum QueryError {
+pub enum AggregateQueryError {
     /// A parameter is missing or malformed: the caller must fix the request (HTTP 400).
     #[error("invalid parameter `{param}`: {message}")]
     BadParam { param: String, message: String },
@@ -45,11 +45,11 @@ pub enum QueryError {
     Store(#[from] StoreError),
 }
 
-fn bad(param: &str, message: impl Into<String>) -> QueryError {
-    QueryError::BadParam { param: param.to_owned(), message: message.into() }
+fn bad(param: &str, message: impl Into<String>) -> AggregateQueryError {
+    AggregateQueryError::BadParam { param: param.to_owned(), message: message.into() }
 }
 
-fn parse_time(param: &str, value: &str) -> Result<DateTime<Utc>, QueryError> {
+fn parse_time(param: &str, value: &str) -> Result<DateTime<Utc>, AggregateQueryError> {
     let parse = |s: &str| DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc));
     // A `+` offset arrives as a space when the caller did not percent-encode it.
     parse(value)
@@ -65,7 +65,7 @@ impl AggregateQuery {
     pub fn from_params<'a>(
         registry: &Registry,
         params: impl IntoIterator<Item = (&'a str, &'a str)>,
-    ) -> Result<AggregateQuery, QueryError> {
+    ) -> Result<AggregateQuery, AggregateQueryError> {
         let mut map: BTreeMap<&str, &str> = BTreeMap::new();
         for (k, v) in params {
             if !matches!(k, "event_type" | "window" | "from" | "to" | "group_by") {
@@ -189,7 +189,7 @@ pub async fn read_aggregates<S: AggregateStore>(
     store: &S,
     registry: &Registry,
     query: &AggregateQuery,
-) -> Result<AggregateResponse, QueryError> {
+) -> Result<AggregateResponse, AggregateQueryError> {
     let dimensions =
         registry.get(&query.event_type).and_then(|t| t.latest()).map(|v| v.dimensions.clone()).unwrap_or_default();
     let rows = scan(
@@ -254,7 +254,7 @@ mod tests {
             ("event_type=page_view&window=1s&from=2024-05-01T00:00:00Z&to=2024-06-01T00:00:00Z", "to", "at most"),
         ] {
             match AggregateQuery::from_params(&r, params(qs)) {
-                Err(QueryError::BadParam { param: p, message }) => {
+                Err(AggregateQueryError::BadParam { param: p, message }) => {
                     assert_eq!(p, param, "{qs}: {message}");
                     assert!(message.contains(needle), "{qs}: {message}");
                 }

@@ -56,6 +56,9 @@ pub struct LambdaConfig {
     pub write_scope: String,
     /// Schema directory overriding the built-in registry.
     pub schemas_dir: Option<PathBuf>,
+    /// DynamoDB aggregate table `GET /v1/aggregates` reads (`SLUICE_AGGREGATES_TABLE`; `None`:
+    /// the route answers 404).
+    pub aggregates_table: Option<String>,
 }
 
 /// A configuration value that is missing or malformed: fix the environment.
@@ -94,6 +97,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("SLUICE_RATE_LIMIT", "events/s per producer, 0 = off (default 10000)"),
     ("SLUICE_RATE_BURST", "token bucket size in events (default 2 x rate)"),
     ("SLUICE_SCHEMAS_DIR", "schema directory overriding the built-in registry"),
+    ("SLUICE_AGGREGATES_TABLE", "DynamoDB aggregate table served by GET /v1/aggregates (unset: the route answers 404)"),
 ];
 
 fn parse<T: std::str::FromStr>(
@@ -170,6 +174,7 @@ impl LambdaConfig {
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| crate::SCOPE_EVENTS_WRITE.to_owned()),
             schemas_dir: get("SLUICE_SCHEMAS_DIR").filter(|s| !s.is_empty()).map(PathBuf::from),
+            aggregates_table: get("SLUICE_AGGREGATES_TABLE").map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()),
         })
     }
 }
@@ -194,6 +199,7 @@ mod tests {
         assert_eq!(c.limits, Limits::default());
         assert_eq!(c.rate_limit, Some(RateLimit { rate: 10_000.0, burst: 20_000.0 }));
         assert_eq!(c.write_scope, "sluice/events.write");
+        assert_eq!(c.aggregates_table, None);
 
         assert_eq!(cfg(&[]), Err(ConfigError::Missing("SLUICE_STREAM")));
         assert_eq!(cfg(&[("SLUICE_STREAM", "s")]), Err(ConfigError::Missing("SLUICE_JWT_ISSUER")));
@@ -211,12 +217,19 @@ mod tests {
         .unwrap();
         assert_eq!(c.auth, AuthSetting::TrustGateway);
         assert_eq!(c.rate_limit, None);
+<<<<<<< HEAD
         assert_eq!(c.event_time.max_future, chrono::TimeDelta::seconds(60));
         assert_eq!(c.event_time.lake_start, EventTimeRange::default().lake_start);
         assert!(matches!(
             cfg(&[("SLUICE_STREAM", "s"), ("SLUICE_AUTH", "disabled"), ("SLUICE_LAKE_START", "1999")]),
             Err(ConfigError::EventTime(_))
         ));
+=======
+        assert_eq!(c.limits.max_future, TimeDelta::seconds(60));
+        let c =
+            cfg(&[("SLUICE_STREAM", "s"), ("SLUICE_AUTH", "disabled"), ("SLUICE_AGGREGATES_TABLE", " aggs ")]).unwrap();
+        assert_eq!(c.aggregates_table.as_deref(), Some("aggs"));
+>>>>>>> wt-route
         assert!(matches!(
             cfg(&[("SLUICE_STREAM", "s"), ("SLUICE_AUTH", "disabled"), ("SLUICE_MAX_BODY_BYTES", "x")]),
             Err(ConfigError::Invalid { .. })

@@ -1,5 +1,9 @@
-//! Wiring for the ingest Lambda (`src/bin/ingest-lambda.rs`): [`LambdaConfig`] (from the
-//! environment) + the shared AWS [`SdkConfig`] -> [`AppState`], built once per cold start.
+//! Wiring for the ingest Lambda: [`LambdaConfig`] (from the environment) + the shared AWS
+//! [`SdkConfig`] -> an [`AppStateBuilder`], built once per cold start.
+//!
+//! The Lambda binary (`sluice-api`'s `ingest-lambda`) adds the aggregates reader
+//! (`LambdaConfig::aggregates_table`) to this builder: the reader is an adapter over the
+//! aggregate store, which this crate does not depend on.
 
 use std::sync::Arc;
 
@@ -9,7 +13,7 @@ use sluice_schemas::Registry;
 use crate::auth::{Authenticator, JwtVerifier};
 use crate::config::{AuthSetting, LambdaConfig};
 use crate::eventlog::KinesisEventLog;
-use crate::{AppState, Health};
+use crate::{AppState, AppStateBuilder, Health};
 
 /// Why the Lambda could not start (fatal: fix the configuration).
 #[derive(Debug, thiserror::Error)]
@@ -22,8 +26,10 @@ pub enum InitError {
     Auth(#[from] crate::auth::verifier::JwtConfigError),
 }
 
-/// The state the ingest Lambda serves: Kinesis event log, auth per `config.auth`.
-pub fn state(config: &LambdaConfig, sdk: &SdkConfig) -> Result<AppState, InitError> {
+/// The ingest Lambda's state without its aggregates reader: the Kinesis event log
+/// (`config.stream`), auth per `config.auth`, and the limits, rate limit and write scope of
+/// `config`.
+pub fn builder(config: &LambdaConfig, sdk: &SdkConfig) -> Result<AppStateBuilder, InitError> {
     let registry = Registry::load(config.schemas_dir.as_deref())?.with_event_time(config.event_time);
     let auth = match &config.auth {
         AuthSetting::Jwt(jwt) => Authenticator::jwt(JwtVerifier::from_config(jwt.clone())?),
@@ -35,6 +41,5 @@ pub fn state(config: &LambdaConfig, sdk: &SdkConfig) -> Result<AppState, InitErr
         .health(Health::new())
         .limits(config.limits)
         .rate_limit(config.rate_limit)
-        .write_scope(config.write_scope.clone())
-        .build())
+        .write_scope(config.write_scope.clone()))
 }

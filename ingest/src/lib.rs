@@ -6,10 +6,12 @@
 //! `sluice-schemas` (the core), append through the [`EventLog`] port ([`eventlog`]), answer.
 //! Every 4xx/5xx is RFC 9457 problem+json ([`problem`]).
 //!
-//! Code map: [`events`] (`POST /v1/events`), [`schemas_route`] (`GET /v1/schemas`), [`health`]
+//! Code map: [`events`] (`POST /v1/events`), [`schemas_route`] (`GET /v1/schemas`),
+//! [`aggregates_route`] (`GET /v1/aggregates` and its [`AggregatesReader`] port), [`health`]
 //! (`GET /health`), [`auth`] (JWT/JWKS, local issuer, API Gateway trust), [`eventlog`] (port +
 //! Kinesis / local / memory adapters), [`ratelimit`] (per-producer token buckets),
-//! [`config`] (typed configuration, env parsing for the Lambda).
+//! [`config`] (typed configuration, env parsing for the Lambda), [`lambda`] (the Lambda's state
+//! from its configuration).
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod aggregates_route;
@@ -33,6 +35,7 @@ use axum::routing::{get, post};
 use sluice_schemas::Registry;
 use sluice_telemetry::Metrics;
 
+pub use aggregates_route::{AggregatesError, AggregatesReader, AggregatesRequest};
 pub use auth::{Authenticator, LocalIssuer, Principal, SCOPE_EVENTS_WRITE, SCOPE_METRICS_READ};
 pub use config::Limits;
 pub use eventlog::{EventLog, KinesisEventLog, LocalEventLog, MemoryEventLog};
@@ -74,7 +77,7 @@ pub struct AppState {
     /// The event intake (registry, event log, auth, limits).
     pub ingest: Arc<events::Ingest>,
     /// Serves `GET /v1/aggregates`; `None` answers 404 there.
-    pub aggregates: Option<Arc<dyn aggregates_route::AggregateReader>>,
+    pub aggregates: Option<Arc<dyn AggregatesReader>>,
 }
 
 impl AppState {
@@ -107,7 +110,7 @@ pub struct AppStateBuilder {
     rate_limit: Option<RateLimit>,
     write_scope: String,
     jwks: Option<jsonwebtoken::jwk::JwkSet>,
-    aggregates: Option<Arc<dyn aggregates_route::AggregateReader>>,
+    aggregates: Option<Arc<dyn AggregatesReader>>,
 }
 
 impl AppStateBuilder {
@@ -154,14 +157,14 @@ impl AppStateBuilder {
         self
     }
 
-    /// The state.
-    /// Serves `GET /v1/aggregates` from `reader`.
+    /// Serves `GET /v1/aggregates` from `reader` (default: none, the route answers 404).
     #[must_use]
-    pub fn aggregates(mut self, reader: Arc<dyn aggregates_route::AggregateReader>) -> Self {
+    pub fn aggregates(mut self, reader: Arc<dyn AggregatesReader>) -> Self {
         self.aggregates = Some(reader);
         self
     }
 
+    /// The state.
     pub fn build(self) -> AppState {
         let ingest = events::Ingest::new(
             self.registry,

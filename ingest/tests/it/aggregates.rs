@@ -1,22 +1,17 @@
-//! `GET /v1/aggregates` through the Router: every documented status.
+//! `GET /v1/aggregates` through the Router, over fake readers of the [`AggregatesReader`] port:
+//! every documented status. The store-backed reader is tested in `sluice-api`.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
-use chrono::{TimeZone, Utc};
 use http::Request;
-use serde_json::json;
-use sluice_aggregators::{
-    AggregateQuery, AggregatorHandler, QueryError, SqliteAggregateStore, StoreError, WindowConfig,
-};
-use sluice_dlq::MemoryDeadLetters;
-use sluice_ingest::SCOPE_METRICS_READ;
-use sluice_ingest::aggregates_route::{AggregateReader, ReadFuture, StoreReader};
-use sluice_schemas::{IngestContext, Registry};
-use sluice_stream::{BatchHandler, SequenceNumber, StreamRecord, to_kinesis_event};
+use serde_json::{Value, json};
+use sluice_ingest::aggregates_route::ReadFuture;
+use sluice_ingest::{AggregatesError, AggregatesReader, AggregatesRequest, SCOPE_METRICS_READ};
+use sluice_schemas::Registry;
 
-use crate::support::{Env, json, memory, registry, send};
+use crate::support::{Env, json, memory, send};
 
 fn get_with(token: Option<&str>, uri: &str) -> Request<Body> {
     let mut b = Request::get(uri);
@@ -26,119 +21,91 @@ fn get_with(token: Option<&str>, uri: &str) -> Request<Body> {
     b.body(Body::empty()).unwrap()
 }
 
-/// A store holding three page views in one minute: two from DE/web, one from US/ios.
-async fn filled_store() -> SqliteAggregateStore {
-    let registry = registry();
-    let store = SqliteAggregateStore::in_memory().unwrap();
-    let handler =
-        AggregatorHandler::new(Arc::clone(&registry), store.clone(), MemoryDeadLetters::new(), WindowConfig::default());
-    let received = Utc.with_ymd_and_hms(2026, 11, 26, 10, 0, 30).unwrap();
-    let events = [("u1", "web", "DE", 10.0), ("u2", "web", "DE", 30.0), ("u1", "ios", "US", 20.0)];
-    let records: Vec<StreamRecord> = events
-        .iter()
-        .enumerate()
-        .map(|(i, (user, device, country, ms))| {
-            let input = json!({"event_type": "page_view", "occurred_at": "2026-11-26T10:00:10Z", "data": {
-                "user_id": user, "session_id": "s", "page": "/", "device": device, "country": country, "duration_ms": ms}});
-            let ctx = IngestContext::new("p".to_owned(), received);
-            let event = registry.validate(&input, &ctx).unwrap();
-            StreamRecord {
-                shard_id: sluice_stream::shard_id(0),
-                sequence_number: SequenceNumber::from_local(i as u128 + 1),
-                partition_key: event.event_id.clone(),
-                approximate_arrival: received,
-                data: serde_json::to_vec(&event).unwrap(),
-            }
-        })
-        .collect();
-    let resp = handler.handle(to_kinesis_event(&records, "arn:aws:kinesis:local:0:stream/s", "local")).await.unwrap();
-    assert!(resp.batch_item_failures.is_empty());
-    store
+/// Answers every read with `answer`, recording the requests it saw.
+struct Fixed {
+    answer: Result<Value, AggregatesError>,
+    seen: Mutex<Vec<AggregatesRequest>>,
+}
+
+impl Fixed {
+    fn new(answer: Result<Value, AggregatesError>) -> Arc<Self> {
+        Arc::new(Fixed { answer, seen: Mutex::new(Vec::new()) })
+    }
+}
+
+impl AggregatesReader for Fixed {
+    fn read<'a>(&'a self, _: &'a Registry, request: &'a AggregatesRequest) -> ReadFuture<'a> {
+        self.seen.lock().unwrap().push(request.clone());
+        let answer = self.answer.clone();
+        Box::pin(async move { answer })
+    }
 }
 
 const URI: &str = "/v1/aggregates?event_type=page_view&window=1m&from=2026-11-26T10:00:00Z&to=2026-11-26T10:01:00Z";
 
+fn read_token(env: &Env) -> String {
+    env.issuer.mint("dash", &[SCOPE_METRICS_READ], Duration::from_secs(60)).unwrap()
+}
+
 #[tokio::test]
-async fn returns_buckets_merged_across_dimensions_not_grouped_by() {
-    let store = filled_store().await;
-    let env = Env::with(memory(), |b| b.aggregates(Arc::new(StoreReader(store))));
-    let token = env.issuer.mint("dash", &[SCOPE_METRICS_READ], Duration::from_secs(60)).unwrap();
-
-    let (status, _, body) = send(env.app(), get_with(Some(&token), URI)).await;
+async fn answers_the_readers_document_for_the_decoded_parameters() {
+    let answer = json!({"event_type": "page_view", "window": "1m", "buckets": [{"count": 3}]});
+    let reader = Fixed::new(Ok(answer.clone()));
+    let env = Env::with(memory(), |b| b.aggregates(reader.clone()));
+    let uri = format!("{URI}&group_by=country%2Cdevice");
+    let (status, headers, body) = send(env.app(), get_with(Some(&read_token(&env)), &uri)).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    let v = json(&body);
-    assert_eq!(v["event_type"], "page_view");
-    let buckets = v["buckets"].as_array().unwrap();
-    assert_eq!(buckets.len(), 1, "{v}");
-    assert_eq!(buckets[0]["window_start"], "2026-11-26T10:00:00Z");
-    assert_eq!(buckets[0]["count"], 3);
-    assert_eq!(buckets[0]["sum"], 60.0);
-    assert_eq!(buckets[0]["min"], 10.0);
-    assert_eq!(buckets[0]["max"], 30.0);
-    assert_eq!(buckets[0]["distinct"], 2);
-    assert_eq!(buckets[0]["dims"], json!({}));
-
-    let (status, _, body) = send(env.app(), get_with(Some(&token), &format!("{URI}&group_by=country"))).await;
-    assert_eq!(status, 200);
-    let v = json(&body);
-    let mut by_country: Vec<(String, u64)> = v["buckets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| (b["dims"]["country"].as_str().unwrap().to_owned(), b["count"].as_u64().unwrap()))
-        .collect();
-    by_country.sort();
-    assert_eq!(by_country, vec![("DE".to_owned(), 2), ("US".to_owned(), 1)]);
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(json(&body), answer);
+    let seen = reader.seen.lock().unwrap();
+    let params: Vec<(&str, &str)> = seen[0].params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(
+        params,
+        [
+            ("event_type", "page_view"),
+            ("window", "1m"),
+            ("from", "2026-11-26T10:00:00Z"),
+            ("to", "2026-11-26T10:01:00Z"),
+            ("group_by", "country,device"),
+        ]
+    );
 }
 
 #[tokio::test]
 async fn needs_a_token_with_the_read_scope() {
-    let env = Env::with(memory(), |b| b.aggregates(Arc::new(StoreReader(SqliteAggregateStore::in_memory().unwrap()))));
+    let reader = Fixed::new(Ok(json!({})));
+    let env = Env::with(memory(), |b| b.aggregates(reader.clone()));
     let (status, _, _) = send(env.app(), get_with(None, URI)).await;
     assert_eq!(status, 401);
     let writer = env.token("producer");
     let (status, _, body) = send(env.app(), get_with(Some(&writer), URI)).await;
     assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    assert!(reader.seen.lock().unwrap().is_empty(), "nothing is read without the scope");
 }
 
 #[tokio::test]
-async fn bad_parameters_are_400_naming_the_parameter() {
-    let env = Env::with(memory(), |b| b.aggregates(Arc::new(StoreReader(SqliteAggregateStore::in_memory().unwrap()))));
-    let token = env.issuer.mint("dash", &[SCOPE_METRICS_READ], Duration::from_secs(60)).unwrap();
-    for (uri, param) in [
-        ("/v1/aggregates?event_type=page_view&window=7q&from=2026-11-26T10:00:00Z&to=2026-11-26T11:00:00Z", "window"),
-        ("/v1/aggregates?window=1m&from=2026-11-26T10:00:00Z&to=2026-11-26T11:00:00Z", "event_type"),
-        ("/v1/aggregates?event_type=nope&window=1m&from=2026-11-26T10:00:00Z&to=2026-11-26T11:00:00Z", "event_type"),
-        ("/v1/aggregates?event_type=page_view&window=1m&from=yesterday&to=2026-11-26T11:00:00Z", "from"),
-        (&format!("{URI}&group_by=colour"), "group_by"),
-        (&format!("{URI}&limit=3"), "limit"),
-    ] {
-        let (status, _, body) = send(env.app(), get_with(Some(&token), uri)).await;
-        assert_eq!(status, 400, "{uri}: {}", String::from_utf8_lossy(&body));
-        assert_eq!(json(&body)["param"], param, "{uri}");
-    }
+async fn a_bad_parameter_is_400_naming_it() {
+    let reader = Fixed::new(Err(AggregatesError::BadParam { param: "window".into(), message: "not a window".into() }));
+    let env = Env::with(memory(), |b| b.aggregates(reader));
+    let (status, _, body) = send(env.app(), get_with(Some(&read_token(&env)), URI)).await;
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    let v = json(&body);
+    assert_eq!(v["param"], "window");
+    assert!(v["detail"].as_str().unwrap().contains("not a window"), "{v}");
 }
 
 #[tokio::test]
-async fn without_an_aggregate_store_the_route_is_404() {
+async fn without_an_aggregates_reader_the_route_is_404() {
     let env = Env::new(memory());
-    let token = env.issuer.mint("dash", &[SCOPE_METRICS_READ], Duration::from_secs(60)).unwrap();
-    let (status, _, _) = send(env.app(), get_with(Some(&token), URI)).await;
+    let (status, _, _) = send(env.app(), get_with(Some(&read_token(&env)), URI)).await;
     assert_eq!(status, 404);
-}
-
-struct Down;
-impl AggregateReader for Down {
-    fn read<'a>(&'a self, _: &'a Registry, _: &'a AggregateQuery) -> ReadFuture<'a> {
-        Box::pin(async { Err(QueryError::Store(StoreError::Unavailable("connection refused".into()))) })
-    }
 }
 
 #[tokio::test]
 async fn an_unavailable_store_is_an_opaque_503_with_retry_after() {
-    let env = Env::with(memory(), |b| b.aggregates(Arc::new(Down)));
-    let token = env.issuer.mint("dash", &[SCOPE_METRICS_READ], Duration::from_secs(60)).unwrap();
-    let (status, headers, body) = send(env.app(), get_with(Some(&token), URI)).await;
+    let reader = Fixed::new(Err(AggregatesError::Unavailable("connection refused".into())));
+    let env = Env::with(memory(), |b| b.aggregates(reader));
+    let (status, headers, body) = send(env.app(), get_with(Some(&read_token(&env)), URI)).await;
     assert_eq!(status, 503);
     assert_eq!(headers["retry-after"], "1");
     assert!(!String::from_utf8_lossy(&body).contains("connection refused"), "5xx bodies are opaque");

@@ -57,7 +57,7 @@ async fn the_lambda_state_checks_tokens_by_default() {
     .unwrap();
     assert!(matches!(config.auth, AuthSetting::Jwt(_)));
     let sdk = sluice_aws::SdkConfig::builder().behavior_version(aws_config_behavior()).build();
-    let state = sluice_ingest::lambda::state(&config, &sdk).unwrap();
+    let state = sluice_ingest::lambda::builder(&config, &sdk).unwrap().build();
     // The fixture's token has a fake signature: the header names kid k1 and the JWKS is
     // unreachable, so the app cannot verify it: 503 (keys unavailable), never accepted.
     let (status, body) = call(state, &fixture()).await;

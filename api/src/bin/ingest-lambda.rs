@@ -1,6 +1,7 @@
 //! The ingest Lambda: API Gateway HTTP API (payload v2) -> the same axum Router `sluice up`
-//! serves. Configuration comes from the environment (see `sluice_ingest::config::ENV_VARS`)
-//! and is built once per cold start.
+//! serves, with `GET /v1/aggregates` read from DynamoDB. Configuration comes from the environment
+//! (`sluice_ingest::config::ENV_VARS`, plus the AWS settings of `sluice_aws`) and is built once
+//! per cold start.
 
 use anyhow::Context as _;
 
@@ -10,6 +11,6 @@ async fn main() -> anyhow::Result<()> {
     let config = sluice_ingest::config::LambdaConfig::from_env().context("ingest configuration")?;
     let settings = sluice_aws::AwsSettings::from_env().context("AWS settings")?;
     let sdk = sluice_aws::sdk_config(&settings).await;
-    let state = sluice_ingest::lambda::state(&config, &sdk).context("ingest state")?;
-    lambda_http::run(sluice_ingest::app(state)).await.map_err(|e| anyhow::anyhow!("lambda runtime: {e}"))
+    let app = sluice_api::lambda::app(&config, &sdk).context("ingest state")?;
+    lambda_http::run(app).await.map_err(|e| anyhow::anyhow!("lambda runtime: {e}"))
 }
