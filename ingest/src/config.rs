@@ -217,19 +217,15 @@ mod tests {
         .unwrap();
         assert_eq!(c.auth, AuthSetting::TrustGateway);
         assert_eq!(c.rate_limit, None);
-<<<<<<< HEAD
         assert_eq!(c.event_time.max_future, chrono::TimeDelta::seconds(60));
         assert_eq!(c.event_time.lake_start, EventTimeRange::default().lake_start);
         assert!(matches!(
             cfg(&[("SLUICE_STREAM", "s"), ("SLUICE_AUTH", "disabled"), ("SLUICE_LAKE_START", "1999")]),
             Err(ConfigError::EventTime(_))
         ));
-=======
-        assert_eq!(c.limits.max_future, TimeDelta::seconds(60));
         let c =
             cfg(&[("SLUICE_STREAM", "s"), ("SLUICE_AUTH", "disabled"), ("SLUICE_AGGREGATES_TABLE", " aggs ")]).unwrap();
         assert_eq!(c.aggregates_table.as_deref(), Some("aggs"));
->>>>>>> wt-route
         assert!(matches!(
             cfg(&[("SLUICE_STREAM", "s"), ("SLUICE_AUTH", "disabled"), ("SLUICE_MAX_BODY_BYTES", "x")]),
             Err(ConfigError::Invalid { .. })
