@@ -4,7 +4,9 @@
 //! (batching, retries, bisect, partial batch responses, record age, on-failure destination).
 //!
 //! Code map:
-//! - [`record`]: `SequenceNumber`, `StreamRecord`, shard ids, `to_kinesis_event`, `shard_id_of` (pure).
+//! - [`sequence`]: `SequenceNumber`, the one sequence number type: allocation-free parser,
+//!   canonical and zero-padded storage forms (pure).
+//! - [`record`]: `StreamRecord`, shard ids, `to_kinesis_event`, `shard_id_of` (pure).
 //! - [`routing`]: MD5 partition-key routing over evenly split hash-key ranges (pure).
 //! - [`local`]: `LocalStream`, the durable local stream (adapter: SQLite).
 //! - [`esm`]: `EventSourceMapping` and its ports (`BatchHandler`, `ShardSource`,
@@ -20,6 +22,7 @@ pub mod lambda_payload;
 pub mod local;
 pub mod record;
 pub mod routing;
+pub mod sequence;
 mod sqlite;
 
 pub use checkpoints::{CheckpointError, SqliteCheckpoints};
