@@ -25,8 +25,8 @@ use sluice_ingest::{
 };
 use sluice_sinks::{Lake, LakeWriter};
 use sluice_stream::{
-    BatchHandler, EsmConfig, EventSourceMapping, LocalDeadLetters, LocalStream, LocalStreamConfig, MappingStatus,
-    SqliteCheckpoints,
+    BatchHandler, EsmConfig, EventSourceMapping, LocalStream, LocalStreamConfig, MappingStatus, SqliteCheckpoints,
+    SqliteFailureDestination,
 };
 use sluice_telemetry::Metrics;
 use tokio::net::TcpListener;
@@ -95,7 +95,7 @@ pub struct Local {
     /// Checkpoints of the event source mappings.
     pub checkpoints: Arc<SqliteCheckpoints>,
     /// On-failure destination of the event source mappings.
-    pub failures: Arc<LocalDeadLetters>,
+    pub failures: Arc<SqliteFailureDestination>,
     /// Records rejected by handlers.
     pub dead_letters: sluice_dlq::LocalDeadLetters,
 }
@@ -111,8 +111,9 @@ impl Local {
             LocalStream::open(&dir.join("stream.db"), stream_config).context("cannot open the local stream")?;
         let checkpoints =
             Arc::new(SqliteCheckpoints::open(&dir.join("checkpoints.db")).context("cannot open checkpoints")?);
-        let failures =
-            Arc::new(LocalDeadLetters::open(&dir.join("failures.db")).context("cannot open the failure destination")?);
+        let failures = Arc::new(
+            SqliteFailureDestination::open(&dir.join("failures.db")).context("cannot open the failure destination")?,
+        );
         let dead_letters = sluice_dlq::LocalDeadLetters::open(&dir.join("dead_letters.db"))
             .context("cannot open the dead-letter table")?;
         Ok(Self { stream, checkpoints, failures, dead_letters })
@@ -193,7 +194,7 @@ impl Pipeline {
                     gauge(
                         "sluice_esm_dead_lettered_records",
                         "Records sent to the on-failure destination",
-                        s.dead_lettered_records,
+                        s.discarded_records,
                     );
                     gauge("sluice_esm_iterator_age_ms", "Age of the last record read", s.iterator_age_ms);
                 }
