@@ -21,7 +21,7 @@ use serde_json::json;
 use sluice_aggregators::{AggregatorHandler, SqliteAggregateStore, WindowConfig};
 use sluice_ingest::aggregates_route::StoreReader;
 use sluice_ingest::{
-    AppState, Authenticator, ComponentHealth, Health, HealthProbe, LocalEventLog, LocalIssuer, ProbeFuture,
+    AppState, Authenticator, ComponentHealth, Health, HealthProbe, LocalIssuer, LocalStreamEventLog, ProbeFuture,
 };
 use sluice_sinks::{Lake, LakeWriter};
 use sluice_stream::{
@@ -97,7 +97,7 @@ pub struct Local {
     /// On-failure destination of the event source mappings.
     pub failures: Arc<SqliteFailureDestination>,
     /// Records rejected by handlers.
-    pub dead_letters: sluice_dlq::LocalDeadLetters,
+    pub dead_letters: sluice_dlq::SqliteDeadLetters,
 }
 
 impl Local {
@@ -114,7 +114,7 @@ impl Local {
         let failures = Arc::new(
             SqliteFailureDestination::open(&dir.join("failures.db")).context("cannot open the failure destination")?,
         );
-        let dead_letters = sluice_dlq::LocalDeadLetters::open(&dir.join("dead_letters.db"))
+        let dead_letters = sluice_dlq::SqliteDeadLetters::open(&dir.join("dead_letters.db"))
             .context("cannot open the dead-letter table")?;
         Ok(Self { stream, checkpoints, failures, dead_letters })
     }
@@ -297,7 +297,7 @@ pub async fn serve(listener: TcpListener, config: UpConfig, shutdown: Cancellati
     let health = Health::new()
         .with("stream", Arc::new(StreamProbe(local.stream.clone())))
         .with("event_source_mappings", Arc::new(MappingsProbe(pipeline.mappings.clone())));
-    let state = AppState::builder(registry, Arc::new(LocalEventLog::new(local.stream.clone())), auth)
+    let state = AppState::builder(registry, Arc::new(LocalStreamEventLog::new(local.stream.clone())), auth)
         .health(health)
         .metrics(metrics)
         .limits(config.limits)
