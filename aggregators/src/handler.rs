@@ -89,7 +89,7 @@ struct Invalid<'a> {
 
 /// The pure part of a batch ([`prepare_batch`]): per-shard deltas and the dead letters.
 #[derive(PartialEq)]
-pub struct PreparedBatch<'a> {
+pub struct PreparedAggregates<'a> {
     /// Shards in first-seen order.
     pub shards: Vec<ShardBatch<'a>>,
     invalid: Vec<Invalid<'a>>,
@@ -97,7 +97,7 @@ pub struct PreparedBatch<'a> {
     pub fast_decoded: u64,
 }
 
-impl PreparedBatch<'_> {
+impl PreparedAggregates<'_> {
     /// Valid records aggregated.
     pub fn aggregated(&self) -> usize {
         self.shards.iter().map(|s| s.delta.event_count()).sum()
@@ -122,9 +122,9 @@ impl ShardBatch<'_> {
     }
 }
 
-impl std::fmt::Debug for PreparedBatch<'_> {
+impl std::fmt::Debug for PreparedAggregates<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PreparedBatch")
+        f.debug_struct("PreparedAggregates")
             .field("shards", &self.shards.len())
             .field("aggregated", &self.aggregated())
             .field("invalid", &self.invalid.len())
@@ -144,7 +144,7 @@ pub fn prepare_batch<'a>(
     config: &WindowConfig,
     input: &'a KinesisBatch<'_>,
     now: DateTime<Utc>,
-) -> PreparedBatch<'a> {
+) -> PreparedAggregates<'a> {
     let mut preparer = BatchPreparer::with_capacity(decoder, config, now, input.len());
     for (index, record) in input.iter().enumerate() {
         preparer.add(index, record);
@@ -287,7 +287,7 @@ impl<'d> BatchPreparer<'d> {
     }
 
     /// The prepared batch over `batch`, the batch whose records were added (by index).
-    pub fn finish<'a>(self, batch: &'a KinesisBatch<'_>) -> PreparedBatch<'a> {
+    pub fn finish<'a>(self, batch: &'a KinesisBatch<'_>) -> PreparedAggregates<'a> {
         let now = self.now;
         let mut invalid: Vec<Invalid<'a>> = Vec::new();
         for (index, reason) in self.unusable {
@@ -319,7 +319,7 @@ impl<'d> BatchPreparer<'d> {
             let items = kept;
             shards.push(ShardBatch { shard, items, delta: agg.finish() });
         }
-        PreparedBatch { shards, invalid, fast_decoded: self.fast_decoded }
+        PreparedAggregates { shards, invalid, fast_decoded: self.fast_decoded }
     }
 }
 
@@ -407,12 +407,12 @@ impl<S: AggregateStore, D: DeadLetterQueue> AggregatorHandler<S, D> {
     }
 
     /// Dead-letters and applies a prepared batch (see the module docs).
-    async fn apply(&self, prepared: PreparedBatch<'_>) -> KinesisEventResponse {
+    async fn apply(&self, prepared: PreparedAggregates<'_>) -> KinesisEventResponse {
         if let Some(m) = &self.metrics {
             m.aggregated.add(prepared.aggregated() as u64);
             m.fast_path.add(prepared.fast_decoded);
         }
-        let PreparedBatch { shards, invalid, .. } = prepared;
+        let PreparedAggregates { shards, invalid, .. } = prepared;
 
         // Dead letters first: if they cannot be stored, their records are failures.
         let mut dlq_failed: Vec<(&str, SequenceNumber)> = Vec::new();
@@ -522,7 +522,7 @@ mod tests {
         config: &WindowConfig,
         input: &'a KinesisBatch<'_>,
         now: DateTime<Utc>,
-    ) -> PreparedBatch<'a> {
+    ) -> PreparedAggregates<'a> {
         let mut groups: Vec<(&'a str, Vec<(KinesisRecord<'a>, SequenceNumber)>)> = Vec::new();
         let mut invalid = Vec::new();
         for record in input.iter() {
@@ -567,7 +567,7 @@ mod tests {
             let items = items.into_iter().map(|(r, seq)| Item { sequence_number: r.sequence_number, seq }).collect();
             shards.push(ShardBatch { shard, items, delta: agg.finish() });
         }
-        PreparedBatch { shards, invalid, fast_decoded }
+        PreparedAggregates { shards, invalid, fast_decoded }
     }
 
     /// Record payloads: the fixture's (valid on the fast path, invalid, not JSON) and variants

@@ -1,4 +1,4 @@
-//! Wiring for the ingest Lambda (`src/bin/ingest-lambda.rs`): [`LambdaConfig`] (from the
+//! Wiring for the ingest Lambda (`src/bin/ingest-lambda.rs`): [`IngestLambdaConfig`] (from the
 //! environment) + the shared AWS [`SdkConfig`] -> [`AppState`], built once per cold start.
 
 use std::sync::Arc;
@@ -7,7 +7,7 @@ use sluice_aws::SdkConfig;
 use sluice_schemas::Registry;
 
 use crate::auth::{Authenticator, JwtVerifier};
-use crate::config::{AuthSetting, LambdaConfig};
+use crate::config::{AuthSetting, IngestLambdaConfig};
 use crate::eventlog::KinesisEventLog;
 use crate::{AppState, Health};
 
@@ -23,7 +23,7 @@ pub enum InitError {
 }
 
 /// The state the ingest Lambda serves: Kinesis event log, auth per `config.auth`.
-pub fn state(config: &LambdaConfig, sdk: &SdkConfig) -> Result<AppState, InitError> {
+pub fn state(config: &IngestLambdaConfig, sdk: &SdkConfig) -> Result<AppState, InitError> {
     let registry = Registry::load(config.schemas_dir.as_deref())?;
     let auth = match &config.auth {
         AuthSetting::Jwt(jwt) => Authenticator::jwt(JwtVerifier::from_config(jwt.clone())?),

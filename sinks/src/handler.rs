@@ -168,7 +168,7 @@ pub struct InvalidRecord {
 
 /// A batch decoded, grouped and encoded, before any I/O.
 #[derive(Debug, Clone, Default)]
-pub struct PreparedBatch {
+pub struct PreparedLakeBatch {
     /// One file per (event type, dt, hour, shard) group, in partition order.
     pub files: Vec<PreparedFile>,
     /// Records to dead-letter, in batch order.
@@ -220,7 +220,7 @@ struct Group {
 ///
 /// Returns the prepared batch and the groups that failed to encode (never expected; reported as
 /// batch item failures by the caller). Same as [`group_records`] then [`GroupedBatch::encode`].
-pub fn prepare(tables: &LakeTables, input: &KinesisBatch<'_>) -> (PreparedBatch, Vec<FailedGroup>) {
+pub fn prepare(tables: &LakeTables, input: &KinesisBatch<'_>) -> (PreparedLakeBatch, Vec<FailedGroup>) {
     group_records(tables, input).encode()
 }
 
@@ -244,7 +244,7 @@ impl std::fmt::Debug for GroupedBatch {
 
 impl GroupedBatch {
     /// Encodes every non-empty group to Parquet (the second half of [`prepare`]).
-    pub fn encode(self) -> (PreparedBatch, Vec<FailedGroup>) {
+    pub fn encode(self) -> (PreparedLakeBatch, Vec<FailedGroup>) {
         let GroupedBatch { mut groups, invalid, records } = self;
         groups.retain(|g| !g.builder.is_empty());
         groups.sort_by(|a, b| (&a.partition, &a.shard_id).cmp(&(&b.partition, &b.shard_id)));
@@ -258,7 +258,7 @@ impl GroupedBatch {
                 }
             }
         }
-        (PreparedBatch { files, invalid, records }, failed)
+        (PreparedLakeBatch { files, invalid, records }, failed)
     }
 }
 
@@ -271,7 +271,7 @@ pub fn group_records(tables: &LakeTables, input: &KinesisBatch<'_>) -> GroupedBa
 /// jsonschema, no view): the reference the fast path is tested against. Same contract and
 /// results (the same Parquet bytes, the same invalid records).
 #[doc(hidden)]
-pub fn prepare_reference(tables: &LakeTables, input: &KinesisBatch<'_>) -> (PreparedBatch, Vec<FailedGroup>) {
+pub fn prepare_reference(tables: &LakeTables, input: &KinesisBatch<'_>) -> (PreparedLakeBatch, Vec<FailedGroup>) {
     group_records_with(tables, input, Decoder::Reference).encode()
 }
 
@@ -286,7 +286,7 @@ pub fn prepare_reference(tables: &LakeTables, input: &KinesisBatch<'_>) -> (Prep
 pub fn prepare_payload(
     tables: &LakeTables,
     payload: &[u8],
-) -> Result<(PreparedBatch, Vec<FailedGroup>), KinesisInputError> {
+) -> Result<(PreparedLakeBatch, Vec<FailedGroup>), KinesisInputError> {
     Ok(group_payload(tables, payload)?.encode())
 }
 
@@ -734,7 +734,7 @@ impl<Q: DeadLetterQueue> LakeWriter<Q> {
     /// Dead-letters, writes and reports a prepared batch.
     async fn write(
         &self,
-        (prepared, prepare_failures): (PreparedBatch, Vec<FailedGroup>),
+        (prepared, prepare_failures): (PreparedLakeBatch, Vec<FailedGroup>),
         now: DateTime<Utc>,
     ) -> (KinesisEventResponse, BatchOutcome) {
         let mut failed: Vec<String> = Vec::new();
