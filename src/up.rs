@@ -21,12 +21,12 @@ use serde_json::json;
 use sluice_aggregators::{AggregatorHandler, SqliteAggregateStore, WindowConfig};
 use sluice_api::AggregateStoreReader;
 use sluice_ingest::{
-    AppState, Authenticator, ComponentHealth, Health, HealthProbe, LocalEventLog, LocalIssuer, ProbeFuture,
+    AppState, Authenticator, ComponentHealth, Health, HealthProbe, LocalIssuer, LocalStreamEventLog, ProbeFuture,
 };
 use sluice_sinks::{Lake, LakeWriter};
 use sluice_stream::{
-    BatchHandler, EsmConfig, EventSourceMapping, LocalDeadLetters, LocalStream, LocalStreamConfig, MappingStatus,
-    SqliteCheckpoints,
+    BatchHandler, EsmConfig, EventSourceMapping, LocalStream, LocalStreamConfig, MappingStatus, SqliteCheckpoints,
+    SqliteFailureDestination,
 };
 use sluice_telemetry::{Metrics, catalog};
 use tokio::net::TcpListener;
@@ -97,9 +97,9 @@ pub struct Local {
     /// Checkpoints of the event source mappings.
     pub checkpoints: Arc<SqliteCheckpoints>,
     /// On-failure destination of the event source mappings.
-    pub failures: Arc<LocalDeadLetters>,
+    pub failures: Arc<SqliteFailureDestination>,
     /// Records rejected by handlers.
-    pub dead_letters: sluice_dlq::LocalDeadLetters,
+    pub dead_letters: sluice_dlq::SqliteDeadLetters,
 }
 
 impl Local {
@@ -113,9 +113,10 @@ impl Local {
             LocalStream::open(&dir.join("stream.db"), stream_config).context("cannot open the local stream")?;
         let checkpoints =
             Arc::new(SqliteCheckpoints::open(&dir.join("checkpoints.db")).context("cannot open checkpoints")?);
-        let failures =
-            Arc::new(LocalDeadLetters::open(&dir.join("failures.db")).context("cannot open the failure destination")?);
-        let dead_letters = sluice_dlq::LocalDeadLetters::open(&dir.join("dead_letters.db"))
+        let failures = Arc::new(
+            SqliteFailureDestination::open(&dir.join("failures.db")).context("cannot open the failure destination")?,
+        );
+        let dead_letters = sluice_dlq::SqliteDeadLetters::open(&dir.join("dead_letters.db"))
             .context("cannot open the dead-letter table")?;
         Ok(Self { stream, checkpoints, failures, dead_letters })
     }
@@ -188,7 +189,7 @@ impl Pipeline {
                     metrics.counter(&catalog::ESM_RETRIES, mapping).raise_to(s.retries);
                     metrics
                         .counter(&catalog::ESM_FAILURE_DESTINATION_RECORDS, mapping)
-                        .raise_to(s.dead_lettered_records);
+                        .raise_to(s.discarded_records);
                     metrics
                         .gauge(&catalog::ESM_ITERATOR_AGE_MS, mapping)
                         .set(i64::try_from(s.iterator_age_ms).unwrap_or(i64::MAX));
@@ -292,7 +293,7 @@ pub async fn serve(listener: TcpListener, config: UpConfig, shutdown: Cancellati
     let health = Health::new()
         .with("stream", Arc::new(StreamProbe(local.stream.clone())))
         .with("event_source_mappings", Arc::new(MappingsProbe(pipeline.mappings.clone())));
-    let state = AppState::builder(registry, Arc::new(LocalEventLog::new(local.stream.clone())), auth)
+    let state = AppState::builder(registry, Arc::new(LocalStreamEventLog::new(local.stream.clone())), auth)
         .health(health)
         .metrics(metrics)
         .limits(config.limits)

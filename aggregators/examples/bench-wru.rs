@@ -12,9 +12,10 @@ use sluice_aggregators::store::{
     AggregateStore, ChainHead, Link, Partial, PutOutcome, ShardWindow, StoreError, WindowKey,
 };
 use sluice_aggregators::{
-    AggKey, ApplyPolicy, BatchAggregator, DimValue, SeqNo, SqliteAggregateStore, WindowConfig, WindowSize, apply_batch,
+    AggKey, ApplyPolicy, BatchAggregator, DimValue, SqliteAggregateStore, WindowConfig, WindowSize, apply_batch,
 };
 use sluice_schemas::Registry;
+use sluice_stream::SequenceNumber;
 
 #[path = "../../loadtest/src/generate.rs"]
 #[allow(dead_code)]
@@ -61,7 +62,7 @@ impl AggregateStore for PricedStore {
         self.charge(append_units(&items), items.iter().map(item_size).max().unwrap_or(0))?;
         self.inner.append(shard, window, link).await
     }
-    async fn links(&self, shard: &str, window: &WindowKey, from: SeqNo) -> Result<Vec<Link>, StoreError> {
+    async fn links(&self, shard: &str, window: &WindowKey, from: SequenceNumber) -> Result<Vec<Link>, StoreError> {
         self.inner.links(shard, window, from).await
     }
     async fn partials(&self, shard: &str, window: &WindowKey) -> Result<Vec<(Vec<DimValue>, Partial)>, StoreError> {
@@ -71,14 +72,20 @@ impl AggregateStore for PricedStore {
         &self,
         shard: &str,
         key: &AggKey,
-        expected: Option<SeqNo>,
+        expected: Option<SequenceNumber>,
         new: &Partial,
     ) -> Result<PutOutcome, StoreError> {
         let item = partial_item(shard, key, new);
         self.charge(write_units(&item), item_size(&item))?;
         self.inner.put_partial(shard, key, expected, new).await
     }
-    async fn mark_folded(&self, shard: &str, window: &WindowKey, upto: SeqNo, n: u64) -> Result<(), StoreError> {
+    async fn mark_folded(
+        &self,
+        shard: &str,
+        window: &WindowKey,
+        upto: SequenceNumber,
+        n: u64,
+    ) -> Result<(), StoreError> {
         self.charge(1, 0)?;
         self.cost.lock().map_err(|_| StoreError::Unavailable("poisoned".into()))?.folds += 1;
         self.inner.mark_folded(shard, window, upto, n).await
@@ -121,7 +128,7 @@ async fn simulate_wru(
             let mut agg = BatchAggregator::new(config);
             for (i, p) in payloads.iter().enumerate() {
                 if let Ok((c, _)) = decoder.decode(p) {
-                    agg.add(SeqNo::from_u128(u128::from(first) + i as u128), &c);
+                    agg.add(SequenceNumber::from_u128(u128::from(first) + i as u128), &c);
                 }
             }
             let report = apply_batch(&store, &format!("shardId-{shard:012}"), &agg.finish(), &policy).await;

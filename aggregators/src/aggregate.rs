@@ -8,9 +8,9 @@ use chrono::{DateTime, Utc};
 
 use crate::key::{AggKey, DimRef, DimValue, bytes_eq};
 use crate::quantiles::Slot;
-use crate::seq::SeqNo;
 use crate::state::{AggState, Observation, StateBuilder};
 use crate::window::WindowConfig;
+use sluice_stream::SequenceNumber;
 
 /// A fast non-cryptographic hasher (FxHash) for in-memory maps keyed by trusted-size data.
 #[derive(Default, Clone, Copy)]
@@ -76,14 +76,14 @@ impl Contribution<'_> {
 pub struct KeyDelta {
     pub key: AggKey,
     /// Lowest and highest sequence number of the records in this delta.
-    pub first_seq: SeqNo,
-    pub last_seq: SeqNo,
+    pub first_seq: SequenceNumber,
+    pub last_seq: SequenceNumber,
     pub state: AggState,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 struct RecordObs {
-    seq: SeqNo,
+    seq: SequenceNumber,
     obs: Observation,
     slot: Option<Slot>,
     /// Range into `record_keys`.
@@ -94,8 +94,8 @@ struct KeySlot {
     group: u32,
     window: u8,
     start: i64,
-    first_seq: SeqNo,
-    last_seq: SeqNo,
+    first_seq: SequenceNumber,
+    last_seq: SequenceNumber,
     builder: StateBuilder,
 }
 
@@ -165,7 +165,7 @@ impl BatchAggregator {
     }
 
     /// Adds one valid event with stream sequence number `seq`.
-    pub fn add(&mut self, seq: SeqNo, c: &Contribution<'_>) {
+    pub fn add(&mut self, seq: SequenceNumber, c: &Contribution<'_>) {
         let group = self.group_of(&c.event_type, &c.dims);
         let slot = c.obs.measure.map(Slot::of);
         let begin = self.record_keys.len() as u32;
@@ -254,7 +254,7 @@ impl BatchDelta {
 
     /// The delta of key number `key` over only the records with a sequence number above
     /// `guard`: `None` when no such record touches the key (all already applied).
-    pub fn delta_above(&self, key: usize, guard: SeqNo) -> Option<KeyDelta> {
+    pub fn delta_above(&self, key: usize, guard: SequenceNumber) -> Option<KeyDelta> {
         let d = self.deltas.get(key)?;
         if d.last_seq <= guard {
             return None;
@@ -263,7 +263,7 @@ impl BatchDelta {
             return Some(d.clone());
         }
         let mut b = StateBuilder::default();
-        let (mut first, mut last) = (SeqNo::MAX, SeqNo::ZERO);
+        let (mut first, mut last) = (SequenceNumber::MAX, SequenceNumber::ZERO);
         for r in self.records.iter().filter(|r| r.seq > guard) {
             let span = r.keys.start as usize..r.keys.end as usize;
             for &(k, late) in &self.record_keys[span] {

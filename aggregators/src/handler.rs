@@ -29,9 +29,9 @@ use sluice_telemetry::{Counter, Metrics, catalog};
 use crate::aggregate::{BatchAggregator, BatchDelta, Contribution};
 use crate::decode::{Decoder, Path};
 use crate::key::DimRef;
-use crate::seq::SeqNo;
 use crate::store::{AggregateStore, ApplyPolicy, apply_batch};
 use crate::window::WindowConfig;
+use sluice_stream::SequenceNumber;
 
 /// The `source` of this handler's dead letters.
 pub const DEAD_LETTER_SOURCE: &str = "aggregator";
@@ -67,7 +67,7 @@ impl<S, D> std::fmt::Debug for AggregatorHandler<S, D> {
 #[derive(Debug, PartialEq)]
 struct Item<'a> {
     sequence_number: Text<'a>,
-    seq: SeqNo,
+    seq: SequenceNumber,
 }
 
 /// One shard's records of a batch and their aggregated deltas.
@@ -83,13 +83,13 @@ pub struct ShardBatch<'a> {
 /// An invalid record: where it was (shard and sequence number, when usable) and its letter.
 #[derive(Debug, PartialEq)]
 struct Invalid<'a> {
-    position: Option<(&'a str, SeqNo)>,
+    position: Option<(&'a str, SequenceNumber)>,
     letter: DeadLetter,
 }
 
 /// The pure part of a batch ([`prepare_batch`]): per-shard deltas and the dead letters.
 #[derive(PartialEq)]
-pub struct PreparedBatch<'a> {
+pub struct PreparedAggregates<'a> {
     /// Shards in first-seen order.
     pub shards: Vec<ShardBatch<'a>>,
     invalid: Vec<Invalid<'a>>,
@@ -97,7 +97,7 @@ pub struct PreparedBatch<'a> {
     pub fast_decoded: u64,
 }
 
-impl PreparedBatch<'_> {
+impl PreparedAggregates<'_> {
     /// Valid records aggregated.
     pub fn aggregated(&self) -> usize {
         self.shards.iter().map(|s| s.delta.event_count()).sum()
@@ -117,14 +117,14 @@ impl PreparedBatch<'_> {
 
 impl ShardBatch<'_> {
     /// The sequence numbers of the shard's records (valid or not), in batch order.
-    pub fn sequence_numbers(&self) -> impl Iterator<Item = SeqNo> + '_ {
+    pub fn sequence_numbers(&self) -> impl Iterator<Item = SequenceNumber> + '_ {
         self.items.iter().map(|i| i.seq)
     }
 }
 
-impl std::fmt::Debug for PreparedBatch<'_> {
+impl std::fmt::Debug for PreparedAggregates<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PreparedBatch")
+        f.debug_struct("PreparedAggregates")
             .field("shards", &self.shards.len())
             .field("aggregated", &self.aggregated())
             .field("invalid", &self.invalid.len())
@@ -144,7 +144,7 @@ pub fn prepare_batch<'a>(
     config: &WindowConfig,
     input: &'a KinesisBatch<'_>,
     now: DateTime<Utc>,
-) -> PreparedBatch<'a> {
+) -> PreparedAggregates<'a> {
     let mut preparer = BatchPreparer::with_capacity(decoder, config, now, input.len());
     for (index, record) in input.iter().enumerate() {
         preparer.add(index, record);
@@ -190,9 +190,9 @@ pub fn records_hint(len: usize) -> usize {
 struct ShardState {
     shard: String,
     /// (record index, sequence number), in order.
-    items: Vec<(usize, SeqNo)>,
+    items: Vec<(usize, SequenceNumber)>,
     /// Records the decoder rejected: (record index, sequence number, reason), in order.
-    rejected: Vec<(usize, SeqNo, String)>,
+    rejected: Vec<(usize, SequenceNumber, String)>,
     agg: BatchAggregator,
 }
 
@@ -234,7 +234,7 @@ impl<'d> BatchPreparer<'d> {
     /// `finish` ([`KinesisBatch::parse_retaining`]).
     #[inline]
     pub fn add(&mut self, index: usize, record: KinesisRecord<'_>) -> bool {
-        let seq = SeqNo::from_digits(record.sequence_number.as_bytes());
+        let seq = SequenceNumber::from_ascii(record.sequence_number.as_bytes());
         let cached = self.last.filter(|&g| self.shards.get(g).is_some_and(|s| record.is_of_shard(&s.shard)));
         let shard = if cached.is_some() { None } else { record.shard_id() };
         let (g, seq) = match (cached, shard, seq) {
@@ -287,7 +287,7 @@ impl<'d> BatchPreparer<'d> {
     }
 
     /// The prepared batch over `batch`, the batch whose records were added (by index).
-    pub fn finish<'a>(self, batch: &'a KinesisBatch<'_>) -> PreparedBatch<'a> {
+    pub fn finish<'a>(self, batch: &'a KinesisBatch<'_>) -> PreparedAggregates<'a> {
         let now = self.now;
         let mut invalid: Vec<Invalid<'a>> = Vec::new();
         for (index, reason) in self.unusable {
@@ -319,7 +319,7 @@ impl<'d> BatchPreparer<'d> {
             let items = kept;
             shards.push(ShardBatch { shard, items, delta: agg.finish() });
         }
-        PreparedBatch { shards, invalid, fast_decoded: self.fast_decoded }
+        PreparedAggregates { shards, invalid, fast_decoded: self.fast_decoded }
     }
 }
 
@@ -391,20 +391,20 @@ impl<S: AggregateStore, D: DeadLetterQueue> AggregatorHandler<S, D> {
     }
 
     /// Dead-letters and applies a prepared batch (see the module docs).
-    async fn apply(&self, prepared: PreparedBatch<'_>) -> KinesisEventResponse {
+    async fn apply(&self, prepared: PreparedAggregates<'_>) -> KinesisEventResponse {
         if let Some(m) = &self.metrics {
             m.aggregated.add(prepared.aggregated() as u64);
             m.fast_path.add(prepared.fast_decoded);
         }
-        let PreparedBatch { shards, invalid, .. } = prepared;
+        let PreparedAggregates { shards, invalid, .. } = prepared;
 
         // Dead letters first: if they cannot be stored, their records are failures.
-        let mut dlq_failed: Vec<(&str, SeqNo)> = Vec::new();
+        let mut dlq_failed: Vec<(&str, SequenceNumber)> = Vec::new();
         if !invalid.is_empty() {
             if let Some(m) = &self.metrics {
                 m.invalid.add(invalid.len() as u64);
             }
-            let positions: Vec<Option<(&str, SeqNo)>> = invalid.iter().map(|i| i.position).collect();
+            let positions: Vec<Option<(&str, SequenceNumber)>> = invalid.iter().map(|i| i.position).collect();
             let payload: Vec<DeadLetter> = invalid.into_iter().map(|i| i.letter).collect();
             if let Err(e) = self.send_letters(payload).await {
                 tracing::error!(error = %e, "could not store dead letters; reporting their records as failed");
@@ -506,11 +506,11 @@ mod tests {
         config: &WindowConfig,
         input: &'a KinesisBatch<'_>,
         now: DateTime<Utc>,
-    ) -> PreparedBatch<'a> {
-        let mut groups: Vec<(&'a str, Vec<(KinesisRecord<'a>, SeqNo)>)> = Vec::new();
+    ) -> PreparedAggregates<'a> {
+        let mut groups: Vec<(&'a str, Vec<(KinesisRecord<'a>, SequenceNumber)>)> = Vec::new();
         let mut invalid = Vec::new();
         for record in input.iter() {
-            match (record.shard_id(), SeqNo::from_digits(record.sequence_number.as_bytes())) {
+            match (record.shard_id(), SequenceNumber::from_ascii(record.sequence_number.as_bytes())) {
                 (Some(shard), Ok(seq)) => match groups.iter_mut().find(|(s, _)| *s == shard) {
                     Some((_, items)) => items.push((record, seq)),
                     None => groups.push((shard, vec![(record, seq)])),
@@ -551,7 +551,7 @@ mod tests {
             let items = items.into_iter().map(|(r, seq)| Item { sequence_number: r.sequence_number, seq }).collect();
             shards.push(ShardBatch { shard, items, delta: agg.finish() });
         }
-        PreparedBatch { shards, invalid, fast_decoded }
+        PreparedAggregates { shards, invalid, fast_decoded }
     }
 
     /// Record payloads: the fixture's (valid on the fast path, invalid, not JSON) and variants

@@ -1,4 +1,4 @@
-//! The ingest Lambda's Router, built once per cold start from its [`LambdaConfig`] (see
+//! The ingest Lambda's Router, built once per cold start from its [`IngestLambdaConfig`] (see
 //! `sluice_ingest::config::ENV_VARS`) and the shared AWS [`SdkConfig`].
 
 use std::sync::Arc;
@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Router;
 use sluice_aggregators::DynamoAggregateStore;
 use sluice_aws::SdkConfig;
-use sluice_ingest::config::LambdaConfig;
+use sluice_ingest::config::IngestLambdaConfig;
 use sluice_ingest::lambda::InitError;
 
 use crate::AggregateStoreReader;
@@ -15,7 +15,7 @@ use crate::AggregateStoreReader;
 /// limits) plus, when `config.aggregates_table` is set (`SLUICE_AGGREGATES_TABLE`),
 /// `GET /v1/aggregates` read from that DynamoDB table. Without it the route answers 404 and a
 /// warning is logged at start.
-pub fn app(config: &LambdaConfig, sdk: &SdkConfig) -> Result<Router, InitError> {
+pub fn app(config: &IngestLambdaConfig, sdk: &SdkConfig) -> Result<Router, InitError> {
     let mut builder = sluice_ingest::lambda::builder(config, sdk)?;
     match &config.aggregates_table {
         Some(table) => {

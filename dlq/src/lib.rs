@@ -5,12 +5,12 @@
 //! ([`FailureKind::Exhausted`]). It always carries the exact original bytes, so nothing is lost and
 //! `sluice redrive` can put it back on the stream once the cause is fixed.
 //!
-//! Adapters: [`LocalDeadLetters`] (SQLite, the embedded runtime), [`SqsDeadLetters`] (AWS) and
+//! Adapters: [`SqliteDeadLetters`] (SQLite, the embedded runtime), [`SqsDeadLetters`] (AWS) and
 //! [`MemoryDeadLetters`] (tests). All of them satisfy the same contract, checked by one suite.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-mod local;
 mod memory;
+mod sqlite;
 mod sqs;
 
 use std::future::Future;
@@ -18,8 +18,8 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use local::{LocalDeadLetters, StoredLetter};
 pub use memory::MemoryDeadLetters;
+pub use sqlite::{SqliteDeadLetters, StoredLetter};
 pub use sqs::SqsDeadLetters;
 
 /// Why a record was dead-lettered.

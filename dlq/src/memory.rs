@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::{DeadLetter, DeadLetterQueue, DlqError};
 
-/// Dead letters kept in memory, with the same dedup rule as [`crate::LocalDeadLetters`].
+/// Dead letters kept in memory, with the same dedup rule as [`crate::SqliteDeadLetters`].
 /// [`MemoryDeadLetters::fail_next`] makes the next sends fail, to test retry paths.
 #[derive(Clone, Default)]
 pub struct MemoryDeadLetters {

@@ -41,7 +41,7 @@ pub enum AuthSetting {
 
 /// Everything the ingest Lambda needs, from its environment.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LambdaConfig {
+pub struct IngestLambdaConfig {
     /// Kinesis stream name or ARN (`SLUICE_STREAM`).
     pub stream: String,
     /// Authentication.
@@ -82,7 +82,7 @@ pub enum ConfigError {
     EventTime(EventTimeRangeError),
 }
 
-/// The environment variables [`LambdaConfig::from_lookup`] reads (listed in ARCHITECTURE.md, Entry points).
+/// The environment variables [`IngestLambdaConfig::from_lookup`] reads (listed in ARCHITECTURE.md, Entry points).
 pub const ENV_VARS: &[(&str, &str)] = &[
     ("SLUICE_STREAM", "Kinesis stream name or ARN (required)"),
     ("SLUICE_AUTH", "jwt (default) | trust-gateway | disabled"),
@@ -111,7 +111,7 @@ fn parse<T: std::str::FromStr>(
     }
 }
 
-impl LambdaConfig {
+impl IngestLambdaConfig {
     /// From the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|k| std::env::var(k).ok())
@@ -184,9 +184,9 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn cfg(vars: &[(&str, &str)]) -> Result<LambdaConfig, ConfigError> {
+    fn cfg(vars: &[(&str, &str)]) -> Result<IngestLambdaConfig, ConfigError> {
         let map: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        LambdaConfig::from_lookup(|k| map.get(k).cloned())
+        IngestLambdaConfig::from_lookup(|k| map.get(k).cloned())
     }
 
     #[test]

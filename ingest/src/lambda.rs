@@ -1,8 +1,8 @@
-//! Wiring for the ingest Lambda: [`LambdaConfig`] (from the environment) + the shared AWS
+//! Wiring for the ingest Lambda: [`IngestLambdaConfig`] (from the environment) + the shared AWS
 //! [`SdkConfig`] -> an [`AppStateBuilder`], built once per cold start.
 //!
 //! The Lambda binary (`sluice-api`'s `ingest-lambda`) adds the aggregates reader
-//! (`LambdaConfig::aggregates_table`) to this builder: the reader is an adapter over the
+//! (`IngestLambdaConfig::aggregates_table`) to this builder: the reader is an adapter over the
 //! aggregate store, which this crate does not depend on.
 
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use sluice_aws::SdkConfig;
 use sluice_schemas::Registry;
 
 use crate::auth::{Authenticator, JwtVerifier};
-use crate::config::{AuthSetting, LambdaConfig};
+use crate::config::{AuthSetting, IngestLambdaConfig};
 use crate::eventlog::KinesisEventLog;
 use crate::{AppState, AppStateBuilder, Health};
 
@@ -29,7 +29,7 @@ pub enum InitError {
 /// The ingest Lambda's state without its aggregates reader: the Kinesis event log
 /// (`config.stream`), auth per `config.auth`, and the limits, rate limit and write scope of
 /// `config`.
-pub fn builder(config: &LambdaConfig, sdk: &SdkConfig) -> Result<AppStateBuilder, InitError> {
+pub fn builder(config: &IngestLambdaConfig, sdk: &SdkConfig) -> Result<AppStateBuilder, InitError> {
     let registry = Registry::load(config.schemas_dir.as_deref())?.with_event_time(config.event_time);
     let auth = match &config.auth {
         AuthSetting::Jwt(jwt) => Authenticator::jwt(JwtVerifier::from_config(jwt.clone())?),

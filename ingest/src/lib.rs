@@ -9,7 +9,7 @@
 //! Code map: [`events`] (`POST /v1/events`), [`schemas_route`] (`GET /v1/schemas`),
 //! [`aggregates_route`] (`GET /v1/aggregates` and its [`AggregatesReader`] port), [`health`]
 //! (`GET /health`), [`auth`] (JWT/JWKS, local issuer, API Gateway trust), [`eventlog`] (port +
-//! Kinesis / local / memory adapters), [`ratelimit`] (per-producer token buckets),
+//! Kinesis / local stream / memory adapters), [`ratelimit`] (per-producer token buckets),
 //! [`config`] (typed configuration, env parsing for the Lambda), [`lambda`] (the Lambda's state
 //! from its configuration).
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
@@ -38,7 +38,7 @@ use sluice_telemetry::Metrics;
 pub use aggregates_route::{AggregatesError, AggregatesReader, AggregatesRequest};
 pub use auth::{Authenticator, LocalIssuer, Principal, SCOPE_EVENTS_WRITE, SCOPE_METRICS_READ};
 pub use config::Limits;
-pub use eventlog::{EventLog, KinesisEventLog, LocalEventLog, MemoryEventLog};
+pub use eventlog::{EventLog, KinesisEventLog, LocalStreamEventLog, MemoryEventLog};
 pub use health::{ComponentHealth, Health, HealthProbe, HealthStatus, ProbeFuture};
 pub use ratelimit::RateLimit;
 

@@ -21,7 +21,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 use sluice_ingest::auth::LocalIssuer;
-use sluice_ingest::{AppState, Authenticator, LocalEventLog, SCOPE_EVENTS_WRITE};
+use sluice_ingest::{AppState, Authenticator, LocalStreamEventLog, SCOPE_EVENTS_WRITE};
 use sluice_schemas::Registry;
 use sluice_stream::{LocalStream, LocalStreamConfig};
 
@@ -121,7 +121,7 @@ pub fn start_server() -> anyhow::Result<Server> {
     let token = issuer.mint("bench", &[SCOPE_EVENTS_WRITE], Duration::from_secs(3600))?;
     let state = AppState::builder(
         Arc::new(Registry::builtin()?),
-        Arc::new(LocalEventLog::new(stream)),
+        Arc::new(LocalStreamEventLog::new(stream)),
         Authenticator::jwt(issuer.verifier()?),
     )
     .jwks(issuer.jwks())

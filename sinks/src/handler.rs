@@ -49,7 +49,7 @@ use futures::StreamExt;
 use sluice_dlq::{DeadLetter, DeadLetterQueue, FailureKind};
 use sluice_schemas::{EventType, Instant, Registry, ViewCache, ViewValues};
 use sluice_stream::kinesis_input::{KinesisBatch, KinesisInputError, KinesisRecord};
-use sluice_stream::{BatchHandler, HandlerError};
+use sluice_stream::{BatchHandler, HandlerError, SequenceNumber};
 use sluice_telemetry::{Counter, Metrics, catalog};
 
 use crate::columnar::{ColumnarError, RowsBuilder};
@@ -168,7 +168,7 @@ pub struct InvalidRecord {
 
 /// A batch decoded, grouped and encoded, before any I/O.
 #[derive(Debug, Clone, Default)]
-pub struct PreparedBatch {
+pub struct PreparedLakeBatch {
     /// One file per (event type, dt, hour, shard) group, in partition order.
     pub files: Vec<PreparedFile>,
     /// Records to dead-letter, in batch order.
@@ -220,7 +220,7 @@ struct Group {
 ///
 /// Returns the prepared batch and the groups that failed to encode (never expected; reported as
 /// batch item failures by the caller). Same as [`group_records`] then [`GroupedBatch::encode`].
-pub fn prepare(tables: &LakeTables, input: &KinesisBatch<'_>) -> (PreparedBatch, Vec<FailedGroup>) {
+pub fn prepare(tables: &LakeTables, input: &KinesisBatch<'_>) -> (PreparedLakeBatch, Vec<FailedGroup>) {
     group_records(tables, input).encode()
 }
 
@@ -244,7 +244,7 @@ impl std::fmt::Debug for GroupedBatch {
 
 impl GroupedBatch {
     /// Encodes every non-empty group to Parquet (the second half of [`prepare`]).
-    pub fn encode(self) -> (PreparedBatch, Vec<FailedGroup>) {
+    pub fn encode(self) -> (PreparedLakeBatch, Vec<FailedGroup>) {
         let GroupedBatch { mut groups, invalid, records } = self;
         groups.retain(|g| !g.builder.is_empty());
         groups.sort_by(|a, b| (&a.partition, &a.shard_id).cmp(&(&b.partition, &b.shard_id)));
@@ -258,7 +258,7 @@ impl GroupedBatch {
                 }
             }
         }
-        (PreparedBatch { files, invalid, records }, failed)
+        (PreparedLakeBatch { files, invalid, records }, failed)
     }
 }
 
@@ -271,7 +271,7 @@ pub fn group_records(tables: &LakeTables, input: &KinesisBatch<'_>) -> GroupedBa
 /// jsonschema, no view): the reference the fast path is tested against. Same contract and
 /// results (the same Parquet bytes, the same invalid records).
 #[doc(hidden)]
-pub fn prepare_reference(tables: &LakeTables, input: &KinesisBatch<'_>) -> (PreparedBatch, Vec<FailedGroup>) {
+pub fn prepare_reference(tables: &LakeTables, input: &KinesisBatch<'_>) -> (PreparedLakeBatch, Vec<FailedGroup>) {
     group_records_with(tables, input, Decoder::Reference).encode()
 }
 
@@ -286,7 +286,7 @@ pub fn prepare_reference(tables: &LakeTables, input: &KinesisBatch<'_>) -> (Prep
 pub fn prepare_payload(
     tables: &LakeTables,
     payload: &[u8],
-) -> Result<(PreparedBatch, Vec<FailedGroup>), KinesisInputError> {
+) -> Result<(PreparedLakeBatch, Vec<FailedGroup>), KinesisInputError> {
     Ok(group_payload(tables, payload)?.encode())
 }
 
@@ -600,11 +600,12 @@ fn encode_group(group: &mut Group) -> Result<PreparedFile, PrepareError> {
     Ok(PreparedFile { partition: partition.clone(), name, path, rows, bytes })
 }
 
-/// Numeric order of decimal sequence-number strings (no leading zeros beyond padding).
-pub fn cmp_sequence(a: &str, b: &str) -> std::cmp::Ordering {
-    let a = a.trim_start_matches('0');
-    let b = b.trim_start_matches('0');
-    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+/// The batch item failure to report among the failed records' sequence numbers (as sent): the
+/// numerically lowest [`SequenceNumber`], the first of equal ones. A string that is not a
+/// sequence number comes before every one that is: reported, it names no record of the batch,
+/// so the trigger fails and redelivers the whole batch and nothing is skipped.
+fn first_failure(failed: Vec<String>) -> Option<String> {
+    failed.into_iter().min_by_key(|s| s.parse::<SequenceNumber>().ok())
 }
 
 /// What one invocation did (for logs, metrics and tests).
@@ -725,7 +726,7 @@ impl<Q: DeadLetterQueue> LakeWriter<Q> {
     /// Dead-letters, writes and reports a prepared batch.
     async fn write(
         &self,
-        (prepared, prepare_failures): (PreparedBatch, Vec<FailedGroup>),
+        (prepared, prepare_failures): (PreparedLakeBatch, Vec<FailedGroup>),
         now: DateTime<Utc>,
     ) -> (KinesisEventResponse, BatchOutcome) {
         let mut failed: Vec<String> = Vec::new();
@@ -788,7 +789,7 @@ impl<Q: DeadLetterQueue> LakeWriter<Q> {
         outcome.files_written.sort();
 
         let mut response = KinesisEventResponse::default();
-        if let Some(lowest) = failed.into_iter().min_by(|a, b| cmp_sequence(a, b)) {
+        if let Some(lowest) = first_failure(failed) {
             response.add_failure(lowest.clone());
             outcome.failed_from = Some(lowest);
         }
@@ -820,9 +821,20 @@ mod tests {
 
     proptest! {
         #[test]
-        fn cmp_sequence_is_numeric(a in 0u128..u128::MAX, b in 0u128..u128::MAX, pad in 0usize..4) {
-            let pa = format!("{}{a}", "0".repeat(pad));
-            prop_assert_eq!(cmp_sequence(&pa, &b.to_string()), a.cmp(&b));
+        fn first_failure_is_numeric(a in 0u128..u128::MAX, b in 0u128..u128::MAX, pad in 0usize..4) {
+            let (pa, pb) = (format!("{}{a}", "0".repeat(pad)), b.to_string());
+            let expected = if a <= b { pa.clone() } else { pb.clone() };
+            prop_assert_eq!(first_failure(vec![pa, pb]), Some(expected));
         }
+    }
+
+    #[test]
+    fn first_failure_reports_what_does_not_parse_first() {
+        let kinesis = "49590338271490256608559692538361571095921575989136588898".to_owned();
+        assert_eq!(first_failure(vec![kinesis.clone(), "7".into()]), Some("7".to_owned()));
+        assert_eq!(first_failure(vec![kinesis.clone(), String::new(), "12a".into()]), Some(String::new()));
+        assert_eq!(first_failure(vec!["5".into(), "x".into(), "4".into(), "".into()]), Some("x".to_owned()));
+        assert_eq!(first_failure(vec!["9".repeat(77), kinesis]), Some("9".repeat(77)));
+        assert_eq!(first_failure(Vec::new()), None);
     }
 }

@@ -21,7 +21,7 @@ pub const ENV_SCHEMAS_DIR: &str = "SLUICE_SCHEMAS_DIR";
 
 /// The Lambda's typed configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LambdaConfig {
+pub struct LakeLambdaConfig {
     pub lake_url: String,
     pub dlq_url: String,
     pub schemas_dir: Option<std::path::PathBuf>,
@@ -32,13 +32,13 @@ pub struct LambdaConfig {
 #[error("environment variable {0} must be set")]
 pub struct MissingVar(pub &'static str);
 
-impl LambdaConfig {
+impl LakeLambdaConfig {
     /// Reads the configuration from the process environment.
     pub fn from_env() -> Result<Self, MissingVar> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
-    /// [`LambdaConfig::from_env`] over any lookup (pure).
+    /// [`LakeLambdaConfig::from_env`] over any lookup (pure).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, MissingVar> {
         let get = |name| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         Ok(Self {
@@ -74,13 +74,13 @@ mod tests {
     fn config_table() {
         let cfg = |vars: &[(&str, &str)]| {
             let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
-            LambdaConfig::from_lookup(|n| vars.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()))
+            LakeLambdaConfig::from_lookup(|n| vars.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()))
         };
         assert_eq!(cfg(&[]), Err(MissingVar(ENV_LAKE_URL)));
         assert_eq!(cfg(&[(ENV_LAKE_URL, "s3://b/p")]), Err(MissingVar(ENV_DLQ_URL)));
         assert_eq!(
             cfg(&[(ENV_LAKE_URL, " s3://b/p "), (ENV_DLQ_URL, "http://q"), (ENV_SCHEMAS_DIR, "")]),
-            Ok(LambdaConfig { lake_url: "s3://b/p".into(), dlq_url: "http://q".into(), schemas_dir: None })
+            Ok(LakeLambdaConfig { lake_url: "s3://b/p".into(), dlq_url: "http://q".into(), schemas_dir: None })
         );
     }
 }

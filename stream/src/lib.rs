@@ -4,29 +4,35 @@
 //! (batching, retries, bisect, partial batch responses, record age, on-failure destination).
 //!
 //! Code map:
-//! - [`record`]: `SequenceNumber`, `StreamRecord`, shard ids, `to_kinesis_event`, `shard_id_of` (pure).
+//! - [`sequence`]: `SequenceNumber`, the one sequence number type: allocation-free parser,
+//!   canonical and zero-padded storage forms (pure).
+//! - [`record`]: `StreamRecord`, shard ids, `to_kinesis_event`, `shard_id_of` (pure).
 //! - [`routing`]: MD5 partition-key routing over evenly split hash-key ranges (pure).
 //! - [`local`]: `LocalStream`, the durable local stream (adapter: SQLite).
 //! - [`esm`]: `EventSourceMapping` and its ports (`BatchHandler`, `ShardSource`,
 //!   `CheckpointStore`, `FailureDestination`); its decision core is pure.
-//! - [`checkpoints`], [`dead_letters`]: the SQLite checkpoint store and dead-letter table.
+//! - [`checkpoints`], [`failure_destination`]: the SQLite checkpoint store and on-failure
+//!   destination (`SqliteFailureDestination`, `DiscardFailureDestination`).
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod checkpoints;
-pub mod dead_letters;
 pub mod esm;
+pub mod failure_destination;
 pub mod kinesis_input;
 pub mod lambda_payload;
 pub mod local;
 pub mod record;
 pub mod routing;
+pub mod sequence;
 mod sqlite;
 
 pub use checkpoints::{CheckpointError, SqliteCheckpoints};
-pub use dead_letters::{DeadLetter, DeadLetterError, DeadLetterSummary, DiscardDestination, LocalDeadLetters};
 pub use esm::{
     Backoff, BatchHandler, CheckpointStore, EsmConfig, EsmError, EventSourceMapping, FailedBatch, FailureDestination,
     FailureReason, HandlerError, MappingStatus, MappingStatusSnapshot, PortError, ShardSource,
+};
+pub use failure_destination::{
+    DiscardFailureDestination, FailureDestinationError, SqliteFailureDestination, StoredFailure, StoredFailureSummary,
 };
 pub use local::{LocalStream, LocalStreamConfig, PutEntry, PutResult, StreamError};
 pub use record::{

@@ -1,4 +1,4 @@
-//! Shared SQLite connection setup for the local adapters (stream, checkpoints, dead letters).
+//! Shared SQLite connection setup for the local adapters (stream, checkpoints, failure destination).
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};

@@ -27,9 +27,9 @@ use futures::StreamExt;
 use super::{AggregateStore, ChainHead, Link, Partial, PutOutcome, StoreError, WindowKey};
 use crate::aggregate::BatchDelta;
 use crate::key::{AggKey, DimValue};
-use crate::seq::SeqNo;
 use crate::state::AggState;
 use crate::window::WindowSize;
+use sluice_stream::SequenceNumber;
 
 /// Retry, concurrency and folding settings of [`apply_batch`].
 #[derive(Debug, Clone)]
@@ -63,7 +63,7 @@ pub struct ApplyReport {
     pub folds: usize,
     /// The lowest sequence number not applied (report as a batch item failure), if any window
     /// failed after retries.
-    pub failed_from: Option<SeqNo>,
+    pub failed_from: Option<SequenceNumber>,
     /// The errors of the failed windows, and of failed folds (which lose nothing: the links
     /// stay and the next append folds again).
     pub errors: Vec<String>,
@@ -77,7 +77,7 @@ fn backoff(policy: &ApplyPolicy, attempt: u32) -> Duration {
 enum WindowOutcome {
     Written { conflicts: usize, fold: Option<Result<(), String>> },
     Skipped { conflicts: usize },
-    Failed { from: SeqNo, error: String },
+    Failed { from: SequenceNumber, error: String },
 }
 
 /// Applies one shard's batch to the store exactly once (see the module docs). Never fails as a
@@ -214,7 +214,7 @@ async fn apply_window<S: AggregateStore>(
             }
         }
     }
-    WindowOutcome::Failed { from: first_unapplied.unwrap_or(SeqNo::ZERO), error }
+    WindowOutcome::Failed { from: first_unapplied.unwrap_or(SequenceNumber::ZERO), error }
 }
 
 /// Folds the unfolded links of (`window`, `shard`) into its partials and raises the fold mark
@@ -241,7 +241,7 @@ pub async fn fold<S: AggregateStore>(
         let mut attempt = 0;
         loop {
             let current = partials.get(dims);
-            let guard = current.map_or(SeqNo::ZERO, |p| p.guard);
+            let guard = current.map_or(SequenceNumber::ZERO, |p| p.guard);
             if guard >= newest.0 {
                 break;
             }
@@ -270,11 +270,12 @@ pub async fn fold<S: AggregateStore>(
 /// The state of each key of one (window, shard): its partial plus the entries of `links` with
 /// `last` above the partial's guard.
 pub fn merge_window(partials: Vec<(Vec<DimValue>, Partial)>, links: &[Link]) -> Vec<(Vec<DimValue>, AggState)> {
-    let mut keys: BTreeMap<Vec<DimValue>, (SeqNo, AggState)> =
+    let mut keys: BTreeMap<Vec<DimValue>, (SequenceNumber, AggState)> =
         partials.into_iter().map(|(d, p)| (d, (p.guard, p.state))).collect();
     for l in links {
         for (dims, s) in &l.entries {
-            let (guard, state) = keys.entry(dims.clone()).or_insert_with(|| (SeqNo::ZERO, AggState::default()));
+            let (guard, state) =
+                keys.entry(dims.clone()).or_insert_with(|| (SequenceNumber::ZERO, AggState::default()));
             if l.last > *guard {
                 state.merge(s);
             }

@@ -37,9 +37,9 @@ use futures::StreamExt;
 use super::link::{decode_entries, encode_entries};
 use super::{AggregateStore, ChainHead, Link, Partial, PutOutcome, ShardWindow, StoreError, WindowKey};
 use crate::key::{AggKey, DimValue, parse_dims_text};
-use crate::seq::SeqNo;
 use crate::state::AggState;
 use crate::window::WindowSize;
+use sluice_stream::SequenceNumber;
 
 /// Max window starts one read may query.
 pub const MAX_SCAN_WINDOWS: i64 = 10_000;
@@ -179,15 +179,17 @@ fn b_attr<'a>(item: &'a Item, name: &str) -> Result<&'a [u8], StoreError> {
     }
 }
 
-fn seq_attr(item: &Item, name: &str) -> Result<SeqNo, StoreError> {
+fn seq_attr(item: &Item, name: &str) -> Result<SequenceNumber, StoreError> {
     s_attr(item, name)?.parse().map_err(corrupt)
 }
 
 /// Reassembles links from link and part items in sort-key order.
 fn links_of(items: Vec<Item>) -> Result<Vec<Link>, StoreError> {
     let mut out = Vec::new();
-    let mut open: Option<(SeqNo, SeqNo, u64, u64, Vec<u8>)> = None; // prev, last, n, parts left, bytes
-    let finish = |o: Option<(SeqNo, SeqNo, u64, u64, Vec<u8>)>, out: &mut Vec<Link>| -> Result<(), StoreError> {
+    let mut open: Option<(SequenceNumber, SequenceNumber, u64, u64, Vec<u8>)> = None; // prev, last, n, parts left, bytes
+    let finish = |o: Option<(SequenceNumber, SequenceNumber, u64, u64, Vec<u8>)>,
+                  out: &mut Vec<Link>|
+     -> Result<(), StoreError> {
         if let Some((prev, last, n, left, bytes)) = o {
             if left != 0 {
                 return Err(corrupt("link is missing parts"));
@@ -199,7 +201,7 @@ fn links_of(items: Vec<Item>) -> Result<Vec<Link>, StoreError> {
     for item in items {
         let sk = s_attr(&item, "sk")?;
         let mut fields = sk.splitn(4, '#').skip(2);
-        let prev: SeqNo = fields.next().ok_or_else(|| corrupt("bad link key"))?.parse().map_err(corrupt)?;
+        let prev: SequenceNumber = fields.next().ok_or_else(|| corrupt("bad link key"))?.parse().map_err(corrupt)?;
         let chunk = b_attr(&item, "entries")?;
         if fields.next().is_some() {
             match open.as_mut() {
@@ -313,7 +315,7 @@ impl DynamoAggregateStore {
     }
 
     /// `last` and `n` of the newest link of (`window`, `shard`).
-    async fn newest_link(&self, shard: &str, window: &WindowKey) -> Result<Option<(SeqNo, u64)>, StoreError> {
+    async fn newest_link(&self, shard: &str, window: &WindowKey) -> Result<Option<(SequenceNumber, u64)>, StoreError> {
         let prefix = link_prefix(shard);
         let page = self
             .client
@@ -367,7 +369,7 @@ impl DynamoAggregateStore {
     }
 
     /// The links of `shard` in partition `pk` with `prev >= from`.
-    async fn chain_links(&self, pk: &str, shard: &str, from: SeqNo) -> Result<Vec<Link>, StoreError> {
+    async fn chain_links(&self, pk: &str, shard: &str, from: SequenceNumber) -> Result<Vec<Link>, StoreError> {
         let prefix = link_prefix(shard);
         links_of(self.query_range(pk, &format!("{prefix}{}", from.padded()), &format!("{prefix}\u{7f}")).await?)
     }
@@ -383,7 +385,7 @@ impl DynamoAggregateStore {
                 links: Vec::new(),
             })
         }
-        let mut marks: BTreeMap<String, SeqNo> = BTreeMap::new();
+        let mut marks: BTreeMap<String, SequenceNumber> = BTreeMap::new();
         for item in self.query_range(&pk, "M#", "P#\u{7f}").await? {
             let sk = s_attr(&item, "sk")?;
             if let Some(shard) = sk.strip_prefix("M#") {
@@ -451,9 +453,9 @@ impl DynamoAggregateStore {
 impl AggregateStore for DynamoAggregateStore {
     async fn heads(&self, shard: &str, windows: &[WindowKey]) -> Result<Vec<ChainHead>, StoreError> {
         // A batch touches a handful of windows: query them all at once.
-        let newest: Vec<Result<Option<(SeqNo, u64)>, StoreError>> =
+        let newest: Vec<Result<Option<(SequenceNumber, u64)>, StoreError>> =
             futures::future::join_all(windows.iter().map(|w| self.newest_link(shard, w))).await;
-        let mut marks: HashMap<String, (SeqNo, u64)> = HashMap::new();
+        let mut marks: HashMap<String, (SequenceNumber, u64)> = HashMap::new();
         // BatchGetItem refuses duplicate keys.
         let unique: Vec<String> = windows.iter().map(partition_key).collect::<BTreeSet<_>>().into_iter().collect();
         for chunk in unique.chunks(BATCH_GET_MAX) {
@@ -505,7 +507,7 @@ impl AggregateStore for DynamoAggregateStore {
         }
     }
 
-    async fn links(&self, shard: &str, window: &WindowKey, from: SeqNo) -> Result<Vec<Link>, StoreError> {
+    async fn links(&self, shard: &str, window: &WindowKey, from: SequenceNumber) -> Result<Vec<Link>, StoreError> {
         self.chain_links(&partition_key(window), shard, from).await
     }
 
@@ -519,7 +521,7 @@ impl AggregateStore for DynamoAggregateStore {
         &self,
         shard: &str,
         key: &AggKey,
-        expected: Option<SeqNo>,
+        expected: Option<SequenceNumber>,
         new: &Partial,
     ) -> Result<PutOutcome, StoreError> {
         let item = partial_item(shard, key, new);
@@ -542,7 +544,13 @@ impl AggregateStore for DynamoAggregateStore {
         }
     }
 
-    async fn mark_folded(&self, shard: &str, window: &WindowKey, upto: SeqNo, n: u64) -> Result<(), StoreError> {
+    async fn mark_folded(
+        &self,
+        shard: &str,
+        window: &WindowKey,
+        upto: SequenceNumber,
+        n: u64,
+    ) -> Result<(), StoreError> {
         let result = self
             .client
             .update_item()

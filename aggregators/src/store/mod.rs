@@ -15,9 +15,9 @@
 use std::future::Future;
 
 use crate::key::{AggKey, DimValue};
-use crate::seq::SeqNo;
 use crate::state::AggState;
 use crate::window::WindowSize;
+use sluice_stream::SequenceNumber;
 
 pub mod apply;
 pub mod dynamodb;
@@ -53,10 +53,10 @@ impl AggKey {
 /// record of the shard in this window with a sequence number in `(prev, last]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Link {
-    /// The chain head this link was appended to ([`SeqNo::ZERO`] for the first link).
-    pub prev: SeqNo,
+    /// The chain head this link was appended to ([`SequenceNumber::ZERO`] for the first link).
+    pub prev: SequenceNumber,
     /// The highest sequence number it contains: the chain head after it.
-    pub last: SeqNo,
+    pub last: SequenceNumber,
     /// Its position in the chain (1 for the first link).
     pub n: u64,
     /// Per key (dimension values), the delta.
@@ -66,12 +66,12 @@ pub struct Link {
 /// Where a (window, shard) chain stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ChainHead {
-    /// `last` of the newest link ([`SeqNo::ZERO`]: no link yet).
-    pub last: SeqNo,
+    /// `last` of the newest link ([`SequenceNumber::ZERO`]: no link yet).
+    pub last: SequenceNumber,
     /// `n` of the newest link (0: none).
     pub n: u64,
-    /// `last` of the newest link folded into the partials ([`SeqNo::ZERO`]: none).
-    pub folded: SeqNo,
+    /// `last` of the newest link folded into the partials ([`SequenceNumber::ZERO`]: none).
+    pub folded: SequenceNumber,
     /// `n` of that link (0: none).
     pub folded_n: u64,
 }
@@ -80,7 +80,7 @@ pub struct ChainHead {
 /// `last <= guard` that holds the key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Partial {
-    pub guard: SeqNo,
+    pub guard: SequenceNumber,
     pub state: AggState,
 }
 
@@ -173,7 +173,7 @@ pub trait AggregateStore: Send + Sync + 'static {
         &self,
         shard: &str,
         window: &WindowKey,
-        from: SeqNo,
+        from: SequenceNumber,
     ) -> impl Future<Output = Result<Vec<Link>, StoreError>> + Send;
 
     /// Every folded partial of (`window`, `shard`), by dimension values.
@@ -188,7 +188,7 @@ pub trait AggregateStore: Send + Sync + 'static {
         &self,
         shard: &str,
         key: &AggKey,
-        expected: Option<SeqNo>,
+        expected: Option<SequenceNumber>,
         new: &Partial,
     ) -> impl Future<Output = Result<PutOutcome, StoreError>> + Send;
 
@@ -198,7 +198,7 @@ pub trait AggregateStore: Send + Sync + 'static {
         &self,
         shard: &str,
         window: &WindowKey,
-        upto: SeqNo,
+        upto: SequenceNumber,
         n: u64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 

@@ -17,9 +17,9 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use super::link::{decode_entries, encode_entries};
 use super::{AggregateStore, ChainHead, Link, Partial, PutOutcome, ShardWindow, StoreError, WindowKey};
 use crate::key::{AggKey, DimValue, parse_dims_text};
-use crate::seq::SeqNo;
 use crate::state::AggState;
 use crate::window::WindowSize;
+use sluice_stream::SequenceNumber;
 
 /// SQLite-backed chains and partials. Cheap to clone (shares one connection).
 #[derive(Clone)]
@@ -108,8 +108,8 @@ impl SqliteAggregateStore {
     }
 }
 
-fn seq(text: &str) -> Result<SeqNo, StoreError> {
-    text.parse::<SeqNo>().map_err(corrupt)
+fn seq(text: &str) -> Result<SequenceNumber, StoreError> {
+    text.parse::<SequenceNumber>().map_err(corrupt)
 }
 
 fn count(n: i64) -> Result<u64, StoreError> {
@@ -144,7 +144,7 @@ fn chain_head(conn: &Connection, shard: &str, w: &WindowKey) -> Result<ChainHead
     Ok(head)
 }
 
-fn folded_mark(conn: &Connection, shard: &str, w: &WindowKey) -> Result<Option<(SeqNo, u64)>, StoreError> {
+fn folded_mark(conn: &Connection, shard: &str, w: &WindowKey) -> Result<Option<(SequenceNumber, u64)>, StoreError> {
     let row: Option<(String, i64)> = conn
         .prepare_cached(
             "SELECT upto, n FROM aggregate_folded WHERE event_type = ?1 AND window_secs = ?2 \
@@ -158,7 +158,7 @@ fn folded_mark(conn: &Connection, shard: &str, w: &WindowKey) -> Result<Option<(
     row.map(|(u, n)| Ok((seq(&u)?, count(n)?))).transpose()
 }
 
-fn chain_links(conn: &Connection, shard: &str, w: &WindowKey, from: SeqNo) -> Result<Vec<Link>, StoreError> {
+fn chain_links(conn: &Connection, shard: &str, w: &WindowKey, from: SequenceNumber) -> Result<Vec<Link>, StoreError> {
     let mut stmt = conn
         .prepare_cached(
             "SELECT prev, last, n, entries FROM aggregate_links WHERE event_type = ?1 AND window_secs = ?2 \
@@ -228,7 +228,7 @@ impl AggregateStore for SqliteAggregateStore {
         .await
     }
 
-    async fn links(&self, shard: &str, window: &WindowKey, from: SeqNo) -> Result<Vec<Link>, StoreError> {
+    async fn links(&self, shard: &str, window: &WindowKey, from: SequenceNumber) -> Result<Vec<Link>, StoreError> {
         let (shard, w) = (shard.to_owned(), window.clone());
         self.with_conn(move |conn| chain_links(conn, &shard, &w, from)).await
     }
@@ -242,7 +242,7 @@ impl AggregateStore for SqliteAggregateStore {
         &self,
         shard: &str,
         key: &AggKey,
-        expected: Option<SeqNo>,
+        expected: Option<SequenceNumber>,
         new: &Partial,
     ) -> Result<PutOutcome, StoreError> {
         let (shard, key) = (shard.to_owned(), key.clone());
@@ -274,7 +274,13 @@ impl AggregateStore for SqliteAggregateStore {
         .await
     }
 
-    async fn mark_folded(&self, shard: &str, window: &WindowKey, upto: SeqNo, n: u64) -> Result<(), StoreError> {
+    async fn mark_folded(
+        &self,
+        shard: &str,
+        window: &WindowKey,
+        upto: SequenceNumber,
+        n: u64,
+    ) -> Result<(), StoreError> {
         let (shard, w) = (shard.to_owned(), window.clone());
         let n = i64::try_from(n).map_err(corrupt)?;
         self.with_conn(move |conn| {
@@ -322,7 +328,7 @@ impl AggregateStore for SqliteAggregateStore {
             let mut out = Vec::with_capacity(chains.len());
             for (start, shard) in chains {
                 let window = WindowKey { event_type: event_type.clone(), window: size, window_start: start };
-                let mark = folded_mark(&tx, &shard, &window)?.map_or(SeqNo::ZERO, |(u, _)| u);
+                let mark = folded_mark(&tx, &shard, &window)?.map_or(SequenceNumber::ZERO, |(u, _)| u);
                 let links = chain_links(&tx, &shard, &window, mark)?;
                 let partials = key_partials(&tx, &shard, &window)?;
                 out.push(ShardWindow { window, shard, partials, links });

@@ -75,7 +75,7 @@ fn window() -> WindowKey {
 }
 
 fn link(prev: u64, last: u64, n: u64, entries: Vec<(Vec<DimValue>, AggState)>) -> Link {
-    Link { prev: if prev == 0 { sluice_aggregators::SeqNo::ZERO } else { seq(prev) }, last: seq(last), n, entries }
+    Link { prev: if prev == 0 { sluice_stream::SequenceNumber::ZERO } else { seq(prev) }, last: seq(last), n, entries }
 }
 
 async fn append_is_compare_and_set_on_the_chain_head<S: AggregateStore>(store: S) {
@@ -94,7 +94,7 @@ async fn append_is_compare_and_set_on_the_chain_head<S: AggregateStore>(store: S
     assert_eq!((head.last, head.n, head.folded_n), (seq(9), 2, 0));
     let mut sorted = l2.clone();
     sorted.entries.sort_by_key(|(d, _)| sluice_aggregators::key::dims_text(d));
-    assert_eq!(store.links(SHARD, &w, sluice_aggregators::SeqNo::ZERO).await.unwrap(), vec![l1, sorted.clone()]);
+    assert_eq!(store.links(SHARD, &w, sluice_stream::SequenceNumber::ZERO).await.unwrap(), vec![l1, sorted.clone()]);
     assert_eq!(store.links(SHARD, &w, seq(5)).await.unwrap(), vec![sorted]);
     // Other shards and windows are other chains.
     assert_eq!(store.head("shardId-other", &w).await.unwrap(), ChainHead::default());
@@ -176,7 +176,7 @@ async fn huge_links_are_stored_whole<S: AggregateStore>(store: S) {
     }
     let b = agg.finish();
     let minute = Link {
-        prev: sluice_aggregators::SeqNo::ZERO,
+        prev: sluice_stream::SequenceNumber::ZERO,
         last: seq(120_000),
         n: 1,
         entries: b

@@ -2,8 +2,9 @@
 //! store always ends equal to the aggregate of every record applied once.
 
 use proptest::prelude::*;
+use sluice_aggregators::apply_batch;
 use sluice_aggregators::store::AggregateStore;
-use sluice_aggregators::{SeqNo, apply_batch};
+use sluice_stream::SequenceNumber;
 
 use crate::support::*;
 
@@ -28,7 +29,7 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn counter_of(s: SeqNo) -> u64 {
+fn counter_of(s: SequenceNumber) -> u64 {
     let text = s.to_string();
     text[text.len() - 28..].parse().unwrap()
 }

@@ -224,7 +224,7 @@ async fn end_to_end_matches_ground_truth() {
 }
 
 /// The Lambda's fused path (`KinesisBatch::parse_retaining` feeding a `BatchPreparer`, what
-/// `process_payload` runs) builds exactly `prepare_batch`'s `PreparedBatch` (deltas, per-shard
+/// `process_payload` runs) builds exactly `prepare_batch`'s `PreparedAggregates` (deltas, per-shard
 /// add order, dead letters and their order): on the real fixture, and on generated batches with
 /// shards interleaved, records corrupted, and unusable ids / sequence numbers mixed in.
 mod fused {

@@ -10,9 +10,10 @@ use sluice_aggregators::store::{
     AggregateStore, ChainHead, Link, Partial, PutOutcome, ShardWindow, StoreError, WindowKey, scan,
 };
 use sluice_aggregators::{
-    AggKey, AggState, BatchAggregator, BatchDelta, Contribution, DimValue, DynamoAggregateStore, Observation, SeqNo,
+    AggKey, AggState, BatchAggregator, BatchDelta, Contribution, DimValue, DynamoAggregateStore, Observation,
     SqliteAggregateStore, WindowConfig, WindowSize,
 };
+use sluice_stream::SequenceNumber;
 
 /// One synthetic record: sequence counter, group (0..4), measure, identity.
 #[derive(Debug, Clone, Copy)]
@@ -28,7 +29,7 @@ pub fn t0() -> DateTime<Utc> {
     DateTime::from_timestamp(1_767_225_600, 0).unwrap()
 }
 
-pub fn seq(n: u64) -> SeqNo {
+pub fn seq(n: u64) -> SequenceNumber {
     // Kinesis-sized: above u128.
     format!("4959033827149025660855969253{n:028}").parse().unwrap()
 }
@@ -111,7 +112,7 @@ impl<S: AggregateStore> AggregateStore for Crashing<S> {
         self.write()?;
         self.inner.append(shard, window, link).await
     }
-    async fn links(&self, shard: &str, window: &WindowKey, from: SeqNo) -> Result<Vec<Link>, StoreError> {
+    async fn links(&self, shard: &str, window: &WindowKey, from: SequenceNumber) -> Result<Vec<Link>, StoreError> {
         self.alive()?;
         self.inner.links(shard, window, from).await
     }
@@ -123,13 +124,19 @@ impl<S: AggregateStore> AggregateStore for Crashing<S> {
         &self,
         shard: &str,
         key: &AggKey,
-        expected: Option<SeqNo>,
+        expected: Option<SequenceNumber>,
         new: &Partial,
     ) -> Result<PutOutcome, StoreError> {
         self.write()?;
         self.inner.put_partial(shard, key, expected, new).await
     }
-    async fn mark_folded(&self, shard: &str, window: &WindowKey, upto: SeqNo, n: u64) -> Result<(), StoreError> {
+    async fn mark_folded(
+        &self,
+        shard: &str,
+        window: &WindowKey,
+        upto: SequenceNumber,
+        n: u64,
+    ) -> Result<(), StoreError> {
         self.write()?;
         self.inner.mark_folded(shard, window, upto, n).await
     }

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     sluice_telemetry::init_logging(sluice_telemetry::LogFormat::Json);
-    let config = sluice_ingest::config::LambdaConfig::from_env().context("ingest configuration")?;
+    let config = sluice_ingest::config::IngestLambdaConfig::from_env().context("ingest configuration")?;
     let settings = sluice_aws::AwsSettings::from_env().context("AWS settings")?;
     let sdk = sluice_aws::sdk_config(&settings).await;
     let app = sluice_api::lambda::app(&config, &sdk).context("ingest state")?;

@@ -8,13 +8,13 @@ use sluice_aggregators::DynamoAggregateStore;
 use sluice_aws::testing::{moto, unique_name};
 use sluice_ingest::SCOPE_METRICS_READ;
 use sluice_ingest::auth::{LOCAL_AUDIENCE, LOCAL_ISSUER};
-use sluice_ingest::config::LambdaConfig;
+use sluice_ingest::config::IngestLambdaConfig;
 
 use crate::support::{Issuer, URI, VIEWS, aggregate, assert_views_answer, get, send};
 
-/// The Lambda's configuration from `vars` (as `LambdaConfig::from_env` reads the environment):
+/// The Lambda's configuration from `vars` (as `IngestLambdaConfig::from_env` reads the environment):
 /// JWT auth against `issuer`'s JWKS URL, plus `extra`.
-fn config(issuer: &Issuer, extra: &[(&str, &str)]) -> LambdaConfig {
+fn config(issuer: &Issuer, extra: &[(&str, &str)]) -> IngestLambdaConfig {
     let mut vars: HashMap<&str, String> = HashMap::from([
         ("SLUICE_STREAM", unique_name("events")),
         ("SLUICE_AUTH", "jwt".to_owned()),
@@ -23,7 +23,7 @@ fn config(issuer: &Issuer, extra: &[(&str, &str)]) -> LambdaConfig {
         ("SLUICE_JWKS_URL", issuer.jwks_url.clone()),
     ]);
     vars.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
-    LambdaConfig::from_lookup(|k| vars.get(k).cloned()).unwrap()
+    IngestLambdaConfig::from_lookup(|k| vars.get(k).cloned()).unwrap()
 }
 
 #[tokio::test]

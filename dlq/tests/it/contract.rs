@@ -1,7 +1,7 @@
 use aws_sdk_sqs::types::QueueAttributeName;
 use chrono::{TimeZone, Utc};
 use sluice_dlq::{
-    DeadLetter, DeadLetterQueue, DlqError, FailureKind, LocalDeadLetters, MemoryDeadLetters, SqsDeadLetters,
+    DeadLetter, DeadLetterQueue, DlqError, FailureKind, MemoryDeadLetters, SqliteDeadLetters, SqsDeadLetters,
 };
 
 fn letter(seq: u32, data: &[u8]) -> DeadLetter {
@@ -29,16 +29,16 @@ async fn send_twice<Q: DeadLetterQueue>(q: &Q, letters: &[DeadLetter]) {
 }
 
 #[tokio::test]
-async fn local_keeps_exact_bytes_once_and_supports_redrive_ops() {
+async fn sqlite_keeps_exact_bytes_once_and_supports_redrive_ops() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("dlq.db");
     let letters: Vec<_> = payloads().iter().enumerate().map(|(i, p)| letter(i as u32, p)).collect();
     {
-        let q = LocalDeadLetters::open(&path).unwrap();
+        let q = SqliteDeadLetters::open(&path).unwrap();
         send_twice(&q, &letters).await;
     }
     // Reopen: durable.
-    let q = LocalDeadLetters::open(&path).unwrap();
+    let q = SqliteDeadLetters::open(&path).unwrap();
     assert_eq!(q.count().unwrap(), letters.len() as u64);
     let stored = q.list(0, 100).unwrap();
     assert_eq!(stored.iter().map(|s| s.letter.clone()).collect::<Vec<_>>(), letters);
@@ -57,9 +57,9 @@ async fn local_keeps_exact_bytes_once_and_supports_redrive_ops() {
 }
 
 #[tokio::test]
-async fn local_keeps_letters_without_position_each_time() {
+async fn sqlite_keeps_letters_without_position_each_time() {
     let dir = tempfile::tempdir().unwrap();
-    let q = LocalDeadLetters::open(&dir.path().join("dlq.db")).unwrap();
+    let q = SqliteDeadLetters::open(&dir.path().join("dlq.db")).unwrap();
     let mut l = letter(1, b"x");
     l.shard_id = None;
     l.sequence_number = None;
@@ -68,7 +68,7 @@ async fn local_keeps_letters_without_position_each_time() {
 }
 
 #[tokio::test]
-async fn memory_dedups_like_local_and_injects_failures() {
+async fn memory_dedups_like_sqlite_and_injects_failures() {
     let q = MemoryDeadLetters::new();
     let letters: Vec<_> = payloads().iter().enumerate().map(|(i, p)| letter(i as u32, p)).collect();
     send_twice(&q, &letters).await;

@@ -13,7 +13,7 @@
 //!   keep their relative order when they are written in the same attempt.
 
 pub mod kinesis;
-pub mod local;
+pub mod local_stream;
 pub mod memory;
 
 use std::future::Future;
@@ -22,7 +22,7 @@ use std::pin::Pin;
 use bytes::Bytes;
 
 pub use kinesis::{KinesisEventLog, KinesisLimits, PutRecordsApi, PutRecordsCallError, RetryPolicy};
-pub use local::LocalEventLog;
+pub use local_stream::LocalStreamEventLog;
 
 pub use memory::MemoryEventLog;
 

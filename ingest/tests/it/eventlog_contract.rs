@@ -11,8 +11,8 @@ use bytes::Bytes;
 use serde_json::json;
 use sluice_ingest::eventlog::kinesis::{EntryResult, SdkPutRecords};
 use sluice_ingest::eventlog::{
-    AppendOutcome, BoxFuture, EventLog, KinesisEventLog, LocalEventLog, LogRecord, PutRecordsApi, PutRecordsCallError,
-    RetryPolicy,
+    AppendOutcome, BoxFuture, EventLog, KinesisEventLog, LocalStreamEventLog, LogRecord, PutRecordsApi,
+    PutRecordsCallError, RetryPolicy,
 };
 use sluice_ingest::{AppState, Authenticator, MemoryEventLog};
 use sluice_stream::{LocalStream, LocalStreamConfig};
@@ -121,7 +121,7 @@ async fn local_stream_adapter_keeps_the_contract() {
         LocalStreamConfig { shards: 4, ..LocalStreamConfig::default() },
     )
     .unwrap();
-    let log = LocalEventLog::new(stream.clone());
+    let log = LocalStreamEventLog::new(stream.clone());
     contract(&log, async || read_local(&stream)).await;
 }
 
@@ -313,7 +313,7 @@ async fn events_posted_through_the_router_are_in_kinesis_byte_for_byte() {
 async fn events_posted_through_the_router_are_in_the_local_stream() {
     let dir = tempfile::tempdir().unwrap();
     let stream = LocalStream::open(&dir.path().join("stream.db"), LocalStreamConfig::default()).unwrap();
-    let env = Env::new(Arc::new(LocalEventLog::new(stream.clone())));
+    let env = Env::new(Arc::new(LocalStreamEventLog::new(stream.clone())));
     let batch = json!([page_view(&uuid(1)), page_view(&uuid(2))]);
     assert_eq!(send(env.app(), post_events(Some(&env.token("web")), batch.to_string())).await.0, 202);
     let mut keys: Vec<String> = read_local(&stream).into_iter().map(|s| s.partition_key).collect();

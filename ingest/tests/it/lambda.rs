@@ -2,7 +2,7 @@
 //! `lambda_http`'s request conversion into the same Router.
 
 use serde_json::Value;
-use sluice_ingest::config::{AuthSetting, LambdaConfig};
+use sluice_ingest::config::{AuthSetting, IngestLambdaConfig};
 use sluice_ingest::{AppState, Authenticator};
 use tower::ServiceExt;
 
@@ -47,7 +47,7 @@ async fn without_authorizer_context_or_scope_the_gateway_mode_refuses() {
 
 #[tokio::test]
 async fn the_lambda_state_checks_tokens_by_default() {
-    let config = LambdaConfig::from_lookup(|k| match k {
+    let config = IngestLambdaConfig::from_lookup(|k| match k {
         "SLUICE_STREAM" => Some("events".into()),
         "SLUICE_JWT_ISSUER" => Some("https://cognito-idp.us-east-1.amazonaws.com/us-east-1_AbCdEfGhI".into()),
         "SLUICE_JWT_AUDIENCES" => Some("4p1lq7v0c3k9m2n8b6x5z1w0ye".into()),

@@ -9,14 +9,14 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use lambda_runtime::{LambdaEvent, Runtime, layers::TracingLayer, service_fn};
-use sluice_sinks::lambda::{LambdaConfig, handle_raw};
+use sluice_sinks::lambda::{LakeLambdaConfig, handle_raw};
 use sluice_sinks::{Lake, LakeWriter};
 use sluice_stream::lambda_payload::{RawPayload, RawPayloads};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     sluice_telemetry::init_logging(sluice_telemetry::LogFormat::Json);
-    let config = LambdaConfig::from_env().context("lake writer configuration")?;
+    let config = LakeLambdaConfig::from_env().context("lake writer configuration")?;
     let settings = sluice_aws::AwsSettings::from_env().context("AWS settings")?;
     let event_time = sluice_schemas::EventTimeRange::from_lookup(|name| std::env::var(name).ok())?;
     let registry = sluice_schemas::Registry::load(config.schemas_dir.as_deref())

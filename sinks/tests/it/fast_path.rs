@@ -7,7 +7,7 @@ use aws_lambda_events::event::kinesis::KinesisEvent;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use sluice_schemas::ViewValues;
-use sluice_sinks::handler::{PreparedBatch, group_payload_fused, prepare_reference};
+use sluice_sinks::handler::{PreparedLakeBatch, group_payload_fused, prepare_reference};
 use sluice_sinks::{LakeTables, prepare, prepare_payload};
 use sluice_stream::kinesis_input::{KinesisBatch, KinesisInput};
 
@@ -18,13 +18,13 @@ fn tables() -> LakeTables {
 }
 
 /// The files (path, rows, bytes) of a prepared batch.
-fn files(p: &PreparedBatch) -> Vec<(String, usize, bytes::Bytes)> {
+fn files(p: &PreparedLakeBatch) -> Vec<(String, usize, bytes::Bytes)> {
     p.files.iter().map(|f| (f.path.clone(), f.rows, f.bytes.clone())).collect()
 }
 
 /// `prepare` and `prepare_reference` agree exactly on `input`, and so does the Lambda's fused
 /// path (`prepare_payload` over the raw invocation payload); returns the prepared batch.
-fn same_prepare(tables: &LakeTables, input: &KinesisEvent) -> PreparedBatch {
+fn same_prepare(tables: &LakeTables, input: &KinesisEvent) -> PreparedLakeBatch {
     let batch = KinesisBatch::from(input);
     let (fast, fast_failed) = prepare(tables, &batch);
     let (reference, reference_failed) = prepare_reference(tables, &batch);

@@ -109,7 +109,7 @@ pub(crate) enum Step {
     Bisect { first: Pending, second: Pending },
     /// Checkpoint `acked` (if any), send `failed.records` to the destination, then checkpoint
     /// `failed.range_last`.
-    DeadLetter { acked: Option<SequenceNumber>, failed: Pending, attempts: u32, error: String },
+    Discard { acked: Option<SequenceNumber>, failed: Pending, attempts: u32, error: String },
 }
 
 /// Applies an invocation outcome to the run `p` whose `records` were delivered.
@@ -126,7 +126,7 @@ pub(crate) fn decide(p: Pending, outcome: Outcome, policy: Policy) -> Step {
             }
             let failed = Pending { records: rest, retries: p.retries.saturating_add(1), range_last: p.range_last };
             if policy.exhausted(p.retries) {
-                Step::DeadLetter { acked, failed, attempts: p.retries.saturating_add(1), error: detail }
+                Step::Discard { acked, failed, attempts: p.retries.saturating_add(1), error: detail }
             } else {
                 Step::Retry { acked, next: failed, error: detail }
             }
@@ -141,7 +141,7 @@ pub(crate) fn decide(p: Pending, outcome: Outcome, policy: Policy) -> Step {
                     second: Pending { records: second, retries: p.retries, range_last: p.range_last },
                 }
             } else if policy.exhausted(p.retries) {
-                Step::DeadLetter { acked: None, attempts: p.retries.saturating_add(1), failed: p, error }
+                Step::Discard { acked: None, attempts: p.retries.saturating_add(1), failed: p, error }
             } else {
                 Step::Retry { acked: None, next: Pending { retries: p.retries.saturating_add(1), ..p }, error }
             }
@@ -250,7 +250,7 @@ mod tests {
     }
 
     #[test]
-    fn function_error_retries_then_dead_letters() {
+    fn function_error_retries_then_discards() {
         let policy = Policy { maximum_retry_attempts: Some(2), bisect_batch_on_function_error: false };
         let mut p = Pending::new(recs(&[1, 2])).unwrap();
         for expected_retries in 1..=2 {
@@ -260,16 +260,16 @@ mod tests {
             p = next;
         }
         let step = decide(p, Outcome::FunctionError { error: "e".into() }, policy);
-        let Step::DeadLetter { acked: None, failed, attempts: 3, .. } = step else { panic!("{step:?}") };
+        let Step::Discard { acked: None, failed, attempts: 3, .. } = step else { panic!("{step:?}") };
         assert_eq!(failed.records, recs(&[1, 2]));
     }
 
     #[test]
-    fn zero_retries_dead_letters_at_once() {
+    fn zero_retries_discards_at_once() {
         let policy = Policy { maximum_retry_attempts: Some(0), bisect_batch_on_function_error: false };
         let p = Pending::new(recs(&[1, 2, 3])).unwrap();
         let step = decide(p, Outcome::PartialFailure { first_failed: 2, detail: String::new() }, policy);
-        let Step::DeadLetter { acked, failed, attempts: 1, .. } = step else { panic!("{step:?}") };
+        let Step::Discard { acked, failed, attempts: 1, .. } = step else { panic!("{step:?}") };
         assert_eq!(acked, Some(SequenceNumber::from_local(2)));
         assert_eq!(failed.records, recs(&[3]));
     }
@@ -286,11 +286,11 @@ mod tests {
         assert_eq!(second.records, recs(&[3, 4, 5]));
         assert_eq!(second.range_last, SequenceNumber::from_local(5));
         assert_eq!((first.retries, second.retries), (0, 0));
-        // A single record is not split: with no retries left it is dead-lettered.
+        // A single record is not split: with no retries left it is discarded.
         let single = Pending::new(recs(&[3])).unwrap();
         assert!(matches!(
             decide(single, Outcome::FunctionError { error: "e".into() }, policy),
-            Step::DeadLetter { attempts: 1, .. }
+            Step::Discard { attempts: 1, .. }
         ));
     }
 

@@ -23,11 +23,12 @@
 //!   success or discard, before the next batch starts. After a restart a shard resumes after its
 //!   checkpoint, so a batch in flight at a crash is delivered again: **at-least-once**.
 //! - Graceful shutdown: when the token is cancelled, an in-flight invocation completes and its
-//!   outcome is applied (checkpoint or dead letter), then no further invocation starts (not even
-//!   a retry); [`EventSourceMapping::run`] returns `Ok`. Unfinished work resumes from the
-//!   checkpoint on the next start, with fresh retry counters.
+//!   outcome is applied (checkpoint, or discard to the failure destination), then no further
+//!   invocation starts (not even a retry); [`EventSourceMapping::run`] returns `Ok`. Unfinished
+//!   work resumes from the checkpoint on the next start, with fresh retry counters.
 //! - Port failures (source, checkpoint store, destination) never lose records: the runner retries
-//!   them with backoff and never advances past records it could not dead-letter.
+//!   them with backoff and never advances past records it could not send to the failure
+//!   destination.
 
 mod decide;
 mod runner;
@@ -239,7 +240,7 @@ impl Backoff {
 /// Configuration of one event source mapping (Lambda's settings, plus local timings).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EsmConfig {
-    /// Mapping name: the checkpoint key and the dead letters' `mapping`.
+    /// Mapping name: the checkpoint key and the stored failures' `mapping`.
     pub name: String,
     /// Most records per batch, 1..=10000 (Lambda default 100).
     pub batch_size: usize,

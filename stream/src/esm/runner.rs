@@ -1,5 +1,5 @@
 //! The runner: one worker task per shard, each a loop of collect batch -> invoke -> decide ->
-//! checkpoint / dead-letter. See the module docs of [`crate::esm`] for the semantics.
+//! checkpoint / discard to the failure destination. See the module docs of [`crate::esm`] for the semantics.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
@@ -339,10 +339,10 @@ where
                     "records older than the maximum record age {:?}",
                     self.config.maximum_record_age.unwrap_or_default()
                 ));
-                if !self.dead_letter(shard, expired, FailureReason::RecordAgeExceeded, p.retries, error, stop).await {
+                if !self.discard(shard, expired, FailureReason::RecordAgeExceeded, p.retries, error, stop).await {
                     return Flow::Stop;
                 }
-                self.status.dead_lettered(n, true);
+                self.status.discarded(n, true);
             }
             if p.records.is_empty() {
                 if !self.checkpoint(shard, p.range_last, position, stop).await {
@@ -398,7 +398,7 @@ where
                     queue.push_front(second);
                     queue.push_front(first);
                 }
-                Step::DeadLetter { acked, failed, attempts, error } => {
+                Step::Discard { acked, failed, attempts, error } => {
                     if let Some(a) = acked
                         && !self.checkpoint(shard, a, position, stop).await
                     {
@@ -406,7 +406,7 @@ where
                     }
                     let n = failed.records.len();
                     if !self
-                        .dead_letter(
+                        .discard(
                             shard,
                             failed.records,
                             FailureReason::RetryAttemptsExhausted,
@@ -418,7 +418,7 @@ where
                     {
                         return Flow::Stop;
                     }
-                    self.status.dead_lettered(n, false);
+                    self.status.discarded(n, false);
                     if !self.checkpoint(shard, failed.range_last, position, stop).await {
                         return Flow::Stop;
                     }
@@ -446,7 +446,7 @@ where
     }
 
     /// Sends records to the destination; `false` if stopped before it accepted them.
-    async fn dead_letter(
+    async fn discard(
         &self,
         shard: &str,
         records: Vec<StreamRecord>,

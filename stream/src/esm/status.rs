@@ -20,7 +20,7 @@ pub struct MappingStatus {
     failures: AtomicU64,
     retries: AtomicU64,
     bisections: AtomicU64,
-    dead_lettered_records: AtomicU64,
+    discarded_records: AtomicU64,
     expired_records: AtomicU64,
     port_errors: AtomicU64,
     consecutive_port_errors: AtomicU64,
@@ -48,7 +48,7 @@ pub struct MappingStatusSnapshot {
     /// Batches split in two after a function error (counter).
     pub bisections: u64,
     /// Records sent to the on-failure destination, expired ones included (counter).
-    pub dead_lettered_records: u64,
+    pub discarded_records: u64,
     /// Records discarded for exceeding the maximum record age (counter).
     pub expired_records: u64,
     /// Failed calls to the source, checkpoint store or destination (counter).
@@ -96,7 +96,7 @@ impl MappingStatus {
             failures: self.failures.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
             bisections: self.bisections.load(Ordering::Relaxed),
-            dead_lettered_records: self.dead_lettered_records.load(Ordering::Relaxed),
+            discarded_records: self.discarded_records.load(Ordering::Relaxed),
             expired_records: self.expired_records.load(Ordering::Relaxed),
             port_errors: self.port_errors.load(Ordering::Relaxed),
             consecutive_port_errors: self.consecutive_port_errors.load(Ordering::Relaxed),
@@ -132,8 +132,8 @@ impl MappingStatus {
         self.bisections.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn dead_lettered(&self, records: usize, expired: bool) {
-        self.dead_lettered_records.fetch_add(records as u64, Ordering::Relaxed);
+    pub(crate) fn discarded(&self, records: usize, expired: bool) {
+        self.discarded_records.fetch_add(records as u64, Ordering::Relaxed);
         if expired {
             self.expired_records.fetch_add(records as u64, Ordering::Relaxed);
         }

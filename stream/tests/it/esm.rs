@@ -174,27 +174,28 @@ async fn report_batch_item_failures_redelivers_from_the_lowest_failed_record() {
     assert_eq!(inv[1].data, p[4..].to_vec());
     let snap = status.snapshot();
     assert_eq!((snap.retries, snap.failures, snap.succeeded_records), (1, 1, 10));
-    assert_eq!(fx.dead_letters.count().unwrap(), 0);
+    assert_eq!(fx.failures.count().unwrap(), 0);
 }
 
 #[tokio::test]
 async fn partial_failure_acks_the_prefix_durably_before_retrying() {
-    // Record 3 keeps failing and there are no retries left: 0..3 are checkpointed, 3..5 dead-lettered.
+    // Record 3 keeps failing and there are no retries left: 0..3 are checkpointed, 3..5 discarded to the failure destination.
     let fx = Fixture::new(1);
     let p = payloads(5, "r");
     let puts = fx.put("k", &strs(&p));
     let s3 = puts[3].sequence_number.to_string();
     let h = Recording::new(move |_, _| Ok(fail_items([s3.as_str()])));
-    let mut c = config("rbif-dlq");
+    let mut c = config("rbif-discard");
     c.report_batch_item_failures = true;
     c.maximum_retry_attempts = Some(0);
     let (run, _status) = start(&fx, c, Arc::clone(&h));
-    wait_until("resolved", PATIENCE, || fx.checkpoint("rbif-dlq", &shard_id(0)) == Some(puts[4].sequence_number)).await;
+    wait_until("resolved", PATIENCE, || fx.checkpoint("rbif-discard", &shard_id(0)) == Some(puts[4].sequence_number))
+        .await;
     run.stop().await;
     assert_eq!(h.count(), 1);
-    let dl = fx.dead_letters.list().unwrap();
+    let dl = fx.failures.list().unwrap();
     assert_eq!(dl.len(), 1);
-    let full = fx.dead_letters.get(dl[0].id).unwrap().unwrap();
+    let full = fx.failures.get(dl[0].id).unwrap().unwrap();
     let data: Vec<Vec<u8>> = full.batch.records.iter().map(|r| r.data.clone()).collect();
     assert_eq!(data, vec![b"r3".to_vec(), b"r4".to_vec()]);
     assert_eq!(full.batch.attempts, 1);
@@ -247,7 +248,7 @@ async fn an_invalid_item_identifier_fails_the_whole_batch() {
 }
 
 #[tokio::test]
-async fn retries_up_to_the_maximum_then_dead_letters_with_payloads_and_moves_on() {
+async fn retries_up_to_the_maximum_then_discards_with_payloads_and_moves_on() {
     let fx = Fixture::new(1);
     let before = Utc::now();
     let puts = fx.put("k", &["bad-1", "bad-2", "bad-3"]);
@@ -261,7 +262,7 @@ async fn retries_up_to_the_maximum_then_dead_letters_with_payloads_and_moves_on(
     let mut c = config("retries");
     c.maximum_retry_attempts = Some(2);
     let (run, status) = start(&fx, c, Arc::clone(&h));
-    wait_until("dead-lettered", PATIENCE, || fx.dead_letters.count().unwrap() == 1).await;
+    wait_until("discarded", PATIENCE, || fx.failures.count().unwrap() == 1).await;
     // The shard moves on.
     let later = fx.put("k", &["good"]);
     wait_until("moved on", PATIENCE, || fx.checkpoint("retries", &shard_id(0)) == Some(later[0].sequence_number)).await;
@@ -274,8 +275,8 @@ async fn retries_up_to_the_maximum_then_dead_letters_with_payloads_and_moves_on(
     }
     assert_eq!(inv[3].data, vec!["good"]);
 
-    let list = fx.dead_letters.list().unwrap();
-    let dl = fx.dead_letters.get(list[0].id).unwrap().unwrap();
+    let list = fx.failures.list().unwrap();
+    let dl = fx.failures.get(list[0].id).unwrap().unwrap();
     let b = &dl.batch;
     assert_eq!(b.mapping, "retries");
     assert_eq!(b.stream_arn, ARN);
@@ -290,7 +291,7 @@ async fn retries_up_to_the_maximum_then_dead_letters_with_payloads_and_moves_on(
     assert_eq!(b.records, stored, "full records, payload included");
     assert_eq!(list[0].record_count, 3);
     let snap = status.snapshot();
-    assert_eq!((snap.failures, snap.retries, snap.dead_lettered_records), (3, 2, 3));
+    assert_eq!((snap.failures, snap.retries, snap.discarded_records), (3, 2, 3));
     assert!(snap.last_error.unwrap().contains("downstream"));
 }
 
@@ -324,13 +325,13 @@ async fn bisect_on_function_error_isolates_a_poison_record() {
             r(4, 6), // fails: split
             r(4, 5), // ok
             r(5, 6), // poison alone: fails
-            r(5, 6), // retry 1 of 1: fails -> dead letter
+            r(5, 6), // retry 1 of 1: fails -> failure destination
             r(6, 8), // ok
         ]
     );
-    let list = fx.dead_letters.list().unwrap();
+    let list = fx.failures.list().unwrap();
     assert_eq!(list.len(), 1);
-    let dl = fx.dead_letters.get(list[0].id).unwrap().unwrap();
+    let dl = fx.failures.get(list[0].id).unwrap().unwrap();
     assert_eq!(dl.batch.records.len(), 1);
     assert_eq!(dl.batch.records[0].data, b"poison");
     assert_eq!(dl.batch.records[0].sequence_number, puts[5].sequence_number);
@@ -358,9 +359,9 @@ async fn records_older_than_the_maximum_age_go_to_the_destination_undelivered() 
     run.stop().await;
     let delivered: Vec<String> = h.invocations().into_iter().flat_map(|i| i.data).collect();
     assert_eq!(delivered, vec!["new-1", "new-2"]);
-    let list = fx.dead_letters.list().unwrap();
+    let list = fx.failures.list().unwrap();
     assert_eq!(list.len(), 1);
-    let dl = fx.dead_letters.get(list[0].id).unwrap().unwrap();
+    let dl = fx.failures.get(list[0].id).unwrap().unwrap();
     assert_eq!(dl.batch.reason, FailureReason::RecordAgeExceeded);
     assert_eq!(dl.batch.attempts, 0);
     assert_eq!(dl.batch.first_sequence, stale[0].sequence_number);
@@ -368,7 +369,7 @@ async fn records_older_than_the_maximum_age_go_to_the_destination_undelivered() 
     let data: Vec<&[u8]> = dl.batch.records.iter().map(|r| r.data.as_slice()).collect();
     assert_eq!(data, vec![&b"old-1"[..], b"old-2", b"old-3"]);
     let snap = status.snapshot();
-    assert_eq!((snap.expired_records, snap.dead_lettered_records), (3, 3));
+    assert_eq!((snap.expired_records, snap.discarded_records), (3, 3));
 }
 
 /// A handler that blocks each invocation until the test releases it.
@@ -425,7 +426,7 @@ async fn restart_resumes_after_the_checkpoint_and_redelivers_the_in_flight_batch
         c.clone(),
         Arc::new(fx.stream.clone()),
         Arc::clone(&h1),
-        Arc::clone(&fx.dead_letters),
+        Arc::clone(&fx.failures),
         Arc::clone(&fx.checkpoints),
     );
     let task = tokio::spawn(esm.run(CancellationToken::new()));
@@ -435,9 +436,9 @@ async fn restart_resumes_after_the_checkpoint_and_redelivers_the_in_flight_batch
     assert_eq!(fx.checkpoint("restart", &shard_id(0)), Some(puts[9].sequence_number));
 
     // Second life, everything reopened from the same file.
-    let (stream, checkpoints, dead_letters) = open_all(&fx.path, 1);
+    let (stream, checkpoints, failures) = open_all(&fx.path, 1);
     let h2 = Recording::ok();
-    let esm = EventSourceMapping::new(c, Arc::new(stream), Arc::clone(&h2), dead_letters, Arc::clone(&checkpoints));
+    let esm = EventSourceMapping::new(c, Arc::new(stream), Arc::clone(&h2), failures, Arc::clone(&checkpoints));
     let token = CancellationToken::new();
     let task = tokio::spawn(esm.run(token.clone()));
     wait_until("redelivered", PATIENCE, || {
@@ -511,7 +512,7 @@ async fn invalid_configuration_is_rejected() {
         c,
         Arc::new(fx.stream.clone()),
         Recording::ok(),
-        Arc::clone(&fx.dead_letters),
+        Arc::clone(&fx.failures),
         Arc::clone(&fx.checkpoints),
     );
     assert!(matches!(esm.run(CancellationToken::new()).await, Err(sluice_stream::EsmError::InvalidConfig(_))));

@@ -7,14 +7,14 @@
 //!    are in sequence order, nothing is skipped, and a redelivery repeats exactly the unresolved
 //!    suffix from the failed point (whole batch, first failed item, or bisected half);
 //! 2. resolves records only at the frontier: the handler's acknowledged prefix (the records
-//!    before the first reported failure, or all on success) and dead-lettered runs each start at
+//!    before the first reported failure, or all on success) and discarded runs each start at
 //!    the frontier and advance it;
 //! 3. after a restart resumes from the durable checkpoint, which never exceeds the frontier and,
 //!    after a graceful stop, equals it;
-//! 4. in the end resolves every record: acknowledged by the handler or stored in the dead-letter
+//! 4. in the end resolves every record: acknowledged by the handler or stored in the failure
 //!    table with its exact payload (at least one of the two). Poisoned records are never
-//!    acknowledged and always dead-lettered. Without crashes, every record is resolved exactly
-//!    once: acknowledged once XOR dead-lettered once. With crashes a record may be resolved more
+//!    acknowledged and always discarded. Without crashes, every record is resolved exactly
+//!    once: acknowledged once XOR discarded once. With crashes a record may be resolved more
 //!    than once (at-least-once), never zero times.
 
 use std::collections::BTreeMap;
@@ -29,8 +29,8 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use sluice_stream::{
-    BatchHandler, EventSourceMapping, FailedBatch, FailureDestination, FailureReason, HandlerError, LocalDeadLetters,
-    PortError, PutEntry, SequenceNumber,
+    BatchHandler, EventSourceMapping, FailedBatch, FailureDestination, FailureReason, HandlerError, PortError,
+    PutEntry, SequenceNumber, SqliteFailureDestination,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -104,7 +104,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
 enum Event {
     Invoked { shard: String, seqs: Vec<SequenceNumber> },
     Acked { shard: String, seqs: Vec<SequenceNumber> },
-    DeadLettered { shard: String, seqs: Vec<SequenceNumber> },
+    Discarded { shard: String, seqs: Vec<SequenceNumber> },
 }
 
 struct Shared {
@@ -213,16 +213,16 @@ impl BatchHandler for PropHandler {
     }
 }
 
-/// The dead-letter table, logging each accepted batch into the shared event log.
-struct RecordingDlq {
-    inner: Arc<LocalDeadLetters>,
+/// The failure destination table, logging each accepted batch into the shared event log.
+struct RecordingDestination {
+    inner: Arc<SqliteFailureDestination>,
     shared: Arc<Shared>,
 }
 
-impl FailureDestination for RecordingDlq {
+impl FailureDestination for RecordingDestination {
     async fn send(&self, batch: &FailedBatch) -> Result<(), PortError> {
         self.inner.send(batch).await?;
-        self.shared.events.lock().unwrap().push(Event::DeadLettered {
+        self.shared.events.lock().unwrap().push(Event::Discarded {
             shard: batch.shard_id.clone(),
             seqs: batch.records.iter().map(|r| r.sequence_number).collect(),
         });
@@ -248,7 +248,7 @@ impl Model {
     fn apply(&mut self, events: &[Event]) {
         for e in &events[self.applied..] {
             let (shard, seqs) = match e {
-                Event::Invoked { shard, seqs } | Event::Acked { shard, seqs } | Event::DeadLettered { shard, seqs } => {
+                Event::Invoked { shard, seqs } | Event::Acked { shard, seqs } | Event::Discarded { shard, seqs } => {
                     (shard, seqs)
                 }
             };
@@ -268,7 +268,7 @@ impl Model {
                     }
                     m.frontier += seqs.len();
                 }
-                Event::DeadLettered { .. } => m.frontier += seqs.len(),
+                Event::Discarded { .. } => m.frontier += seqs.len(),
             }
         }
         self.applied = events.len();
@@ -304,7 +304,7 @@ fn run_scenario(sc: &Scenario) {
     let mut previous_graceful = true;
     let mut crashes = 0;
     for (epoch, chunk) in sc.chunks.iter().enumerate() {
-        let (stream, checkpoints, dead_letters) = open_all(&path, sc.shards);
+        let (stream, checkpoints, failures) = open_all(&path, sc.shards);
         // Put this epoch's records.
         let entries: Vec<PutEntry> = chunk
             .iter()
@@ -349,7 +349,7 @@ fn run_scenario(sc: &Scenario) {
                 cfg.clone(),
                 Arc::new(stream),
                 Arc::new(PropHandler(Arc::clone(&shared))),
-                Arc::new(RecordingDlq { inner: dead_letters, shared: Arc::clone(&shared) }),
+                Arc::new(RecordingDestination { inner: failures, shared: Arc::clone(&shared) }),
                 checkpoints,
             );
             let task = tokio::spawn(esm.run(token.clone()));
@@ -396,11 +396,11 @@ fn run_scenario(sc: &Scenario) {
         }
     }
 
-    // Every record is resolved: acknowledged, or in the dead-letter table with its exact payload.
-    let (_, checkpoints, dead_letters) = open_all(&path, sc.shards);
+    // Every record is resolved: acknowledged, or in the failure destination table with its exact payload.
+    let (_, checkpoints, failures) = open_all(&path, sc.shards);
     let mut in_table: BTreeMap<(String, SequenceNumber), u32> = BTreeMap::new();
-    for summary in dead_letters.list().unwrap() {
-        let b = dead_letters.get(summary.id).unwrap().unwrap().batch;
+    for summary in failures.list().unwrap() {
+        let b = failures.get(summary.id).unwrap().unwrap().batch;
         assert_eq!(b.mapping, NAME);
         assert_eq!(b.reason, FailureReason::RetryAttemptsExhausted);
         let m = &model.shards[&b.shard_id];
@@ -418,10 +418,10 @@ fn run_scenario(sc: &Scenario) {
     for (shard, m) in &model.shards {
         for (i, seq) in m.seqs.iter().enumerate() {
             let acked = m.acked[i];
-            let dead = in_table.get(&(shard.clone(), *seq)).copied().unwrap_or(0);
-            assert!(acked + dead >= 1, "record {shard}/{seq} ({}) was lost", m.data[i]);
+            let discarded = in_table.get(&(shard.clone(), *seq)).copied().unwrap_or(0);
+            assert!(acked + discarded >= 1, "record {shard}/{seq} ({}) was lost", m.data[i]);
             if crashes == 0 {
-                assert_eq!(acked + dead, 1, "record {shard}/{seq} resolved more than once without a crash");
+                assert_eq!(acked + discarded, 1, "record {shard}/{seq} resolved more than once without a crash");
             }
         }
         assert_eq!(checkpoints.get(NAME, shard).unwrap(), m.seqs.last().copied());
@@ -429,9 +429,9 @@ fn run_scenario(sc: &Scenario) {
     if std::env::var_os("PROP_STATS").is_some() {
         let records: usize = model.shards.values().map(|m| m.seqs.len()).sum();
         eprintln!(
-            "records={records} invocations={} dead_letter_rows={} crashes={crashes} poisoned={} report={} bisect={}",
+            "records={records} invocations={} failure_rows={} crashes={crashes} poisoned={} report={} bisect={}",
             shared.invocations.load(Ordering::SeqCst),
-            dead_letters.count().unwrap(),
+            failures.count().unwrap(),
             poisoned.len(),
             sc.report,
             sc.bisect
@@ -441,7 +441,7 @@ fn run_scenario(sc: &Scenario) {
         let m = &model.shards[shard];
         let i = m.seqs.iter().position(|s| s == seq).unwrap();
         assert_eq!(m.acked[i], 0, "poisoned record acknowledged");
-        assert!(in_table.contains_key(&(shard.clone(), *seq)), "poisoned record not dead-lettered");
+        assert!(in_table.contains_key(&(shard.clone(), *seq)), "poisoned record not discarded");
     }
 }
 

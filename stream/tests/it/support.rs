@@ -1,4 +1,4 @@
-//! Shared test scaffolding: a stream + checkpoints + dead letters in one temp file, a recording
+//! Shared test scaffolding: a stream + checkpoints + failure destination in one temp file, a recording
 //! handler driven by a closure, and wait-until helpers (no timing races: every wait is for a
 //! condition, with a generous timeout).
 
@@ -10,8 +10,8 @@ use std::time::Duration;
 use aws_lambda_events::kinesis::KinesisEvent;
 use aws_lambda_events::streams::KinesisEventResponse;
 use sluice_stream::{
-    Backoff, BatchHandler, EsmConfig, EsmError, EventSourceMapping, HandlerError, LocalDeadLetters, LocalStream,
-    LocalStreamConfig, PutEntry, PutResult, SequenceNumber, SqliteCheckpoints, StreamRecord,
+    Backoff, BatchHandler, EsmConfig, EsmError, EventSourceMapping, HandlerError, LocalStream, LocalStreamConfig,
+    PutEntry, PutResult, SequenceNumber, SqliteCheckpoints, SqliteFailureDestination, StreamRecord,
 };
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
@@ -20,21 +20,21 @@ use tokio_util::sync::CancellationToken;
 pub const ARN: &str = "arn:aws:kinesis:us-east-1:000000000000:stream/test";
 pub const REGION: &str = "us-east-1";
 
-/// A stream, its checkpoints and dead letters, all in one SQLite file in a temp dir.
+/// A stream, its checkpoints and failure destination, all in one SQLite file in a temp dir.
 pub struct Fixture {
     pub _dir: TempDir,
     pub path: PathBuf,
     pub stream: LocalStream,
     pub checkpoints: Arc<SqliteCheckpoints>,
-    pub dead_letters: Arc<LocalDeadLetters>,
+    pub failures: Arc<SqliteFailureDestination>,
 }
 
 impl Fixture {
     pub fn new(shards: u32) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sluice.db");
-        let (stream, checkpoints, dead_letters) = open_all(&path, shards);
-        Fixture { _dir: dir, path, stream, checkpoints, dead_letters }
+        let (stream, checkpoints, failures) = open_all(&path, shards);
+        Fixture { _dir: dir, path, stream, checkpoints, failures }
     }
 
     /// Puts records with the given partition key and payloads, in one call.
@@ -53,11 +53,14 @@ impl Fixture {
     }
 }
 
-pub fn open_all(path: &std::path::Path, shards: u32) -> (LocalStream, Arc<SqliteCheckpoints>, Arc<LocalDeadLetters>) {
+pub fn open_all(
+    path: &std::path::Path,
+    shards: u32,
+) -> (LocalStream, Arc<SqliteCheckpoints>, Arc<SqliteFailureDestination>) {
     let stream = LocalStream::open(path, LocalStreamConfig { shards, ..LocalStreamConfig::default() }).unwrap();
     let checkpoints = Arc::new(SqliteCheckpoints::open(path).unwrap());
-    let dead_letters = Arc::new(LocalDeadLetters::open(path).unwrap());
-    (stream, checkpoints, dead_letters)
+    let failures = Arc::new(SqliteFailureDestination::open(path).unwrap());
+    (stream, checkpoints, failures)
 }
 
 /// A test-friendly mapping configuration: fast polling, tiny backoff.
@@ -172,7 +175,7 @@ pub fn start<H: BatchHandler>(
         config,
         Arc::new(fx.stream.clone()),
         handler,
-        Arc::clone(&fx.dead_letters),
+        Arc::clone(&fx.failures),
         Arc::clone(&fx.checkpoints),
     );
     let status = esm.status();

@@ -13,7 +13,7 @@ use crate::{DeadLetter, DeadLetterQueue, DlqError, FailureKind};
 /// Letters with the same (source, shard, sequence number) are kept once. Cloning shares the
 /// connection.
 #[derive(Clone)]
-pub struct LocalDeadLetters {
+pub struct SqliteDeadLetters {
     conn: Arc<Mutex<Connection>>,
 }
 
@@ -30,7 +30,7 @@ fn db_err(e: rusqlite::Error) -> DlqError {
     DlqError::Unavailable(e.to_string())
 }
 
-impl LocalDeadLetters {
+impl SqliteDeadLetters {
     /// Opens (creating if needed) the dead-letter table in the SQLite file at `path`.
     pub fn open(path: &Path) -> Result<Self, DlqError> {
         let conn = Connection::open(path).map_err(db_err)?;
@@ -162,7 +162,7 @@ fn row_to_letter(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     }))
 }
 
-impl DeadLetterQueue for LocalDeadLetters {
+impl DeadLetterQueue for SqliteDeadLetters {
     async fn send(&self, letters: Vec<DeadLetter>) -> Result<(), DlqError> {
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.send_blocking(&letters))

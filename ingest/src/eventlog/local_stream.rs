@@ -9,11 +9,11 @@ use crate::health::{ComponentHealth, HealthProbe, ProbeFuture};
 
 /// [`EventLog`] over a [`LocalStream`].
 #[derive(Debug, Clone)]
-pub struct LocalEventLog {
+pub struct LocalStreamEventLog {
     stream: LocalStream,
 }
 
-impl LocalEventLog {
+impl LocalStreamEventLog {
     /// Appends to `stream`.
     pub fn new(stream: LocalStream) -> Self {
         Self { stream }
@@ -25,7 +25,7 @@ impl LocalEventLog {
     }
 }
 
-impl EventLog for LocalEventLog {
+impl EventLog for LocalStreamEventLog {
     fn append(&self, records: Vec<LogRecord>) -> BoxFuture<'_, Vec<AppendOutcome>> {
         Box::pin(async move {
             let n = records.len();
@@ -60,7 +60,7 @@ impl EventLog for LocalEventLog {
 }
 
 /// Health of the local stream: `ok` with its shard count, or `down` with the storage error.
-impl HealthProbe for LocalEventLog {
+impl HealthProbe for LocalStreamEventLog {
     fn check(&self) -> ProbeFuture<'_> {
         Box::pin(async move {
             match self.stream.health_async().await {

@@ -1,17 +1,20 @@
-//! The local on-failure destination: table `dead_letters` in a SQLite file, one row per
-//! [`FailedBatch`] with its full records (JSON, payloads base64), so `sluice redrive` can put them
-//! back on the stream and then `delete` them.
+//! The local on-failure destination: table `failed_batches` in a SQLite file (`failures.db`
+//! under `sluice up`), one row per [`FailedBatch`] with its full records (JSON, payloads base64),
+//! so `sluice redrive` can put them back on the stream and then `delete` them.
 //!
-//! `send` commits with `synchronous=FULL` before returning: a dead letter survives even a power
-//! loss, because the runner checkpoints past its records right after. Delivery to this table is
-//! at-least-once: a crash between `send` and the checkpoint stores the records again on
+//! `send` commits with `synchronous=FULL` before returning: a stored failure survives even a
+//! power loss, because the runner checkpoints past its records right after. Delivery to this
+//! table is at-least-once: a crash between `send` and the checkpoint stores the records again on
 //! redelivery (redrive must tolerate duplicates, which every sluice output does).
+//!
+//! A file that holds its failed batches in a table named `dead_letters` (the legacy name) is
+//! migrated on open: the table is renamed to `failed_batches`, rows and ids unchanged.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use serde::Serialize;
 
 use crate::esm::{FailedBatch, FailureDestination, FailureReason, PortError};
@@ -19,14 +22,14 @@ use crate::local::blocking;
 use crate::record::{SequenceNumber, StreamRecord};
 use crate::sqlite::{self, Durability, lock};
 
-/// Dead-letter store errors.
+/// Failure destination errors.
 #[derive(Debug, thiserror::Error)]
-pub enum DeadLetterError {
+pub enum FailureDestinationError {
     /// The storage failed; retry later.
-    #[error("dead-letter storage unavailable: {0}")]
+    #[error("failure destination storage unavailable: {0}")]
     Unavailable(#[from] rusqlite::Error),
     /// A stored row is not what this code writes (fatal; inspect the file).
-    #[error("dead letter {id} is corrupt: {reason}")]
+    #[error("stored failure {id} is corrupt: {reason}")]
     Corrupt {
         /// The row id.
         id: i64,
@@ -37,22 +40,22 @@ pub enum DeadLetterError {
     #[error("a failed batch must have records")]
     Empty,
     /// The blocking task running the call failed (runtime shutting down); retry later.
-    #[error("dead-letter call did not complete: {0}")]
+    #[error("failure destination call did not complete: {0}")]
     Interrupted(#[from] tokio::task::JoinError),
 }
 
-/// A stored dead letter: its id and the batch.
+/// A failed batch as stored: its id and the batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DeadLetter {
+pub struct StoredFailure {
     /// Row id (increasing, never reused).
     pub id: i64,
     /// The discarded batch, records included.
     pub batch: FailedBatch,
 }
 
-/// A dead letter without its records (for listings).
+/// A stored failure without its records (for listings).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DeadLetterSummary {
+pub struct StoredFailureSummary {
     /// Row id.
     pub id: i64,
     /// The mapping that discarded the records.
@@ -77,28 +80,30 @@ pub struct DeadLetterSummary {
     pub record_count: usize,
 }
 
-/// Dead letters in SQLite. Cheap to clone; blocking methods, async through
-/// [`FailureDestination`].
+/// The on-failure destination in SQLite (table `failed_batches`). Cheap to clone; blocking
+/// methods, async through [`FailureDestination`].
 #[derive(Clone)]
-pub struct LocalDeadLetters {
+pub struct SqliteFailureDestination {
     conn: Arc<Mutex<Connection>>,
 }
 
-impl std::fmt::Debug for LocalDeadLetters {
+impl std::fmt::Debug for SqliteFailureDestination {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalDeadLetters").finish_non_exhaustive()
+        f.debug_struct("SqliteFailureDestination").finish_non_exhaustive()
     }
 }
 
 const SUMMARY_COLUMNS: &str =
     "id, mapping, stream_arn, shard_id, first_seq, last_seq, reason, error, attempts, failed_at, record_count";
 
-impl LocalDeadLetters {
-    /// Opens (creating if needed) the `dead_letters` table in the SQLite file at `path`.
-    pub fn open(path: &Path) -> Result<Self, DeadLetterError> {
-        let conn = sqlite::open(path, Durability::PowerLoss)?;
+impl SqliteFailureDestination {
+    /// Opens (creating if needed) the `failed_batches` table in the SQLite file at `path`,
+    /// migrating a `dead_letters` table of failed batches first (see the module docs).
+    pub fn open(path: &Path) -> Result<Self, FailureDestinationError> {
+        let mut conn = sqlite::open(path, Durability::PowerLoss)?;
+        migrate_legacy_table(&mut conn)?;
         conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS dead_letters (
+            "CREATE TABLE IF NOT EXISTS failed_batches (
                 id INTEGER PRIMARY KEY AUTOINCREMENT,
                 mapping TEXT NOT NULL,
                 stream_arn TEXT NOT NULL,
@@ -113,19 +118,19 @@ impl LocalDeadLetters {
                 records TEXT NOT NULL
             ) STRICT;",
         )?;
-        Ok(LocalDeadLetters { conn: Arc::new(Mutex::new(conn)) })
+        Ok(SqliteFailureDestination { conn: Arc::new(Mutex::new(conn)) })
     }
 
     /// Stores `batch` (committed before returning); returns its id (blocking).
-    pub fn insert(&self, batch: &FailedBatch) -> Result<i64, DeadLetterError> {
+    pub fn insert(&self, batch: &FailedBatch) -> Result<i64, FailureDestinationError> {
         if batch.records.is_empty() {
-            return Err(DeadLetterError::Empty);
+            return Err(FailureDestinationError::Empty);
         }
         let records = serde_json::to_string(&batch.records)
-            .map_err(|e| DeadLetterError::Corrupt { id: 0, reason: format!("cannot encode records: {e}") })?;
+            .map_err(|e| FailureDestinationError::Corrupt { id: 0, reason: format!("cannot encode records: {e}") })?;
         let conn = lock(&self.conn);
         conn.prepare_cached(
-            "INSERT INTO dead_letters (mapping, stream_arn, shard_id, first_seq, last_seq, reason, error, attempts, failed_at, record_count, records)
+            "INSERT INTO failed_batches (mapping, stream_arn, shard_id, first_seq, last_seq, reason, error, attempts, failed_at, record_count, records)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?
         .execute(params![
@@ -144,10 +149,10 @@ impl LocalDeadLetters {
         Ok(conn.last_insert_rowid())
     }
 
-    /// Every dead letter, oldest first, without records (blocking).
-    pub fn list(&self) -> Result<Vec<DeadLetterSummary>, DeadLetterError> {
+    /// Every stored failure, oldest first, without records (blocking).
+    pub fn list(&self) -> Result<Vec<StoredFailureSummary>, FailureDestinationError> {
         let conn = lock(&self.conn);
-        let mut stmt = conn.prepare_cached(&format!("SELECT {SUMMARY_COLUMNS} FROM dead_letters ORDER BY id"))?;
+        let mut stmt = conn.prepare_cached(&format!("SELECT {SUMMARY_COLUMNS} FROM failed_batches ORDER BY id"))?;
         let rows = stmt.query_map([], raw_summary)?;
         let mut out = Vec::new();
         for row in rows {
@@ -156,11 +161,11 @@ impl LocalDeadLetters {
         Ok(out)
     }
 
-    /// The dead letter `id` with its records, `None` if there is none (blocking).
-    pub fn get(&self, id: i64) -> Result<Option<DeadLetter>, DeadLetterError> {
+    /// The stored failure `id` with its records, `None` if there is none (blocking).
+    pub fn get(&self, id: i64) -> Result<Option<StoredFailure>, FailureDestinationError> {
         let conn = lock(&self.conn);
         let row = conn
-            .prepare_cached(&format!("SELECT {SUMMARY_COLUMNS}, records FROM dead_letters WHERE id = ?1"))?
+            .prepare_cached(&format!("SELECT {SUMMARY_COLUMNS}, records FROM failed_batches WHERE id = ?1"))?
             .query_row([id], |r| Ok((raw_summary(r)?, r.get::<_, String>(11)?)))
             .optional()?;
         let Some((raw, records_json)) = row else {
@@ -168,8 +173,8 @@ impl LocalDeadLetters {
         };
         let s = raw.parse()?;
         let records: Vec<StreamRecord> = serde_json::from_str(&records_json)
-            .map_err(|e| DeadLetterError::Corrupt { id, reason: format!("records: {e}") })?;
-        Ok(Some(DeadLetter {
+            .map_err(|e| FailureDestinationError::Corrupt { id, reason: format!("records: {e}") })?;
+        Ok(Some(StoredFailure {
             id,
             batch: FailedBatch {
                 mapping: s.mapping,
@@ -186,26 +191,52 @@ impl LocalDeadLetters {
         }))
     }
 
-    /// Deletes the dead letter `id`; `true` if it existed (blocking).
-    pub fn delete(&self, id: i64) -> Result<bool, DeadLetterError> {
+    /// Deletes the stored failure `id`; `true` if it existed (blocking).
+    pub fn delete(&self, id: i64) -> Result<bool, FailureDestinationError> {
         let conn = lock(&self.conn);
-        let n = conn.execute("DELETE FROM dead_letters WHERE id = ?1", [id])?;
+        let n = conn.execute("DELETE FROM failed_batches WHERE id = ?1", [id])?;
         Ok(n > 0)
     }
 
-    /// Number of stored dead letters (blocking).
-    pub fn count(&self) -> Result<u64, DeadLetterError> {
+    /// Number of stored failures (blocking).
+    pub fn count(&self) -> Result<u64, FailureDestinationError> {
         let conn = lock(&self.conn);
-        let n: i64 = conn.query_row("SELECT COUNT(*) FROM dead_letters", [], |r| r.get(0))?;
+        let n: i64 = conn.query_row("SELECT COUNT(*) FROM failed_batches", [], |r| r.get(0))?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 }
 
-impl FailureDestination for LocalDeadLetters {
+impl FailureDestination for SqliteFailureDestination {
     async fn send(&self, batch: &FailedBatch) -> Result<(), PortError> {
         let (this, batch) = (self.clone(), batch.clone());
         blocking(move || this.insert(&batch).map(|_| ())).await.map_err(PortError::new)
     }
+}
+
+/// The legacy name of the `failed_batches` table.
+const LEGACY_TABLE: &str = "dead_letters";
+
+/// Renames a [`LEGACY_TABLE`] holding failed batches (it has their `mapping`, `first_seq` and
+/// `records` columns: not the dead-letter port's table of the same name) to `failed_batches`,
+/// unless that table exists already. One immediate transaction, so concurrent opens agree.
+fn migrate_legacy_table(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let exists = |table: &str| -> rusqlite::Result<bool> {
+        tx.query_row("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)", [table], |r| {
+            r.get(0)
+        })
+    };
+    if !exists("failed_batches")? && exists(LEGACY_TABLE)? {
+        let columns: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name IN ('mapping', 'first_seq', 'records')",
+            [LEGACY_TABLE],
+            |r| r.get(0),
+        )?;
+        if columns == 3 {
+            tx.execute_batch(&format!("ALTER TABLE {LEGACY_TABLE} RENAME TO failed_batches"))?;
+        }
+    }
+    tx.commit()
 }
 
 /// A summary row as stored (text columns not yet parsed).
@@ -240,10 +271,10 @@ fn raw_summary(r: &Row<'_>) -> rusqlite::Result<RawSummary> {
 }
 
 impl RawSummary {
-    fn parse(self) -> Result<DeadLetterSummary, DeadLetterError> {
+    fn parse(self) -> Result<StoredFailureSummary, FailureDestinationError> {
         let id = self.id;
-        let corrupt = |reason: String| DeadLetterError::Corrupt { id, reason };
-        Ok(DeadLetterSummary {
+        let corrupt = |reason: String| FailureDestinationError::Corrupt { id, reason };
+        Ok(StoredFailureSummary {
             id,
             first_sequence: self.first_seq.parse().map_err(|e| corrupt(format!("first_seq: {e}")))?,
             last_sequence: self.last_seq.parse().map_err(|e| corrupt(format!("last_seq: {e}")))?,
@@ -264,9 +295,9 @@ impl RawSummary {
 /// An on-failure destination that drops the records (Lambda without a destination), logging a
 /// warning with their range.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct DiscardDestination;
+pub struct DiscardFailureDestination;
 
-impl FailureDestination for DiscardDestination {
+impl FailureDestination for DiscardFailureDestination {
     async fn send(&self, batch: &FailedBatch) -> Result<(), PortError> {
         tracing::warn!(
             mapping = %batch.mapping,
