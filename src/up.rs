@@ -187,9 +187,7 @@ impl Pipeline {
                     metrics.counter(&catalog::ESM_RECORDS, mapping).raise_to(s.records);
                     metrics.counter(&catalog::ESM_FAILURES, mapping).raise_to(s.failures);
                     metrics.counter(&catalog::ESM_RETRIES, mapping).raise_to(s.retries);
-                    metrics
-                        .counter(&catalog::ESM_FAILURE_DESTINATION_RECORDS, mapping)
-                        .raise_to(s.discarded_records);
+                    metrics.counter(&catalog::ESM_FAILURE_DESTINATION_RECORDS, mapping).raise_to(s.discarded_records);
                     metrics
                         .gauge(&catalog::ESM_ITERATOR_AGE_MS, mapping)
                         .set(i64::try_from(s.iterator_age_ms).unwrap_or(i64::MAX));

@@ -102,10 +102,11 @@ pub enum DlqError {
 
 /// Where dead letters go.
 ///
-/// Contract: when `send` returns `Ok`, every letter is durably stored. Sending the same letter
-/// (same source, shard and sequence number) again is harmless: adapters that can detect it keep
-/// one copy (the local adapter does; SQS standard queues may hold both, which redrive tolerates
-/// because every stage is idempotent).
+/// Contract (the shared suite in `tests/it/contract.rs` runs it against every adapter): when
+/// `send` returns `Ok`, every letter is durably stored, with its exact bytes. Sending a letter
+/// with a stream position (same source, shard and sequence number) again stores nothing new
+/// (SQS: on a FIFO queue, within its 5-minute deduplication interval); a letter without a
+/// position is stored each time it is sent.
 pub trait DeadLetterQueue: Send + Sync + 'static {
     /// Stores the letters.
     fn send(&self, letters: Vec<DeadLetter>) -> impl Future<Output = Result<(), DlqError>> + Send;

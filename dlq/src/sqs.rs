@@ -15,6 +15,13 @@ const MAX_ATTEMPTS: u32 = 5;
 /// Dead letters as SQS messages: the body is [`DeadLetter::to_json`]; `source` and `kind` are
 /// also message attributes so consumers can filter without parsing.
 ///
+/// On a FIFO queue (URL ending in `.fifo`, as template.yaml creates it) a letter with a stream
+/// position is sent with a deduplication id derived from (source, shard, sequence number), so
+/// a redelivered letter is stored once, as the port's contract asks (SQS deduplicates within
+/// its 5-minute interval; the one-copy rule of redrive covers later repeats); a letter without
+/// a position gets a fresh id each time, like the other adapters. Message groups are per
+/// (source, shard). A standard queue gets neither attribute (and may hold repeats).
+///
 /// Contract: `Ok` means SQS accepted every letter. A letter whose body exceeds
 /// `max_message_bytes` is refused with [`DlqError::Rejected`] (nothing of the call is
 /// half-sent in that case: the size check happens first), so the handler reports the record
@@ -23,6 +30,7 @@ const MAX_ATTEMPTS: u32 = 5;
 pub struct SqsDeadLetters {
     client: Client,
     queue_url: String,
+    fifo: bool,
     max_message_bytes: usize,
     backoff: Duration,
 }
@@ -32,7 +40,9 @@ impl SqsDeadLetters {
     /// setting; raise it with [`SqsDeadLetters::with_max_message_bytes`] for queues configured up
     /// to 1 MiB.
     pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
-        Self { client, queue_url: queue_url.into(), max_message_bytes: 256 * 1024, backoff: Duration::from_millis(50) }
+        let queue_url = queue_url.into();
+        let fifo = queue_url.ends_with(".fifo");
+        Self { client, queue_url, fifo, max_message_bytes: 256 * 1024, backoff: Duration::from_millis(50) }
     }
 
     /// Sets the largest body this queue accepts.
@@ -50,13 +60,18 @@ impl SqsDeadLetters {
                 .iter()
                 .enumerate()
                 .map(|(i, (body, l))| {
-                    SendMessageBatchRequestEntry::builder()
+                    let entry = SendMessageBatchRequestEntry::builder()
                         .id(i.to_string())
                         .message_body(body.clone())
                         .message_attributes("source", string_attr(&l.source)?)
-                        .message_attributes("kind", string_attr(l.kind.as_str())?)
-                        .build()
-                        .map_err(|e| DlqError::Encoding(e.to_string()))
+                        .message_attributes("kind", string_attr(l.kind.as_str())?);
+                    let entry = if self.fifo {
+                        let (group, dedup) = fifo_ids(l);
+                        entry.message_group_id(group).message_deduplication_id(dedup)
+                    } else {
+                        entry
+                    };
+                    entry.build().map_err(|e| DlqError::Encoding(e.to_string()))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let result =
@@ -95,6 +110,28 @@ impl SqsDeadLetters {
         }
         Ok(())
     }
+}
+
+/// The FIFO message group (per source and shard) and deduplication id (per source, shard and
+/// sequence number; fresh for a letter without a stream position), as hex MD5 digests: valid
+/// SQS ids of 32 characters whatever the source name holds.
+fn fifo_ids(l: &DeadLetter) -> (String, String) {
+    use md5::{Digest as _, Md5};
+    let hex = |parts: &[&str]| {
+        let mut h = Md5::new();
+        for p in parts {
+            h.update(p.len().to_le_bytes());
+            h.update(p.as_bytes());
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let shard = l.shard_id.as_deref().unwrap_or("");
+    let group = hex(&[&l.source, shard]);
+    let dedup = match (&l.shard_id, &l.sequence_number) {
+        (Some(shard), Some(seq)) => hex(&[&l.source, shard, seq]),
+        _ => uuid::Uuid::new_v4().simple().to_string(),
+    };
+    (group, dedup)
 }
 
 fn string_attr(v: &str) -> Result<MessageAttributeValue, DlqError> {

@@ -22,10 +22,114 @@ fn payloads() -> Vec<Vec<u8>> {
     vec![b"{not json".to_vec(), vec![0, 159, 146, 150, 255], Vec::new(), vec![b'x'; 10_000]]
 }
 
-/// Sends the letters, twice (redelivery), and returns them as the adapter reads them back.
+/// Sends the letters, twice (redelivery).
 async fn send_twice<Q: DeadLetterQueue>(q: &Q, letters: &[DeadLetter]) {
     q.send(letters.to_vec()).await.unwrap();
     q.send(letters.to_vec()).await.unwrap();
+}
+
+/// An adapter under the shared suite, with a way to read back everything it stored.
+trait Stored: DeadLetterQueue {
+    /// Every stored letter (may consume them: called once, at the end of the suite).
+    fn stored(&self) -> impl std::future::Future<Output = Vec<DeadLetter>> + Send;
+}
+
+impl Stored for MemoryDeadLetters {
+    async fn stored(&self) -> Vec<DeadLetter> {
+        self.letters()
+    }
+}
+
+impl Stored for SqliteDeadLetters {
+    async fn stored(&self) -> Vec<DeadLetter> {
+        self.list(0, 100_000).unwrap().into_iter().map(|s| s.letter).collect()
+    }
+}
+
+/// The SQS adapter and the queue it sends to, read back by receiving (and deleting) every message.
+struct SqsUnderTest {
+    adapter: SqsDeadLetters,
+    client: aws_sdk_sqs::Client,
+    url: String,
+}
+
+impl DeadLetterQueue for SqsUnderTest {
+    async fn send(&self, letters: Vec<DeadLetter>) -> Result<(), DlqError> {
+        self.adapter.send(letters).await
+    }
+}
+
+impl Stored for SqsUnderTest {
+    async fn stored(&self) -> Vec<DeadLetter> {
+        let mut received = Vec::new();
+        let mut empty_polls = 0;
+        while empty_polls < 3 {
+            let out =
+                self.client.receive_message().queue_url(&self.url).max_number_of_messages(10).send().await.unwrap();
+            if out.messages().is_empty() {
+                empty_polls += 1;
+            }
+            for m in out.messages() {
+                received.push(DeadLetter::from_json(m.body().unwrap()).unwrap());
+                let handle = m.receipt_handle().unwrap();
+                self.client.delete_message().queue_url(&self.url).receipt_handle(handle).send().await.unwrap();
+            }
+        }
+        received
+    }
+}
+
+/// The port's contract, the same for every adapter: exact bytes kept; a letter with a stream
+/// position stored once however often it is sent; one without a position stored each time; an
+/// empty send stores nothing.
+async fn contract<Q: Stored>(q: &Q) {
+    let letters: Vec<_> = payloads().iter().enumerate().map(|(i, p)| letter(i as u32, p)).collect();
+    send_twice(q, &letters).await;
+    // A redelivery re-split differently: a prefix again, then the rest.
+    q.send(letters[..2].to_vec()).await.unwrap();
+    q.send(letters[1..].to_vec()).await.unwrap();
+    let mut unplaced = letter(90, b"no position");
+    unplaced.shard_id = None;
+    unplaced.sequence_number = None;
+    send_twice(q, std::slice::from_ref(&unplaced)).await;
+    q.send(Vec::new()).await.unwrap();
+
+    let key = |l: &DeadLetter| (l.sequence_number.clone(), l.reason.clone(), l.data.clone());
+    let mut expected: Vec<DeadLetter> = letters.iter().cloned().chain([unplaced.clone(), unplaced]).collect();
+    expected.sort_by_key(key);
+    let mut stored = q.stored().await;
+    stored.sort_by_key(key);
+    assert_eq!(stored, expected);
+}
+
+#[tokio::test]
+async fn contract_memory() {
+    contract(&MemoryDeadLetters::new()).await;
+}
+
+#[tokio::test]
+async fn contract_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    contract(&SqliteDeadLetters::open(&dir.path().join("dlq.db")).unwrap()).await;
+}
+
+/// SQS as template.yaml creates it: a FIFO queue.
+#[tokio::test]
+async fn contract_sqs_fifo() {
+    let Some(conf) = sluice_aws::testing::moto().await else { return };
+    let client = aws_sdk_sqs::Client::new(&conf);
+    let name = format!("{}.fifo", sluice_aws::testing::unique_name("dlq"));
+    let url = client
+        .create_queue()
+        .queue_name(&name)
+        .attributes(QueueAttributeName::FifoQueue, "true")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let adapter = SqsDeadLetters::new(client.clone(), &url);
+    contract(&SqsUnderTest { adapter, client, url }).await;
 }
 
 #[tokio::test]
