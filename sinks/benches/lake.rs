@@ -17,7 +17,7 @@
 //! path, best counts; default 20), `--peer-rounds R` (passes of each peer, best counts; default
 //! 3), `--seed S`, `--profile-rounds N` (extra unmeasured passes first, for `perf record`).
 //!
-//! Why the best round: the machines this runs on are shared VMs whose speed drifts by ±30% over
+//! Why the best round: shared (virtual) machines' speed drifts by ±30% over
 //! seconds to minutes (other tenants). The best of many rounds estimates what the code does on
 //! an uncontended core; the median and the number of rounds that met the goal are printed next
 //! to it, and the peers are measured the same way (best of their rounds).
@@ -92,7 +92,7 @@ fn main() {
     // the best round counts (the median, and how many rounds met the goal, are printed too).
     let rounds = opt("--rounds", 20).max(1) as usize;
     let (mut events, mut parquet_bytes, mut files) = (0usize, 0usize, 0usize);
-    // The per-thread CPU clock advances in ticks of a few ms on a VM: a round repeats the pass
+    // The per-thread CPU clock may advance in ticks of a few ms (virtual machines): a round repeats the pass
     // until it has run MIN_ROUND_SECS, so a tick is at most ~1% of it. Rates are events per
     // CPU-second; the part timings (wall) are per event.
     const MIN_ROUND_SECS: f64 = 0.4;
@@ -151,7 +151,7 @@ fn main() {
 
     // Where the time goes, part by part: the view decoder alone, the general decoder alone
     // (Registry::decode_stored, which records take when the allocation-free view declines), and
-    // the previous payload parsers (owned KinesisInput; serde_json -> aws_lambda_events
+    // the other payload parsers (owned KinesisInput; serde_json -> aws_lambda_events
     // KinesisEvent) for comparison.
     let t = Instant::now();
     for input in &inputs {

@@ -213,28 +213,29 @@ async fn async_api_round_trips() {
     assert_eq!(s.trim_expired_async(Utc::now()).await.unwrap(), 0);
 }
 
+/// Many batched puts (what ingest does under load) keep every record, each shard's in sequence
+/// order. Throughput is measured by the ingest benchmark, not here.
 #[test]
-fn throughput_of_batched_puts() {
+fn many_batched_puts_keep_every_record_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(&dir.path().join("s.db"), 4);
-    let batches: Vec<Vec<PutEntry>> = (0..1000)
+    let batches: Vec<Vec<PutEntry>> = (0..200)
         .map(|b| {
             (0..100)
                 .map(|i| entry(&format!("device-{}", (b * 100 + i) % 997), b"{\"v\":1,\"t\":\"2024-01-01T00:00:00Z\"}"))
                 .collect()
         })
         .collect();
-    let start = Instant::now();
     for b in &batches {
-        s.put_records(b).unwrap();
+        assert_eq!(s.put_records(b).unwrap().len(), b.len());
     }
-    let secs = start.elapsed().as_secs_f64();
-    let rate = 100_000.0 / secs;
-    eprintln!("local stream: {rate:.0} records/s in batches of 100");
-    // Release builds do well over 100k/s; unoptimized debug builds of SQLite are several times
-    // slower, so this floor only catches pathologies (per-record transactions, no statement cache).
-    let floor = if cfg!(debug_assertions) { 30_000.0 } else { 100_000.0 };
-    assert!(rate >= floor, "{rate:.0} records/s < {floor}");
+    let mut total = 0;
+    for shard in s.shards().to_vec() {
+        let records = s.read(&shard, None, 100_000).unwrap();
+        assert!(records.windows(2).all(|w| w[0].sequence_number < w[1].sequence_number), "{shard}");
+        total += records.len();
+    }
+    assert_eq!(total, 20_000);
 }
 
 #[test]
