@@ -23,7 +23,8 @@ use sluice_ingest::aggregates_route::StoreReader;
 use sluice_ingest::{
     AppState, Authenticator, ComponentHealth, Health, HealthProbe, LocalEventLog, LocalIssuer, ProbeFuture,
 };
-use sluice_sinks::{Lake, LakeWriter};
+use sluice_lake::Lake;
+use sluice_sinks::LakeWriter;
 use sluice_stream::{
     BatchHandler, EsmConfig, EventSourceMapping, LocalDeadLetters, LocalStream, LocalStreamConfig, MappingStatus,
     SqliteCheckpoints,

@@ -4,7 +4,8 @@ use arrow::array::{Array, AsArray};
 use bytes::Bytes;
 use object_store::aws::AmazonS3ConfigKey;
 use sluice_dlq::MemoryDeadLetters;
-use sluice_sinks::{Lake, LakeError, LakeWriter};
+use sluice_lake::{Lake, LakeError};
+use sluice_sinks::LakeWriter;
 use sluice_stream::kinesis_input::KinesisBatch;
 
 use crate::support;
@@ -31,7 +32,7 @@ async fn lake_contract(lake: Lake) {
 
     let partitions = lake.list_partitions(None).await.unwrap();
     let expected: std::collections::BTreeSet<_> =
-        events.iter().map(|e| sluice_sinks::layout::Partition::of(&e.event_type, e.occurred_at)).collect();
+        events.iter().map(|e| sluice_lake::layout::Partition::of(&e.event_type, e.occurred_at)).collect();
     assert_eq!(partitions, expected);
     let only = lake.list_partitions(Some("purchase")).await.unwrap();
     assert!(!only.is_empty() && only.iter().all(|p| p.event_type == "purchase"));

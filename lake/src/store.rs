@@ -1,14 +1,23 @@
-//! The lake adapter: a lake URL opened as an `object_store` store plus a root prefix, and the
-//! operations the writer, compaction and tests need (put, list, read back).
+//! The lake handle: a lake URL opened as an `object_store` store plus a root prefix, and the
+//! operations the writer, the query engine, compaction and tests need (put, get, delete, list).
 //!
-//! Lake URLs:
-//! - `file:///abs/dir` (the embedded default; the directory is created). Writes are atomic: a
-//!   temporary file renamed over the target, so a reader sees the old file or the new one.
+//! Stores, by URL (see [`crate::parse_url`]):
+//! - `file:///abs/dir` or a bare path (the embedded default): the local filesystem, rooted at
+//!   `/`, with the directory as the root prefix. Opening creates nothing; the first write creates
+//!   the directories it needs. Writes are atomic: `object_store` writes a temporary file next to
+//!   the target and renames it over the target, so a reader sees the old file or the new one.
+//!   Temporaries are not `*.parquet`, so neither [`Lake::list_files`] nor a query lists them.
 //! - `memory://` (tests): a fresh, process-local store per [`Lake::open`]; share it by cloning
 //!   the [`Lake`].
-//! - `s3://bucket/prefix` (AWS): credentials, region and endpoint from the standard `AWS_*`
-//!   environment variables, overridden by the [`AwsSettings`] given; with an endpoint override
-//!   (moto) requests are path-style, and plain `http` is allowed. S3 PUTs are atomic per object.
+//! - `s3://bucket[/prefix]` (AWS): the bucket's store, the prefix as the root. Credentials from
+//!   object_store's chain (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`, web
+//!   identity, container or instance credentials) and the other `AWS_*` variables it reads;
+//!   region and endpoint from the [`AwsSettings`] given, which win. With an endpoint override
+//!   (moto) requests are path-style and plain `http` is allowed. S3 PUTs are atomic per object.
+//!
+//! Idempotency: a put replaces whatever is at its location, and the lake writer's file names are
+//! a function of the records they hold ([`crate::layout::BatchFileName`]), so a retried write of
+//! the same batch overwrites its own files with the same rows.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -36,13 +45,6 @@ pub enum LakeError {
     /// The store failed or is unreachable. Retry later (the write is reported as failed).
     #[error("object store: {0}")]
     Store(#[from] object_store::Error),
-    /// A file could not be created in a local lake directory. Fix permissions or the path.
-    #[error("cannot create lake directory {path}: {source}")]
-    CreateDir {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
     /// A stored file is not readable Parquet. Inspect / quarantine the file.
     #[error("{path}: not readable Parquet: {source}")]
     Corrupt {
@@ -52,13 +54,15 @@ pub enum LakeError {
     },
 }
 
-/// A lake: a store and the root prefix under which `events/...` lives. Cheap to clone (shares the
-/// store).
+/// The one handle on the lake: a store, the root prefix under which `events/...` lives, and the
+/// normalised lake URL. Cheap to clone (clones share the store). The writer writes through it,
+/// the query engine registers [`Lake::store`] with DataFusion under [`Lake::url`], compaction
+/// lists, reads, writes and deletes through it.
 #[derive(Debug, Clone)]
 pub struct Lake {
     store: Arc<dyn ObjectStore>,
     root: Path,
-    url: String,
+    url: Url,
 }
 
 /// One data file found by [`Lake::list_files`].
@@ -73,63 +77,40 @@ pub struct LakeFile {
 }
 
 impl Lake {
-    /// Opens the lake at `url` (see the module docs for the schemes). No I/O except creating a
-    /// `file://` lake's directory.
-    pub fn open(url: &str, aws: &AwsSettings) -> Result<Self, LakeError> {
-        Self::open_with_options(url, aws, &[])
+    /// Opens the lake at `location` (any form [`crate::parse_url`] accepts). Does no I/O: a
+    /// missing local directory is an empty lake, and storage errors surface when an operation
+    /// runs. `aws` is read only for `s3://` lakes.
+    pub fn open(location: &str, aws: &AwsSettings) -> Result<Self, LakeError> {
+        Self::open_with_options(location, aws, &[])
     }
 
     /// [`Lake::open`] with extra S3 options applied last (e.g. static test credentials:
     /// `(AmazonS3ConfigKey::AccessKeyId, "testing")`). Ignored for other schemes.
     pub fn open_with_options(
-        url: &str,
+        location: &str,
         aws: &AwsSettings,
         s3_options: &[(AmazonS3ConfigKey, String)],
     ) -> Result<Self, LakeError> {
-        let invalid = |reason: &str| LakeError::InvalidUrl { url: url.to_owned(), reason: reason.to_owned() };
-        let parsed = Url::parse(url).map_err(|e| invalid(&e.to_string()))?;
-        match parsed.scheme() {
-            "file" => {
-                let dir = parsed.to_file_path().map_err(|()| invalid("file:// URLs need an absolute local path"))?;
-                std::fs::create_dir_all(&dir)
-                    .map_err(|source| LakeError::CreateDir { path: dir.display().to_string(), source })?;
-                let store = LocalFileSystem::new_with_prefix(&dir)?;
-                Ok(Self::new(Arc::new(store), Path::default(), url))
+        let url = crate::parse_url(location)?;
+        let invalid = |reason: String| LakeError::InvalidUrl { url: location.to_owned(), reason };
+        // The URL's (percent-decoded) path is the root, exactly as DataFusion derives a table's
+        // prefix from its URL, so both name the same objects.
+        let root = Path::from_url_path(url.path()).map_err(|e| invalid(e.to_string()))?;
+        let store: Arc<dyn ObjectStore> = match url.scheme() {
+            "file" => Arc::new(LocalFileSystem::new()),
+            "memory" => Arc::new(InMemory::new()),
+            // `parse_url` accepts nothing else.
+            _ => {
+                let bucket = url.host_str().unwrap_or_default();
+                Arc::new(s3_store(bucket, aws, s3_options)?)
             }
-            "memory" => Ok(Self::new(Arc::new(InMemory::new()), Path::default(), url)),
-            "s3" | "s3a" => {
-                let bucket = parsed
-                    .host_str()
-                    .filter(|b| !b.is_empty())
-                    .ok_or_else(|| invalid("s3:// URLs need a bucket: s3://bucket/prefix"))?;
-                let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-                if let Some(region) = &aws.region {
-                    builder = builder.with_region(region);
-                }
-                if let Some(endpoint) = &aws.endpoint_url {
-                    builder = builder
-                        .with_endpoint(endpoint.as_str().trim_end_matches('/'))
-                        .with_allow_http(endpoint.scheme() == "http")
-                        .with_virtual_hosted_style_request(false);
-                }
-                for (key, value) in s3_options {
-                    builder = builder.with_config(*key, value);
-                }
-                let store = builder.build()?;
-                let root = Path::parse(parsed.path().trim_matches('/')).map_err(|e| invalid(&e.to_string()))?;
-                Ok(Self::new(Arc::new(store), root, url))
-            }
-            other => Err(invalid(&format!("unsupported scheme {other:?} (use file://, memory:// or s3://)"))),
-        }
+        };
+        Ok(Self { store, root, url })
     }
 
-    /// A lake over any store, `events/...` under `root`.
-    pub fn new(store: Arc<dyn ObjectStore>, root: Path, url: &str) -> Self {
-        Self { store, root, url: url.to_owned() }
-    }
-
-    /// The URL the lake was opened from.
-    pub fn url(&self) -> &str {
+    /// The normalised lake URL (see [`crate::parse_url`]; ends in `/`). Its scheme and host name
+    /// the store, its path the root: `url.join("events/event_type=<t>/")` is a table's location.
+    pub fn url(&self) -> &Url {
         &self.url
     }
 
@@ -208,6 +189,30 @@ impl Lake {
     }
 }
 
+/// The store of one bucket: `AWS_*` environment variables as object_store reads them, then the
+/// settings' region and endpoint (an endpoint override means path-style requests, and plain
+/// `http` is allowed for it), then `options`.
+fn s3_store(
+    bucket: &str,
+    aws: &AwsSettings,
+    options: &[(AmazonS3ConfigKey, String)],
+) -> Result<object_store::aws::AmazonS3, LakeError> {
+    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    if let Some(region) = &aws.region {
+        builder = builder.with_region(region);
+    }
+    if let Some(endpoint) = &aws.endpoint_url {
+        builder = builder
+            .with_endpoint(endpoint.as_str().trim_end_matches('/'))
+            .with_allow_http(endpoint.scheme() == "http")
+            .with_virtual_hosted_style_request(false);
+    }
+    for (key, value) in options {
+        builder = builder.with_config(*key, value);
+    }
+    Ok(builder.build()?)
+}
+
 /// Decodes an in-memory Parquet file into record batches.
 pub fn read_parquet_bytes(bytes: Bytes) -> Result<Vec<RecordBatch>, parquet::errors::ParquetError> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
@@ -222,10 +227,17 @@ mod tests {
     fn url_table() {
         let aws = AwsSettings::default();
         let dir = tempfile::tempdir().unwrap();
-        let file_url = Url::from_directory_path(dir.path().join("lake")).unwrap();
-        assert!(Lake::open(file_url.as_str(), &aws).is_ok());
-        assert!(dir.path().join("lake").is_dir(), "file lakes create their directory");
-        assert!(Lake::open("memory://", &aws).is_ok());
+        let lake_dir = dir.path().join("lake");
+        let file_url = Url::from_directory_path(&lake_dir).unwrap();
+        for location in [file_url.as_str(), lake_dir.to_str().unwrap()] {
+            let lake = Lake::open(location, &aws).unwrap();
+            assert_eq!(lake.url(), &file_url, "{location}");
+            assert_eq!(lake.root().as_ref(), lake_dir.to_str().unwrap().trim_start_matches('/'), "{location}");
+        }
+        assert!(!lake_dir.exists(), "opening a lake creates nothing");
+        let memory = Lake::open("memory://", &aws).unwrap();
+        assert_eq!(memory.root().as_ref(), "");
+        assert_eq!(memory.url().as_str(), "memory:///");
         let s3 = Lake::open_with_options(
             "s3://bucket/some/prefix/",
             &aws,
@@ -234,8 +246,24 @@ mod tests {
         .unwrap();
         assert_eq!(s3.root().as_ref(), "some/prefix");
         assert_eq!(s3.location("events/event_type=a/x.parquet").as_ref(), "some/prefix/events/event_type=a/x.parquet");
-        for bad in ["", "not a url", "gs://bucket/x", "s3:///nobucket", "http://x/y"] {
+        for bad in ["", "gs://bucket/x", "s3:///nobucket", "http://x/y"] {
             assert!(matches!(Lake::open(bad, &aws), Err(LakeError::InvalidUrl { .. })), "{bad:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn the_first_write_creates_a_local_lake() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake_dir = dir.path().join("my lake 100%");
+        let lake = Lake::open(lake_dir.to_str().unwrap(), &AwsSettings::default()).unwrap();
+        assert!(lake.list_files(None).await.unwrap().is_empty(), "a missing directory is an empty lake");
+        let relative = "events/event_type=a/dt=2024-05-01/hour=07/s-1-2.parquet";
+        lake.put(relative, Bytes::from_static(b"x")).await.unwrap();
+        assert_eq!(std::fs::read(lake_dir.join(relative)).unwrap(), b"x");
+        assert_eq!(lake.get(relative).await.unwrap(), Bytes::from_static(b"x"));
+        let files = lake.list_files(Some("a")).await.unwrap();
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].path.file_name, "s-1-2.parquet");
+        assert_eq!(files[0].location, format!("{}/{relative}", lake.root()));
     }
 }
