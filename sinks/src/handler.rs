@@ -672,7 +672,7 @@ impl LakeMetrics {
 impl<Q> std::fmt::Debug for LakeWriter<Q> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LakeWriter")
-            .field("lake", &self.lake.url())
+            .field("lake", &self.lake.url().as_str())
             .field("config", &self.config)
             .finish_non_exhaustive()
     }

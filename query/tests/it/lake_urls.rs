@@ -8,7 +8,6 @@ use std::sync::Arc;
 use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;
 use chrono::{DateTime, Utc};
-use object_store::aws::AmazonS3ConfigKey;
 use sluice_dlq::MemoryDeadLetters;
 use sluice_lake::Lake;
 use sluice_loadtest::generate::{GenConfig, Generator, kinesis_event, record_bytes};
@@ -93,14 +92,8 @@ async fn an_s3_url_on_moto_is_one_lake() {
     let s3 =
         aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk_config).force_path_style(true).build());
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
-    let settings =
-        sluice_aws::AwsSettings { region: Some(sluice_aws::testing::TEST_REGION.into()), endpoint_url: Some(endpoint) };
-    let credentials = [
-        (AmazonS3ConfigKey::AccessKeyId, sluice_aws::testing::TEST_ACCESS_KEY_ID.to_owned()),
-        (AmazonS3ConfigKey::SecretAccessKey, sluice_aws::testing::TEST_SECRET_ACCESS_KEY.to_owned()),
-    ];
     let url = format!("s3://{bucket}/a/lake");
-    let open = || Lake::open_with_options(&url, &settings, &credentials).unwrap();
+    let open = || sluice_lake::testing::open_on_moto(&url, endpoint.clone()).unwrap();
     written_then_queried(open(), open()).await;
     let listed = s3.list_objects_v2().bucket(&bucket).prefix("a/lake/events/").send().await.unwrap();
     assert!(listed.key_count().unwrap_or(0) > 1, "the objects are under the URL's prefix in the bucket");

@@ -1,7 +1,5 @@
 //! `sluice query` over an `s3://` lake on moto: the same files, the same answers, the same pruning.
 
-use object_store::aws::AmazonS3ConfigKey;
-use sluice_lake::Lake;
 use sluice_query::QuerySession;
 
 use crate::query::{COUNTRY_SQL, counts};
@@ -20,13 +18,7 @@ async fn queries_an_s3_lake_on_moto() {
         aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk_config).force_path_style(true).build());
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
 
-    let settings =
-        sluice_aws::AwsSettings { region: Some(sluice_aws::testing::TEST_REGION.into()), endpoint_url: Some(endpoint) };
-    let credentials = [
-        (AmazonS3ConfigKey::AccessKeyId, sluice_aws::testing::TEST_ACCESS_KEY_ID.to_owned()),
-        (AmazonS3ConfigKey::SecretAccessKey, sluice_aws::testing::TEST_SECRET_ACCESS_KEY.to_owned()),
-    ];
-    let lake = Lake::open_with_options(&format!("s3://{bucket}/team/lake"), &settings, &credentials).unwrap();
+    let lake = sluice_lake::testing::open_on_moto(&format!("s3://{bucket}/team/lake"), endpoint).unwrap();
     let registry = support::registry();
     let prefix = "team/lake/";
     let expected =
