@@ -156,11 +156,21 @@ impl Lake {
     /// Every data file under `events/` (or only `event_type`'s), sorted by partition and name.
     /// Objects that are not layout data files (temporaries, markers) are skipped.
     pub async fn list_files(&self, event_type: Option<&str>) -> Result<Vec<LakeFile>, LakeError> {
-        let dir = match event_type {
-            Some(t) => layout::table_dir(t),
-            None => layout::EVENTS_DIR.to_owned(),
-        };
-        let prefix = self.location(&dir);
+        match event_type {
+            Some(t) => self.list_under(&layout::table_dir(t)).await,
+            None => self.list_under(layout::EVENTS_DIR).await,
+        }
+    }
+
+    /// The data files of one partition, sorted by name (what compaction merges), skipping
+    /// objects that are not layout data files.
+    pub async fn list_partition(&self, partition: &Partition) -> Result<Vec<LakeFile>, LakeError> {
+        self.list_under(&partition.dir()).await
+    }
+
+    /// The layout data files under the lake-relative directory `dir`, sorted.
+    async fn list_under(&self, dir: &str) -> Result<Vec<LakeFile>, LakeError> {
+        let prefix = self.location(dir);
         let root_parts = self.root.parts().count();
         let metas: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
         let mut files: Vec<LakeFile> = metas
@@ -265,5 +275,27 @@ mod tests {
         assert_eq!(files.len(), 1);
         assert_eq!(files[0].path.file_name, "s-1-2.parquet");
         assert_eq!(files[0].location, format!("{}/{relative}", lake.root()));
+    }
+
+    #[tokio::test]
+    async fn a_partition_lists_only_its_own_data_files() {
+        let lake = Lake::open("memory://", &AwsSettings::default()).unwrap();
+        let hour_7 = "events/event_type=a/dt=2024-05-01/hour=07";
+        for path in [
+            format!("{hour_7}/s-1-2.parquet"),
+            format!("{hour_7}/s-3-4.parquet"),
+            format!("{hour_7}/s-5-6.parquet#staged"),
+            "events/event_type=a/dt=2024-05-01/hour=08/s-1-2.parquet".to_owned(),
+            "events/event_type=b/dt=2024-05-01/hour=07/s-1-2.parquet".to_owned(),
+        ] {
+            lake.put(&path, Bytes::from_static(b"x")).await.unwrap();
+        }
+        let partition = layout::parse_data_path(&format!("{hour_7}/s-1-2.parquet")).unwrap().partition;
+        let files = lake.list_partition(&partition).await.unwrap();
+        let names: Vec<&str> = files.iter().map(|f| f.path.file_name.as_str()).collect();
+        assert_eq!(names, ["s-1-2.parquet", "s-3-4.parquet"]);
+        assert!(files.iter().all(|f| f.path.partition == partition && f.path.batch_file().is_some()));
+        assert_eq!(lake.list_files(Some("a")).await.unwrap().len(), 3);
+        assert_eq!(lake.list_partitions(None).await.unwrap().len(), 3);
     }
 }
