@@ -23,6 +23,8 @@ pub async fn print(args: &AggregatesArgs) -> anyhow::Result<()> {
     }
     let query = AggregateQuery::from_params(&registry, params)?;
     let response = read_aggregates(&store, &registry, &query).await?;
-    println!("{}", serde_json::to_string_pretty(&response)?);
+    let mut out = serde_json::to_string_pretty(&response)?;
+    out.push('\n');
+    crate::output::print(&out)?;
     Ok(())
 }

@@ -89,8 +89,8 @@ pub struct QueryArgs {
     /// Output format.
     #[arg(long, default_value = "table", value_parser = ["table", "csv", "json"])]
     pub format: String,
-    /// The lake: `file://...`, a directory, or `s3://bucket[/prefix]`. Default: the lake of
-    /// `sluice up` in the data dir.
+    /// The lake: a directory path, `file:///abs/dir`, `s3://bucket[/prefix]` (region and endpoint
+    /// from `AWS_*`), or `memory://` (empty). Default: the lake of `sluice up` in the data dir.
     #[arg(long, env = "SLUICE_LAKE_URL")]
     pub lake: Option<String>,
     /// The data directory of `sluice up` (for the default lake).

@@ -3,9 +3,11 @@
 use std::path::Path;
 
 use anyhow::Context as _;
+use sluice_lake::Lake;
 use sluice_query::OutputFormat;
 
 use crate::cli::{AthenaDdlArgs, QueryArgs};
+use crate::output;
 use crate::up::load_registry;
 
 /// The lake directory of `sluice up` under `data_dir`.
@@ -13,12 +15,21 @@ pub fn local_lake_dir(data_dir: &Path) -> std::path::PathBuf {
     data_dir.join("lake")
 }
 
+/// Opens the lake at `location` (any lake URL form; see `sluice_lake::parse_url`). Only an
+/// `s3://` lake reads (and so may fail on) the `AWS_*` settings.
+pub fn open_lake(location: &str) -> anyhow::Result<Lake> {
+    let url = sluice_lake::parse_url(location)?;
+    let aws =
+        if url.scheme() == "s3" { sluice_aws::AwsSettings::from_env()? } else { sluice_aws::AwsSettings::default() };
+    Ok(Lake::open(location, &aws)?)
+}
+
 /// Runs the query and prints the result on stdout.
 pub async fn query(args: &QueryArgs) -> anyhow::Result<()> {
     let registry = load_registry(args.schemas_dir.as_deref())?;
     let format: OutputFormat = args.format.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
     let lake = match &args.lake {
-        Some(url) => url.clone(),
+        Some(location) => open_lake(location)?,
         None => {
             let dir = local_lake_dir(&args.data_dir);
             anyhow::ensure!(
@@ -26,14 +37,15 @@ pub async fn query(args: &QueryArgs) -> anyhow::Result<()> {
                 "no lake at {} (run `sluice up` and post events, or pass --lake)",
                 dir.display()
             );
-            dir.to_string_lossy().into_owned()
+            let location = dir.to_str().with_context(|| format!("the lake path {} is not UTF-8", dir.display()))?;
+            open_lake(location)?
         }
     };
-    let out = sluice_query::query(&lake, &registry, &args.sql, format).await.context("query failed")?;
-    print!("{out}");
+    let mut out = sluice_query::query(&lake, &registry, &args.sql, format).await?;
     if !out.ends_with('\n') {
-        println!();
+        out.push('\n');
     }
+    output::print(&out)?;
     Ok(())
 }
 
@@ -44,6 +56,6 @@ pub fn athena_ddl(args: &AthenaDdlArgs) -> anyhow::Result<()> {
         ..sluice_schemas::EventTimeRange::default()
     });
     let ddl = sluice_query::athena_ddl(&registry, &args.lake, &args.database)?;
-    print!("{ddl}");
+    output::print(&ddl)?;
     Ok(())
 }

@@ -8,6 +8,7 @@
 pub mod aggregates;
 pub mod cli;
 pub mod lake;
+pub mod output;
 pub mod signals;
 pub mod token;
 pub mod up;

@@ -4,16 +4,21 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use sluice::cli::{Cli, Command};
+use sluice::output::{FailureReport, report_failure};
 use sluice::up;
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     sluice_telemetry::init_logging(cli.log_format.into());
+    let report = match &cli.command {
+        Command::Up(_) => FailureReport::Log,
+        _ => FailureReport::Stderr,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            report_failure(&anyhow::Error::new(e).context("cannot start the async runtime"), report);
             return ExitCode::FAILURE;
         }
     };
@@ -34,8 +39,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "sluice failed");
-            eprintln!("error: {e:#}");
+            report_failure(&e, report);
             ExitCode::FAILURE
         }
     }

@@ -20,6 +20,6 @@ pub fn print(args: &TokenArgs) -> anyhow::Result<()> {
         args.scopes.iter().map(String::as_str).collect()
     };
     let token = issuer.mint(producer, &scopes, Duration::from_secs(args.ttl_secs)).context("cannot sign the token")?;
-    println!("{token}");
+    crate::output::print(&format!("{token}\n"))?;
     Ok(())
 }

@@ -23,7 +23,8 @@ use sluice_api::AggregateStoreReader;
 use sluice_ingest::{
     AppState, Authenticator, ComponentHealth, Health, HealthProbe, LocalIssuer, LocalStreamEventLog, ProbeFuture,
 };
-use sluice_sinks::{Lake, LakeWriter};
+use sluice_lake::Lake;
+use sluice_sinks::LakeWriter;
 use sluice_stream::{
     BatchHandler, EsmConfig, EventSourceMapping, LocalStream, LocalStreamConfig, MappingStatus, SqliteCheckpoints,
     SqliteFailureDestination,

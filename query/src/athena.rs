@@ -201,7 +201,7 @@ pub fn table_properties(location_template: &str, lake_start: &str) -> Vec<(&'sta
 
 /// The directory of an event type's files under a lake root that ends in `/`.
 fn table_location(root: &str, event_type: &str) -> String {
-    format!("{root}events/event_type={event_type}/")
+    format!("{root}{}/", sluice_lake::layout::table_dir(event_type))
 }
 
 /// `s3://bucket[/prefix][/]` -> `s3://bucket[/prefix]/`.
@@ -379,7 +379,7 @@ pub fn glue_resources_yaml(registry: &Registry, bucket: LakeBucket) -> Result<St
 ",
     );
     for (table, (id, _)) in tables.iter().zip(&ids) {
-        let location = format!("s3://${{LakeBucket}}/events/event_type={}/", table.name);
+        let location = table_location("s3://${LakeBucket}/", &table.name);
         let _ = write!(
             out,
             "

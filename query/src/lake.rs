@@ -1,11 +1,13 @@
 //! SQL over the Parquet lake with DataFusion: one table per event type plus the `events` view.
 //!
-//! Layout (written by `sluice_sinks`): `<lake>/events/event_type=<t>/dt=YYYY-MM-DD/hour=HH/*.parquet`.
-//! For each event type `<t>` of the registry, [`Lake::open`] registers a listing table `<t>` over
-//! `<lake>/events/event_type=<t>/` whose columns are [`EventType::arrow_schema`] (the writer's
-//! schema) followed by the Hive partition columns `dt` and `hour` (both `Utf8`). Files written
-//! with an older schema version lack the newer nullable columns, which read as NULL. A filter on
-//! `dt`/`hour` prunes whole directories before any file is opened.
+//! A [`QuerySession`] is built over a [`Lake`] handle (the same one the lake writer writes
+//! through: `sluice_lake::Lake::open` is the only reading of a lake URL). It registers
+//! [`Lake::store`] with DataFusion under the lake URL's scheme and host, and for each event type
+//! `<t>` of the registry a listing table `<t>` over [`layout::table_dir`] under the lake root, whose
+//! columns are [`EventType::arrow_schema`] (the writer's schema) followed by the Hive partition
+//! columns `dt` and `hour` (both `Utf8`). Files written with an older schema version lack the
+//! newer nullable columns, which read as NULL. A filter on `dt`/`hour` prunes whole directories
+//! before any file is opened.
 //!
 //! The view `events` is `UNION ALL` of the envelope columns (plus `dt`, `hour`) of every table.
 //!
@@ -23,143 +25,37 @@ use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::physical_plan::ExecutionPlan;
-use object_store::ObjectStore;
-use object_store::aws::AmazonS3Builder;
-use sluice_schemas::{ENVELOPE_COLUMNS, Registry};
-use url::Url;
+use sluice_lake::{Lake, layout};
+use sluice_schemas::{ENVELOPE_COLUMNS, EventType, Registry};
 
 use crate::format::{OutputFormat, format_batches};
 
 /// Name of the view over the envelope columns of all event types.
 pub const EVENTS_VIEW: &str = "events";
 
+/// The Hive partition columns below `event_type=<t>/`, in path order (see [`layout`]).
+const PARTITION_COLUMNS: [&str; 2] = ["dt", "hour"];
+
 /// Why a query could not be answered, named for what the caller can do.
+///
+/// Each variant's message is complete (it includes DataFusion's or Arrow's message), so the
+/// inner error is not also reported as its `source`: printing the chain shows it once.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
-    /// The lake URL is not `file://`, `s3://` or a local path: fix `--lake`.
-    #[error("invalid lake URL {url:?}: {reason}")]
-    InvalidLakeUrl { url: String, reason: String },
-    /// The AWS settings in the environment are invalid: fix them.
-    #[error(transparent)]
-    Settings(#[from] sluice_aws::SettingsError),
-    /// The object store for the lake could not be configured: fix the S3 settings.
-    #[error("cannot configure the lake's object store: {0}")]
-    Store(#[source] object_store::Error),
     /// An event type cannot be exposed as a table (e.g. it is named like the `events` view):
     /// rename the event type.
     #[error("event type {event_type:?} cannot be a table: {reason}")]
     InvalidEventType { event_type: String, reason: String },
     /// The SQL does not parse or plan (unknown table/column, syntax, not read-only): fix the query.
     #[error("invalid query: {0}")]
-    InvalidQuery(#[source] Box<DataFusionError>),
+    InvalidQuery(Box<DataFusionError>),
     /// The query planned but failed while reading the lake (storage, corrupt or mismatched
     /// files): retry, or fix the files it names.
     #[error("query failed: {0}")]
-    Execution(#[source] Box<DataFusionError>),
+    Execution(Box<DataFusionError>),
     /// The result could not be rendered in the requested format.
     #[error("cannot format the result: {0}")]
-    Format(#[source] arrow::error::ArrowError),
-}
-
-/// How `s3://` lakes are reached. Built once at the edge (see [`S3Config::from_settings`]) and
-/// passed in; ignored for `file://` lakes.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct S3Config {
-    /// Region; `None` = object_store's `AWS_REGION` / `AWS_DEFAULT_REGION` (default us-east-1).
-    pub region: Option<String>,
-    /// Endpoint of an AWS-compatible server (moto in tests). Implies path-style requests; plain
-    /// `http://` is allowed for it.
-    pub endpoint: Option<Url>,
-    /// Static credentials; `None` = object_store's chain (`AWS_ACCESS_KEY_ID`/`..SECRET..`/
-    /// `AWS_SESSION_TOKEN`, web identity, container or instance credentials).
-    pub credentials: Option<StaticCredentials>,
-}
-
-impl std::fmt::Debug for S3Config {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("S3Config")
-            .field("region", &self.region)
-            .field("endpoint", &self.endpoint.as_ref().map(Url::as_str))
-            .field("credentials", &self.credentials.as_ref().map(|_| "<static>"))
-            .finish()
-    }
-}
-
-/// An access key pair (and optional session token) for [`S3Config`].
-#[derive(Clone, PartialEq, Eq)]
-pub struct StaticCredentials {
-    pub access_key_id: String,
-    pub secret_access_key: String,
-    pub session_token: Option<String>,
-}
-
-impl S3Config {
-    /// Region and endpoint from the shared AWS settings (`AWS_REGION`, `AWS_ENDPOINT_URL`, ...);
-    /// credentials from object_store's environment chain.
-    pub fn from_settings(settings: &sluice_aws::AwsSettings) -> Self {
-        Self { region: settings.region.clone(), endpoint: settings.endpoint_url.clone(), credentials: None }
-    }
-
-    /// The object store of one bucket, configured as [`Lake::open`] uses it.
-    pub fn object_store(&self, bucket: &str) -> Result<Arc<dyn ObjectStore>, QueryError> {
-        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-        if let Some(region) = &self.region {
-            builder = builder.with_region(region);
-        }
-        if let Some(endpoint) = &self.endpoint {
-            builder = builder
-                .with_endpoint(endpoint.as_str().trim_end_matches('/'))
-                .with_allow_http(endpoint.scheme() == "http")
-                .with_virtual_hosted_style_request(false);
-        }
-        if let Some(credentials) = &self.credentials {
-            builder = builder
-                .with_access_key_id(&credentials.access_key_id)
-                .with_secret_access_key(&credentials.secret_access_key);
-            if let Some(token) = &credentials.session_token {
-                builder = builder.with_token(token);
-            }
-        }
-        Ok(Arc::new(builder.build().map_err(QueryError::Store)?))
-    }
-}
-
-/// Parses a lake location: `file:///abs/dir`, `s3://bucket[/prefix]`, or a local directory path
-/// (relative paths resolve against the current directory). The result always ends in `/`.
-pub fn parse_lake_url(location: &str) -> Result<Url, QueryError> {
-    let invalid = |reason: &str| QueryError::InvalidLakeUrl { url: location.to_owned(), reason: reason.to_owned() };
-    let mut url = if location.contains("://") {
-        Url::parse(location).map_err(|e| invalid(&e.to_string()))?
-    } else {
-        if location.is_empty() {
-            return Err(invalid("empty path"));
-        }
-        let path = std::path::absolute(location).map_err(|e| invalid(&e.to_string()))?;
-        Url::from_directory_path(&path).map_err(|()| invalid("not representable as a file:// URL"))?
-    };
-    match url.scheme() {
-        "file" => {
-            if url.host_str().is_some_and(|h| !h.is_empty() && h != "localhost") {
-                return Err(invalid("a file:// URL must not name a host (use file:///abs/path)"));
-            }
-        }
-        "s3" => {
-            if url.host_str().is_none_or(str::is_empty) {
-                return Err(invalid("an s3:// URL needs a bucket (s3://bucket[/prefix])"));
-            }
-        }
-        other => {
-            return Err(invalid(&format!("unsupported scheme `{other}` (use file://, s3:// or a directory path)")));
-        }
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(invalid("a lake URL has no query or fragment"));
-    }
-    if !url.path().ends_with('/') {
-        let path = format!("{}/", url.path());
-        url.set_path(&path);
-    }
-    Ok(url)
+    Format(arrow::error::ArrowError),
 }
 
 /// The rows and schema of a query result.
@@ -181,66 +77,45 @@ impl QueryResult {
     }
 }
 
-/// A lake opened for SQL: a DataFusion session with the event tables and the `events` view.
-pub struct Lake {
+/// A lake opened for SQL: a DataFusion session with the event tables and the `events` view, over
+/// one [`Lake`] handle.
+pub struct QuerySession {
     ctx: SessionContext,
-    root: Url,
+    lake: Lake,
     tables: Vec<String>,
 }
 
-impl std::fmt::Debug for Lake {
+impl std::fmt::Debug for QuerySession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lake").field("root", &self.root.as_str()).field("tables", &self.tables).finish_non_exhaustive()
+        f.debug_struct("QuerySession")
+            .field("lake", &self.lake.url().as_str())
+            .field("tables", &self.tables)
+            .finish_non_exhaustive()
     }
 }
 
-impl Lake {
-    /// Registers the lake at `location` (see [`parse_lake_url`]) for every event type of
-    /// `registry`. Does no I/O: a missing event type directory is an empty table, and storage
-    /// errors surface when a query runs.
-    pub async fn open(location: &str, registry: &Registry, s3: &S3Config) -> Result<Lake, QueryError> {
-        let root = parse_lake_url(location)?;
+impl QuerySession {
+    /// Registers `lake` for every event type of `registry`. Does no I/O: a missing event type
+    /// directory is an empty table, and storage errors surface when a query runs.
+    pub async fn open(lake: &Lake, registry: &Registry) -> Result<QuerySession, QueryError> {
         let config =
             SessionConfig::new().with_information_schema(true).with_default_catalog_and_schema("sluice", "lake");
         let ctx = SessionContext::new_with_config(config);
-        if root.scheme() == "s3" {
-            let bucket = root.host_str().unwrap_or_default();
-            let store_url = Url::parse(&format!("s3://{bucket}"))
-                .map_err(|e| QueryError::InvalidLakeUrl { url: location.to_owned(), reason: e.to_string() })?;
-            ctx.register_object_store(&store_url, s3.object_store(bucket)?);
+        // DataFusion picks a store by the table URL's scheme and host: the lake URL's are the
+        // lake's store (for `file://` an equivalent of DataFusion's own local store).
+        ctx.register_object_store(lake.url(), Arc::clone(lake.store()));
+
+        let mut tables = Vec::new();
+        for event_type in registry.event_types() {
+            register_table(&ctx, lake, event_type)?;
+            tables.push(event_type.name.clone());
         }
 
         let setup = |e: DataFusionError, event_type: &str| QueryError::InvalidEventType {
             event_type: event_type.to_owned(),
             reason: e.to_string(),
         };
-        let mut tables = Vec::new();
-        for event_type in registry.event_types() {
-            let name = event_type.name.as_str();
-            if name == EVENTS_VIEW {
-                return Err(QueryError::InvalidEventType {
-                    event_type: name.to_owned(),
-                    reason: format!("`{EVENTS_VIEW}` is the view over all event types"),
-                });
-            }
-            let dir = root
-                .join(&format!("events/event_type={name}/"))
-                .map_err(|e| QueryError::InvalidLakeUrl { url: location.to_owned(), reason: e.to_string() })?;
-            let table_url = ListingTableUrl::parse(dir.as_str()).map_err(|e| setup(e, name))?;
-            let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-                .with_file_extension(".parquet")
-                .with_table_partition_cols(vec![
-                    ("dt".to_owned(), DataType::Utf8),
-                    ("hour".to_owned(), DataType::Utf8),
-                ]);
-            let config =
-                ListingTableConfig::new(table_url).with_listing_options(options).with_schema(event_type.arrow_schema());
-            let table = ListingTable::try_new(config).map_err(|e| setup(e, name))?;
-            ctx.register_table(name, Arc::new(table)).map_err(|e| setup(e, name))?;
-            tables.push(name.to_owned());
-        }
-
-        let columns: Vec<&str> = ENVELOPE_COLUMNS.iter().copied().chain(["dt", "hour"]).collect();
+        let columns: Vec<&str> = ENVELOPE_COLUMNS.iter().copied().chain(PARTITION_COLUMNS).collect();
         let mut view: Option<datafusion::dataframe::DataFrame> = None;
         for name in &tables {
             let part = ctx
@@ -256,12 +131,12 @@ impl Lake {
         if let Some(view) = view {
             ctx.register_table(EVENTS_VIEW, view.into_view()).map_err(|e| setup(e, EVENTS_VIEW))?;
         }
-        Ok(Lake { ctx, root, tables })
+        Ok(QuerySession { ctx, lake: lake.clone(), tables })
     }
 
-    /// The lake root (ends in `/`).
-    pub fn root(&self) -> &Url {
-        &self.root
+    /// The lake the session reads.
+    pub fn lake(&self) -> &Lake {
+        &self.lake
     }
 
     /// The event tables, by name (the view [`EVENTS_VIEW`] is not listed).
@@ -319,78 +194,41 @@ fn collect_files(plan: &Arc<dyn ExecutionPlan>, out: &mut Vec<String>) {
     }
 }
 
-/// `sluice query`: opens the lake at `lake_url` (S3 settings from the environment: `AWS_REGION`,
-/// `AWS_ENDPOINT_URL`, credentials chain), runs one read-only `sql` statement and renders the
-/// result in `format`.
-pub async fn query(lake_url: &str, registry: &Registry, sql: &str, format: OutputFormat) -> Result<String, QueryError> {
-    // Only an s3:// lake needs (and so may fail on) the AWS settings.
-    let s3 = if parse_lake_url(lake_url)?.scheme() == "s3" {
-        S3Config::from_settings(&sluice_aws::AwsSettings::from_env()?)
-    } else {
-        S3Config::default()
-    };
-    Lake::open(lake_url, registry, &s3).await?.sql(sql).await?.format(format)
+/// Registers the listing table of `event_type`: its [`layout::table_dir`] under the lake root.
+fn register_table(ctx: &SessionContext, lake: &Lake, event_type: &EventType) -> Result<(), QueryError> {
+    let name = event_type.name.as_str();
+    let invalid = |reason: String| QueryError::InvalidEventType { event_type: name.to_owned(), reason };
+    if name == EVENTS_VIEW {
+        return Err(invalid(format!("`{EVENTS_VIEW}` is the view over all event types")));
+    }
+    let dir = lake.url().join(&format!("{}/", layout::table_dir(name))).map_err(|e| invalid(e.to_string()))?;
+    let table_url = ListingTableUrl::parse(dir.as_str()).map_err(|e| invalid(e.to_string()))?;
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(layout::PARQUET_EXTENSION)
+        .with_table_partition_cols(PARTITION_COLUMNS.iter().map(|c| ((*c).to_owned(), DataType::Utf8)).collect());
+    let config =
+        ListingTableConfig::new(table_url).with_listing_options(options).with_schema(event_type.arrow_schema());
+    let table = ListingTable::try_new(config).map_err(|e| invalid(e.to_string()))?;
+    ctx.register_table(name, Arc::new(table)).map_err(|e| invalid(e.to_string()))?;
+    Ok(())
+}
+
+/// `sluice query`: runs one read-only `sql` statement over `lake` and renders the result in
+/// `format`.
+pub async fn query(lake: &Lake, registry: &Registry, sql: &str, format: OutputFormat) -> Result<String, QueryError> {
+    QuerySession::open(lake, registry).await?.sql(sql).await?.format(format)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn lake_urls() {
-        let ok = [
-            ("s3://bucket", "s3://bucket/"),
-            ("s3://bucket/", "s3://bucket/"),
-            ("s3://bucket/some/prefix", "s3://bucket/some/prefix/"),
-            ("file:///tmp/lake", "file:///tmp/lake/"),
-            ("file:///tmp/lake/", "file:///tmp/lake/"),
-            ("/tmp/lake", "file:///tmp/lake/"),
-        ];
-        for (input, expected) in ok {
-            assert_eq!(parse_lake_url(input).unwrap().as_str(), expected, "{input}");
-        }
-        let relative = parse_lake_url("lake").unwrap();
-        assert_eq!(relative.scheme(), "file");
-        assert!(relative.path().ends_with("/lake/"), "{relative}");
-        for bad in
-            ["", "s3://", "http://example.com/lake", "memory:///", "file://host/tmp", "s3://b/p?x=1", "not a url://x"]
-        {
-            assert!(matches!(parse_lake_url(bad), Err(QueryError::InvalidLakeUrl { .. })), "{bad}");
-        }
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn lake_url_parsing_never_panics(input in "\\PC{0,40}", scheme in "(s3|file|http)://") {
-            for candidate in [input.clone(), format!("{scheme}{input}")] {
-                if let Ok(url) = parse_lake_url(&candidate) {
-                    proptest::prop_assert!(url.path().ends_with('/'));
-                    proptest::prop_assert!(matches!(url.scheme(), "s3" | "file"));
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn s3_config_debug_hides_the_secret() {
-        let config = S3Config {
-            region: Some("us-east-1".into()),
-            endpoint: None,
-            credentials: Some(StaticCredentials {
-                access_key_id: "AKIA".into(),
-                secret_access_key: "very-secret".into(),
-                session_token: None,
-            }),
-        };
-        let debug = format!("{config:?}");
-        assert!(!debug.contains("very-secret") && !debug.contains("AKIA"), "{debug}");
-    }
-
     #[tokio::test]
     async fn opens_an_empty_lake_and_refuses_writes() {
         let dir = tempfile::tempdir().unwrap();
         let registry = Registry::builtin().unwrap();
-        let lake = Lake::open(dir.path().to_str().unwrap(), &registry, &S3Config::default()).await.unwrap();
+        let lake = Lake::open(dir.path().to_str().unwrap(), &Default::default()).unwrap();
+        let lake = QuerySession::open(&lake, &registry).await.unwrap();
         assert_eq!(lake.tables(), ["api_call", "page_view", "purchase"]);
         let result = lake.sql("SELECT count(*) AS n FROM events").await.unwrap();
         assert_eq!(result.num_rows(), 1);

@@ -2,8 +2,9 @@
 //!
 //! The only crate that depends on DataFusion (so the Lambdas never build it).
 //!
-//! - [`lake`]: [`Lake`] (a DataFusion session with one table per event type and the `events`
-//!   view over `file://` and `s3://` lakes) and [`query`], the `sluice query` entry point.
+//! - [`lake`]: [`QuerySession`] (a DataFusion session with one table per event type and the
+//!   `events` view, over a [`sluice_lake::Lake`]: every lake URL form the writer accepts) and
+//!   [`query`], the `sluice query` entry point.
 //! - [`format`]: `--format table|csv|json`.
 //! - [`athena`]: table definitions derived from the registry's Arrow schemas; [`athena_ddl`]
 //!   (`sluice athena-ddl`) and the Glue resources for template.yaml.
@@ -13,8 +14,9 @@
 //! # async fn cli() -> Result<(), Box<dyn std::error::Error>> {
 //! let registry = sluice_schemas::Registry::builtin()?;
 //! // `sluice query "SQL" --format csv --lake file:///var/lib/sluice/lake`
+//! let lake = sluice_lake::Lake::open("file:///var/lib/sluice/lake", &sluice_aws::AwsSettings::from_env()?)?;
 //! let text = sluice_query::query(
-//!     "file:///var/lib/sluice/lake",
+//!     &lake,
 //!     &registry,
 //!     "SELECT country, count(*) FROM page_view WHERE dt = '2024-03-01' GROUP BY 1",
 //!     "csv".parse()?,
@@ -35,4 +37,4 @@ pub mod template;
 
 pub use athena::{AthenaError, athena_ddl};
 pub use format::{OutputFormat, UnknownFormat, format_batches};
-pub use lake::{EVENTS_VIEW, Lake, QueryError, QueryResult, S3Config, StaticCredentials, query};
+pub use lake::{EVENTS_VIEW, QueryError, QueryResult, QuerySession, query};

@@ -47,6 +47,8 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use sluice_dlq::{DeadLetter, DeadLetterQueue, FailureKind};
+use sluice_lake::Lake;
+use sluice_lake::layout::{self, BatchFileName, Partition};
 use sluice_schemas::{EventType, Instant, Registry, ViewCache, ViewValues};
 use sluice_stream::kinesis_input::{KinesisBatch, KinesisInputError, KinesisRecord};
 use sluice_stream::{BatchHandler, HandlerError, SequenceNumber};
@@ -54,8 +56,6 @@ use sluice_telemetry::{Counter, Metrics, catalog};
 
 use crate::columnar::{ColumnarError, RowsBuilder};
 use crate::encode::{EncodeError, encode_parquet};
-use crate::lake::Lake;
-use crate::layout::{self, BatchFileName, Partition};
 
 /// Default `source` of the lake writer's dead letters.
 pub const DEFAULT_SOURCE: &str = "lake-writer";
@@ -665,7 +665,7 @@ impl LakeMetrics {
 impl<Q> std::fmt::Debug for LakeWriter<Q> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LakeWriter")
-            .field("lake", &self.lake.url())
+            .field("lake", &self.lake.url().as_str())
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
@@ -766,7 +766,7 @@ impl<Q: DeadLetterQueue> LakeWriter<Q> {
         }
 
         let lake = &self.lake;
-        let results: Vec<(PreparedFile, Result<(), crate::LakeError>)> = futures::stream::iter(prepared.files)
+        let results: Vec<(PreparedFile, Result<(), sluice_lake::LakeError>)> = futures::stream::iter(prepared.files)
             .map(|file| async move {
                 let result = lake.put(&file.path, file.bytes.clone()).await;
                 (file, result)

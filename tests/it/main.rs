@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! End-to-end tests of the `sluice` binary and the embedded runtime's components.
 
+mod cli;
 mod pipeline;
 mod process;
 mod support;

@@ -2,6 +2,7 @@
 //! Integration tests of sluice-query (one binary: linking DataFusion is the slow part).
 
 mod athena;
+mod lake_urls;
 mod query;
 mod s3;
 mod support;

@@ -8,7 +8,8 @@ use arrow::datatypes::Int64Type;
 use arrow::record_batch::RecordBatch;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
-use sluice_query::{Lake, OutputFormat, QueryError, S3Config, query};
+use sluice_lake::{Lake, LakeError};
+use sluice_query::{OutputFormat, QueryError, QuerySession, query};
 
 use crate::support::{self, Expected};
 
@@ -35,8 +36,8 @@ fn single_i64(batches: &[RecordBatch]) -> i64 {
 
 pub const COUNTRY_SQL: &str = "SELECT country, count(*) FROM page_view GROUP BY 1";
 
-async fn open(url: &str) -> Lake {
-    Lake::open(url, &support::registry(), &S3Config::default()).await.unwrap()
+async fn open(url: &str) -> QuerySession {
+    QuerySession::open(&support::lake(url), &support::registry()).await.unwrap()
 }
 
 fn total_rows(expected: &Expected, event_type: Option<&str>) -> i64 {
@@ -136,13 +137,13 @@ async fn query_renders_every_format() {
     let registry = support::registry();
     let sql = "SELECT country, count(*) AS n FROM page_view GROUP BY 1 ORDER BY 1";
 
-    let json = query(&url, &registry, sql, OutputFormat::Json).await.unwrap();
+    let json = query(&support::lake(&url), &registry, sql, OutputFormat::Json).await.unwrap();
     let rows: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
     let from_json: BTreeMap<String, i64> =
         rows.iter().map(|r| (r["country"].as_str().unwrap().to_owned(), r["n"].as_i64().unwrap())).collect();
     assert_eq!(from_json, expected.page_view_by_country);
 
-    let csv = query(&url, &registry, sql, OutputFormat::Csv).await.unwrap();
+    let csv = query(&support::lake(&url), &registry, sql, OutputFormat::Csv).await.unwrap();
     let mut lines = csv.lines();
     assert_eq!(lines.next(), Some("country,n"));
     let from_csv: BTreeMap<String, i64> = lines
@@ -153,7 +154,7 @@ async fn query_renders_every_format() {
         .collect();
     assert_eq!(from_csv, expected.page_view_by_country);
 
-    let table = query(&url, &registry, sql, OutputFormat::Table).await.unwrap();
+    let table = query(&support::lake(&url), &registry, sql, OutputFormat::Table).await.unwrap();
     assert!(table.contains("| country | n "), "{table}");
     for (country, n) in &expected.page_view_by_country {
         assert!(table.contains(&format!("| {country}      | {n}")), "{table}");
@@ -165,11 +166,12 @@ async fn query_errors_say_what_to_fix() {
     let (dir, _) = support::local_lake().await;
     let url = support::lake_url(&dir);
     let registry = support::registry();
-    let err = query(&url, &registry, "SELECT nope FROM page_view", OutputFormat::Table).await.unwrap_err();
+    let err =
+        query(&support::lake(&url), &registry, "SELECT nope FROM page_view", OutputFormat::Table).await.unwrap_err();
     assert!(matches!(err, QueryError::InvalidQuery(_)), "{err:?}");
     assert!(err.to_string().contains("nope"), "{err}");
-    let err = query("ftp://x/y", &registry, "SELECT 1", OutputFormat::Table).await.unwrap_err();
-    assert!(matches!(err, QueryError::InvalidLakeUrl { .. }), "{err:?}");
+    let err = Lake::open("ftp://x/y", &Default::default()).unwrap_err();
+    assert!(matches!(err, LakeError::InvalidUrl { .. }), "{err:?}");
 }
 
 #[tokio::test]
@@ -259,7 +261,7 @@ async fn counts_match_duckdb() {
     let url = support::lake_url(&dir);
     let registry = support::registry();
 
-    let json = query(&url, &registry, COUNTRY_SQL, OutputFormat::Json).await.unwrap();
+    let json = query(&support::lake(&url), &registry, COUNTRY_SQL, OutputFormat::Json).await.unwrap();
     let rows: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_str(&json).unwrap();
     let ours: BTreeMap<String, i64> = rows
         .iter()

@@ -1,8 +1,6 @@
 //! `sluice query` over an `s3://` lake on moto: the same files, the same answers, the same pruning.
 
-use std::sync::Arc;
-
-use sluice_query::{Lake, S3Config, StaticCredentials};
+use sluice_query::QuerySession;
 
 use crate::query::{COUNTRY_SQL, counts};
 use crate::support;
@@ -20,22 +18,13 @@ async fn queries_an_s3_lake_on_moto() {
         aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk_config).force_path_style(true).build());
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
 
-    let config = S3Config {
-        region: Some(sluice_aws::testing::TEST_REGION.into()),
-        endpoint: Some(endpoint),
-        credentials: Some(StaticCredentials {
-            access_key_id: sluice_aws::testing::TEST_ACCESS_KEY_ID.into(),
-            secret_access_key: sluice_aws::testing::TEST_SECRET_ACCESS_KEY.into(),
-            session_token: None,
-        }),
-    };
-    let store = config.object_store(&bucket).unwrap();
+    let lake = sluice_lake::testing::open_on_moto(&format!("s3://{bucket}/team/lake"), endpoint).unwrap();
     let registry = support::registry();
     let prefix = "team/lake/";
     let expected =
-        support::write_lake(Arc::as_ref(&store), prefix, &registry, &support::standard_files(&registry)).await;
+        support::write_lake(lake.store().as_ref(), prefix, &registry, &support::standard_files(&registry)).await;
 
-    let lake = Lake::open(&format!("s3://{bucket}/team/lake"), &registry, &config).await.unwrap();
+    let lake = QuerySession::open(&lake, &registry).await.unwrap();
     assert_eq!(counts(&lake.run(COUNTRY_SQL).await.unwrap()), expected.page_view_by_country);
     let by_type = counts(&lake.run("SELECT event_type, count(*) FROM events GROUP BY 1").await.unwrap());
     assert_eq!(by_type.len(), 3);

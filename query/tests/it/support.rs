@@ -253,6 +253,11 @@ pub async fn local_lake() -> (tempfile::TempDir, Expected) {
     (dir, expected)
 }
 
+/// The lake at `location`, opened as every component opens it.
+pub fn lake(location: &str) -> sluice_lake::Lake {
+    sluice_lake::Lake::open(location, &Default::default()).unwrap()
+}
+
 pub fn lake_url(dir: &tempfile::TempDir) -> String {
     url::Url::from_directory_path(dir.path()).unwrap().to_string()
 }

@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use arrow::array::AsArray;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
-use sluice_query::{Lake, S3Config, athena};
+use sluice_lake::layout::{BatchFileName, Partition};
+use sluice_query::{QuerySession, athena};
 use sluice_schemas::{Event, IngestContext, Registry};
-use sluice_sinks::layout::{BatchFileName, Partition};
 use sluice_sinks::{columnar, encode};
 
 use crate::athena::parquet_columns;
@@ -130,7 +130,7 @@ async fn lake_writer_files_match_the_tables_and_answer_queries() {
     }
 
     // `sluice query` sees every event exactly once, with its partition.
-    let lake = Lake::open(&support::lake_url(&dir), &registry, &S3Config::default()).await.unwrap();
+    let lake = QuerySession::open(&support::lake(&support::lake_url(&dir)), &registry).await.unwrap();
     let batches = lake.run("SELECT event_id, dt, hour, occurred_at FROM events").await.unwrap();
     let mut seen = BTreeSet::new();
     for batch in &batches {

@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use lambda_runtime::{LambdaEvent, Runtime, layers::TracingLayer, service_fn};
+use sluice_lake::Lake;
+use sluice_sinks::LakeWriter;
 use sluice_sinks::lambda::{LakeLambdaConfig, handle_raw};
-use sluice_sinks::{Lake, LakeWriter};
 use sluice_stream::lambda_payload::{RawPayload, RawPayloads};
 
 #[tokio::main]

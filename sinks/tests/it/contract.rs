@@ -2,9 +2,9 @@
 
 use arrow::array::{Array, AsArray};
 use bytes::Bytes;
-use object_store::aws::AmazonS3ConfigKey;
 use sluice_dlq::MemoryDeadLetters;
-use sluice_sinks::{Lake, LakeError, LakeWriter};
+use sluice_lake::{Lake, LakeError};
+use sluice_sinks::LakeWriter;
 use sluice_stream::kinesis_input::KinesisBatch;
 
 use crate::support;
@@ -31,7 +31,7 @@ async fn lake_contract(lake: Lake) {
 
     let partitions = lake.list_partitions(None).await.unwrap();
     let expected: std::collections::BTreeSet<_> =
-        events.iter().map(|e| sluice_sinks::layout::Partition::of(&e.event_type, e.occurred_at)).collect();
+        events.iter().map(|e| sluice_lake::layout::Partition::of(&e.event_type, e.occurred_at)).collect();
     assert_eq!(partitions, expected);
     let only = lake.list_partitions(Some("purchase")).await.unwrap();
     assert!(!only.is_empty() && only.iter().all(|p| p.event_type == "purchase"));
@@ -102,16 +102,8 @@ async fn contract_moto_s3() {
     let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
     let endpoint = sluice_aws::testing::moto_endpoint().unwrap();
-    let settings = sluice_aws::AwsSettings {
-        region: Some(sluice_aws::testing::TEST_REGION.to_owned()),
-        endpoint_url: Some(endpoint),
-    };
-    let credentials = [
-        (AmazonS3ConfigKey::AccessKeyId, sluice_aws::testing::TEST_ACCESS_KEY_ID.to_owned()),
-        (AmazonS3ConfigKey::SecretAccessKey, sluice_aws::testing::TEST_SECRET_ACCESS_KEY.to_owned()),
-    ];
     let url = format!("s3://{bucket}/lake/root");
-    let lake = Lake::open_with_options(&url, &settings, &credentials).unwrap();
+    let lake = sluice_lake::testing::open_on_moto(&url, endpoint).unwrap();
     lake_contract(lake).await;
 
     // The objects are under the URL's prefix, visible to any S3 client.

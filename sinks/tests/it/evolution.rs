@@ -5,7 +5,8 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray, RecordBatch, new_null_array};
 use arrow::datatypes::Schema;
 use sluice_dlq::MemoryDeadLetters;
-use sluice_sinks::{Lake, LakeWriter};
+use sluice_lake::Lake;
+use sluice_sinks::LakeWriter;
 use sluice_stream::kinesis_input::KinesisBatch;
 
 use crate::support;

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, TimeUnit};
 use serde_json::Value;
 use sluice_dlq::MemoryDeadLetters;
+use sluice_lake::Lake;
+use sluice_sinks::LakeWriter;
 use sluice_sinks::encode::ColumnLayout;
-use sluice_sinks::{Lake, LakeWriter};
 use sluice_stream::kinesis_input::KinesisBatch;
 
 use crate::support;

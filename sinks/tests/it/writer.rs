@@ -7,7 +7,8 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
 use sluice_dlq::{FailureKind, MemoryDeadLetters};
-use sluice_sinks::{Lake, LakeWriter};
+use sluice_lake::Lake;
+use sluice_sinks::LakeWriter;
 use sluice_stream::kinesis_input::{KinesisBatch, KinesisInput};
 
 use crate::support::{self, SHARD};
@@ -130,7 +131,7 @@ async fn every_generated_event_round_trips_exactly_once() {
     // Every row sits in the partition of its occurred_at, with the values it was sent with.
     let by_id: BTreeMap<&str, &sluice_schemas::Event> = events.iter().map(|e| (e.event_id.as_str(), e)).collect();
     for (path, batches) in &files {
-        let parsed = sluice_sinks::layout::parse_data_path(path).unwrap();
+        let parsed = sluice_lake::layout::parse_data_path(path).unwrap();
         for batch in batches {
             check_rows(batch, &parsed.partition, &by_id);
         }
@@ -139,7 +140,7 @@ async fn every_generated_event_round_trips_exactly_once() {
 
 fn check_rows(
     batch: &RecordBatch,
-    partition: &sluice_sinks::layout::Partition,
+    partition: &sluice_lake::layout::Partition,
     by_id: &BTreeMap<&str, &sluice_schemas::Event>,
 ) {
     let ids = batch.column_by_name("event_id").unwrap().as_string::<i32>();
@@ -150,7 +151,7 @@ fn check_rows(
     for row in 0..batch.num_rows() {
         let event = by_id[ids.value(row)];
         assert_eq!(event.event_type, partition.event_type);
-        assert_eq!(sluice_sinks::layout::Partition::of(&event.event_type, event.occurred_at), *partition);
+        assert_eq!(sluice_lake::layout::Partition::of(&event.event_type, event.occurred_at), *partition);
         assert_eq!(occurred.value(row), event.occurred_at.timestamp_micros());
         assert_eq!(received.value(row), event.received_at.timestamp_micros());
         for (name, value) in &event.data {
