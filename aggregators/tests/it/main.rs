@@ -7,5 +7,6 @@ mod exactly_once;
 #[path = "../../../loadtest/src/generate.rs"]
 #[allow(dead_code)]
 mod generate;
+mod cases;
 mod handler;
 mod support;

@@ -1,6 +1,7 @@
 //! sluice-sinks integration tests (one binary: linking is the slow part).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod cases;
 mod contract;
 mod evolution;
 mod fast_path;

@@ -1,0 +1,84 @@
+//! Data-driven handler cases: `tests/data/cases/<case>/batch.json` (a Kinesis event as Lambda
+//! delivers it) through the lake writer's Lambda entry, delivered twice (a redelivery must
+//! change nothing), against `expected.json`: the batch item failures, the dead letters
+//! (sequence number and reason) and every file of the lake with its rows, each column as text.
+//! `UPDATE_EXPECT=1` rewrites the expectations (review the diff!).
+
+use std::path::Path;
+
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use serde_json::{Map, Value, json};
+use sluice_dlq::MemoryDeadLetters;
+use sluice_lake::Lake;
+use sluice_sinks::LakeWriter;
+
+use crate::support;
+
+async fn lake_contents(lake: &Lake) -> Value {
+    let (_, files) = support::read_lake(lake).await;
+    let mut out = Map::new();
+    for (path, batches) in files {
+        let mut rows = Vec::new();
+        for batch in &batches {
+            let options = FormatOptions::default().with_null("null");
+            let columns: Vec<(String, ArrayFormatter<'_>)> = batch
+                .schema()
+                .fields()
+                .iter()
+                .zip(batch.columns())
+                .map(|(f, c)| (f.name().clone(), ArrayFormatter::try_new(c.as_ref(), &options).unwrap()))
+                .collect();
+            for row in 0..batch.num_rows() {
+                let cells: Map<String, Value> =
+                    columns.iter().map(|(name, f)| (name.clone(), Value::from(f.value(row).to_string()))).collect();
+                rows.push(Value::Object(cells));
+            }
+        }
+        out.insert(path, Value::Array(rows));
+    }
+    Value::Object(out)
+}
+
+async fn run(batch: &[u8]) -> Value {
+    let dlq = MemoryDeadLetters::new();
+    let writer = LakeWriter::new(support::registry(), Lake::open("memory://", &Default::default()).unwrap(), dlq.clone());
+    let first = writer.process_payload(batch, support::now()).unwrap().await.0;
+    let letters_once = dlq.letters();
+    let lake_once = lake_contents(writer.lake()).await;
+    let again = writer.process_payload(batch, support::now()).unwrap().await.0;
+    assert_eq!(again.batch_item_failures, first.batch_item_failures, "a redelivery reports the same failures");
+    assert_eq!(dlq.letters(), letters_once, "a redelivery dead-letters nothing new");
+    assert_eq!(lake_contents(writer.lake()).await, lake_once, "a redelivery overwrites the same files with the same rows");
+    json!({
+        "batch_item_failures": first.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect::<Vec<_>>(),
+        "dead_letters": letters_once.iter().map(|l| json!({
+            "sequence_number": l.sequence_number, "kind": l.kind.as_str(), "reason": l.reason,
+        })).collect::<Vec<_>>(),
+        "files": lake_once,
+    })
+}
+
+/// Runs every case; with `UPDATE_EXPECT` set, writes `expected.json` instead of comparing.
+#[tokio::test]
+async fn handler_cases() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/cases");
+    let update = std::env::var_os("UPDATE_EXPECT").is_some();
+    let mut cases: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    cases.sort();
+    assert!(cases.len() >= 4, "{cases:?}");
+    let mut failures = Vec::new();
+    for case in cases {
+        let batch = std::fs::read(case.join("batch.json")).unwrap();
+        let actual = run(&batch).await;
+        let expected_path = case.join("expected.json");
+        if update {
+            std::fs::write(&expected_path, serde_json::to_string_pretty(&actual).unwrap() + "\n").unwrap();
+            continue;
+        }
+        let expected: Value = serde_json::from_str(&std::fs::read_to_string(&expected_path).unwrap()).unwrap();
+        if actual != expected {
+            failures.push(format!("{}:\n  expected {expected}\n  actual   {actual}", case.display()));
+        }
+    }
+    assert!(failures.is_empty(), "{} failing case(s):\n{}", failures.len(), failures.join("\n"));
+}
