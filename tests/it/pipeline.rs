@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{Sluice, http, python, sluice_cmd, start};
+use crate::support::{Sluice, http, sluice_cmd, start};
 
 /// A deterministic workload: `n` producer events of the three shipped types over three hours.
 pub fn workload(n: usize) -> Vec<Value> {
@@ -123,7 +123,9 @@ async fn posted_events_land_in_the_lake_once_and_every_reader_agrees() {
     assert_eq!(by_country, truth);
 
     // pyarrow and DuckDB read the same lake: same counts, no duplicate event ids, µs UTC.
-    let Some(python) = python() else { return };
+    let Some(python) = sluice_testkit::python("posted_events_land_in_the_lake_once_and_every_reader_agrees") else {
+        return;
+    };
     let lake = dir.path().join("lake");
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("loadtest/peers/lake_check.py");
     let out = std::process::Command::new(&python).arg(&script).arg(&lake).output().unwrap();

@@ -123,20 +123,3 @@ pub fn sluice_cmd(args: &[&str], data_dir: &std::path::Path) -> String {
     assert!(out.status.success(), "sluice {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
-
-/// The Python with pyarrow and DuckDB (`SLUICE_PYTHON`, exported by scripts/test). `None` (with a
-/// printed skip line) under plain `cargo test`; a failure under the test command, which sets
-/// `SLUICE_REQUIRE_MOTO=1`, so these checks never skip silently there.
-pub fn python() -> Option<String> {
-    match std::env::var("SLUICE_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ => {
-            assert!(
-                std::env::var("SLUICE_REQUIRE_MOTO").as_deref() != Ok("1"),
-                "SLUICE_PYTHON is not set but SLUICE_REQUIRE_MOTO=1: run the tests with scripts/test"
-            );
-            eprintln!("skipped (no SLUICE_PYTHON): pyarrow/DuckDB cross-check");
-            None
-        }
-    }
-}

@@ -254,7 +254,7 @@ async fn filters_on_dt_and_hour_read_only_matching_files() {
 /// DuckDB, over the same files, agrees with `sluice query`.
 #[tokio::test]
 async fn counts_match_duckdb() {
-    let Some(python) = support::python_or_skip("counts_match_duckdb") else {
+    let Some(python) = sluice_testkit::python("counts_match_duckdb") else {
         return;
     };
     let (dir, _) = support::local_lake().await;

@@ -2,7 +2,6 @@
 //! layout `<lake>/events/event_type=<t>/dt=YYYY-MM-DD/hour=HH/<file>.parquet`.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -260,25 +259,6 @@ pub fn lake(location: &str) -> sluice_lake::Lake {
 
 pub fn lake_url(dir: &tempfile::TempDir) -> String {
     url::Url::from_directory_path(dir.path()).unwrap().to_string()
-}
-
-/// `$SLUICE_PYTHON` (a Python with duckdb), or `None` after printing a skip line. Fails when
-/// `SLUICE_REQUIRE_MOTO=1` (the full test command) and it is unset.
-pub fn python_or_skip(test: &str) -> Option<String> {
-    match std::env::var("SLUICE_PYTHON") {
-        Ok(python) if !python.trim().is_empty() => Some(python),
-        _ => {
-            let required = std::env::var("SLUICE_REQUIRE_MOTO")
-                .is_ok_and(|v| v.trim() == "1" || v.trim().eq_ignore_ascii_case("true"));
-            assert!(
-                !required,
-                "SLUICE_PYTHON is not set but SLUICE_REQUIRE_MOTO=1: run through scripts/test \
-                 (it exports SLUICE_PYTHON = the .venv python with duckdb)"
-            );
-            let _ = writeln!(std::io::stderr(), "skipped (no SLUICE_PYTHON with duckdb): {test}");
-            None
-        }
-    }
 }
 
 /// Runs `script` with `$SLUICE_PYTHON`, extra args after it; returns stdout.

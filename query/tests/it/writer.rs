@@ -169,7 +169,7 @@ async fn lake_writer_files_match_the_tables_and_answer_queries() {
     assert_eq!(counts(&lake.run(crate::query::COUNTRY_SQL).await.unwrap()), by_country);
 
     // DuckDB over the writer's files agrees.
-    let Some(python) = support::python_or_skip("lake_writer_files_match_the_tables_and_answer_queries") else {
+    let Some(python) = sluice_testkit::python("lake_writer_files_match_the_tables_and_answer_queries") else {
         return;
     };
     let script = r#"

@@ -81,27 +81,8 @@ async fn run(batch: &[u8]) -> Value {
     })
 }
 
-/// Runs every case; with `UPDATE_EXPECT` set, writes `expected.json` instead of comparing.
 #[tokio::test]
 async fn handler_cases() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/cases");
-    let update = std::env::var_os("UPDATE_EXPECT").is_some();
-    let mut cases: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
-    cases.sort();
-    assert!(cases.len() >= 4, "{cases:?}");
-    let mut failures = Vec::new();
-    for case in cases {
-        let batch = std::fs::read(case.join("batch.json")).unwrap();
-        let actual = run(&batch).await;
-        let expected_path = case.join("expected.json");
-        if update {
-            std::fs::write(&expected_path, serde_json::to_string_pretty(&actual).unwrap() + "\n").unwrap();
-            continue;
-        }
-        let expected: Value = serde_json::from_str(&std::fs::read_to_string(&expected_path).unwrap()).unwrap();
-        if actual != expected {
-            failures.push(format!("{}:\n  expected {expected}\n  actual   {actual}", case.display()));
-        }
-    }
-    assert!(failures.is_empty(), "{} failing case(s):\n{}", failures.len(), failures.join("\n"));
+    sluice_testkit::check_cases(&dir, "batch.json", 4, |batch| async move { run(&batch).await }).await;
 }

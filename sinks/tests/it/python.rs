@@ -14,25 +14,6 @@ use sluice_stream::kinesis_input::KinesisBatch;
 
 use crate::support;
 
-/// `$SLUICE_PYTHON`, or `None` (skip) when unset and moto-backed tests are not required.
-fn python() -> Option<String> {
-    match std::env::var("SLUICE_PYTHON").ok().filter(|p| !p.trim().is_empty()) {
-        Some(python) => Some(python),
-        None => {
-            let required = std::env::var("SLUICE_REQUIRE_MOTO")
-                .is_ok_and(|v| v.trim() == "1" || v.trim().eq_ignore_ascii_case("true"));
-            assert!(
-                !required,
-                "SLUICE_PYTHON is not set but SLUICE_REQUIRE_MOTO=1: run the tests with \
-                 scripts/test (it exports the venv's python with pyarrow and duckdb)"
-            );
-            use std::io::Write as _;
-            let _ = writeln!(std::io::stderr(), "skipped (no SLUICE_PYTHON): pyarrow/DuckDB lake check");
-            None
-        }
-    }
-}
-
 fn pyarrow_type(data_type: &DataType) -> &'static str {
     match data_type {
         DataType::Utf8 => "string",
@@ -59,7 +40,7 @@ fn duckdb_type(data_type: &DataType) -> &'static str {
 
 #[tokio::test]
 async fn pyarrow_and_duckdb_read_the_lake_as_written() {
-    let Some(python) = python() else { return };
+    let Some(python) = sluice_testkit::python("pyarrow_and_duckdb_read_the_lake_as_written") else { return };
     let dir = tempfile::tempdir().unwrap();
     let url = url::Url::from_directory_path(dir.path()).unwrap();
     let lake = Lake::open(url.as_str(), &Default::default()).unwrap();
