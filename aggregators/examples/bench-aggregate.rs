@@ -32,9 +32,7 @@ use sluice_aggregators::handler::{BatchPreparer, prepare_batch, records_hint};
 use sluice_schemas::Registry;
 use sluice_stream::kinesis_input::{KinesisBatch, KinesisInput};
 
-#[path = "../../loadtest/src/generate.rs"]
-#[allow(dead_code)]
-mod generate;
+use sluice_testkit::generate;
 
 const BATCH_BYTES: usize = 6_000_000;
 

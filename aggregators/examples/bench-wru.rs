@@ -17,9 +17,7 @@ use sluice_aggregators::{
 use sluice_schemas::Registry;
 use sluice_stream::SequenceNumber;
 
-#[path = "../../loadtest/src/generate.rs"]
-#[allow(dead_code)]
-mod generate;
+use sluice_testkit::generate;
 
 const BATCH_BYTES: usize = 6_000_000;
 

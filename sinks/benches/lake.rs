@@ -1,6 +1,6 @@
 //! Lake writer benchmark (not a timed test): `cargo bench -p sluice-sinks --bench lake`.
 //!
-//! On generated ~6 MB Kinesis-shaped batches (the Lambda's maximum payload; `sluice_loadtest`'s
+//! On generated ~6 MB Kinesis-shaped batches (the Lambda's maximum payload; `sluice_testkit`'s
 //! generator, the same data as the aggregator benchmark), measures single-threaded the lake
 //! writer Lambda's real path: raw invocation payload bytes -> `sluice_sinks::prepare_payload`
 //! (`KinesisBatch::parse`: JSON scan and base64 into one buffer, no allocation per record; then
@@ -30,11 +30,11 @@ use std::time::Instant;
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use serde_json::{Value, json};
-use sluice_loadtest::generate::{GenConfig, Generator, kinesis_batch};
 use sluice_schemas::{Registry, ViewValues};
 use sluice_sinks::handler::group_payload_fused;
 use sluice_sinks::{LakeTables, group_payload, prepare_payload};
 use sluice_stream::kinesis_input::{KinesisBatch, KinesisInput};
+use sluice_testkit::generate::{GenConfig, Generator, kinesis_batch};
 
 const BATCH_BYTES: usize = 6 * 1024 * 1024;
 const GOAL_EVENTS_PER_CORE: f64 = 600_000.0;

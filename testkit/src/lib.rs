@@ -3,7 +3,11 @@
 //! - [`check_cases`]: data-driven cases, `<dir>/<case>/<input>` against `<dir>/<case>/expected.json`,
 //!   with `UPDATE_EXPECT=1` rewriting the expectations.
 //! - [`python`]: the Python with pyarrow and DuckDB that cross-checks run, or a skip.
+//! - [`generate`]: the deterministic, seeded event generator (realistic mixes of the shipped
+//!   event types, their stream records and Kinesis batches) and its ground truth.
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod generate;
 
 use std::future::Future;
 use std::path::Path;

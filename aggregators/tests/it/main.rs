@@ -5,8 +5,6 @@ mod cases;
 mod contract;
 mod decode;
 mod exactly_once;
-#[path = "../../../loadtest/src/generate.rs"]
-#[allow(dead_code)]
-mod generate;
+use sluice_testkit::generate;
 mod handler;
 mod support;

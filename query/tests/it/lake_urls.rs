@@ -10,11 +10,11 @@ use arrow::datatypes::Int64Type;
 use chrono::{DateTime, Utc};
 use sluice_dlq::MemoryDeadLetters;
 use sluice_lake::Lake;
-use sluice_loadtest::generate::{GenConfig, Generator, kinesis_event, record_bytes};
 use sluice_query::QuerySession;
 use sluice_schemas::Registry;
 use sluice_sinks::LakeWriter;
 use sluice_stream::kinesis_input::KinesisBatch;
+use sluice_testkit::generate::{GenConfig, Generator, kinesis_event, record_bytes};
 
 fn now() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-01-01T12:00:00Z").unwrap().with_timezone(&Utc)

@@ -61,7 +61,7 @@ fn canonical_bytes(value: &Value) -> Vec<u8> {
 
 /// A batch holding `payloads` as records of [`support::SHARD`].
 fn input_of(payloads: Vec<Vec<u8>>) -> KinesisEvent {
-    sluice_loadtest::generate::kinesis_event(support::SHARD, 0, payloads, support::now())
+    sluice_testkit::generate::kinesis_event(support::SHARD, 0, payloads, support::now())
 }
 
 #[test]
@@ -105,7 +105,7 @@ fn every_invalid_case_of_the_schemas_crate_is_rejected_the_same_way() {
     let mut mixed = Vec::new();
     for (i, p) in payloads.into_iter().enumerate() {
         mixed.push(p);
-        mixed.push(sluice_loadtest::generate::record_bytes(&support::events(100 + i as u64, 1)[0]));
+        mixed.push(sluice_testkit::generate::record_bytes(&support::events(100 + i as u64, 1)[0]));
     }
     let prepared = same_prepare(&tables(), &input_of(mixed));
     assert!(prepared.invalid.len() >= 50, "{}", prepared.invalid.len());
@@ -176,7 +176,7 @@ proptest! {
     ) {
         let events = support::events(seed, 40);
         let mut values: Vec<Value> = events.iter().map(|e| serde_json::to_value(e).unwrap()).collect();
-        prop_assert_eq!(canonical_bytes(&values[0]), sluice_loadtest::generate::record_bytes(&events[0]));
+        prop_assert_eq!(canonical_bytes(&values[0]), sluice_testkit::generate::record_bytes(&events[0]));
         for (i, (pointer, value)) in edits {
             let (parent, key) = pointer.rsplit_once('/').unwrap();
             if let Some(Value::Object(obj)) = values[i].pointer_mut(parent) {
@@ -205,9 +205,9 @@ fn the_raw_payload_parse_prepares_what_the_owned_input_does() {
     // and the ESM path (a view of an owned batch) give the same files and invalid records.
     let tables = tables();
     let events = support::events(9, 1_500);
-    let mut payloads: Vec<Vec<u8>> = events.iter().map(sluice_loadtest::generate::record_bytes).collect();
+    let mut payloads: Vec<Vec<u8>> = events.iter().map(sluice_testkit::generate::record_bytes).collect();
     payloads[7] = b"{\"not\":\"an event\"}".to_vec();
-    let event = sluice_loadtest::generate::kinesis_event(support::SHARD, 0, payloads, support::now());
+    let event = sluice_testkit::generate::kinesis_event(support::SHARD, 0, payloads, support::now());
     let raw = serde_json::to_vec(&event).unwrap();
     let parsed = KinesisBatch::parse(&raw).unwrap();
     let (from_raw, failed) = prepare(&tables, &parsed);

@@ -7,9 +7,9 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use chrono::{DateTime, Utc};
 use sluice_lake::Lake;
-use sluice_loadtest::generate::{GenConfig, Generator, kinesis_event, record_bytes};
 use sluice_schemas::{Event, Registry};
 use sluice_stream::kinesis_input::KinesisInput;
+use sluice_testkit::generate::{GenConfig, Generator, kinesis_event, record_bytes};
 
 pub const SHARD: &str = "shardId-000000000000";
 
