@@ -25,7 +25,7 @@ use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 
 use crate::arrow::ENVELOPE_COLUMNS;
-use crate::fast::FastValidator;
+use crate::fast::{FieldTable, Roles};
 
 /// The draft every schema must declare in `$schema`.
 pub const DRAFT_2020_12: &str = "https://json-schema.org/draft/2020-12/schema";
@@ -132,8 +132,8 @@ pub struct SchemaVersion {
     /// The properties, in the order the schema file lists them.
     pub fields: Vec<FieldDef>,
     validator: jsonschema::Validator,
-    /// The compiled fast check, if the schema stays within its subset (see [`crate::fast`]).
-    fast: Option<FastValidator>,
+    /// The compiled field table, if the schema stays within its subset (see [`crate::fast`]).
+    table: Option<FieldTable>,
 }
 
 impl PartialEq for SchemaVersion {
@@ -158,8 +158,8 @@ impl SchemaVersion {
         &self.validator
     }
 
-    pub(crate) fn fast(&self) -> Option<&FastValidator> {
-        self.fast.as_ref()
+    pub(crate) fn table(&self) -> Option<&FieldTable> {
+        self.table.as_ref()
     }
 
     /// Whether valid `data` of this version is recognised without the jsonschema validator
@@ -167,7 +167,7 @@ impl SchemaVersion {
     /// way; this only tells tests and benchmarks which path runs.
     #[doc(hidden)]
     pub fn has_fast_path(&self) -> bool {
-        self.fast.is_some()
+        self.table.is_some()
     }
 }
 
@@ -434,8 +434,9 @@ fn compile(source: &Source) -> Result<SchemaVersion, RegistryError> {
         .build(&document)
         .map_err(|e| invalid(format!("not a valid JSON Schema: {e}")))?;
 
-    let fast = FastValidator::compile(&document);
-    Ok(SchemaVersion { version: source.version, document, dimensions, measure, identity, fields, validator, fast })
+    let roles = Roles { dimensions: &dimensions, measure: measure.as_deref(), identity: identity.as_deref() };
+    let table = FieldTable::compile(&document, roles);
+    Ok(SchemaVersion { version: source.version, document, dimensions, measure, identity, fields, validator, table })
 }
 
 /// An optional array of distinct strings (absent = empty).

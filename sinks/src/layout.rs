@@ -12,7 +12,7 @@
 use std::fmt;
 
 use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
-use sluice_stream::kinesis_input::all_digits;
+use sluice_bytescan::all_digits;
 
 /// The directory under the lake root holding every event table.
 pub const EVENTS_DIR: &str = "events";
