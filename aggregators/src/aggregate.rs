@@ -4,9 +4,10 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use chrono::{DateTime, Utc};
+use sluice_bytescan::short_eq;
+use sluice_schemas::Instant;
 
-use crate::key::{AggKey, DimRef, DimValue, bytes_eq};
+use crate::key::{AggKey, DimRef, DimValue};
 use crate::quantiles::Slot;
 use crate::state::{AggState, Observation, StateBuilder};
 use crate::window::WindowConfig;
@@ -50,8 +51,8 @@ type FxBuild = BuildHasherDefault<FxHasher>;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Contribution<'a> {
     pub event_type: std::borrow::Cow<'a, str>,
-    pub occurred_at: DateTime<Utc>,
-    pub received_at: DateTime<Utc>,
+    pub occurred_at: Instant,
+    pub received_at: Instant,
     /// Dimension values in schema order.
     pub dims: Vec<DimRef<'a>>,
     pub obs: Observation,
@@ -63,8 +64,8 @@ impl Contribution<'_> {
     pub fn empty() -> Self {
         Contribution {
             event_type: std::borrow::Cow::Borrowed(""),
-            occurred_at: DateTime::UNIX_EPOCH,
-            received_at: DateTime::UNIX_EPOCH,
+            occurred_at: Instant::default(),
+            received_at: Instant::default(),
             dims: Vec::new(),
             obs: Observation { measure: None, identity: None },
         }
@@ -150,7 +151,7 @@ impl BatchAggregator {
         let candidates = self.group_index.entry(hash).or_default();
         for &g in candidates.iter() {
             let (t, vals) = &self.groups[g as usize];
-            if bytes_eq(t.as_bytes(), event_type.as_bytes())
+            if short_eq(t.as_bytes(), event_type.as_bytes())
                 && vals.len() == dims.len()
                 && dims.iter().zip(vals).all(|(d, v)| d.matches(v))
             {

@@ -20,7 +20,7 @@ use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use chrono::{DateTime, Utc};
 use sluice_dlq::{DeadLetter, DeadLetterQueue, FailureKind};
-use sluice_schemas::Registry;
+use sluice_schemas::{Registry, ViewCache};
 use sluice_stream::kinesis_input::{KinesisBatch, KinesisInputError, KinesisRecord, Text};
 use sluice_stream::lambda_payload::{RawPayload, RawPayloads};
 use sluice_stream::{BatchHandler, HandlerError};
@@ -177,6 +177,8 @@ pub struct BatchPreparer<'d> {
     fast_decoded: u64,
     /// The dimension buffer of the contribution decoded into, kept across records.
     dims: Vec<DimRef<'static>>,
+    /// The registry lookups of the batch's event types and versions.
+    view_cache: ViewCache<'d>,
     /// Records expected in the next new shard.
     capacity: usize,
 }
@@ -224,6 +226,7 @@ impl<'d> BatchPreparer<'d> {
             unusable: Vec::new(),
             fast_decoded: 0,
             dims: Vec::new(),
+            view_cache: ViewCache::default(),
         }
     }
 
@@ -271,7 +274,7 @@ impl<'d> BatchPreparer<'d> {
         state.items.push((index, seq));
         // The contribution borrows this record's data; its dimension buffer is reused.
         let mut c = Contribution { dims: std::mem::take(&mut self.dims), ..Contribution::empty() };
-        let invalid = match self.decoder.decode_into(record.data, &mut c) {
+        let invalid = match self.decoder.decode_cached(record.data, &mut c, &mut self.view_cache) {
             Ok(path) => {
                 self.fast_decoded += u64::from(path == Path::Fast);
                 state.agg.add(seq, &c);

@@ -4,6 +4,7 @@ use std::borrow::Cow;
 use std::hash::{Hash, Hasher};
 
 use serde::{Deserialize, Serialize};
+use sluice_bytescan::{Text, short_eq};
 
 use crate::window::WindowSize;
 
@@ -35,7 +36,7 @@ impl DimRef<'_> {
     pub fn matches(&self, v: &DimValue) -> bool {
         match (self, v) {
             (DimRef::Int(a), DimValue::Int(b)) => a == b,
-            (DimRef::Str(a), DimValue::Str(b)) => bytes_eq(a.as_bytes(), b.as_bytes()),
+            (DimRef::Str(a), DimValue::Str(b)) => short_eq(a.as_bytes(), b.as_bytes()),
             _ => false,
         }
     }
@@ -54,22 +55,14 @@ impl DimRef<'_> {
     }
 }
 
-/// Text kept as its UTF-8 bytes. Whoever makes one has checked the UTF-8 (the decoder does
-/// while it scans, at no cost for ASCII), so comparing, hashing and fingerprinting never check
+/// Text kept as its UTF-8 bytes, borrowed (from a stored record's [`Text`]) or owned (from a
+/// decoded `Event`). Whoever makes one has checked the UTF-8 (the view decoder does while it
+/// scans, at no cost for ASCII), so comparing, hashing and fingerprinting never check
 /// again; only [`Utf8::as_str`] does, for the callers that need a `&str`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Utf8<'a>(Cow<'a, [u8]>);
 
 impl<'a> Utf8<'a> {
-    /// `bytes` if they are UTF-8. `ascii`: the caller knows they are all ASCII (then unchecked).
-    #[inline]
-    pub(crate) fn checked(bytes: &'a [u8], ascii: bool) -> Option<Self> {
-        if !ascii {
-            std::str::from_utf8(bytes).ok()?;
-        }
-        Some(Utf8(Cow::Borrowed(bytes)))
-    }
-
     /// The UTF-8 bytes.
     #[inline]
     pub fn as_bytes(&self) -> &[u8] {
@@ -99,6 +92,13 @@ impl<'a> Utf8<'a> {
     }
 }
 
+impl<'a> From<Text<'a>> for Utf8<'a> {
+    #[inline]
+    fn from(t: Text<'a>) -> Self {
+        Utf8(Cow::Borrowed(t.as_bytes()))
+    }
+}
+
 impl<'a> From<&'a str> for Utf8<'a> {
     fn from(s: &'a str) -> Self {
         Utf8(Cow::Borrowed(s.as_bytes()))
@@ -115,14 +115,6 @@ impl std::fmt::Debug for Utf8<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         std::fmt::Debug::fmt(self.as_str(), f)
     }
-}
-
-/// `a == b` for the short strings of events (keys, dimension values, event types) without a
-/// call to `memcmp`, whose fixed cost dominates at these lengths (a branch-free fold that the
-/// compiler vectorizes).
-#[inline(always)]
-pub(crate) fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
 /// The key of one aggregate (without the shard).
@@ -165,9 +157,8 @@ mod tests {
             proptest::prop_assert_eq!(text.chars(), s.chars().count());
             proptest::prop_assert_eq!(text.as_str(), s.as_str());
             proptest::prop_assert_eq!(text.len(), s.len());
-            let checked = Utf8::checked(&bytes, false);
-            proptest::prop_assert_eq!(checked.is_some(), std::str::from_utf8(&bytes).is_ok());
-            if let Some(t) = checked {
+            if let Some(t) = Text::checked(&bytes, false) {
+                let t = Utf8::from(t);
                 proptest::prop_assert_eq!(t.as_bytes(), &bytes[..]);
             }
         }
@@ -179,15 +170,5 @@ mod tests {
         assert_eq!(dims_text(&dims), r#"["a\"|b",-3]"#);
         assert_eq!(parse_dims_text(&dims_text(&dims)), Some(dims));
         assert_eq!(parse_dims_text("{"), None);
-    }
-
-    #[test]
-    fn bytes_eq_is_slice_equality() {
-        let words: [&[u8]; 7] = [b"", b"a", b"b", b"ab", b"ba", b"country", b"countrz"];
-        for a in words {
-            for b in words {
-                assert_eq!(bytes_eq(a, b), a == b, "{a:?} {b:?}");
-            }
-        }
     }
 }

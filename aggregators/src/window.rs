@@ -3,7 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::TimeDelta;
+use sluice_schemas::Instant;
 
 /// A tumbling window length in whole seconds (> 0), aligned to the Unix epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -31,9 +32,9 @@ impl WindowSize {
     }
 
     /// Start (Unix seconds) of the window holding `t`.
-    pub fn start_of(self, t: DateTime<Utc>) -> i64 {
+    pub fn start_of(self, t: Instant) -> i64 {
         let s = i64::from(self.0);
-        t.timestamp().div_euclid(s) * s
+        t.secs.div_euclid(s) * s
     }
 }
 
@@ -101,10 +102,10 @@ impl WindowConfig {
 
     /// Whether an event that occurred at `occurred_at` and was received at `received_at` is late
     /// for its window of size `w`: `received_at > window_start + w + allowed_lateness`.
-    pub fn is_late(&self, w: WindowSize, occurred_at: DateTime<Utc>, received_at: DateTime<Utc>) -> bool {
+    pub fn is_late(&self, w: WindowSize, occurred_at: Instant, received_at: Instant) -> bool {
         let end_micros = (w.start_of(occurred_at) + i64::from(w.secs())).saturating_mul(1_000_000);
         let deadline = end_micros.saturating_add(self.allowed_lateness.num_microseconds().unwrap_or(i64::MAX));
-        received_at.timestamp_micros() > deadline
+        received_at.micros() > deadline
     }
 }
 
@@ -112,8 +113,8 @@ impl WindowConfig {
 mod tests {
     use super::*;
 
-    fn t(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    fn t(s: &str) -> Instant {
+        Instant::from_datetime(chrono::DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&chrono::Utc))
     }
 
     #[test]

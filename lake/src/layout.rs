@@ -14,6 +14,7 @@
 use std::fmt;
 
 use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
+use sluice_bytescan::all_digits;
 
 /// The directory under the lake root holding every event table.
 pub const EVENTS_DIR: &str = "events";
@@ -213,8 +214,7 @@ fn check_shard_id(value: &str) -> Result<(), LayoutError> {
 /// without allocating.
 #[inline]
 pub fn is_sequence_segment(value: &str) -> bool {
-    // Branch-free over the bytes (no early exit), so it vectorises: it runs once per record.
-    !value.is_empty() && value.len() <= 64 && value.bytes().fold(true, |digits, b| digits & b.is_ascii_digit())
+    value.len() <= 64 && all_digits(value.as_bytes())
 }
 
 fn check_sequence(value: &str) -> Result<(), LayoutError> {

@@ -10,7 +10,9 @@
 //!   valid data valid without jsonschema; stored records in the serializer's own layout are
 //!   parsed by hand); anything it cannot prove, and every rejection, goes through the
 //!   jsonschema reference path, so results are identical (differential tests in
-//!   `tests/it/differential.rs`).
+//!   `tests/it/differential.rs`). [`Registry::decode_stored_view`] is the allocation-free
+//!   [`StoredView`] of a stored record, with the schema's roles (dimensions, measure,
+//!   identity): the one decoder the aggregator and the lake writer consume.
 //! - [`evolution`] - the compatibility rule between consecutive schema versions.
 //! - [`arrow`] - the Arrow schema of an event type's lake table.
 //!
@@ -28,6 +30,7 @@ pub mod validate;
 pub use arrow::ENVELOPE_COLUMNS;
 pub use envelope::{DEFAULT_LAKE_START, Event, EventTimeRange, EventTimeRangeError, IngestContext};
 pub use evolution::check_compatible;
-pub use fast::{Instant, MAX_VIEW_FIELDS, StoredValue, StoredView, ViewCache, ViewValues};
+pub use fast::{MAX_VIEW_FIELDS, StoredValue, StoredView, Utf8Check, ViewCache, ViewValues};
 pub use registry::{EventType, FieldDef, FieldKind, MEASURE_LIMIT, Registry, RegistryError, SchemaVersion};
+pub use sluice_bytescan::{Instant, Text};
 pub use validate::{Rejection, Violation};

@@ -29,7 +29,7 @@ use serde_json::Value;
 
 use crate::arrow::ENVELOPE_COLUMNS;
 use crate::envelope::EventTimeRange;
-use crate::fast::FastValidator;
+use crate::fast::{FieldTable, Roles};
 
 /// Largest magnitude of a measure (`x-sluice-measure`): `1e30`. A measure's declared `minimum`
 /// / `maximum` (or exclusive bounds) must lie within `[-MEASURE_LIMIT, MEASURE_LIMIT]`; the
@@ -141,8 +141,8 @@ pub struct SchemaVersion {
     /// The properties, in the order the schema file lists them.
     pub fields: Vec<FieldDef>,
     validator: jsonschema::Validator,
-    /// The compiled fast check, if the schema stays within its subset (see [`crate::fast`]).
-    fast: Option<FastValidator>,
+    /// The compiled field table, if the schema stays within its subset (see [`crate::fast`]).
+    table: Option<FieldTable>,
 }
 
 impl PartialEq for SchemaVersion {
@@ -167,8 +167,8 @@ impl SchemaVersion {
         &self.validator
     }
 
-    pub(crate) fn fast(&self) -> Option<&FastValidator> {
-        self.fast.as_ref()
+    pub(crate) fn table(&self) -> Option<&FieldTable> {
+        self.table.as_ref()
     }
 
     /// Whether valid `data` of this version is recognised without the jsonschema validator
@@ -176,7 +176,7 @@ impl SchemaVersion {
     /// way; this only tells tests and benchmarks which path runs.
     #[doc(hidden)]
     pub fn has_fast_path(&self) -> bool {
-        self.fast.is_some()
+        self.table.is_some()
     }
 }
 
@@ -460,11 +460,11 @@ fn compile(source: &Source) -> Result<SchemaVersion, RegistryError> {
         .build(&document)
         .map_err(|e| invalid(format!("not a valid JSON Schema: {e}")))?;
 
-    let fast = FastValidator::compile(&document);
-    Ok(SchemaVersion { version: source.version, document, dimensions, measure, identity, fields, validator, fast })
+    let roles = Roles { dimensions: &dimensions, measure: measure.as_deref(), identity: identity.as_deref() };
+    let table = FieldTable::compile(&document, roles);
+    Ok(SchemaVersion { version: source.version, document, dimensions, measure, identity, fields, validator, table })
 }
 
-/// An optional array of distinct strings (absent = empty).
 /// Checks the measure property's bounds against [`MEASURE_LIMIT`] and adds the limit on each
 /// side the schema leaves open.
 fn bound_measure(document: &mut Value, measure: &str) -> Result<(), String> {
@@ -495,6 +495,7 @@ fn bound_measure(document: &mut Value, measure: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// An optional array of distinct strings (absent = empty).
 fn string_list(value: Option<&Value>, keyword: &str) -> Result<Vec<String>, String> {
     let Some(value) = value else {
         return Ok(Vec::new());

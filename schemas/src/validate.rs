@@ -12,11 +12,12 @@ use jsonschema::error::{TypeKind, ValidationErrorKind};
 use jsonschema::{JsonType, ValidationError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use sluice_bytescan::{parse_canonical_utc, utf8};
 
 use crate::envelope::{
     ENVELOPE_FIELDS, Event, IngestContext, assign_event_id, check_event_id, parse_occurred_at, to_micros,
 };
-use crate::fast::{CanonicalRecord, parse_canonical, parse_canonical_utc, utf8};
+use crate::fast::{CanonicalRecord, parse_canonical};
 use crate::registry::{FieldKind, Registry, SchemaVersion};
 
 /// One thing wrong with a submitted event.
@@ -157,7 +158,7 @@ impl<'de> Deserialize<'de> for StoredTime {
 /// Which implementation checks `data` (the observable results are the same).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Path {
-    /// The compiled [`FastValidator`](crate::fast::FastValidator) proves valid data valid;
+    /// The compiled [`FieldTable`](crate::fast::FieldTable) proves valid data valid;
     /// anything it cannot prove goes to the jsonschema validator.
     Fast,
     /// Always the jsonschema validator (the oracle of the differential tests).
@@ -389,7 +390,7 @@ impl Registry {
 /// data the compiled table proves valid skips the jsonschema validator; everything else
 /// (including all invalid data) is checked and reported by it.
 fn data_violations(schema: &SchemaVersion, data: &Value, path: Path) -> Vec<Violation> {
-    if path == Path::Fast && schema.fast().is_some_and(|fast| fast.accepts(data)) {
+    if path == Path::Fast && schema.table().is_some_and(|table| table.accepts(data)) {
         return Vec::new();
     }
     let mut out = Vec::new();

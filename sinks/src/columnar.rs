@@ -302,7 +302,7 @@ impl RowsBuilder {
     /// a view of another event type or of a version that must take [`RowsBuilder::append`].
     pub fn append_view(
         &mut self,
-        view: &StoredView<'_, '_>,
+        view: &StoredView<'_, '_, '_>,
         shard_id: &str,
         sequence_number: &str,
     ) -> Result<(), NoViewPlan> {
@@ -324,20 +324,20 @@ impl RowsBuilder {
         let mut ok = true;
         for (column, slot) in self.columns.iter_mut().zip(&plan.slots) {
             match (&mut column.builder, column.source) {
-                (ColumnBuilder::Utf8(b), Source::EventId) => b.append_value(view.event_id),
+                (ColumnBuilder::Utf8(b), Source::EventId) => b.append_value(view.event_id.as_str()),
                 // `view.event_type.name` is this builder's event type (checked above).
                 (ColumnBuilder::Repeated(b), Source::EventType) => b.repeat(),
                 (ColumnBuilder::Utf8(b), Source::EventType) => b.append_value(&view.event_type.name),
                 (ColumnBuilder::Int32(b), Source::SchemaVersion) => b.append_value(plan.schema_version),
                 (ColumnBuilder::Timestamp(b), Source::OccurredAt) => b.append_value(view.occurred_at.micros()),
                 (ColumnBuilder::Timestamp(b), Source::ReceivedAt) => b.append_value(view.received_at.micros()),
-                (ColumnBuilder::Repeated(b), Source::Producer) => b.append(view.producer),
-                (ColumnBuilder::Utf8(b), Source::Producer) => b.append_value(view.producer),
+                (ColumnBuilder::Repeated(b), Source::Producer) => b.append(view.producer.as_str()),
+                (ColumnBuilder::Utf8(b), Source::Producer) => b.append_value(view.producer.as_str()),
                 (ColumnBuilder::Repeated(b), Source::ShardId) => b.append(shard_id),
                 (ColumnBuilder::Utf8(b), Source::ShardId) => b.append_value(shard_id),
                 (ColumnBuilder::Utf8(b), Source::SequenceNumber) => b.append_value(sequence_number),
                 (builder, Source::Data) => match (builder, slot.and_then(|i| view.value(i))) {
-                    (ColumnBuilder::Utf8(b), Some(StoredValue::String(s))) => b.append_value(s),
+                    (ColumnBuilder::Utf8(b), Some(StoredValue::String(s))) => b.append_value(s.as_str()),
                     (ColumnBuilder::Int64(b), Some(StoredValue::Integer(i))) => b.append_value(i),
                     (ColumnBuilder::Float64(b), Some(StoredValue::Number(f))) => b.append_value(f),
                     (ColumnBuilder::Float64(b), Some(StoredValue::Integer(i))) => b.append_value(i as f64),

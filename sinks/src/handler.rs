@@ -488,8 +488,7 @@ impl<'t> LakePreparer<'t> {
             self.invalid.push(reject(format!("event type {:?} has no lake table", decoded.event_type)));
             return;
         };
-        let occurred_at =
-            Instant { secs: decoded.occurred_at.timestamp(), nanos: decoded.occurred_at.timestamp_subsec_nanos() };
+        let occurred_at = Instant::from_datetime(decoded.occurred_at);
         let key = GroupKey { table, occurred_at, shard };
         let group = match group_for(
             &mut self.groups,

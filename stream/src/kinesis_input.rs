@@ -31,6 +31,7 @@ use aws_lambda_events::event::kinesis::KinesisEvent;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
+use sluice_bytescan::{all_digits, digit_run, string_end};
 
 /// One Kinesis record as the handlers need it; `data` is already base64-decoded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -160,39 +161,11 @@ impl<'b> KinesisRecord<'b> {
     }
 }
 
-/// A string field of a [`KinesisRecord`]: bytes known to be valid UTF-8. The scanner checks
-/// UTF-8 as it scans (free for ASCII, which these fields are), so a caller that only compares
-/// or parses the bytes (a sequence number, a shard id) never checks again; [`Text::as_str`] is
-/// for the callers that need a `&str`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct Text<'b>(&'b [u8]);
-
-impl<'b> Text<'b> {
-    /// The UTF-8 bytes.
-    #[inline]
-    pub fn as_bytes(self) -> &'b [u8] {
-        self.0
-    }
-
-    /// As a `&str` (checks UTF-8 again, as safe code must; valid by construction, so this is
-    /// never the empty fallback).
-    #[inline]
-    pub fn as_str(self) -> &'b str {
-        std::str::from_utf8(self.0).unwrap_or_default()
-    }
-}
-
-impl<'b> From<&'b str> for Text<'b> {
-    fn from(s: &'b str) -> Self {
-        Text(s.as_bytes())
-    }
-}
-
-impl std::fmt::Debug for Text<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(self.as_str(), f)
-    }
-}
+/// A string field of a [`KinesisRecord`] (`eventID`, `sequenceNumber`, `partitionKey`): the
+/// scanner checks UTF-8 as it scans (free for ASCII, which these fields are), so a caller that
+/// only compares or parses the bytes (a sequence number, a shard id) never checks again;
+/// [`Text::as_str`] is for the callers that need a `&str`.
+pub use sluice_bytescan::Text;
 
 /// The shard part of `"<shard>:<decimal>"`, if `event_id` (UTF-8) is that.
 fn shard_of(event_id: &[u8]) -> Option<&str> {
@@ -202,22 +175,6 @@ fn shard_of(event_id: &[u8]) -> Option<&str> {
         return None;
     }
     std::str::from_utf8(shard).ok()
-}
-
-/// Non-empty and only ASCII digits, 8 bytes at a time (a sequence number's check).
-#[inline]
-pub fn all_digits(d: &[u8]) -> bool {
-    const ZEROS: u64 = 0x3030_3030_3030_3030;
-    const HIGH_NIBBLES: u64 = 0xF0F0_F0F0_F0F0_F0F0;
-    let mut chunks = d.chunks_exact(8);
-    let words = chunks.by_ref().all(|c| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        let v = u64::from_le_bytes(w);
-        // Every byte 0x30..=0x3F, and its low nibble + 6 stays below 16 (no carry: <= 9).
-        v & HIGH_NIBBLES == ZEROS && v.wrapping_sub(ZEROS).wrapping_add(0x0606_0606_0606_0606) & HIGH_NIBBLES == 0
-    });
-    !d.is_empty() && words && chunks.remainder().iter().all(u8::is_ascii_digit)
 }
 
 /// Where a record's data is.
@@ -379,13 +336,13 @@ impl Slot<'_> {
             DataRef::Borrowed(d) => d,
         };
         let text = |t: &'b TextRef<'_>| match t {
-            TextRef::Payload(t) => Text(t),
-            TextRef::Span(a, b) => Text(buffer.get(*a as usize..*b as usize).unwrap_or_default()),
+            TextRef::Payload(t) => Text::from_valid(t),
+            TextRef::Span(a, b) => Text::from_valid(buffer.get(*a as usize..*b as usize).unwrap_or_default()),
         };
         KinesisRecord {
             event_id: text(&self.event_id),
             sequence_number: text(&self.sequence_number),
-            partition_key: Text(&self.partition_key),
+            partition_key: Text::from_valid(&self.partition_key),
             data,
         }
     }
@@ -423,44 +380,6 @@ impl<'a> From<&'a KinesisInput> for KinesisBatch<'a> {
             .collect();
         KinesisBatch { records, data: Vec::new() }
     }
-}
-
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
-
-/// Bit 7 of each byte of the result is set where `x` has a zero byte (exact for the lowest one).
-#[inline(always)]
-fn zero_bytes(x: u64) -> u64 {
-    x.wrapping_sub(ONES) & !x & HIGHS
-}
-
-/// Offset of the first `"`, `\` or control character in `s` (the end of a JSON string's raw
-/// content, or an escape), if any, and whether every byte before it is ASCII (conservatively:
-/// `false` may also mean a non-ASCII byte shortly after it). 8 bytes at a time: the short
-/// strings of a record end within a few words, where `memchr`'s setup would dominate. Shared
-/// by this scanner and the aggregator's event decoder.
-#[inline(always)]
-pub fn find_string_special(s: &[u8]) -> Option<(usize, bool)> {
-    let mut chunks = s.chunks_exact(8);
-    let mut base = 0;
-    let mut high = 0u64;
-    for c in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        let x = u64::from_le_bytes(w);
-        high |= x;
-        let m = zero_bytes(x ^ (ONES * u64::from(b'"')))
-            | zero_bytes(x ^ (ONES * u64::from(b'\\')))
-            | (x.wrapping_sub(ONES * 0x20) & !x & HIGHS);
-        if m != 0 {
-            return Some((base + (m.trailing_zeros() / 8) as usize, high & HIGHS == 0));
-        }
-        base += 8;
-    }
-    let rest = chunks.remainder();
-    let at = rest.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-    let ascii = high & HIGHS == 0 && rest.get(..at).is_some_and(<[u8]>::is_ascii);
-    Some((base + at, ascii))
 }
 
 /// `text` appended to `buffer`: its span there.
@@ -603,7 +522,7 @@ impl<'a> Scanner<'a> {
 
     /// At an opening `"`: the raw content up to the closing quote (escapes checked, not
     /// decoded), whether it has escapes, and whether it is all ASCII (see
-    /// [`find_string_special`]; `false` means "check it"). Leaves `i` after the closing quote.
+    /// [`string_end`]; `false` means "check it"). Leaves `i` after the closing quote.
     #[inline(always)]
     fn string_span(&mut self) -> Result<(&'a [u8], bool, bool), KinesisInputError> {
         self.i += 1;
@@ -612,7 +531,7 @@ impl<'a> Scanner<'a> {
         let mut ascii = true;
         loop {
             let rest = self.b.get(self.i..).unwrap_or_default();
-            let Some((off, ascii_before)) = find_string_special(rest) else {
+            let Some((off, ascii_before)) = string_end(rest) else {
                 self.i = self.b.len();
                 return Err(self.err("unterminated string"));
             };
@@ -729,11 +648,9 @@ impl<'a> Scanner<'a> {
     }
 
     fn digits(&mut self) -> usize {
-        let start = self.i;
-        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
-            self.i += 1;
-        }
-        self.i - start
+        let n = digit_run(self.b.get(self.i..).unwrap_or_default());
+        self.i += n;
+        n
     }
 
     /// A JSON number (grammar only).
@@ -1039,41 +956,7 @@ mod tests {
         assert_eq!(streamed, ["123", "124"]);
     }
 
-    #[test]
-    fn finds_specials_at_every_position() {
-        for len in 0..40 {
-            for pos in 0..len {
-                for special in [b'"', b'\\', 0x1f, 0] {
-                    let mut s = vec![b'a'; len];
-                    s[pos] = special;
-                    if pos + 1 < len {
-                        s[pos + 1] = b'"';
-                    }
-                    assert_eq!(find_string_special(&s), Some((pos, true)), "len {len} pos {pos} {special}");
-                    // Sound about ASCII: a non-ASCII byte anywhere before the special is seen.
-                    for high in 0..pos {
-                        let mut t = s.clone();
-                        t[high] = 0xc3;
-                        assert_eq!(find_string_special(&t), Some((pos, false)), "len {len} pos {pos} high {high}");
-                    }
-                }
-            }
-            let mut s: Vec<u8> =
-                (0..len).map(|i| 0x20 + ((i * 7) % 0x5f) as u8).filter(|&c| c != b'"' && c != b'\\').collect();
-            s.extend([0xc3, 0xa9, 0x7f, 0xff]);
-            assert_eq!(find_string_special(&s), None);
-        }
-    }
-
     proptest::proptest! {
-        #[test]
-        fn all_digits_is_the_bytewise_check(
-            bytes in proptest::collection::vec(proptest::prop_oneof![proptest::prelude::any::<u8>(), b'0'..=b'9', b'0'..=b'9'], 0..40)
-        ) {
-            let bytewise = !bytes.is_empty() && bytes.iter().all(u8::is_ascii_digit);
-            proptest::prop_assert_eq!(all_digits(&bytes), bytewise);
-        }
-
         #[test]
         fn is_of_shard_agrees_with_shard_id(shard in "[a-z:0-9-]{0,12}", rest in "[0-9:/a]{0,30}") {
             let event_id = format!("{shard}{rest}");

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use sluice_aggregators::key::DimRef;
 use sluice_aggregators::store::{AggregateStore, ChainHead, Link, Partial, PutOutcome, WindowKey, fold, scan};
 use sluice_aggregators::{AggState, BatchAggregator, Contribution, DimValue, Observation, WindowConfig, apply_batch};
+use sluice_schemas::Instant;
 
 use crate::support::*;
 
@@ -167,8 +168,8 @@ async fn huge_links_are_stored_whole<S: AggregateStore>(store: S) {
         x ^= x << 5;
         let c = Contribution {
             event_type: Cow::Borrowed("t"),
-            occurred_at: t0(),
-            received_at: t0(),
+            occurred_at: Instant::from_datetime(t0()),
+            received_at: Instant::from_datetime(t0()),
             dims: vec![DimRef::Int((i % 30_000) as i64)],
             obs: Observation { measure: Some(f64::from(x % 100_000) / 7.0), identity: Some(x) },
         };

@@ -13,6 +13,7 @@ use sluice_aggregators::{
     AggKey, AggState, BatchAggregator, BatchDelta, Contribution, DimValue, DynamoAggregateStore, Observation,
     SqliteAggregateStore, WindowConfig, WindowSize,
 };
+use sluice_schemas::Instant;
 use sluice_stream::SequenceNumber;
 
 /// One synthetic record: sequence counter, group (0..4), measure, identity.
@@ -40,8 +41,8 @@ pub fn batch_of(event_type: &str, recs: &[Rec]) -> BatchDelta {
         let occurred_at = t0() + TimeDelta::seconds(r.minute * 60 + 7);
         let c = Contribution {
             event_type: Cow::Borrowed(event_type),
-            occurred_at,
-            received_at: occurred_at + TimeDelta::minutes(if r.group == 3 { 30 } else { 0 }),
+            occurred_at: Instant::from_datetime(occurred_at),
+            received_at: Instant::from_datetime(occurred_at + TimeDelta::minutes(if r.group == 3 { 30 } else { 0 })),
             dims: vec![DimRef::Str(format!("g{}", r.group % 2).into()), DimRef::Int(i64::from(r.group / 2))],
             obs: Observation { measure: Some(r.measure), identity: Some(r.identity) },
         };
