@@ -18,10 +18,10 @@
 //! ```
 //!
 //! **S3 and endpoint overrides.** Local AWS-compatible servers (moto in tests) only serve S3
-//! with path-style addressing. This crate depends on no service crate, so the S3 adapter sets it:
-//! `aws_sdk_s3::config::Builder::from(&sdk_config).force_path_style(overridden)` with
-//! `overridden = settings.endpoint_overridden()` (or `sdk_config.endpoint_url().is_some()` when only
-//! the [`SdkConfig`] is at hand, as in tests using [`testing::moto`]).
+//! with path-style addressing. The lake (`sluice_lake::Lake`, through `object_store`) reads the
+//! same [`AwsSettings`] and turns virtual-hosted requests off when the endpoint is overridden;
+//! its moto-backed tests (a bucket named in the host, `<bucket>.127.0.0.1`, would not resolve)
+//! prove it.
 
 mod config;
 mod settings;

@@ -3,7 +3,7 @@
 //!
 //! - `config`: how [`sluice_aws::sdk_config`] resolves region and endpoints, each case in a child
 //!   process with a clean environment (see `child`).
-//! - `kinesis`, `dynamodb`, `s3`, `sqs`: smoke tests of the shared config against moto over the
+//! - `kinesis`, `dynamodb`, `sqs`: smoke tests of the shared config against moto over the
 //!   real wire protocols. Under `scripts/test` they always run; under plain `cargo test` (no
 //!   `SLUICE_MOTO_ENDPOINT`) they print `skipped (no moto): <test>` and return.
 
@@ -11,5 +11,4 @@ mod child;
 mod config;
 mod dynamodb;
 mod kinesis;
-mod s3;
 mod sqs;
