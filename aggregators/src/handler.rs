@@ -1,7 +1,7 @@
-//! The aggregator batch handler: Kinesis batch -> `KinesisEventResponse`, the same steps in
-//! the aggregator Lambda (raw payload, [`AggregatorHandler::process_payload`]) and in
-//! `sluice up` (`KinesisEvent` from the local event source mapping, viewed as a
-//! [`KinesisBatch`] without copying, [`AggregatorHandler::process`]).
+//! The aggregator batch handler: Kinesis batch -> `KinesisEventResponse`. One entry,
+//! [`AggregatorHandler::process_payload`] on the raw invocation body, serves the aggregator
+//! Lambda and `sluice up`'s event source mapping ([`BatchHandler::handle`]) alike;
+//! [`AggregatorHandler::process`] takes a batch already parsed.
 //!
 //! Thin: decode every record ([`Decoder`]), aggregate the whole batch in memory per shard
 //! ([`BatchAggregator`]) — together the pure [`prepare_batch`], or [`BatchPreparer`] fused
@@ -16,8 +16,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use sluice_dlq::{DeadLetter, DeadLetterQueue, FailureKind};
 use sluice_schemas::{Registry, ViewCache};
@@ -374,9 +374,8 @@ impl<S: AggregateStore, D: DeadLetterQueue> AggregatorHandler<S, D> {
         &self.store
     }
 
-    /// Processes one batch (see the module docs): a [`KinesisBatch`] parsed from the raw
-    /// payload (what the Lambda binary does) or a view of a `KinesisEvent` (what the local event
-    /// source mapping sends) or of a `KinesisInput`.
+    /// Processes one batch already parsed (see the module docs): a [`KinesisBatch`] parsed from
+    /// a payload, or a view of a `KinesisEvent` or of a `KinesisInput`.
     pub async fn process(&self, input: &KinesisBatch<'_>) -> KinesisEventResponse {
         self.apply(prepare_batch(&self.decoder, &self.config, input, Utc::now())).await
     }
@@ -475,14 +474,17 @@ fn dead_letter(record: &KinesisRecord<'_>, shard: Option<&str>, reason: String, 
     }
 }
 
+/// `sluice up`'s event source mapping hands the invocation body Lambda would deliver to
+/// [`AggregatorHandler::process_payload`], the entry the Lambda ([`handle_raw_invocation`]) calls.
 impl<S: AggregateStore, D: DeadLetterQueue> BatchHandler for AggregatorHandler<S, D> {
-    async fn handle(&self, event: KinesisEvent) -> Result<KinesisEventResponse, HandlerError> {
-        Ok(self.process(&KinesisBatch::from(&event)).await)
+    async fn handle(&self, payload: Bytes) -> Result<KinesisEventResponse, HandlerError> {
+        self.process_payload(&payload).await.map_err(HandlerError::new)
     }
 }
 
 /// The aggregator Lambda's entry point: the raw invocation body (handed over by the
-/// [`RawPayloads`] layer) through [`AggregatorHandler::process_payload`] (parse fused with
+/// [`RawPayloads`] layer) through [`AggregatorHandler::process_payload`], the entry
+/// `sluice up`'s event source mapping calls too ([`BatchHandler::handle`]; parse fused with
 /// decode + validate + aggregate, no allocation per record). A body that is not a Kinesis event
 /// (or a missing body) is a function error, as a payload `lambda_runtime` could not deserialize
 /// is.
@@ -560,7 +562,8 @@ mod tests {
     /// Record payloads: the fixture's (valid on the fast path, invalid, not JSON) and variants
     /// (the registry path, non-ASCII text, another event type).
     fn data_pool() -> Vec<Vec<u8>> {
-        let event: KinesisEvent = serde_json::from_str(include_str!("../tests/data/kinesis-event.json")).unwrap();
+        let event: aws_lambda_events::event::kinesis::KinesisEvent =
+            serde_json::from_str(include_str!("../tests/data/kinesis-event.json")).unwrap();
         let mut pool: Vec<Vec<u8>> = event.records.iter().map(|r| r.kinesis.data.0.clone()).collect();
         let first: serde_json::Value = serde_json::from_slice(&pool[0]).unwrap();
         pool.push(serde_json::to_vec_pretty(&first).unwrap());

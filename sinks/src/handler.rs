@@ -17,7 +17,9 @@
 //!   parsed batch. Event types and versions are looked up once per batch (`ViewCache`), groups
 //!   are matched by table and shard index (no string comparison).
 //! - [`LakeWriter::process`] / [`LakeWriter::process_payload`] (I/O): dead-letter the invalid
-//!   records, write the files (a few concurrently), and report failures.
+//!   records, write the files (a few concurrently), and report failures. The one entry of the
+//!   Lambda and of `sluice up`'s event source mapping ([`BatchHandler::handle`]) is
+//!   `process_payload` on the raw invocation body.
 //!
 //! Guarantees:
 //! - **Deterministic names**: a group's file is `<shard>-<first seq>-<last seq>.parquet` of the
@@ -41,7 +43,6 @@
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
-use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -807,9 +808,11 @@ impl<Q: DeadLetterQueue> LakeWriter<Q> {
     }
 }
 
+/// `sluice up`'s event source mapping hands the invocation body Lambda would deliver to
+/// [`LakeWriter::process_payload`], the entry the Lambda ([`crate::lambda::handle_raw`]) calls.
 impl<Q: DeadLetterQueue> BatchHandler for LakeWriter<Q> {
-    async fn handle(&self, event: KinesisEvent) -> Result<KinesisEventResponse, HandlerError> {
-        Ok(self.process(&KinesisBatch::from(&event), Utc::now()).await.0)
+    async fn handle(&self, payload: Bytes) -> Result<KinesisEventResponse, HandlerError> {
+        Ok(self.process_payload(&payload, Utc::now()).map_err(HandlerError::new)?.await.0)
     }
 }
 

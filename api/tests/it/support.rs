@@ -48,7 +48,8 @@ pub async fn aggregate<S: AggregateStore>(store: S, shard: u32, views: &[View]) 
             }
         })
         .collect();
-    let resp = handler.handle(to_kinesis_event(&records, "arn:aws:kinesis:local:0:stream/s", "local")).await.unwrap();
+    let event = to_kinesis_event(&records, "arn:aws:kinesis:local:0:stream/s", "local");
+    let resp = handler.handle(axum::body::Bytes::from(serde_json::to_vec(&event).unwrap())).await.unwrap();
     assert!(resp.batch_item_failures.is_empty(), "{:?}", resp.batch_item_failures);
 }
 

@@ -278,7 +278,8 @@ async fn the_writer_is_a_batch_handler() {
     use sluice_stream::BatchHandler;
     let writer = Arc::new(memory_writer());
     let events = support::events(11, 50);
-    let response = writer.handle(support::event_batch(&events, 0)).await.unwrap();
+    let payload = serde_json::to_vec(&support::event_batch(&events, 0)).unwrap();
+    let response = writer.handle(bytes::Bytes::from(payload)).await.unwrap();
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(support::read_lake(writer.lake()).await.0.len(), 50);
 }

@@ -1,5 +1,6 @@
 //! The local event-source-mapping (ESM) runner: Lambda's Kinesis trigger semantics, delivering
-//! `aws_lambda_events` [`KinesisEvent`] batches to a [`BatchHandler`].
+//! batches to a [`BatchHandler`] as the invocation body Lambda sends (the JSON of an
+//! `aws_lambda_events` `KinesisEvent`).
 //!
 //! Semantics (those of a Lambda Kinesis event source mapping; `docs/` of AWS Lambda "Using Lambda
 //! with Kinesis"):
@@ -40,8 +41,8 @@ use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
 
-use aws_lambda_events::kinesis::KinesisEvent;
 use aws_lambda_events::streams::KinesisEventResponse;
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -74,12 +75,15 @@ impl StdError for HandlerError {
     }
 }
 
-/// A batch handler: the same function the Kinesis-triggered Lambda runs.
+/// A batch handler: the entry the Kinesis-triggered Lambda calls, on the same input.
 pub trait BatchHandler: Send + Sync + 'static {
-    /// Processes one batch (records of one shard, in order). `Err` = function error (the whole
-    /// batch failed). `Ok` with `batchItemFailures` reports the first failed record (honoured
-    /// only when the mapping has `report_batch_item_failures`).
-    fn handle(&self, event: KinesisEvent) -> impl Future<Output = Result<KinesisEventResponse, HandlerError>> + Send;
+    /// Processes one invocation. `payload` is the invocation body exactly as Lambda delivers it:
+    /// the JSON of a Kinesis event holding records of one shard, in order (the local runner
+    /// serializes its `KinesisEvent` to these bytes, so `sluice up` runs the Lambda path itself).
+    /// `Err` = function error (the whole batch failed, also for a body that is not a Kinesis
+    /// event). `Ok` with `batchItemFailures` reports the first failed record (honoured only when
+    /// the mapping has `report_batch_item_failures`).
+    fn handle(&self, payload: Bytes) -> impl Future<Output = Result<KinesisEventResponse, HandlerError>> + Send;
 }
 
 /// A failure of a port (source, checkpoint store, failure destination). The runner retries every

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::streams::KinesisEventResponse;
+use bytes::Bytes;
 use chrono::Utc;
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
@@ -493,9 +494,14 @@ where
             records = records.len(),
         );
         let event = to_kinesis_event(records, &self.config.stream_arn, &self.config.region);
+        // The bytes Lambda would deliver: the handler's entry parses them as the Lambda does.
+        let payload = match serde_json::to_vec(&event) {
+            Ok(body) => Bytes::from(body),
+            Err(e) => return Err(format!("cannot encode the invocation: {e}")),
+        };
         self.status.invoked(records.len());
         let handler = Arc::clone(&self.handler);
-        let task = tokio::spawn(async move { handler.handle(event).await }.instrument(span.clone()));
+        let task = tokio::spawn(async move { handler.handle(payload).await }.instrument(span.clone()));
         let _abort = AbortOnDrop(task.abort_handle());
         let joined = match self.config.function_timeout {
             Some(t) => match tokio::time::timeout(t, task).await {

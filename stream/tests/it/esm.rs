@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use aws_lambda_events::kinesis::KinesisEvent;
 use aws_lambda_events::streams::KinesisEventResponse;
 use chrono::Utc;
 use sluice_stream::{
@@ -92,8 +91,8 @@ struct Concurrency {
 }
 
 impl BatchHandler for Concurrency {
-    async fn handle(&self, event: KinesisEvent) -> Result<KinesisEventResponse, HandlerError> {
-        let inv = Invocation::from_event(&event);
+    async fn handle(&self, payload: bytes::Bytes) -> Result<KinesisEventResponse, HandlerError> {
+        let inv = Invocation::from_payload(&payload);
         {
             let mut m = self.per_shard.lock().unwrap();
             let n = m.entry(inv.shard.clone()).or_default();
@@ -380,8 +379,8 @@ struct Gate {
 }
 
 impl BatchHandler for Gate {
-    async fn handle(&self, event: KinesisEvent) -> Result<KinesisEventResponse, HandlerError> {
-        self.log.lock().unwrap().push(Invocation::from_event(&event));
+    async fn handle(&self, payload: bytes::Bytes) -> Result<KinesisEventResponse, HandlerError> {
+        self.log.lock().unwrap().push(Invocation::from_payload(&payload));
         self.entered.add_permits(1);
         self.release.acquire().await.unwrap().forget();
         Ok(KinesisEventResponse::default())
@@ -462,8 +461,8 @@ struct HangOn {
 }
 
 impl BatchHandler for HangOn {
-    async fn handle(&self, event: KinesisEvent) -> Result<KinesisEventResponse, HandlerError> {
-        self.log.lock().unwrap().push(Invocation::from_event(&event));
+    async fn handle(&self, payload: bytes::Bytes) -> Result<KinesisEventResponse, HandlerError> {
+        self.log.lock().unwrap().push(Invocation::from_payload(&payload));
         if self.seen.fetch_add(1, Ordering::SeqCst) == self.nth {
             self.hang.add_permits(1);
             std::future::pending::<()>().await;
@@ -478,7 +477,7 @@ async fn a_panicking_or_timed_out_handler_is_a_function_error() {
         calls: AtomicUsize,
     }
     impl BatchHandler for Flaky {
-        async fn handle(&self, _e: KinesisEvent) -> Result<KinesisEventResponse, HandlerError> {
+        async fn handle(&self, _payload: bytes::Bytes) -> Result<KinesisEventResponse, HandlerError> {
             match self.calls.fetch_add(1, Ordering::SeqCst) {
                 0 => panic!("handler bug"),
                 1 => {

@@ -22,7 +22,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aws_lambda_events::kinesis::KinesisEvent;
 use aws_lambda_events::streams::KinesisEventResponse;
 use proptest::prelude::*;
 use rand::rngs::StdRng;
@@ -127,9 +126,9 @@ enum Answer {
 struct PropHandler(Arc<Shared>);
 
 impl BatchHandler for PropHandler {
-    async fn handle(&self, event: KinesisEvent) -> Result<KinesisEventResponse, HandlerError> {
+    async fn handle(&self, payload: bytes::Bytes) -> Result<KinesisEventResponse, HandlerError> {
         let s = &self.0;
-        let inv = Invocation::from_event(&event);
+        let inv = Invocation::from_payload(&payload);
         let len = inv.seqs.len();
         let (answer, ids, hang) = {
             let mut events = s.events.lock().unwrap();

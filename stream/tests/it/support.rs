@@ -81,6 +81,19 @@ pub struct Invocation {
 }
 
 impl Invocation {
+    /// The invocation a handler got, from its payload: the bytes Lambda would deliver, which the
+    /// Lambda's own payload parser accepts with the same records (checked on every delivery).
+    pub fn from_payload(payload: &[u8]) -> Invocation {
+        let event: KinesisEvent = serde_json::from_slice(payload).expect("the payload is a Kinesis event");
+        let parsed = sluice_stream::kinesis_input::KinesisBatch::parse(payload).expect("the Lambda parser reads it");
+        assert_eq!(parsed.len(), event.records.len());
+        for (view, record) in parsed.iter().zip(&event.records) {
+            assert_eq!(view.sequence_number.as_str(), record.kinesis.sequence_number);
+            assert_eq!(view.data, record.kinesis.data.0.as_slice());
+        }
+        Self::from_event(&event)
+    }
+
     pub fn from_event(event: &KinesisEvent) -> Invocation {
         let records: Vec<StreamRecord> = event.records.iter().map(|r| StreamRecord::try_from(r).unwrap()).collect();
         Invocation {
@@ -121,8 +134,8 @@ impl Recording {
 }
 
 impl BatchHandler for Recording {
-    async fn handle(&self, event: KinesisEvent) -> Result<KinesisEventResponse, HandlerError> {
-        let inv = Invocation::from_event(&event);
+    async fn handle(&self, payload: bytes::Bytes) -> Result<KinesisEventResponse, HandlerError> {
+        let inv = Invocation::from_payload(&payload);
         let n = {
             let mut log = self.log.lock().unwrap();
             log.push(inv.clone());
