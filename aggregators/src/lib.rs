@@ -10,6 +10,7 @@ pub mod decode;
 pub mod handler;
 pub mod hll;
 pub mod key;
+pub mod lambda;
 pub mod quantiles;
 pub mod query;
 pub mod state;

@@ -8,6 +8,7 @@
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use lambda_runtime::LambdaEvent;
 use sluice_dlq::DeadLetterQueue;
+use sluice_schemas::{EventTimeRange, EventTimeRangeError};
 use sluice_stream::lambda_payload::{RawPayload, RawPayloads};
 
 use crate::LakeWriter;
@@ -25,26 +26,34 @@ pub struct LakeLambdaConfig {
     pub lake_url: String,
     pub dlq_url: String,
     pub schemas_dir: Option<std::path::PathBuf>,
+    /// `SLUICE_LAKE_START` and `SLUICE_MAX_FUTURE_SECS`.
+    pub event_time: EventTimeRange,
 }
 
-/// A required variable is missing or empty: fix the function's configuration.
+/// Why the configuration is unusable: fix the function's environment.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("environment variable {0} must be set")]
-pub struct MissingVar(pub &'static str);
+pub enum LakeConfigError {
+    /// A required variable is missing or empty.
+    #[error("environment variable {0} must be set")]
+    Missing(&'static str),
+    #[error(transparent)]
+    EventTime(#[from] EventTimeRangeError),
+}
 
 impl LakeLambdaConfig {
     /// Reads the configuration from the process environment.
-    pub fn from_env() -> Result<Self, MissingVar> {
+    pub fn from_env() -> Result<Self, LakeConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
     /// [`LakeLambdaConfig::from_env`] over any lookup (pure).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, MissingVar> {
-        let get = |name| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, LakeConfigError> {
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         Ok(Self {
-            lake_url: get(ENV_LAKE_URL).ok_or(MissingVar(ENV_LAKE_URL))?,
-            dlq_url: get(ENV_DLQ_URL).ok_or(MissingVar(ENV_DLQ_URL))?,
+            lake_url: get(ENV_LAKE_URL).ok_or(LakeConfigError::Missing(ENV_LAKE_URL))?,
+            dlq_url: get(ENV_DLQ_URL).ok_or(LakeConfigError::Missing(ENV_DLQ_URL))?,
             schemas_dir: get(ENV_SCHEMAS_DIR).map(Into::into),
+            event_time: EventTimeRange::from_lookup(get)?,
         })
     }
 }
@@ -76,11 +85,20 @@ mod tests {
             let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
             LakeLambdaConfig::from_lookup(|n| vars.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()))
         };
-        assert_eq!(cfg(&[]), Err(MissingVar(ENV_LAKE_URL)));
-        assert_eq!(cfg(&[(ENV_LAKE_URL, "s3://b/p")]), Err(MissingVar(ENV_DLQ_URL)));
+        assert_eq!(cfg(&[]), Err(LakeConfigError::Missing(ENV_LAKE_URL)));
+        assert_eq!(cfg(&[(ENV_LAKE_URL, "s3://b/p")]), Err(LakeConfigError::Missing(ENV_DLQ_URL)));
         assert_eq!(
             cfg(&[(ENV_LAKE_URL, " s3://b/p "), (ENV_DLQ_URL, "http://q"), (ENV_SCHEMAS_DIR, "")]),
-            Ok(LakeLambdaConfig { lake_url: "s3://b/p".into(), dlq_url: "http://q".into(), schemas_dir: None })
+            Ok(LakeLambdaConfig {
+                lake_url: "s3://b/p".into(),
+                dlq_url: "http://q".into(),
+                schemas_dir: None,
+                event_time: EventTimeRange::default()
+            })
         );
+        let c = cfg(&[(ENV_LAKE_URL, "s3://b"), (ENV_DLQ_URL, "q"), ("SLUICE_LAKE_START", "2021-01-01")]).unwrap();
+        assert_eq!(c.event_time.lake_start.to_string(), "2021-01-01");
+        let bad = cfg(&[(ENV_LAKE_URL, "s3://b"), (ENV_DLQ_URL, "q"), ("SLUICE_MAX_FUTURE_SECS", "soon")]);
+        assert!(matches!(bad, Err(LakeConfigError::EventTime(_))));
     }
 }

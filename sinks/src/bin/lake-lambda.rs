@@ -1,6 +1,7 @@
 //! The lake writer Lambda: Kinesis event source mapping -> Parquet files in the lake.
-//! Configuration: `SLUICE_LAKE_URL`, `SLUICE_DLQ_URL`, optional `SLUICE_SCHEMAS_DIR`, and the
-//! standard `AWS_*` variables; everything is built once per cold start. The runtime does not
+//! Configuration: `SLUICE_LAKE_URL`, `SLUICE_DLQ_URL`, optional `SLUICE_SCHEMAS_DIR`,
+//! `SLUICE_LAKE_START`, `SLUICE_MAX_FUTURE_SECS` (`LakeLambdaConfig`), and the standard `AWS_*`
+//! variables; everything is built once per cold start. The runtime does not
 //! deserialize the invocation body: the `RawPayloads` layer hands the raw bytes to
 //! `handle_raw`, which parses them once with `KinesisBatch::parse`. Metrics go to stdout as
 //! CloudWatch EMF after every invocation.
@@ -19,10 +20,9 @@ async fn main() -> anyhow::Result<()> {
     sluice_telemetry::init_logging(sluice_telemetry::LogFormat::Json);
     let config = LakeLambdaConfig::from_env().context("lake writer configuration")?;
     let settings = sluice_aws::AwsSettings::from_env().context("AWS settings")?;
-    let event_time = sluice_schemas::EventTimeRange::from_lookup(|name| std::env::var(name).ok())?;
     let registry = sluice_schemas::Registry::load(config.schemas_dir.as_deref())
         .context("schema registry")?
-        .with_event_time(event_time);
+        .with_event_time(config.event_time);
     let lake = Lake::open(&config.lake_url, &settings).context("lake URL")?;
     let sdk = sluice_aws::sdk_config(&settings).await;
     let dlq = sluice_dlq::SqsDeadLetters::new(aws_sdk_sqs::Client::new(&sdk), &config.dlq_url);
