@@ -20,15 +20,15 @@ use anyhow::Context as _;
 use serde_json::json;
 use sluice_aggregators::{AggregatorHandler, SqliteAggregateStore, WindowConfig};
 use sluice_api::AggregateStoreReader;
+use sluice_esm::{
+    BatchHandler, EsmConfig, EventSourceMapping, LocalStream, LocalStreamConfig, MappingStatus, SqliteCheckpoints,
+    SqliteFailureDestination,
+};
 use sluice_ingest::{
     AppState, Authenticator, ComponentHealth, Health, HealthProbe, LocalIssuer, LocalStreamEventLog, ProbeFuture,
 };
 use sluice_lake::Lake;
 use sluice_sinks::LakeWriter;
-use sluice_stream::{
-    BatchHandler, EsmConfig, EventSourceMapping, LocalStream, LocalStreamConfig, MappingStatus, SqliteCheckpoints,
-    SqliteFailureDestination,
-};
 use sluice_telemetry::{Metrics, catalog};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;

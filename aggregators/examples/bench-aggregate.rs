@@ -28,7 +28,7 @@ use generate::{GenConfig, Generator, kinesis_batch};
 use serde::Deserialize;
 use sluice_aggregators::WindowConfig;
 use sluice_aggregators::decode::Decoder;
-use sluice_aggregators::handler::{BatchPreparer, prepare_batch, records_hint};
+use sluice_aggregators::prepare::{BatchPreparer, prepare_batch, records_hint};
 use sluice_schemas::Registry;
 use sluice_stream::kinesis_input::{KinesisBatch, KinesisInput};
 

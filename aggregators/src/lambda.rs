@@ -1,6 +1,6 @@
 //! The aggregator as a Lambda function: its configuration from the environment
 //! ([`AggregatorLambdaConfig::from_lookup`], pure; the variables in [`ENV_VARS`]). The entry
-//! point is [`crate::handler::handle_raw_invocation`]; `src/bin/aggregator-lambda.rs` only wires.
+//! is `AggregatorHandler`'s `BatchHandler::handle`; `src/bin/aggregator-lambda.rs` only wires.
 
 use std::path::PathBuf;
 

@@ -5,20 +5,25 @@
 //! ([`FailureKind::Exhausted`]). It always carries the exact original bytes, so nothing is lost and
 //! `sluice redrive` can put it back on the stream once the cause is fixed.
 //!
-//! Adapters: [`SqliteDeadLetters`] (SQLite, the embedded runtime), [`SqsDeadLetters`] (AWS) and
-//! [`MemoryDeadLetters`] (tests). All of them satisfy the same contract, checked by one suite.
+//! Adapters: `SqliteDeadLetters` (SQLite, the embedded runtime; feature `sqlite`, so the Lambdas
+//! do not link SQLite), [`SqsDeadLetters`] (AWS) and [`MemoryDeadLetters`] (tests). All of them
+//! satisfy the same contract, checked by one suite. Handlers send through [`SendRetry`], the one
+//! retry policy for dead-letter sends.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod memory;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 mod sqs;
 
 use std::future::Future;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use memory::MemoryDeadLetters;
+#[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteDeadLetters, StoredLetter};
 pub use sqs::SqsDeadLetters;
 
@@ -41,6 +46,7 @@ impl FailureKind {
         }
     }
 
+    #[cfg(feature = "sqlite")]
     fn parse(s: &str) -> Option<Self> {
         match s {
             "invalid" => Some(FailureKind::Invalid),
@@ -112,6 +118,49 @@ pub trait DeadLetterQueue: Send + Sync + 'static {
     fn send(&self, letters: Vec<DeadLetter>) -> impl Future<Output = Result<(), DlqError>> + Send;
 }
 
+/// How handlers send dead letters: `Unavailable` is retried with exponential backoff (`base`
+/// doubled per retry, at most `max`) up to `max_attempts` sends in all; any other error, or the
+/// last `Unavailable`, is returned at once, and the caller reports the letters' records as
+/// failed so the trigger redelivers them (never dropped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendRetry {
+    /// Sends in all, at least 1.
+    pub max_attempts: u32,
+    /// Backoff before the first retry.
+    pub base: Duration,
+    /// Largest backoff.
+    pub max: Duration,
+}
+
+impl Default for SendRetry {
+    /// 6 sends, backoff from 25 ms up to 2 s (about 0.8 s in all before giving up).
+    fn default() -> Self {
+        SendRetry { max_attempts: 6, base: Duration::from_millis(25), max: Duration::from_secs(2) }
+    }
+}
+
+impl SendRetry {
+    /// Sends `letters` to `queue` under this policy.
+    pub async fn send<Q: DeadLetterQueue>(&self, queue: &Q, letters: Vec<DeadLetter>) -> Result<(), DlqError> {
+        let mut attempt = 0u32;
+        loop {
+            match queue.send(letters.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(DlqError::Unavailable(_)) if attempt + 1 < self.max_attempts => {
+                    tokio::time::sleep(self.backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The backoff after failed send number `attempt` (0-based).
+    fn backoff(&self, attempt: u32) -> Duration {
+        self.base.saturating_mul(1u32 << attempt.min(16)).min(self.max)
+    }
+}
+
 mod b64 {
     use base64::Engine as _;
     use base64::engine::general_purpose::STANDARD;
@@ -124,5 +173,50 @@ mod b64 {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         STANDARD.decode(s.as_bytes()).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn letter() -> DeadLetter {
+        DeadLetter {
+            source: "test".into(),
+            kind: FailureKind::Invalid,
+            reason: "bad".into(),
+            shard_id: None,
+            sequence_number: None,
+            partition_key: None,
+            failed_at: DateTime::UNIX_EPOCH,
+            data: b"x".to_vec(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn send_retry_retries_unavailable_then_gives_up() {
+        let policy = SendRetry::default();
+        let queue = MemoryDeadLetters::new();
+        queue.fail_next(5);
+        let started = tokio::time::Instant::now();
+        policy.send(&queue, vec![letter()]).await.unwrap();
+        assert_eq!(queue.letters().len(), 1, "stored on the sixth send");
+        // 25 + 50 + 100 + 200 + 400 ms of backoff (virtual time).
+        assert_eq!(started.elapsed(), Duration::from_millis(775));
+
+        queue.fail_next(6);
+        assert!(matches!(policy.send(&queue, vec![letter()]).await, Err(DlqError::Unavailable(_))));
+        assert_eq!(queue.letters().len(), 1, "nothing stored when every send failed");
+        let once = SendRetry { max_attempts: 1, ..policy };
+        queue.fail_next(1);
+        assert!(once.send(&queue, vec![letter()]).await.is_err(), "one attempt: no retry");
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let p = SendRetry::default();
+        let ms: Vec<u128> = (0..9).map(|a| p.backoff(a).as_millis()).collect();
+        assert_eq!(ms, [25, 50, 100, 200, 400, 800, 1600, 2000, 2000]);
+        assert_eq!(p.backoff(u32::MAX), p.max);
     }
 }

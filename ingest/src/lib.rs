@@ -38,7 +38,9 @@ use sluice_telemetry::Metrics;
 pub use aggregates_route::{AggregatesError, AggregatesReader, AggregatesRequest};
 pub use auth::{Authenticator, LocalIssuer, Principal, SCOPE_EVENTS_WRITE, SCOPE_METRICS_READ};
 pub use config::Limits;
-pub use eventlog::{EventLog, KinesisEventLog, LocalStreamEventLog, MemoryEventLog};
+#[cfg(feature = "local")]
+pub use eventlog::LocalStreamEventLog;
+pub use eventlog::{EventLog, KinesisEventLog, MemoryEventLog};
 pub use health::{ComponentHealth, Health, HealthProbe, HealthStatus, ProbeFuture};
 pub use ratelimit::RateLimit;
 

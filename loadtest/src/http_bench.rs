@@ -20,10 +20,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::json;
+use sluice_esm::{LocalStream, LocalStreamConfig};
 use sluice_ingest::auth::LocalIssuer;
 use sluice_ingest::{AppState, Authenticator, LocalStreamEventLog, SCOPE_EVENTS_WRITE};
 use sluice_schemas::Registry;
-use sluice_stream::{LocalStream, LocalStreamConfig};
 
 /// Name of every server runtime thread (worker and blocking pool).
 pub const SERVER_THREAD: &str = "ingest-server";

@@ -31,7 +31,7 @@ use std::time::Instant;
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use serde_json::{Value, json};
 use sluice_schemas::{Registry, ViewValues};
-use sluice_sinks::handler::group_payload_fused;
+use sluice_sinks::prepare::group_payload_fused;
 use sluice_sinks::{LakeTables, group_payload, prepare_payload};
 use sluice_stream::kinesis_input::{KinesisBatch, KinesisInput};
 use sluice_testkit::generate::{GenConfig, Generator, kinesis_batch};

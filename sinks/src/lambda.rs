@@ -1,17 +1,8 @@
-//! The lake writer as a Lambda function: configuration from the environment and the entry
-//! point [`handle_raw`] (`src/bin/lake-lambda.rs` only wires these): the
-//! runtime does not deserialize the body; the `RawPayloads` layer of sluice-stream hands the raw
-//! bytes over and [`LakeWriter::process_payload`] parses them once with `KinesisBatch::parse`
-//! (base64 decoded in the same pass, no allocation per record), not serde_json into
-//! `aws_lambda_events`' `KinesisEvent`, and drops the decoded payload before encoding.
+//! The lake writer as a Lambda function: its configuration from the environment
+//! ([`LakeLambdaConfig::from_lookup`], pure; the variables in [`ENV_VARS`]). The entry is
+//! `LakeWriter`'s `BatchHandler::handle`; `src/bin/lake-lambda.rs` only wires.
 
-use aws_lambda_events::event::streams::KinesisEventResponse;
-use lambda_runtime::LambdaEvent;
-use sluice_dlq::DeadLetterQueue;
 use sluice_schemas::{EventTimeRange, EventTimeRangeError};
-use sluice_stream::lambda_payload::{RawPayload, RawPayloads};
-
-use crate::LakeWriter;
 
 /// Lake URL (`s3://bucket/prefix`, `file:///dir`).
 pub const ENV_LAKE_URL: &str = "SLUICE_LAKE_URL";
@@ -19,6 +10,15 @@ pub const ENV_LAKE_URL: &str = "SLUICE_LAKE_URL";
 pub const ENV_DLQ_URL: &str = "SLUICE_DLQ_URL";
 /// Optional directory of schema files (`<event_type>/v<N>.json`); the built-in set otherwise.
 pub const ENV_SCHEMAS_DIR: &str = "SLUICE_SCHEMAS_DIR";
+
+/// The environment variables [`LakeLambdaConfig::from_lookup`] reads.
+pub const ENV_VARS: &[(&str, &str)] = &[
+    (ENV_LAKE_URL, "lake URL: s3://bucket/prefix, file:///dir, a path, memory:// (required)"),
+    (ENV_DLQ_URL, "SQS queue URL of the lake writer's dead letters (required)"),
+    (ENV_SCHEMAS_DIR, "schema directory overriding the built-in registry"),
+    ("SLUICE_LAKE_START", "the lake's first day, YYYY-MM-DD: earlier occurred_at is rejected (default 2000-01-01)"),
+    ("SLUICE_MAX_FUTURE_SECS", "how far occurred_at may be ahead of received_at (default 300)"),
+];
 
 /// The Lambda's typed configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,23 +58,6 @@ impl LakeLambdaConfig {
     }
 }
 
-/// The function handler on the raw invocation body (installed with the [`RawPayloads`] layer):
-/// one Kinesis batch in, partial-batch response out. A function error only if the body is not a
-/// Kinesis batch or was not handed over; every other failure is a batch item failure (see
-/// [`crate::handler`]).
-pub async fn handle_raw<Q: DeadLetterQueue>(
-    writer: &LakeWriter<Q>,
-    payloads: &RawPayloads,
-    event: LambdaEvent<RawPayload>,
-) -> Result<KinesisEventResponse, lambda_runtime::Error> {
-    use tracing::Instrument as _;
-    let body = payloads
-        .take(&event.context.request_id)
-        .ok_or("the invocation body was not handed over (RawPayloads layer missing?)")?;
-    let span = tracing::info_span!("lake_batch", request_id = %event.context.request_id);
-    Ok(writer.process_payload(&body, chrono::Utc::now())?.instrument(span).await.0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,5 +83,24 @@ mod tests {
         assert_eq!(c.event_time.lake_start.to_string(), "2021-01-01");
         let bad = cfg(&[(ENV_LAKE_URL, "s3://b"), (ENV_DLQ_URL, "q"), ("SLUICE_MAX_FUTURE_SECS", "soon")]);
         assert!(matches!(bad, Err(LakeConfigError::EventTime(_))));
+    }
+
+    #[test]
+    fn every_variable_read_is_listed() {
+        let read = std::cell::RefCell::new(Vec::new());
+        let _ = LakeLambdaConfig::from_lookup(|name| {
+            read.borrow_mut().push(name.to_owned());
+            Some(match name {
+                "SLUICE_LAKE_START" => "2000-01-01".to_owned(),
+                "SLUICE_MAX_FUTURE_SECS" => "300".to_owned(),
+                _ => "x".to_owned(),
+            })
+        });
+        let mut read = read.into_inner();
+        read.sort();
+        read.dedup();
+        let mut listed: Vec<&str> = ENV_VARS.iter().map(|(n, _)| *n).collect();
+        listed.sort();
+        assert_eq!(read, listed);
     }
 }

@@ -1,6 +1,6 @@
 //! The Lambda Kinesis invocation payload (`{"Records":[...]}`), parsed fast.
 //!
-//! [`KinesisInput::from_slice`] is a hand-written single-pass JSON scanner for this one shape:
+//! [`KinesisBatch::parse`] is a hand-written single-pass JSON scanner for this one shape:
 //! it keeps only what the handlers use (`eventID`, `kinesis.sequenceNumber`,
 //! `kinesis.partitionKey`, `kinesis.data`), base64-decodes `data` (SIMD, `base64-simd`) straight
 //! into the record's buffer, and skips every other value after checking its JSON syntax
@@ -17,8 +17,9 @@
 //! Two shapes of the result: [`KinesisBatch`] borrows the ids and keys from the payload (as
 //! [`Text`]: their UTF-8 checked while scanning, at no cost for ASCII, and not again) and
 //! decodes every record's `data` into one shared buffer (no allocation per record: what the
-//! aggregator Lambda uses), and [`KinesisInput`] owns each record's fields ([`InputRecord`]).
-//! Both come from the same scanner and accept exactly the same payloads.
+//! aggregator Lambda uses), and `KinesisInput` owns each record's fields (`InputRecord`; test
+//! and benchmark support, feature `testing`, as are the views of a `KinesisEvent` and of a
+//! `KinesisInput`). Both come from the same scanner and accept exactly the same payloads.
 //!
 //! Missing or `null` `eventID` and missing `sequenceNumber` / `partitionKey` become empty
 //! strings (as in `aws_lambda_events`), so one odd record is the handler's to dead-letter
@@ -27,12 +28,17 @@
 
 use std::borrow::Cow;
 
+#[cfg(feature = "testing")]
 use aws_lambda_events::event::kinesis::KinesisEvent;
+#[cfg(feature = "testing")]
 use serde::de::Error as _;
+#[cfg(feature = "testing")]
 use serde::{Deserialize, Deserializer};
+#[cfg(feature = "testing")]
 use serde_json::value::RawValue;
 use sluice_bytescan::{all_digits, digit_run, string_end};
 
+#[cfg(feature = "testing")]
 /// One Kinesis record as the handlers need it; `data` is already base64-decoded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InputRecord {
@@ -46,6 +52,7 @@ pub struct InputRecord {
     pub data: Vec<u8>,
 }
 
+#[cfg(feature = "testing")]
 impl InputRecord {
     /// The shard id: the part of `event_id` before the last `':'`, if that is followed by a
     /// non-empty decimal sequence number (same rule as [`crate::shard_id_of`]).
@@ -54,6 +61,7 @@ impl InputRecord {
     }
 }
 
+#[cfg(feature = "testing")]
 /// The Lambda Kinesis invocation payload, parsed fast (see the module docs).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KinesisInput {
@@ -75,6 +83,7 @@ pub enum KinesisInputError {
     BadBase64 { record: usize },
 }
 
+#[cfg(feature = "testing")]
 impl KinesisInput {
     /// Parses a raw invocation payload (see the module docs for the exact contract).
     pub fn from_slice(payload: &[u8]) -> Result<Self, KinesisInputError> {
@@ -93,6 +102,7 @@ impl KinesisInput {
     }
 }
 
+#[cfg(feature = "testing")]
 /// Deserializes through [`KinesisInput::from_slice`]: the deserializer must be able to lend
 /// its input (`serde_json::from_slice` / `from_str`, which is what `lambda_runtime` uses);
 /// others (`from_reader`, `from_value`) get an error, never a panic.
@@ -103,6 +113,7 @@ impl<'de> Deserialize<'de> for KinesisInput {
     }
 }
 
+#[cfg(feature = "testing")]
 impl From<KinesisEvent> for KinesisInput {
     /// Moves every record's fields (`data` is not copied).
     fn from(event: KinesisEvent) -> Self {
@@ -151,6 +162,7 @@ impl<'b> KinesisRecord<'b> {
     }
 
     /// An owned copy.
+    #[cfg(feature = "testing")]
     pub fn to_owned(&self) -> InputRecord {
         InputRecord {
             event_id: self.event_id.as_str().to_owned(),
@@ -182,7 +194,8 @@ fn shard_of(event_id: &[u8]) -> Option<&str> {
 enum DataRef<'a> {
     /// A range of the batch's shared buffer.
     Span(u32, u32),
-    /// Borrowed from the caller's records.
+    /// Borrowed from the caller's records (only the views of owned records, feature `testing`).
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     Borrowed(&'a [u8]),
 }
 
@@ -348,6 +361,7 @@ impl Slot<'_> {
     }
 }
 
+#[cfg(feature = "testing")]
 impl<'a> From<&'a KinesisEvent> for KinesisBatch<'a> {
     /// A view of the event's records (nothing copied).
     fn from(event: &'a KinesisEvent) -> Self {
@@ -365,6 +379,7 @@ impl<'a> From<&'a KinesisEvent> for KinesisBatch<'a> {
     }
 }
 
+#[cfg(feature = "testing")]
 impl<'a> From<&'a KinesisInput> for KinesisBatch<'a> {
     /// A view of the input's records (nothing copied).
     fn from(input: &'a KinesisInput) -> Self {

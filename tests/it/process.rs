@@ -88,7 +88,7 @@ async fn a_token_from_sluice_token_posts_a_batch_into_the_local_stream() {
     assert!(sluice.interrupt(Duration::from_secs(10)).unwrap().0.success());
 
     // The records are in the local stream, with the producer from the token.
-    let stream = sluice_stream::LocalStream::open(&dir.path().join("stream.db"), Default::default()).unwrap();
+    let stream = sluice_esm::LocalStream::open(&dir.path().join("stream.db"), Default::default()).unwrap();
     let mut events = Vec::new();
     for shard in stream.shards().to_vec() {
         for r in stream.read(&shard, None, 100).unwrap() {

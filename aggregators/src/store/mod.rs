@@ -9,7 +9,8 @@
 //! compressed link per (window, shard) per batch costs what the batch's delta weighs
 //! (ARCHITECTURE.md; figures in docs/benchmarks.md).
 //!
-//! Adapters: [`sqlite::SqliteAggregateStore`] (embedded) and [`dynamodb::DynamoAggregateStore`].
+//! Adapters: `sqlite::SqliteAggregateStore` (embedded; feature `sqlite`, so the Lambda does not
+//! link SQLite) and [`dynamodb::DynamoAggregateStore`].
 //! Both pass the same contract suite (`tests/it/contract.rs`).
 
 use std::future::Future;
@@ -22,6 +23,7 @@ use sluice_stream::SequenceNumber;
 pub mod apply;
 pub mod dynamodb;
 pub mod link;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
 
 pub use apply::{ApplyPolicy, ApplyReport, apply_batch, fold, merge_window, scan};

@@ -94,19 +94,19 @@ async fn lambda_payload_path_aggregates_and_dead_letters_a_real_fixture() {
 
 /// The aggregator Lambda binary's wiring: the `RawPayloads` layer takes the raw body, the
 /// runtime deserializes what it leaves (`null`) into `RawPayload` exactly as `lambda_runtime`
-/// does, and `handle_raw_invocation` parses the bytes with `KinesisBatch::parse_with`. Same
+/// does, and `sluice_stream::lambda::invoke` hands the bytes to the handler, which parses them with `KinesisBatch::parse_with`. Same
 /// outcome as the `KinesisEvent` path; a malformed body is a function error.
 #[tokio::test]
 async fn raw_invocation_entry_point_handles_a_real_fixture() {
     use lambda_runtime::tower::{Service as _, ServiceExt as _};
-    use sluice_aggregators::handler::handle_raw_invocation;
-    use sluice_stream::lambda_payload::RawPayloads;
-    use sluice_stream::lambda_payload::stand_in::{invocation, runtime};
+    use sluice_stream::lambda::RawPayloads;
+    use sluice_stream::lambda::invoke;
+    use sluice_stream::lambda::stand_in::{invocation, runtime};
 
     let dlq = MemoryDeadLetters::new();
     let handler = AggregatorHandler::new(registry(), sqlite(), dlq.clone(), WindowConfig::default());
     let payloads = RawPayloads::new();
-    let mut service = runtime(&payloads, |event| handle_raw_invocation(&handler, &payloads, event));
+    let mut service = runtime(&payloads, |event| invoke(&handler, &payloads, event));
     let fixture_bytes = include_bytes!("../data/kinesis-event.json");
     let response = service.ready().await.unwrap().call(invocation("req-1", fixture_bytes)).await.unwrap();
     assert!(response.batch_item_failures.is_empty());
@@ -231,7 +231,7 @@ mod fused {
     use super::*;
     use proptest::prelude::*;
     use sluice_aggregators::decode::Decoder;
-    use sluice_aggregators::handler::{BatchPreparer, prepare_batch, records_hint};
+    use sluice_aggregators::prepare::{BatchPreparer, prepare_batch, records_hint};
     use sluice_stream::kinesis_input::KinesisBatch;
 
     fn check(decoder: &Decoder, payload: &[u8]) -> (usize, usize) {

@@ -1,8 +1,8 @@
-//! The embedded runtime's [`EventLog`]: the durable local stream (`sluice_stream::LocalStream`,
+//! The embedded runtime's [`EventLog`]: the durable local stream (`sluice_esm::LocalStream`,
 //! SQLite WAL). One `append` is one transaction on the blocking pool: every record is written
 //! (durable on return, per the stream's configured durability) or none is.
 
-use sluice_stream::{LocalStream, PutEntry};
+use sluice_esm::{LocalStream, PutEntry};
 
 use super::{AppendOutcome, Appended, BoxFuture, EventLog, LogRecord};
 use crate::health::{ComponentHealth, HealthProbe, ProbeFuture};

@@ -13,6 +13,7 @@
 //!   keep their relative order when they are written in the same attempt.
 
 pub mod kinesis;
+#[cfg(feature = "local")]
 pub mod local_stream;
 pub mod memory;
 
@@ -22,6 +23,7 @@ use std::pin::Pin;
 use bytes::Bytes;
 
 pub use kinesis::{KinesisEventLog, KinesisLimits, PutRecordsApi, PutRecordsCallError, RetryPolicy};
+#[cfg(feature = "local")]
 pub use local_stream::LocalStreamEventLog;
 
 pub use memory::MemoryEventLog;

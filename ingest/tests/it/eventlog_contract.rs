@@ -9,13 +9,13 @@ use std::time::Duration;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use bytes::Bytes;
 use serde_json::json;
+use sluice_esm::{LocalStream, LocalStreamConfig};
 use sluice_ingest::eventlog::kinesis::{EntryResult, SdkPutRecords};
 use sluice_ingest::eventlog::{
     AppendOutcome, BoxFuture, EventLog, KinesisEventLog, LocalStreamEventLog, LogRecord, PutRecordsApi,
     PutRecordsCallError, RetryPolicy,
 };
 use sluice_ingest::{AppState, Authenticator, MemoryEventLog};
-use sluice_stream::{LocalStream, LocalStreamConfig};
 
 use crate::support::*;
 

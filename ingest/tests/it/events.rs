@@ -330,8 +330,7 @@ async fn the_local_stream_probe_reports_its_shards() {
     use sluice_ingest::HealthProbe as _;
     let dir = tempfile::tempdir().unwrap();
     let stream =
-        sluice_stream::LocalStream::open(&dir.path().join("s.db"), sluice_stream::LocalStreamConfig::default())
-            .unwrap();
+        sluice_esm::LocalStream::open(&dir.path().join("s.db"), sluice_esm::LocalStreamConfig::default()).unwrap();
     let probe = sluice_ingest::LocalStreamEventLog::new(stream);
     let h = probe.check().await;
     assert_eq!(serde_json::to_value(&h).unwrap(), json!({"status": "ok", "kind": "local", "shards": 4}));

@@ -7,7 +7,7 @@ use aws_lambda_events::event::kinesis::KinesisEvent;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use sluice_schemas::ViewValues;
-use sluice_sinks::handler::{PreparedLakeBatch, group_payload_fused, prepare_reference};
+use sluice_sinks::prepare::{PreparedLakeBatch, group_payload_fused, prepare_reference};
 use sluice_sinks::{LakeTables, prepare, prepare_payload};
 use sluice_stream::kinesis_input::{KinesisBatch, KinesisInput};
 

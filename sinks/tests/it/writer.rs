@@ -22,16 +22,16 @@ fn memory_writer() -> LakeWriter<MemoryDeadLetters> {
 }
 
 /// The binary's entry point: the `RawPayloads` layer over a stand-in for lambda_runtime's inner
-/// services (`sluice_stream::lambda_payload::stand_in`).
+/// services (`sluice_stream::lambda::stand_in`).
 #[tokio::test]
 async fn raw_invocation_entry_point_writes_the_fixture_and_refuses_malformed_bodies() {
     use lambda_runtime::tower::{Service as _, ServiceExt as _};
-    use sluice_stream::lambda_payload::RawPayloads;
-    use sluice_stream::lambda_payload::stand_in::{invocation, runtime};
+    use sluice_stream::lambda::RawPayloads;
+    use sluice_stream::lambda::stand_in::{invocation, runtime};
 
     let writer = memory_writer();
     let payloads = RawPayloads::new();
-    let mut service = runtime(&payloads, |event| sluice_sinks::lambda::handle_raw(&writer, &payloads, event));
+    let mut service = runtime(&payloads, |event| sluice_stream::lambda::invoke(&writer, &payloads, event));
     let response = service.ready().await.unwrap().call(invocation("req-1", FIXTURE.as_bytes())).await.unwrap();
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
     assert_eq!(payloads.take("req-1"), None, "the body was handed over exactly once");
@@ -257,7 +257,8 @@ async fn a_failed_write_reports_the_lowest_failed_group_and_redelivery_completes
 #[tokio::test]
 async fn a_failed_dead_letter_send_reports_the_invalid_record() {
     let writer = memory_writer();
-    writer.dead_letters().fail_next(1);
+    // Every send of the shared retry policy fails.
+    writer.dead_letters().fail_next(sluice_dlq::SendRetry::default().max_attempts as usize);
     let payload = KinesisInput::from_slice(FIXTURE.as_bytes()).unwrap();
     let (response, outcome) = writer.process(&KinesisBatch::from(&payload), support::now()).await;
     let expected = format!("{BASE}5");
@@ -269,6 +270,17 @@ async fn a_failed_dead_letter_send_reports_the_invalid_record() {
     retry.records.drain(..5);
     let (response, outcome) = writer.process(&KinesisBatch::from(&retry), support::now()).await;
     assert!(response.batch_item_failures.is_empty());
+    assert_eq!(outcome.dead_lettered, 2);
+    assert_eq!(writer.dead_letters().letters().len(), 2);
+}
+
+#[tokio::test]
+async fn a_dead_letter_send_that_fails_once_is_retried() {
+    let writer = memory_writer();
+    writer.dead_letters().fail_next(1);
+    let payload = KinesisInput::from_slice(FIXTURE.as_bytes()).unwrap();
+    let (response, outcome) = writer.process(&KinesisBatch::from(&payload), support::now()).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
     assert_eq!(outcome.dead_lettered, 2);
     assert_eq!(writer.dead_letters().letters().len(), 2);
 }

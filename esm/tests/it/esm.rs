@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use aws_lambda_events::streams::KinesisEventResponse;
 use chrono::Utc;
-use sluice_stream::{
-    BatchHandler, EventSourceMapping, FailureReason, HandlerError, PutEntry, SequenceNumber, StreamRecord, shard_id,
-};
+use sluice_esm::{EventSourceMapping, FailureReason, PutEntry};
+use sluice_stream::{BatchHandler, HandlerError, SequenceNumber, StreamRecord, shard_id};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -514,5 +513,5 @@ async fn invalid_configuration_is_rejected() {
         Arc::clone(&fx.failures),
         Arc::clone(&fx.checkpoints),
     );
-    assert!(matches!(esm.run(CancellationToken::new()).await, Err(sluice_stream::EsmError::InvalidConfig(_))));
+    assert!(matches!(esm.run(CancellationToken::new()).await, Err(sluice_esm::EsmError::InvalidConfig(_))));
 }

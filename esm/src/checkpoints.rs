@@ -11,10 +11,10 @@ use std::sync::{Arc, Mutex};
 use chrono::Utc;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::esm::{CheckpointStore, PortError};
 use crate::local::blocking;
-use crate::record::{SequenceNumber, SequenceNumberError};
 use crate::sqlite::{self, Durability, lock};
+use crate::{CheckpointStore, PortError};
+use sluice_stream::{SequenceNumber, SequenceNumberError};
 
 /// Checkpoint store errors.
 #[derive(Debug, thiserror::Error)]

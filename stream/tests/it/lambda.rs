@@ -6,8 +6,8 @@ use std::sync::Mutex;
 use lambda_runtime::tower::{Layer as _, Service as _, ServiceExt as _, service_fn};
 use lambda_runtime::{Diagnostic, LambdaEvent, LambdaInvocation};
 use sluice_stream::kinesis_input::KinesisBatch;
-use sluice_stream::lambda_payload::stand_in::{invocation, runtime};
-use sluice_stream::lambda_payload::{RawPayload, RawPayloads};
+use sluice_stream::lambda::stand_in::{invocation, runtime};
+use sluice_stream::lambda::{RawPayload, RawPayloads};
 
 /// What the handler saw: request id, body, records parsed.
 type Seen = (String, Vec<u8>, usize);

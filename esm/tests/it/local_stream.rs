@@ -4,8 +4,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use chrono::{Duration, Utc};
+use sluice_esm::{LocalStream, LocalStreamConfig, PutEntry, StreamError};
 use sluice_stream::routing::{hash_key, shard_for_partition_key};
-use sluice_stream::{LocalStream, LocalStreamConfig, PutEntry, SequenceNumber, StreamError, shard_id};
+use sluice_stream::{SequenceNumber, shard_id};
 
 fn entry(key: &str, data: &[u8]) -> PutEntry {
     PutEntry { partition_key: key.to_owned(), data: data.to_vec() }

@@ -1,9 +1,9 @@
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
-use sluice_stream::{
-    CheckpointStore, FailedBatch, FailureDestination, FailureReason, SequenceNumber, SqliteCheckpoints,
-    SqliteFailureDestination, StreamRecord, shard_id,
+use sluice_esm::{
+    CheckpointStore, FailedBatch, FailureDestination, FailureReason, SqliteCheckpoints, SqliteFailureDestination,
 };
+use sluice_stream::{SequenceNumber, StreamRecord, shard_id};
 
 fn record(n: u128, data: &[u8]) -> StreamRecord {
     StreamRecord {

@@ -17,10 +17,10 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use serde::Serialize;
 
-use crate::esm::{FailedBatch, FailureDestination, FailureReason, PortError};
 use crate::local::blocking;
-use crate::record::{SequenceNumber, StreamRecord};
 use crate::sqlite::{self, Durability, lock};
+use crate::{FailedBatch, FailureDestination, FailureReason, PortError};
+use sluice_stream::{SequenceNumber, StreamRecord};
 
 /// Failure destination errors.
 #[derive(Debug, thiserror::Error)]

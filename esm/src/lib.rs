@@ -1,6 +1,18 @@
-//! The local event-source-mapping (ESM) runner: Lambda's Kinesis trigger semantics, delivering
-//! batches to a [`BatchHandler`] as the invocation body Lambda sends (the JSON of an
-//! `aws_lambda_events` `KinesisEvent`).
+//! sluice-esm: the event-source-mapping (ESM) runner, Lambda's Kinesis trigger semantics on one
+//! machine, delivering batches to a [`BatchHandler`] as the invocation body Lambda sends (the
+//! JSON of an `aws_lambda_events` `KinesisEvent`), and its SQLite adapters: the durable local
+//! stream, checkpoints and on-failure destination. The Lambda functions do not depend on it: the
+//! handler side of the contract (`BatchHandler`, payload parsing) is in `sluice-stream`.
+//!
+//! Code map:
+//! - this file: the ports (`ShardSource`, `CheckpointStore`, `FailureDestination`), `EsmConfig`,
+//!   `Backoff`, `FailedBatch`.
+//! - `decide`: the pure decision core (what to do with an invocation's outcome).
+//! - [`runner`]: `EventSourceMapping`, the async shell around it; `status`: its live status.
+//! - [`local`]: `LocalStream`, the durable local stream (SQLite WAL, one table per shard, Kinesis
+//!   routing and sequence numbers).
+//! - [`checkpoints`], [`failure_destination`]: `SqliteCheckpoints`, `SqliteFailureDestination`
+//!   and `DiscardFailureDestination`.
 //!
 //! Semantics (those of a Lambda Kinesis event source mapping; `docs/` of AWS Lambda "Using Lambda
 //! with Kinesis"):
@@ -31,8 +43,14 @@
 //!   them with backoff and never advances past records it could not send to the failure
 //!   destination.
 
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod checkpoints;
 mod decide;
-mod runner;
+pub mod failure_destination;
+pub mod local;
+pub mod runner;
+mod sqlite;
 mod status;
 
 use std::error::Error as StdError;
@@ -41,50 +59,20 @@ use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
 
-use aws_lambda_events::streams::KinesisEventResponse;
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::record::{SequenceNumber, StreamRecord};
+use sluice_stream::{SequenceNumber, StreamRecord};
 
+pub use checkpoints::{CheckpointError, SqliteCheckpoints};
+pub use failure_destination::{
+    DiscardFailureDestination, FailureDestinationError, SqliteFailureDestination, StoredFailure, StoredFailureSummary,
+};
+pub use local::{LocalStream, LocalStreamConfig, PutEntry, PutResult, StreamError};
 pub use runner::EventSourceMapping;
+pub use sluice_stream::lambda::{BatchHandler, HandlerError};
+pub use sqlite::Durability;
 pub use status::{MappingStatus, MappingStatusSnapshot};
-
-/// A function error: the handler failed the whole batch (Lambda retries it per the mapping's
-/// retry settings). Per-record failures are reported in the response instead.
-#[derive(Debug)]
-pub struct HandlerError(Box<dyn StdError + Send + Sync>);
-
-impl HandlerError {
-    /// Wraps any error or message.
-    pub fn new(error: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
-        HandlerError(error.into())
-    }
-}
-
-impl fmt::Display for HandlerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
-    }
-}
-
-impl StdError for HandlerError {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        Some(self.0.as_ref())
-    }
-}
-
-/// A batch handler: the entry the Kinesis-triggered Lambda calls, on the same input.
-pub trait BatchHandler: Send + Sync + 'static {
-    /// Processes one invocation. `payload` is the invocation body exactly as Lambda delivers it:
-    /// the JSON of a Kinesis event holding records of one shard, in order (the local runner
-    /// serializes its `KinesisEvent` to these bytes, so `sluice up` runs the Lambda path itself).
-    /// `Err` = function error (the whole batch failed, also for a body that is not a Kinesis
-    /// event). `Ok` with `batchItemFailures` reports the first failed record (honoured only when
-    /// the mapping has `report_batch_item_failures`).
-    fn handle(&self, payload: Bytes) -> impl Future<Output = Result<KinesisEventResponse, HandlerError>> + Send;
-}
 
 /// A failure of a port (source, checkpoint store, failure destination). The runner retries every
 /// port error with backoff; none is fatal, and no record is skipped because of one.

@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use aws_lambda_events::kinesis::KinesisEvent;
 use aws_lambda_events::streams::KinesisEventResponse;
-use sluice_stream::{
-    Backoff, BatchHandler, EsmConfig, EsmError, EventSourceMapping, HandlerError, LocalStream, LocalStreamConfig,
-    PutEntry, PutResult, SequenceNumber, SqliteCheckpoints, SqliteFailureDestination, StreamRecord,
+use sluice_esm::{
+    Backoff, EsmConfig, EsmError, EventSourceMapping, LocalStream, LocalStreamConfig, PutEntry, PutResult,
+    SqliteCheckpoints, SqliteFailureDestination,
 };
+use sluice_stream::{BatchHandler, HandlerError, SequenceNumber, StreamRecord};
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -183,7 +184,7 @@ pub fn start<H: BatchHandler>(
     fx: &Fixture,
     config: EsmConfig,
     handler: Arc<H>,
-) -> (Running, Arc<sluice_stream::MappingStatus>) {
+) -> (Running, Arc<sluice_esm::MappingStatus>) {
     let esm = EventSourceMapping::new(
         config,
         Arc::new(fx.stream.clone()),

@@ -4,7 +4,7 @@
 use aws_lambda_events::streams::KinesisEventResponse;
 use chrono::{DateTime, Utc};
 
-use crate::record::{SequenceNumber, StreamRecord};
+use sluice_stream::{SequenceNumber, StreamRecord};
 
 /// A contiguous run of a shard's records awaiting delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,7 +177,7 @@ pub(crate) fn take_expired(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::shard_id;
+    use sluice_stream::shard_id;
 
     fn recs(seqs: &[u128]) -> Vec<StreamRecord> {
         seqs.iter()

@@ -1,33 +1,67 @@
-//! Raw invocation bodies for Lambda handlers that parse their payload themselves.
+//! The handler side of the Kinesis trigger: [`BatchHandler`], the one entry of a batch handler,
+//! and [`run`], the body of every Kinesis-triggered Lambda binary.
 //!
-//! `lambda_runtime` deserializes every invocation body with `serde_json` before calling the
-//! handler: for a ~6 MB Kinesis batch that is a full scan of the payload (~25% of the
+//! One entry per handler, on the raw invocation payload: the Lambda ([`run`]) and `sluice up`'s
+//! event-source-mapping runner both call [`BatchHandler::handle`] with the bytes Lambda
+//! delivers, so the local runner runs the Lambda path itself.
+//!
+//! Raw bodies: `lambda_runtime` deserializes every invocation body with `serde_json` before
+//! calling the handler: for a ~6 MB Kinesis batch that is a full scan of the payload (~25% of the
 //! aggregator's CPU) whose result a handler using [`crate::kinesis_input`] throws away. The
 //! [`RawPayloads`] layer moves the body aside before that step and passes `null` on, which the
-//! runtime deserializes into [`RawPayload`]; the handler then takes the bytes
-//! ([`RawPayloads::take`], keyed by the invocation's request id) and parses them once.
-//!
-//! Wiring in a Lambda binary (the aggregator's `aggregator-lambda` does exactly this):
-//!
-//! ```ignore
-//! let payloads = RawPayloads::new();
-//! let bodies = &payloads;
-//! let service = service_fn(move |event: LambdaEvent<RawPayload>| async move {
-//!     let body = bodies.take(&event.context.request_id).ok_or("body not handed over")?;
-//!     let batch = KinesisBatch::parse(&body)?;
-//!     // ... handle `batch` ...
-//! });
-//! Runtime::new(service).layer(payloads.clone()).layer(TracingLayer::new()).run().await
-//! ```
+//! runtime deserializes into [`RawPayload`]; [`invoke`] then takes the bytes
+//! ([`RawPayloads::take`], keyed by the invocation's request id) and hands them to the handler.
 //!
 //! Adapter module: it names `lambda_runtime` types, and holds no domain logic.
 
 use std::collections::VecDeque;
+use std::error::Error as StdError;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
+use aws_lambda_events::streams::KinesisEventResponse;
 use bytes::Bytes;
-use lambda_runtime::{LambdaInvocation, Service};
+use lambda_runtime::layers::TracingLayer;
+use lambda_runtime::{LambdaEvent, LambdaInvocation, Runtime, Service, service_fn};
+use tracing::Instrument as _;
+
+/// A function error: the handler failed the whole batch (Lambda retries it per the mapping's
+/// retry settings). Per-record failures are reported in the response instead.
+#[derive(Debug)]
+pub struct HandlerError(Box<dyn StdError + Send + Sync>);
+
+impl HandlerError {
+    /// Wraps any error or message.
+    pub fn new(error: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        HandlerError(error.into())
+    }
+}
+
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl StdError for HandlerError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(self.0.as_ref())
+    }
+}
+
+/// A batch handler: the entry the Kinesis-triggered Lambda calls, on the same input.
+pub trait BatchHandler: Send + Sync + 'static {
+    /// Processes one invocation. `payload` is the invocation body exactly as Lambda delivers it:
+    /// the JSON of a Kinesis event holding records of one shard, in order (the local runner
+    /// serializes its `KinesisEvent` to these bytes, so `sluice up` runs the Lambda path itself).
+    /// `Err` = function error (the whole batch failed, also for a body that is not a Kinesis
+    /// event). `Ok` with `batchItemFailures` reports the first failed record (honoured only when
+    /// the mapping has `report_batch_item_failures`).
+    fn handle(&self, payload: Bytes) -> impl Future<Output = Result<KinesisEventResponse, HandlerError>> + Send;
+}
 
 /// The payload the runtime deserializes when [`RawPayloads`] is installed: the `null` the layer
 /// leaves in place of the body (the body itself is taken from [`RawPayloads::take`]).
@@ -107,11 +141,47 @@ impl<S: Service<LambdaInvocation>> Service<LambdaInvocation> for RawPayloadServi
     }
 }
 
+/// One invocation: takes the raw body [`RawPayloads`] handed over for `event` and passes it to
+/// [`BatchHandler::handle`], in a `batch` span carrying the request id. A missing body (the
+/// layer is not installed) and a handler's `Err` are function errors.
+pub async fn invoke<H: BatchHandler>(
+    handler: &H,
+    payloads: &RawPayloads,
+    event: LambdaEvent<RawPayload>,
+) -> Result<KinesisEventResponse, lambda_runtime::Error> {
+    let request_id = event.context.request_id;
+    let body =
+        payloads.take(&request_id).ok_or("the invocation body was not handed over (RawPayloads layer missing?)")?;
+    let span = tracing::info_span!("batch", request_id = %request_id);
+    // Boxed: the handler's future nests deep enough that a binary computing the layout of its
+    // whole `main` future would exceed the compiler's query depth (one allocation a batch).
+    let handled: Pin<Box<dyn Future<Output = _> + Send + '_>> = Box::pin(handler.handle(body));
+    Ok(handled.instrument(span).await?)
+}
+
+/// Runs `handler` as this process's Lambda function until the runtime stops: as
+/// `lambda_runtime::run`, plus the [`RawPayloads`] hand-over before the runtime's
+/// deserialization, each invocation through [`invoke`]; `after_each` runs after every invocation
+/// (the binaries print their CloudWatch EMF metrics there).
+pub async fn run<H: BatchHandler>(
+    handler: H,
+    after_each: impl Fn() + Send + Sync,
+) -> Result<(), lambda_runtime::Error> {
+    let payloads = RawPayloads::new();
+    let (handler, bodies, after_each) = (&handler, &payloads, &after_each);
+    let service = service_fn(move |event: LambdaEvent<RawPayload>| async move {
+        let result = invoke(handler, bodies, event).await;
+        after_each();
+        result
+    });
+    Runtime::new(service).layer(payloads.clone()).layer(TracingLayer::new()).run().await
+}
+
 /// What a Lambda binary's wiring looks like in a test, without the Runtime API: the
 /// [`RawPayloads`] layer over a stand-in for `lambda_runtime`'s inner services (serde_json
 /// deserializes the body into `LambdaEvent<RawPayload>`, as the runtime does, then `function`
 /// runs; either failing is a function error), and invocations to call it with.
-#[doc(hidden)]
+#[cfg(feature = "testing")]
 pub mod stand_in {
     use std::fmt::Display;
     use std::future::Future;

@@ -14,12 +14,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::decide::{Outcome, Pending, Policy, Step, decide, interpret, take_expired};
-use super::{
+use crate::decide::{Outcome, Pending, Policy, Step, decide, interpret, take_expired};
+use crate::{
     BatchHandler, CheckpointStore, EsmConfig, EsmError, FailedBatch, FailureDestination, FailureReason, MappingStatus,
     PortError, ShardSource,
 };
-use crate::record::{SequenceNumber, StreamRecord, to_kinesis_event};
+use sluice_stream::{SequenceNumber, StreamRecord, to_kinesis_event};
 
 /// A local event source mapping: reads a [`ShardSource`], delivers batches to a
 /// [`BatchHandler`], checkpoints to a [`CheckpointStore`], discards to a [`FailureDestination`].

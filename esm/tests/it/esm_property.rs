@@ -27,10 +27,10 @@ use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use sluice_stream::{
-    BatchHandler, EventSourceMapping, FailedBatch, FailureDestination, FailureReason, HandlerError, PortError,
-    PutEntry, SequenceNumber, SqliteFailureDestination,
+use sluice_esm::{
+    EventSourceMapping, FailedBatch, FailureDestination, FailureReason, PortError, PutEntry, SqliteFailureDestination,
 };
+use sluice_stream::{BatchHandler, HandlerError, SequenceNumber};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{Invocation, config, open_all};
@@ -297,7 +297,7 @@ fn run_scenario(sc: &Scenario) {
     cfg.maximum_retry_attempts = Some(sc.max_retries);
     cfg.batching_window = Duration::from_millis(sc.window_ms);
     cfg.poll_interval = Duration::from_millis(1);
-    cfg.retry_backoff = sluice_stream::Backoff { initial: Duration::ZERO, max: Duration::from_millis(1) };
+    cfg.retry_backoff = sluice_esm::Backoff { initial: Duration::ZERO, max: Duration::from_millis(1) };
 
     let mut poisoned: Vec<(String, SequenceNumber)> = Vec::new();
     let mut previous_graceful = true;

@@ -26,10 +26,10 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use rusqlite::{CachedStatement, Connection, OptionalExtension, TransactionBehavior, params};
 
-use crate::esm::{PortError, ShardSource};
-use crate::record::{SequenceNumber, StreamRecord, shard_id};
-use crate::routing::shard_for_partition_key;
 use crate::sqlite::{self, Durability, lock};
+use crate::{PortError, ShardSource};
+use sluice_stream::routing::shard_for_partition_key;
+use sluice_stream::{SequenceNumber, StreamRecord, shard_id};
 
 /// Most shards a local stream may have.
 pub const MAX_SHARDS: u32 = 1024;
