@@ -27,11 +27,12 @@ pub const DEFAULT_REGION: &str = "us-east-1";
 /// Callers building an S3 client must set `force_path_style(true)` when
 /// [`AwsSettings::endpoint_overridden`] (local servers do not serve virtual-hosted buckets).
 pub async fn sdk_config(settings: &AwsSettings) -> SdkConfig {
-    loader(settings).load().await
+    config_loader(settings).load().await
 }
 
-/// The [`ConfigLoader`] behind [`sdk_config`], for test support that adds static credentials.
-pub(crate) fn loader(settings: &AwsSettings) -> ConfigLoader {
+/// The [`ConfigLoader`] behind [`sdk_config`], for callers that add to it (the test kit's static
+/// credentials for moto).
+pub fn config_loader(settings: &AwsSettings) -> ConfigLoader {
     let explicit_region = settings.region.clone().map(Region::new);
     let region = RegionProviderChain::first_try(explicit_region)
         .or_default_provider()

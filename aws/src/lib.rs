@@ -1,6 +1,6 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
-//! sluice-aws: the one place that builds AWS SDK configuration, and the test support for
-//! moto-backed tests.
+//! sluice-aws: the one place that builds AWS SDK configuration (the moto test support that
+//! builds on it is `sluice_testkit::moto`).
 //!
 //! Configuration is resolved once at the edge: a binary calls [`AwsSettings::from_env`] (or builds
 //! [`AwsSettings`] from its own typed configuration), then [`sdk_config`] once, and passes the
@@ -25,8 +25,7 @@
 
 mod config;
 mod settings;
-pub mod testing;
 
 pub use aws_types::SdkConfig;
-pub use config::{DEFAULT_REGION, sdk_config};
+pub use config::{DEFAULT_REGION, config_loader, sdk_config};
 pub use settings::{AwsSettings, SettingsError};

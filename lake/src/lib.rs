@@ -22,7 +22,6 @@
 
 pub mod layout;
 mod store;
-pub mod testing;
 mod url;
 
 pub use store::{Lake, LakeError, LakeFile, read_parquet_bytes};

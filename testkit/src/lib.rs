@@ -2,12 +2,15 @@
 //!
 //! - [`check_cases`]: data-driven cases, `<dir>/<case>/<input>` against `<dir>/<case>/expected.json`,
 //!   with `UPDATE_EXPECT=1` rewriting the expectations.
+//! - [`moto`]: the moto gate (the `SdkConfig` of a moto-backed test, or a skip), unique resource
+//!   names, the lake on moto's S3.
 //! - [`python`]: the Python with pyarrow and DuckDB that cross-checks run, or a skip.
 //! - [`generate`]: the deterministic, seeded event generator (realistic mixes of the shipped
 //!   event types, their stream records and Kinesis batches) and its ground truth.
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod generate;
+pub mod moto;
 
 use std::future::Future;
 use std::path::Path;

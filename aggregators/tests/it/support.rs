@@ -158,9 +158,9 @@ pub fn sqlite() -> SqliteAggregateStore {
 
 /// A DynamoDB store on a fresh table in moto, or `None` (skip) without moto.
 pub async fn dynamo() -> Option<DynamoAggregateStore> {
-    let config = sluice_aws::testing::moto().await?;
+    let config = sluice_testkit::moto::moto().await?;
     let client = aws_sdk_dynamodb::Client::new(&config);
-    let table = sluice_aws::testing::unique_name("aggregates");
+    let table = sluice_testkit::moto::unique_name("aggregates");
     DynamoAggregateStore::create_table(&client, &table).await.unwrap();
     Some(DynamoAggregateStore::new(client, table))
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use sluice_aggregators::DynamoAggregateStore;
-use sluice_aws::testing::{moto, unique_name};
+use sluice_testkit::moto::{moto, unique_name};
 use sluice_ingest::SCOPE_METRICS_READ;
 use sluice_ingest::auth::{LOCAL_AUDIENCE, LOCAL_ISSUER};
 use sluice_ingest::config::IngestLambdaConfig;

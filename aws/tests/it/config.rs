@@ -4,7 +4,7 @@
 //! environment and runs it through [`run_in_clean_env`].
 
 use aws_sdk_kinesis::Client as Kinesis;
-use sluice_aws::testing::{MOTO_ENDPOINT_ENV, moto_endpoint, unique_name};
+use sluice_testkit::moto::{MOTO_ENDPOINT_ENV, moto_endpoint, unique_name};
 use sluice_aws::{AwsSettings, sdk_config};
 use url::Url;
 

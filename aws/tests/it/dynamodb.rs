@@ -4,7 +4,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
-use sluice_aws::testing::{moto, unique_name};
+use sluice_testkit::moto::{moto, unique_name};
 
 #[tokio::test]
 async fn conditional_put_keeps_the_first_write() {

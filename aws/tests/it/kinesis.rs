@@ -6,7 +6,7 @@ use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::client::Waiters as _;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::ShardIteratorType;
-use sluice_aws::testing::{moto, unique_name};
+use sluice_testkit::moto::{moto, unique_name};
 
 #[tokio::test]
 async fn put_record_then_get_it_back() {

@@ -1,7 +1,7 @@
 //! SQS through the shared config: create a queue, send, receive, delete.
 
 use aws_sdk_sqs::Client;
-use sluice_aws::testing::{moto, unique_name};
+use sluice_testkit::moto::{moto, unique_name};
 
 #[tokio::test]
 async fn send_then_receive_a_message() {

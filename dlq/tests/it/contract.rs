@@ -116,9 +116,9 @@ async fn contract_sqlite() {
 /// SQS as template.yaml creates it: a FIFO queue.
 #[tokio::test]
 async fn contract_sqs_fifo() {
-    let Some(conf) = sluice_aws::testing::moto().await else { return };
+    let Some(conf) = sluice_testkit::moto::moto().await else { return };
     let client = aws_sdk_sqs::Client::new(&conf);
-    let name = format!("{}.fifo", sluice_aws::testing::unique_name("dlq"));
+    let name = format!("{}.fifo", sluice_testkit::moto::unique_name("dlq"));
     let url = client
         .create_queue()
         .queue_name(&name)
@@ -195,9 +195,9 @@ fn json_round_trip_keeps_binary_data() {
 
 #[tokio::test]
 async fn sqs_delivers_every_letter_with_attributes() {
-    let Some(conf) = sluice_aws::testing::moto().await else { return };
+    let Some(conf) = sluice_testkit::moto::moto().await else { return };
     let client = aws_sdk_sqs::Client::new(&conf);
-    let name = sluice_aws::testing::unique_name("dlq");
+    let name = sluice_testkit::moto::unique_name("dlq");
     let url = client.create_queue().queue_name(&name).send().await.unwrap().queue_url.unwrap();
     // 23 letters: three SendMessageBatch calls of at most 10.
     let letters: Vec<_> = (0..23u32).map(|i| letter(i, format!("payload-{i}").as_bytes())).collect();
@@ -239,9 +239,9 @@ async fn sqs_delivers_every_letter_with_attributes() {
 
 #[tokio::test]
 async fn sqs_refuses_oversized_letters_before_sending_anything() {
-    let Some(conf) = sluice_aws::testing::moto().await else { return };
+    let Some(conf) = sluice_testkit::moto::moto().await else { return };
     let client = aws_sdk_sqs::Client::new(&conf);
-    let url = client.create_queue().queue_name(sluice_aws::testing::unique_name("dlq")).send().await.unwrap();
+    let url = client.create_queue().queue_name(sluice_testkit::moto::unique_name("dlq")).send().await.unwrap();
     let url = url.queue_url.unwrap();
     let q = SqsDeadLetters::new(client.clone(), &url).with_max_message_bytes(4096);
     let err = q.send(vec![letter(1, b"small"), letter(2, &[7u8; 8192])]).await.unwrap_err();

@@ -173,7 +173,7 @@ struct Pool {
 async fn pool(config: &sluice_aws::SdkConfig, endpoint: &str) -> Pool {
     use cognito::types::*;
     let c = cognito::Client::new(config);
-    let name = sluice_aws::testing::unique_name("pool");
+    let name = sluice_testkit::moto::unique_name("pool");
     let pool = c.create_user_pool().pool_name(&name).send().await.unwrap();
     let id = pool.user_pool().unwrap().id().unwrap().to_owned();
     c.create_resource_server()
@@ -248,8 +248,8 @@ fn cognito_verifier(issuer: &str, client: &str, jwks_url: &str) -> JwtVerifier {
 
 #[tokio::test]
 async fn cognito_tokens_from_moto() {
-    let Some(config) = sluice_aws::testing::moto().await else { return };
-    let endpoint = sluice_aws::testing::moto_endpoint().unwrap().to_string();
+    let Some(config) = sluice_testkit::moto::moto().await else { return };
+    let endpoint = sluice_testkit::moto::moto_endpoint().unwrap().to_string();
     let a = pool(&config, &endpoint).await;
     let b = pool(&config, &endpoint).await;
     let v = cognito_verifier(&a.issuer, &a.client_id, &a.jwks_url);

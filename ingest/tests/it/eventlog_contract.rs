@@ -127,7 +127,7 @@ async fn local_stream_adapter_keeps_the_contract() {
 
 async fn kinesis_stream(config: &sluice_aws::SdkConfig, shards: i32) -> (aws_sdk_kinesis::Client, String) {
     let client = aws_sdk_kinesis::Client::new(config);
-    let name = sluice_aws::testing::unique_name("ingest");
+    let name = sluice_testkit::moto::unique_name("ingest");
     client.create_stream().stream_name(&name).shard_count(shards).send().await.unwrap();
     (client, name)
 }
@@ -167,7 +167,7 @@ async fn read_kinesis(client: &aws_sdk_kinesis::Client, stream: &str) -> Vec<Sto
 
 #[tokio::test]
 async fn kinesis_adapter_keeps_the_contract() {
-    let Some(config) = sluice_aws::testing::moto().await else { return };
+    let Some(config) = sluice_testkit::moto::moto().await else { return };
     let (client, stream) = kinesis_stream(&config, 3).await;
     let log = KinesisEventLog::new(client.clone(), stream.clone());
     contract(&log, async || read_kinesis(&client, &stream).await).await;
@@ -224,7 +224,7 @@ fn fast_retry(deadline_ms: u64) -> RetryPolicy {
 
 #[tokio::test]
 async fn kinesis_partial_failure_is_retried_for_the_failed_records_only() {
-    let Some(config) = sluice_aws::testing::moto().await else { return };
+    let Some(config) = sluice_testkit::moto::moto().await else { return };
     let (client, stream) = kinesis_stream(&config, 2).await;
     let api = Throttling {
         inner: SdkPutRecords::new(client.clone(), stream.clone()),
@@ -249,7 +249,7 @@ fn log_api_calls(log: &KinesisEventLog<Throttling>) -> std::sync::MutexGuard<'_,
 
 #[tokio::test]
 async fn kinesis_records_still_failing_at_the_deadline_are_reported_and_answered_503() {
-    let Some(config) = sluice_aws::testing::moto().await else { return };
+    let Some(config) = sluice_testkit::moto::moto().await else { return };
     let (client, stream) = kinesis_stream(&config, 1).await;
     let api = Throttling {
         inner: SdkPutRecords::new(client.clone(), stream.clone()),
@@ -277,7 +277,7 @@ async fn kinesis_records_still_failing_at_the_deadline_are_reported_and_answered
 
 #[tokio::test]
 async fn kinesis_missing_stream_fails_fast_without_retrying() {
-    let Some(config) = sluice_aws::testing::moto().await else { return };
+    let Some(config) = sluice_testkit::moto::moto().await else { return };
     let client = aws_sdk_kinesis::Client::new(&config);
     let log = KinesisEventLog::new(client, "no-such-stream-here").retry(fast_retry(10_000));
     let started = std::time::Instant::now();
@@ -288,7 +288,7 @@ async fn kinesis_missing_stream_fails_fast_without_retrying() {
 
 #[tokio::test]
 async fn events_posted_through_the_router_are_in_kinesis_byte_for_byte() {
-    let Some(config) = sluice_aws::testing::moto().await else { return };
+    let Some(config) = sluice_testkit::moto::moto().await else { return };
     let (client, stream) = kinesis_stream(&config, 2).await;
     let log = Arc::new(KinesisEventLog::new(client.clone(), stream.clone()));
     let env = Env::new(log);

@@ -82,18 +82,18 @@ async fn a_memory_lake_is_shared_by_cloning_the_handle() {
 
 #[tokio::test]
 async fn an_s3_url_on_moto_is_one_lake() {
-    let Some(sdk_config) = sluice_aws::testing::moto().await else {
+    let Some(sdk_config) = sluice_testkit::moto::moto().await else {
         return;
     };
-    let Some(endpoint) = sluice_aws::testing::moto_endpoint() else {
+    let Some(endpoint) = sluice_testkit::moto::moto_endpoint() else {
         return;
     };
-    let bucket = sluice_aws::testing::unique_name("lake-urls");
+    let bucket = sluice_testkit::moto::unique_name("lake-urls");
     let s3 =
         aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk_config).force_path_style(true).build());
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
     let url = format!("s3://{bucket}/a/lake");
-    let open = || sluice_lake::testing::open_on_moto(&url, endpoint.clone()).unwrap();
+    let open = || sluice_testkit::moto::open_lake(&url, endpoint.clone()).unwrap();
     written_then_queried(open(), open()).await;
     let listed = s3.list_objects_v2().bucket(&bucket).prefix("a/lake/events/").send().await.unwrap();
     assert!(listed.key_count().unwrap_or(0) > 1, "the objects are under the URL's prefix in the bucket");

@@ -7,18 +7,18 @@ use crate::support;
 
 #[tokio::test]
 async fn queries_an_s3_lake_on_moto() {
-    let Some(sdk_config) = sluice_aws::testing::moto().await else {
+    let Some(sdk_config) = sluice_testkit::moto::moto().await else {
         return;
     };
-    let Some(endpoint) = sluice_aws::testing::moto_endpoint() else {
+    let Some(endpoint) = sluice_testkit::moto::moto_endpoint() else {
         return;
     };
-    let bucket = sluice_aws::testing::unique_name("lake");
+    let bucket = sluice_testkit::moto::unique_name("lake");
     let s3 =
         aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk_config).force_path_style(true).build());
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
 
-    let lake = sluice_lake::testing::open_on_moto(&format!("s3://{bucket}/team/lake"), endpoint).unwrap();
+    let lake = sluice_testkit::moto::open_lake(&format!("s3://{bucket}/team/lake"), endpoint).unwrap();
     let registry = support::registry();
     let prefix = "team/lake/";
     let expected =

@@ -95,15 +95,15 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 #[tokio::test]
 async fn contract_moto_s3() {
-    let Some(sdk) = sluice_aws::testing::moto().await else {
+    let Some(sdk) = sluice_testkit::moto::moto().await else {
         return;
     };
-    let bucket = sluice_aws::testing::unique_name("lake");
+    let bucket = sluice_testkit::moto::unique_name("lake");
     let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
-    let endpoint = sluice_aws::testing::moto_endpoint().unwrap();
+    let endpoint = sluice_testkit::moto::moto_endpoint().unwrap();
     let url = format!("s3://{bucket}/lake/root");
-    let lake = sluice_lake::testing::open_on_moto(&url, endpoint).unwrap();
+    let lake = sluice_testkit::moto::open_lake(&url, endpoint).unwrap();
     lake_contract(lake).await;
 
     // The objects are under the URL's prefix, visible to any S3 client.

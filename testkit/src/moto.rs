@@ -1,7 +1,6 @@
 //! Test support for tests that talk to a local moto server over the real AWS wire protocol.
 //!
-//! Always compiled (it adds no dependency) but meant for tests only: production code never calls
-//! it. The contract with the test command (`scripts/test`):
+//! The contract with the test command (`scripts/test`):
 //! - it starts moto on 127.0.0.1 and exports `SLUICE_MOTO_ENDPOINT` and `SLUICE_REQUIRE_MOTO=1`,
 //!   so moto-backed tests always run there, and fail loudly if the endpoint is missing;
 //! - under plain `cargo test` (no `SLUICE_MOTO_ENDPOINT`), [`moto`] returns `None`, the test
@@ -9,8 +8,8 @@
 //!
 //! ```no_run
 //! # async fn a_test() {
-//! let Some(config) = sluice_aws::testing::moto().await else { return };
-//! let stream = sluice_aws::testing::unique_name("orders");
+//! let Some(config) = sluice_testkit::moto::moto().await else { return };
+//! let stream = sluice_testkit::moto::unique_name("orders");
 //! // let kinesis = aws_sdk_kinesis::Client::new(&config);
 //! # let _ = (config, stream);
 //! # }
@@ -27,7 +26,9 @@ use aws_credential_types::Credentials;
 use aws_types::SdkConfig;
 use url::Url;
 
-use crate::AwsSettings;
+use object_store::aws::AmazonS3ConfigKey;
+use sluice_aws::AwsSettings;
+use sluice_lake::{Lake, LakeError};
 
 /// Environment variable with the moto server's base URL, e.g. `http://127.0.0.1:5123`.
 pub const MOTO_ENDPOINT_ENV: &str = "SLUICE_MOTO_ENDPOINT";
@@ -98,12 +99,25 @@ pub fn moto_endpoint() -> Option<Url> {
 
 /// The [`SdkConfig`] for a moto-backed test: the moto endpoint for every service, region
 /// [`TEST_REGION`] and the static [`test_credentials`], built through the same loader as
-/// [`crate::sdk_config`]. `None` means "skip this test" (see [`moto_endpoint`], including its
+/// [`sluice_aws::sdk_config`]. `None` means "skip this test" (see [`moto_endpoint`], including its
 /// panics). S3 clients must set `force_path_style(true)`.
 pub async fn moto() -> Option<SdkConfig> {
     let endpoint = moto_endpoint()?;
     let settings = AwsSettings { region: Some(TEST_REGION.to_owned()), endpoint_url: Some(endpoint) };
-    Some(crate::config::loader(&settings).credentials_provider(test_credentials()).load().await)
+    Some(sluice_aws::config_loader(&settings).credentials_provider(test_credentials()).load().await)
+}
+
+/// Opens the `s3://` lake at `location` on the moto server at `endpoint` (from
+/// [`moto_endpoint`]) as a moto-backed test does: region [`TEST_REGION`], the endpoint override
+/// (path-style, plain http) and the static test credentials, through the lake's own S3
+/// configuration.
+pub fn open_lake(location: &str, endpoint: Url) -> Result<Lake, LakeError> {
+    let settings = AwsSettings { region: Some(TEST_REGION.to_owned()), endpoint_url: Some(endpoint) };
+    let credentials = [
+        (AmazonS3ConfigKey::AccessKeyId, TEST_ACCESS_KEY_ID.to_owned()),
+        (AmazonS3ConfigKey::SecretAccessKey, TEST_SECRET_ACCESS_KEY.to_owned()),
+    ];
+    Lake::open_with_options(location, &settings, &credentials)
 }
 
 /// Static credentials `testing`/`testing` (moto accepts any signature).
