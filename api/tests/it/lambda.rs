@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use sluice_aggregators::DynamoAggregateStore;
-use sluice_testkit::moto::{moto, unique_name};
 use sluice_ingest::SCOPE_METRICS_READ;
 use sluice_ingest::auth::{LOCAL_AUDIENCE, LOCAL_ISSUER};
 use sluice_ingest::config::IngestLambdaConfig;
+use sluice_testkit::moto::{moto, unique_name};
 
 use crate::support::{Issuer, URI, VIEWS, aggregate, assert_views_answer, get, send};
 

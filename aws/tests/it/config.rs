@@ -4,8 +4,8 @@
 //! environment and runs it through [`run_in_clean_env`].
 
 use aws_sdk_kinesis::Client as Kinesis;
-use sluice_testkit::moto::{MOTO_ENDPOINT_ENV, moto_endpoint, unique_name};
 use sluice_aws::{AwsSettings, sdk_config};
+use sluice_testkit::moto::{MOTO_ENDPOINT_ENV, moto_endpoint, unique_name};
 use url::Url;
 
 use crate::child::{in_child, run_in_clean_env};

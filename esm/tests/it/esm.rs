@@ -1,13 +1,13 @@
 //! One test per event-source-mapping semantic.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_lambda_events::streams::KinesisEventResponse;
 use chrono::Utc;
-use sluice_esm::{EventSourceMapping, FailureReason, PutEntry};
+use sluice_esm::{Backoff, EventSourceMapping, FailureReason, PutEntry};
 use sluice_stream::{BatchHandler, HandlerError, SequenceNumber, StreamRecord, shard_id};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -42,29 +42,30 @@ async fn batches_hold_at_most_batch_size_records() {
     assert!(!snap.running);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn batching_window_waits_for_the_batch_to_fill() {
     let fx = Fixture::new(1);
     fx.put("k", &["a", "b", "c"]);
     let h = Recording::ok();
     let mut c = config("window");
     c.batch_size = 100;
-    c.batching_window = Duration::from_millis(1500);
+    c.batching_window = Duration::from_secs(30);
     let started = tokio::time::Instant::now();
     let (run, _status) = start(&fx, c, Arc::clone(&h));
     // Records arriving within the window join the same batch.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
     fx.put("k", &["d", "e"]);
     within(wait_until("a batch", PATIENCE, || h.count() >= 1)).await;
     let waited = started.elapsed();
     run.stop().await;
-    assert!(waited >= Duration::from_millis(1500), "invoked after {waited:?}, before the window closed");
+    assert!(waited >= Duration::from_secs(30), "invoked after {waited:?}, before the window closed");
+    assert!(waited < Duration::from_secs(31), "invoked {waited:?} after the first record, window 30 s");
     let inv = h.invocations();
     assert_eq!(inv.len(), 1);
     assert_eq!(inv[0].data, vec!["a", "b", "c", "d", "e"]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_full_batch_does_not_wait_for_the_window() {
     let fx = Fixture::new(1);
     fx.put("k", &["a", "b", "c", "d"]);
@@ -75,7 +76,7 @@ async fn a_full_batch_does_not_wait_for_the_window() {
     let started = tokio::time::Instant::now();
     let (run, _status) = start(&fx, c, Arc::clone(&h));
     within(wait_until("a batch", PATIENCE, || h.count() >= 1)).await;
-    assert!(started.elapsed() < Duration::from_secs(60));
+    assert!(started.elapsed() < Duration::from_secs(1), "waited {:?} of a 120 s window", started.elapsed());
     run.stop().await;
     assert_eq!(h.invocations()[0].data, vec!["a", "b", "c", "d"]);
 }
@@ -386,7 +387,7 @@ impl BatchHandler for Gate {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn graceful_shutdown_finishes_the_in_flight_batch_and_starts_no_other() {
     let fx = Fixture::new(1);
     let p = payloads(20, "r");
@@ -395,8 +396,9 @@ async fn graceful_shutdown_finishes_the_in_flight_batch_and_starts_no_other() {
     let (run, status) = start(&fx, config("graceful"), Arc::clone(&gate));
     within(gate.entered.acquire()).await.unwrap().forget();
     run.token.cancel();
-    // Cancelled, but the in-flight invocation holds `run` open.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Cancelled, but the in-flight invocation holds `run` open (ten minutes of paused time,
+    // within the default 900 s function timeout).
+    tokio::time::sleep(Duration::from_secs(600)).await;
     assert!(!run.handle.is_finished());
     assert_eq!(fx.checkpoint("graceful", &shard_id(0)), None);
     gate.release.add_permits(1);
@@ -470,7 +472,32 @@ impl BatchHandler for HangOn {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
+async fn retries_back_off_exponentially_with_jitter_up_to_the_maximum() {
+    let fx = Fixture::new(1);
+    let puts = fx.put("k", &["a"]);
+    let times = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&times);
+    let h = Recording::new(move |n, _| {
+        log.lock().unwrap().push(tokio::time::Instant::now());
+        if n < 5 { Err(HandlerError::new("down")) } else { Ok(KinesisEventResponse::default()) }
+    });
+    let mut c = config("backoff");
+    c.retry_backoff = Backoff { initial: Duration::from_secs(10), max: Duration::from_secs(40) };
+    let (run, _status) = start(&fx, c, Arc::clone(&h));
+    wait_until("resolved", PATIENCE, || fx.checkpoint("backoff", &shard_id(0)) == Some(puts[0].sequence_number)).await;
+    run.stop().await;
+    let times = times.lock().unwrap().clone();
+    assert_eq!(times.len(), 6);
+    // Retry r waits within [d/2, d], d = min(10 s * 2^r, 40 s); the slack covers the reads.
+    for (r, (before, after)) in times.iter().zip(&times[1..]).enumerate() {
+        let d = Duration::from_secs(10 << r).min(Duration::from_secs(40));
+        let gap = *after - *before;
+        assert!(gap >= d / 2 && gap <= d + Duration::from_secs(1), "retry {r}: waited {gap:?}, backoff {d:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_panicking_or_timed_out_handler_is_a_function_error() {
     struct Flaky {
         calls: AtomicUsize,
@@ -491,9 +518,15 @@ async fn a_panicking_or_timed_out_handler_is_a_function_error() {
     let puts = fx.put("k", &["a"]);
     let h = Arc::new(Flaky { calls: AtomicUsize::new(0) });
     let mut c = config("flaky");
-    c.function_timeout = Some(Duration::from_millis(100));
+    c.function_timeout = Some(Duration::from_secs(60));
+    let started = tokio::time::Instant::now();
     let (run, status) = start(&fx, c, Arc::clone(&h));
     wait_until("resolved", PATIENCE, || fx.checkpoint("flaky", &shard_id(0)) == Some(puts[0].sequence_number)).await;
+    let waited = started.elapsed();
+    assert!(
+        (Duration::from_secs(60)..Duration::from_secs(61)).contains(&waited),
+        "the hung invocation ends at the 60 s function timeout, not at its hour: {waited:?}"
+    );
     run.stop().await;
     assert_eq!(h.calls.load(Ordering::SeqCst), 3);
     let snap = status.snapshot();

@@ -1,6 +1,12 @@
 //! Shared test scaffolding: a stream + checkpoints + failure destination in one temp file, a recording
 //! handler driven by a closure, and wait-until helpers (no timing races: every wait is for a
 //! condition, with a generous timeout).
+//!
+//! Timing tests run on tokio's paused clock (`#[tokio::test(start_paused = true)]`): it only
+//! moves when every task waits, straight to the next timer, so a 2-minute batching window or a
+//! one-hour handler takes no real time and the assertions on elapsed time are exact. It also
+//! moves while SQLite runs on the blocking pool, so the test's own deadlines (a hung test must
+//! fail, not block CI) are measured on the wall clock instead.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -153,12 +159,29 @@ pub fn fail_items<'a>(ids: impl IntoIterator<Item = &'a str>) -> KinesisEventRes
     r
 }
 
-/// Waits (polling) until `cond` holds; panics after `timeout`.
+/// Waits (polling) until `cond` holds; panics after `timeout` of wall-clock time.
 pub async fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + timeout;
+    let deadline = std::time::Instant::now() + timeout;
     while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Resolves once `limit` of wall-clock time has passed (polling tokio's clock, paused or not,
+/// in 2 ms steps).
+pub async fn wall_clock(limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// `f`, or a panic naming `what` after `limit` of wall-clock time.
+pub async fn within_wall_clock<T>(what: &str, limit: Duration, f: impl Future<Output = T>) -> T {
+    tokio::select! {
+        value = f => value,
+        () = wall_clock(limit) => panic!("timed out after {limit:?}: {what}"),
     }
 }
 
@@ -172,9 +195,8 @@ impl Running {
     /// Cancels and waits for `run` to return; asserts it returned `Ok`.
     pub async fn stop(self) {
         self.token.cancel();
-        tokio::time::timeout(Duration::from_secs(30), self.handle)
+        within_wall_clock("run did not stop", Duration::from_secs(30), self.handle)
             .await
-            .expect("run did not stop")
             .expect("run panicked")
             .expect("run failed");
     }
@@ -201,7 +223,7 @@ pub fn start<H: BatchHandler>(
 /// Generous limit for conditions that should hold within milliseconds.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
-/// Runs `f` with a timeout (a hung test fails instead of blocking CI).
+/// Runs `f` with a wall-clock timeout (a hung test fails instead of blocking CI).
 pub async fn within<T>(f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(PATIENCE, f).await.expect("timed out")
+    within_wall_clock("timed out", PATIENCE, f).await
 }
