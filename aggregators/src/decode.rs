@@ -22,7 +22,7 @@ use sluice_schemas::{
 
 use crate::aggregate::Contribution;
 use crate::hll::fingerprint;
-use crate::key::{DimRef, Utf8};
+use crate::key::DimRef;
 use crate::state::Observation;
 
 /// Decodes and validates stream records (see the module docs).
@@ -106,7 +106,7 @@ fn contribute<'a>(view: &StoredView<'a, 'a, '_>, out: &mut Contribution<'a>) -> 
     out.dims.clear();
     for value in view.dimensions() {
         out.dims.push(match value? {
-            StoredValue::String(s) => DimRef::Str(Utf8::from(s)),
+            StoredValue::String(s) => DimRef::Str(s),
             StoredValue::Integer(i) => DimRef::Int(i),
             _ => return None,
         });
@@ -148,7 +148,7 @@ pub fn contribution_of(registry: &Registry, event: Event) -> Result<Contribution
     let mut dims = Vec::with_capacity(schema.dimensions.len());
     for d in &schema.dimensions {
         dims.push(match event.data.get(d) {
-            Some(Value::String(s)) => DimRef::Str(Utf8::from(s.clone())),
+            Some(Value::String(s)) => DimRef::OwnedStr(s.clone()),
             Some(Value::Number(n)) => DimRef::Int(as_integer(n).ok_or_else(|| missing("dimension"))?),
             _ => return Err(missing("dimension")),
         });

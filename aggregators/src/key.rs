@@ -1,6 +1,5 @@
 //! Aggregate keys: (event type, window size, window start, dimension values in schema order).
 
-use std::borrow::Cow;
 use std::hash::{Hash, Hasher};
 
 use serde::{Deserialize, Serialize};
@@ -16,11 +15,15 @@ pub enum DimValue {
     Str(String),
 }
 
-/// A borrowed dimension value, as the decoder extracts it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A dimension value as the decoder extracts it: borrowed from the stored record
+/// ([`DimRef::Str`], UTF-8 checked while the view scanned it, so never checked again) or owned
+/// (the reference path's values, from a decoded `Event`). Equality and hashing are those of the
+/// value: `Str` and `OwnedStr` of the same text are equal and hash alike.
+#[derive(Debug, Clone)]
 pub enum DimRef<'a> {
     Int(i64),
-    Str(Utf8<'a>),
+    Str(Text<'a>),
+    OwnedStr(String),
 }
 
 impl DimRef<'_> {
@@ -29,6 +32,17 @@ impl DimRef<'_> {
         match self {
             DimRef::Int(i) => DimValue::Int(*i),
             DimRef::Str(s) => DimValue::Str(s.as_str().to_owned()),
+            DimRef::OwnedStr(s) => DimValue::Str(s.clone()),
+        }
+    }
+
+    /// A string value's UTF-8 bytes.
+    #[inline]
+    fn text(&self) -> Option<&[u8]> {
+        match self {
+            DimRef::Int(_) => None,
+            DimRef::Str(s) => Some(s.as_bytes()),
+            DimRef::OwnedStr(s) => Some(s.as_bytes()),
         }
     }
 
@@ -36,84 +50,46 @@ impl DimRef<'_> {
     pub fn matches(&self, v: &DimValue) -> bool {
         match (self, v) {
             (DimRef::Int(a), DimValue::Int(b)) => a == b,
-            (DimRef::Str(a), DimValue::Str(b)) => short_eq(a.as_bytes(), b.as_bytes()),
+            (DimRef::Int(_), _) => false,
+            (text, DimValue::Str(b)) => text.text().is_some_and(|a| short_eq(a, b.as_bytes())),
             _ => false,
         }
     }
 
     pub(crate) fn hash_into(&self, h: &mut impl Hasher) {
-        match self {
-            DimRef::Int(i) => {
+        match (self, self.text()) {
+            (DimRef::Int(i), _) => {
                 0u8.hash(h);
                 i.hash(h);
             }
-            DimRef::Str(s) => {
+            (_, text) => {
                 1u8.hash(h);
-                s.as_bytes().hash(h);
+                text.unwrap_or_default().hash(h);
             }
         }
     }
 }
 
-/// Text kept as its UTF-8 bytes, borrowed (from a stored record's [`Text`]) or owned (from a
-/// decoded `Event`). Whoever makes one has checked the UTF-8 (the view decoder does while it
-/// scans, at no cost for ASCII), so comparing, hashing and fingerprinting never check
-/// again; only [`Utf8::as_str`] does, for the callers that need a `&str`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Utf8<'a>(Cow<'a, [u8]>);
-
-impl<'a> Utf8<'a> {
-    /// The UTF-8 bytes.
-    #[inline]
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-
-    /// As a `&str` (checks again, as safe code must; valid by construction, so this is never
-    /// the empty fallback).
-    pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).unwrap_or_default()
-    }
-
-    /// Length in bytes.
-    #[inline]
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether it is the empty string.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Number of characters (the bytes that do not continue a UTF-8 sequence).
-    pub fn chars(&self) -> usize {
-        self.0.iter().filter(|&&b| (b as i8) >= -0x40).count()
+impl PartialEq for DimRef<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (DimRef::Int(a), DimRef::Int(b)) => a == b,
+            _ => self.text().is_some_and(|a| other.text() == Some(a)),
+        }
     }
 }
 
-impl<'a> From<Text<'a>> for Utf8<'a> {
-    #[inline]
-    fn from(t: Text<'a>) -> Self {
-        Utf8(Cow::Borrowed(t.as_bytes()))
-    }
-}
+impl Eq for DimRef<'_> {}
 
-impl<'a> From<&'a str> for Utf8<'a> {
+impl<'a> From<&'a str> for DimRef<'a> {
     fn from(s: &'a str) -> Self {
-        Utf8(Cow::Borrowed(s.as_bytes()))
+        DimRef::Str(Text::from(s))
     }
 }
 
-impl From<String> for Utf8<'static> {
+impl From<String> for DimRef<'static> {
     fn from(s: String) -> Self {
-        Utf8(Cow::Owned(s.into_bytes()))
-    }
-}
-
-impl std::fmt::Debug for Utf8<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(self.as_str(), f)
+        DimRef::OwnedStr(s)
     }
 }
 
@@ -149,19 +125,22 @@ pub fn parse_dims_text(text: &str) -> Option<Vec<DimValue>> {
 mod tests {
     use super::*;
 
-    proptest::proptest! {
-        /// `Utf8` counts characters, compares and checks exactly as `str` does.
-        #[test]
-        fn utf8_agrees_with_str(s in "\\PC{0,12}", bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..12)) {
-            let text = Utf8::from(s.as_str());
-            proptest::prop_assert_eq!(text.chars(), s.chars().count());
-            proptest::prop_assert_eq!(text.as_str(), s.as_str());
-            proptest::prop_assert_eq!(text.len(), s.len());
-            if let Some(t) = Text::checked(&bytes, false) {
-                let t = Utf8::from(t);
-                proptest::prop_assert_eq!(t.as_bytes(), &bytes[..]);
-            }
-        }
+    #[test]
+    fn borrowed_and_owned_text_are_one_value() {
+        use std::hash::DefaultHasher;
+        let hash = |d: &DimRef<'_>| {
+            let mut h = DefaultHasher::new();
+            d.hash_into(&mut h);
+            h.finish()
+        };
+        let (borrowed, owned) = (DimRef::Str(Text::from_valid(b"web")), DimRef::from("web".to_owned()));
+        assert_eq!(borrowed, owned);
+        assert_eq!(hash(&borrowed), hash(&owned));
+        assert!(borrowed.matches(&DimValue::Str("web".into())) && owned.matches(&DimValue::Str("web".into())));
+        assert_ne!(borrowed, DimRef::from("app"));
+        assert_ne!(DimRef::Int(1), DimRef::from("1"));
+        assert!(!DimRef::from("1").matches(&DimValue::Int(1)));
+        assert_eq!(owned.to_owned_value(), borrowed.to_owned_value());
     }
 
     #[test]

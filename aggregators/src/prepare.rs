@@ -439,7 +439,7 @@ mod tests {
     #[test]
     fn recycled_dims_keep_their_allocation() {
         let mut dims: Vec<DimRef<'_>> = Vec::with_capacity(5);
-        dims.push(DimRef::Str(String::from("x").into()));
+        dims.push(DimRef::from(String::from("x")));
         let cap = dims.capacity();
         let ptr = dims.as_ptr() as usize;
         let recycled = recycle(dims);

@@ -13,7 +13,7 @@ fn check(decoder: &Decoder, registry: &Registry, bytes: &[u8]) -> Option<Path> {
     let fast = decoder.decode(bytes);
     // decode_into a reused contribution (left-over dimensions of another event) agrees.
     let mut reused = Contribution {
-        dims: vec![DimRef::Str("left over".into()), DimRef::Int(7), DimRef::Int(8), DimRef::Int(9)],
+        dims: vec![DimRef::from("left over"), DimRef::Int(7), DimRef::Int(8), DimRef::Int(9)],
         ..Contribution::empty()
     };
     match (&fast, decoder.decode_into(bytes, &mut reused)) {

@@ -43,7 +43,7 @@ pub fn batch_of(event_type: &str, recs: &[Rec]) -> BatchDelta {
             event_type: Cow::Borrowed(event_type),
             occurred_at: Instant::from_datetime(occurred_at),
             received_at: Instant::from_datetime(occurred_at + TimeDelta::minutes(if r.group == 3 { 30 } else { 0 })),
-            dims: vec![DimRef::Str(format!("g{}", r.group % 2).into()), DimRef::Int(i64::from(r.group / 2))],
+            dims: vec![DimRef::from(format!("g{}", r.group % 2)), DimRef::Int(i64::from(r.group / 2))],
             obs: Observation { measure: Some(r.measure), identity: Some(r.identity) },
         };
         agg.add(seq(r.seq), &c);
