@@ -14,6 +14,21 @@ use uuid::{NoContext, Timestamp, Uuid};
 /// Top-level fields a producer may send (all others are rejected).
 pub const ENVELOPE_FIELDS: &[&str] = &["event_id", "event_type", "schema_version", "occurred_at", "data"];
 
+/// An [`EventTimeRange`] in microseconds since the epoch ([`EventTimeRange::bounds`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventTimeBounds {
+    earliest: i64,
+    max_future: i64,
+}
+
+impl EventTimeBounds {
+    /// Whether `occurred_at` lies in `[earliest, received_at + max_future]` (µs since the epoch).
+    #[inline]
+    pub fn contains(&self, occurred_at: i64, received_at: i64) -> bool {
+        occurred_at >= self.earliest && occurred_at <= received_at.saturating_add(self.max_future)
+    }
+}
+
 /// Default for [`EventTimeRange::max_future`]: how far `occurred_at` may lie after
 /// `received_at` (producer clock skew), 5 minutes.
 pub const DEFAULT_MAX_FUTURE: TimeDelta = TimeDelta::seconds(300);
@@ -82,16 +97,19 @@ impl EventTimeRange {
         received_at.checked_add_signed(self.max_future).unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 
-    /// Whether `occurred_at` is accepted for an event received at `received_at`.
+    /// Whether `occurred_at` is accepted for an event received at `received_at`: the one rule,
+    /// [`EventTimeBounds::contains`], on the microseconds the lake stores (a sub-microsecond
+    /// excess is truncated away, as it is in the stored record).
     pub fn contains(&self, occurred_at: DateTime<Utc>, received_at: DateTime<Utc>) -> bool {
-        occurred_at >= self.earliest() && occurred_at <= self.latest(received_at)
+        self.bounds().contains(occurred_at.timestamp_micros(), received_at.timestamp_micros())
     }
 
-    /// [`EventTimeRange::contains`] over microseconds since the epoch (the hot paths' form).
-    #[inline]
-    pub fn contains_micros(&self, occurred_at: i64, received_at: i64) -> bool {
-        occurred_at >= self.earliest().timestamp_micros()
-            && occurred_at <= received_at.saturating_add(self.max_future.num_microseconds().unwrap_or(i64::MAX))
+    /// The range in microseconds since the epoch, computed once (the hot paths' form).
+    pub fn bounds(&self) -> EventTimeBounds {
+        EventTimeBounds {
+            earliest: self.earliest().timestamp_micros(),
+            max_future: self.max_future.num_microseconds().unwrap_or(i64::MAX),
+        }
     }
 
     /// The rejection message for an `occurred_at` outside the range (pointer `/occurred_at`).
@@ -273,7 +291,7 @@ mod tests {
             ("2024-05-01T12:05:00.000001Z", false),
         ] {
             assert_eq!(r.contains(at(t), received), ok, "{t}");
-            assert_eq!(r.contains_micros(at(t).timestamp_micros(), received.timestamp_micros()), ok, "{t}");
+            assert_eq!(r.bounds().contains(at(t).timestamp_micros(), received.timestamp_micros()), ok, "{t}");
         }
         assert_eq!(
             r.violation(received),

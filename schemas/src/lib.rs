@@ -28,7 +28,7 @@ pub mod registry;
 pub mod validate;
 
 pub use arrow::ENVELOPE_COLUMNS;
-pub use envelope::{DEFAULT_LAKE_START, Event, EventTimeRange, EventTimeRangeError, IngestContext};
+pub use envelope::{DEFAULT_LAKE_START, Event, EventTimeBounds, EventTimeRange, EventTimeRangeError, IngestContext};
 pub use evolution::check_compatible;
 pub use fast::{MAX_VIEW_FIELDS, StoredValue, StoredView, Utf8Check, ViewCache, ViewValues};
 pub use registry::{EventType, FieldDef, FieldKind, MEASURE_LIMIT, Registry, RegistryError, SchemaVersion};

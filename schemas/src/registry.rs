@@ -28,7 +28,7 @@ use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 
 use crate::arrow::ENVELOPE_COLUMNS;
-use crate::envelope::EventTimeRange;
+use crate::envelope::{EventTimeBounds, EventTimeRange};
 use crate::fast::{FieldTable, Roles};
 
 /// Largest magnitude of a measure (`x-sluice-measure`): `1e30`. A measure's declared `minimum`
@@ -204,6 +204,8 @@ impl EventType {
 pub struct Registry {
     types: BTreeMap<String, EventType>,
     event_time: EventTimeRange,
+    /// `event_time.bounds()`, computed once.
+    event_time_bounds: EventTimeBounds,
 }
 
 /// One schema file to load.
@@ -316,19 +318,27 @@ impl Registry {
                 });
             }
         }
-        Ok(Registry { types, event_time: EventTimeRange::default() })
+        let event_time = EventTimeRange::default();
+        Ok(Registry { types, event_time, event_time_bounds: event_time.bounds() })
     }
 
     /// This registry accepting `occurred_at` in `range` (default [`EventTimeRange::default`]),
     /// in [`Registry::validate`] and [`Registry::decode_stored`] alike.
     pub fn with_event_time(mut self, range: EventTimeRange) -> Registry {
         self.event_time = range;
+        self.event_time_bounds = range.bounds();
         self
     }
 
     /// The accepted range of `occurred_at`.
     pub fn event_time(&self) -> EventTimeRange {
         self.event_time
+    }
+
+    /// [`Registry::event_time`] in microseconds (computed once, for the view).
+    #[inline]
+    pub(crate) fn event_time_bounds(&self) -> EventTimeBounds {
+        self.event_time_bounds
     }
 }
 

@@ -254,7 +254,7 @@ impl Registry {
             None => envelope_by_serde(bytes, &mut lookup, &mut values.values)?,
         };
         // Outside the registry's event-time range: no view (the reference path explains).
-        if !self.event_time().contains_micros(head.occurred_at.micros(), head.received_at.micros()) {
+        if !self.event_time_bounds().contains(head.occurred_at.micros(), head.received_at.micros()) {
             return None;
         }
         Some(head.into_view(&values.values))
