@@ -190,6 +190,22 @@ mod tests {
     }
 
     #[test]
+    fn every_variable_read_is_listed() {
+        let value = |name: &str| match name {
+            "SLUICE_AUTH" => "jwt".to_owned(),
+            "SLUICE_JWT_ISSUER" => "https://issuer.example".to_owned(),
+            "SLUICE_JWKS_URL" => "https://issuer.example/jwks.json".to_owned(),
+            "SLUICE_LAKE_START" => "2000-01-01".to_owned(),
+            "SLUICE_JWT_LEEWAY_SECS" | "SLUICE_MAX_BODY_BYTES" | "SLUICE_MAX_FUTURE_SECS" => "30".to_owned(),
+            "SLUICE_RATE_LIMIT" | "SLUICE_RATE_BURST" => "100".to_owned(),
+            _ => "x".to_owned(),
+        };
+        sluice_testkit::assert_reads_exactly(ENV_VARS, value, |lookup| {
+            IngestLambdaConfig::from_lookup(lookup).expect("every variable set to a valid value")
+        });
+    }
+
+    #[test]
     fn defaults_and_errors() {
         let c = cfg(&[("SLUICE_STREAM", "s"), ("SLUICE_JWT_ISSUER", "https://i"), ("SLUICE_JWT_AUDIENCES", "a, b")])
             .unwrap();

@@ -4,6 +4,7 @@
 //!   with `UPDATE_EXPECT=1` rewriting the expectations.
 //! - [`moto`]: the moto gate (the `SdkConfig` of a moto-backed test, or a skip), unique resource
 //!   names, the lake on moto's S3.
+//! - [`assert_reads_exactly`]: a Lambda configuration reads exactly the variables its table lists.
 //! - [`python`]: the Python with pyarrow and DuckDB that cross-checks run, or a skip.
 //! - [`generate`]: the deterministic, seeded event generator (realistic mixes of the shipped
 //!   event types, their stream records and Kinesis batches) and its ground truth.
@@ -73,4 +74,25 @@ pub fn python(test: &str) -> Option<String> {
             None
         }
     }
+}
+
+/// Asserts that `from_lookup` (a configuration's pure constructor over a variable lookup) reads
+/// exactly the variables `listed` names (its `ENV_VARS` table), when every variable is set:
+/// `value(name)` gives the value of `name` (something the configuration accepts).
+pub fn assert_reads_exactly<T>(
+    listed: &[(&str, &str)],
+    value: impl Fn(&str) -> String,
+    from_lookup: impl FnOnce(&dyn Fn(&str) -> Option<String>) -> T,
+) {
+    let read = std::cell::RefCell::new(Vec::new());
+    let _ = from_lookup(&|name: &str| {
+        read.borrow_mut().push(name.to_owned());
+        Some(value(name))
+    });
+    let mut read = read.into_inner();
+    read.sort();
+    read.dedup();
+    let mut listed: Vec<&str> = listed.iter().map(|(name, _)| *name).collect();
+    listed.sort();
+    assert_eq!(read, listed, "the variables read (left) and the ENV_VARS table (right) differ");
 }
