@@ -1,4 +1,10 @@
-//! sluice-jobs: the home of the scheduled task functions (lake compaction, aggregate backfill,
-//! redrive).
+//! sluice-jobs: the scheduled jobs over the lake.
 //!
-//! None of them is built yet (ARCHITECTURE.md, Not yet built): the crate exports nothing.
+//! - [`compaction`]: merges a closed partition's files into files of a target size, one row
+//!   per `event_id`, sorted by `occurred_at`; crash-safe by its order of operations.
+//!
+//! Aggregate backfill, dead-letter redrive and the state machines that run these jobs are not
+//! built yet (ARCHITECTURE.md, Not yet built).
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod compaction;

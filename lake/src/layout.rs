@@ -8,8 +8,9 @@
 //! Paths here are relative to the lake root (the `object_store` prefix of the lake URL). Files the
 //! lake writer produces are named `<shard>-<first seq>-<last seq>.parquet` ([`BatchFileName`]):
 //! the same records from the same shard always get the same name, so a retried write replaces its
-//! own file instead of adding one. Other writers (compaction) choose their own names inside the
-//! same partition directories; [`parse_data_path`] accepts any `*.parquet` name there.
+//! own file instead of adding one. Compaction names its outputs
+//! `compacted-<generation>-<part>.parquet` ([`CompactedFileName`]); [`parse_data_path`] accepts
+//! any `*.parquet` name in a partition directory, so every reader sees every data file.
 
 use std::fmt;
 
@@ -131,6 +132,52 @@ impl fmt::Display for BatchFileName {
     }
 }
 
+/// The name of a file compaction wrote: `compacted-<generation>-<part>.parquet`. The outputs of
+/// one compaction of a partition share a generation (1-32 lowercase letters and digits; the jobs
+/// use a ULID, so a later compaction's generation sorts later), `part` numbers them from 0.
+/// A partition is clean (nothing to compact) when all its files are compacted files of one
+/// generation: a lake writer's file, or a second generation left by an interrupted compaction,
+/// makes it eligible again.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CompactedFileName {
+    pub generation: String,
+    pub part: u32,
+}
+
+impl CompactedFileName {
+    /// The prefix of every compacted file name.
+    pub const PREFIX: &'static str = "compacted-";
+
+    /// Builds a name; rejects a generation that would not parse back.
+    pub fn new(generation: &str, part: u32) -> Result<Self, LayoutError> {
+        let ok = (1..=32).contains(&generation.len())
+            && generation.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        if !ok {
+            return Err(LayoutError::InvalidSegment {
+                value: generation.to_owned(),
+                reason: "compaction generations are 1-32 lowercase letters and digits",
+            });
+        }
+        Ok(Self { generation: generation.to_owned(), part })
+    }
+
+    /// Parses `compacted-<generation>-<part>.parquet`; `None` for any other name.
+    pub fn parse(name: &str) -> Option<Self> {
+        let stem = name.strip_prefix(Self::PREFIX)?.strip_suffix(PARQUET_EXTENSION)?;
+        let (generation, part) = stem.split_once('-')?;
+        if part.is_empty() || !all_digits(part.as_bytes()) {
+            return None;
+        }
+        Self::new(generation, part.parse().ok()?).ok()
+    }
+}
+
+impl fmt::Display for CompactedFileName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}-{:05}{PARQUET_EXTENSION}", Self::PREFIX, self.generation, self.part)
+    }
+}
+
 /// A data file path split into its partition and file name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DataPath {
@@ -143,6 +190,11 @@ impl DataPath {
     /// The writer's [`BatchFileName`] if the file has that shape.
     pub fn batch_file(&self) -> Option<BatchFileName> {
         BatchFileName::parse(&self.file_name)
+    }
+
+    /// The [`CompactedFileName`] if compaction wrote the file.
+    pub fn compacted_file(&self) -> Option<CompactedFileName> {
+        CompactedFileName::parse(&self.file_name)
     }
 }
 
@@ -241,6 +293,27 @@ mod tests {
         assert_eq!(p, partition("page_view", 2024, 4, 30, 22));
         assert_eq!(p.dir(), "events/event_type=page_view/dt=2024-04-30/hour=22");
         assert_eq!(p.dt_string(), "2024-04-30");
+    }
+
+    #[test]
+    fn compacted_names_parse_back_and_are_not_batch_names() {
+        let name = CompactedFileName::new("01jeq5w3c7k9v2m4n6p8r0s1t2", 3).unwrap();
+        assert_eq!(name.to_string(), "compacted-01jeq5w3c7k9v2m4n6p8r0s1t2-00003.parquet");
+        assert_eq!(CompactedFileName::parse(&name.to_string()), Some(name.clone()));
+        assert_eq!(BatchFileName::parse(&name.to_string()), None);
+        let path = parse_data_path(&partition("t", 2024, 5, 1, 7).file_path(&name.to_string())).unwrap();
+        assert_eq!((path.compacted_file(), path.batch_file()), (Some(name), None));
+        for bad in [
+            "compacted--00001.parquet",
+            "compacted-ABC-00001.parquet",
+            "compacted-abc-.parquet",
+            "compacted-abc-1x.parquet",
+            "compacted-abc.parquet",
+            "shardId-000000000000-1-2.parquet",
+        ] {
+            assert_eq!(CompactedFileName::parse(bad), None, "{bad}");
+        }
+        assert!(CompactedFileName::new(&"a".repeat(33), 0).is_err());
     }
 
     #[test]

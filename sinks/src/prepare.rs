@@ -82,6 +82,12 @@ impl LakeTables {
         self.schemas.iter().find(|t| t.name == event_type).map(|t| &t.schema)
     }
 
+    /// The dimension columns of `event_type`'s table (the columns the lake's layouts
+    /// dictionary-encode), as `crate::encode::encode_parquet` takes them.
+    pub fn dimensions(&self, event_type: &str) -> Option<&[String]> {
+        self.schemas.iter().find(|t| t.name == event_type).map(|t| &t.dimensions[..])
+    }
+
     /// The index of `event_type`'s table.
     fn position(&self, event_type: &str) -> Option<usize> {
         self.schemas.iter().position(|t| t.name == event_type)

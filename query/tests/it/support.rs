@@ -258,7 +258,11 @@ pub fn lake(location: &str) -> sluice_lake::Lake {
 }
 
 pub fn lake_url(dir: &tempfile::TempDir) -> String {
-    url::Url::from_directory_path(dir.path()).unwrap().to_string()
+    lake_url_of(dir.path())
+}
+
+pub fn lake_url_of(dir: &std::path::Path) -> String {
+    url::Url::from_directory_path(dir).unwrap().to_string()
 }
 
 /// Runs `script` with `$SLUICE_PYTHON`, extra args after it; returns stdout.

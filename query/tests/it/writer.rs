@@ -114,9 +114,41 @@ async fn lake_writer_files_match_the_tables_and_answer_queries() {
     let dir = tempfile::tempdir().unwrap();
     let paths = write_with_lake_writer_code(dir.path(), &registry, &events);
     assert!(paths.len() >= 9, "three types over at least three hours: {paths:?}");
+    check_files(dir.path(), &paths, &registry, &events, "lake_writer_files_match_the_tables_and_answer_queries").await;
+}
 
+/// The same checks on the files compaction writes from the lake writer's.
+#[tokio::test]
+async fn compacted_files_match_the_tables_and_answer_queries() {
+    use sluice_jobs::compaction::{CompactionConfig, Compactor};
+    let registry = support::registry();
+    let events = events(&registry);
+    let dir = tempfile::tempdir().unwrap();
+    let written = write_with_lake_writer_code(dir.path(), &registry, &events);
+    let lake = support::lake(&support::lake_url(&dir));
+    let tables = sluice_sinks::LakeTables::new(std::sync::Arc::new(registry.clone()));
+    let far_future = DateTime::from_timestamp(4_000_000_000, 0).unwrap();
+    let report = Compactor::new(lake.clone(), tables, CompactionConfig::default())
+        .run(None, far_future, |_, _, _| {})
+        .await
+        .unwrap();
+    assert_eq!(report.partitions.len(), written.len(), "every partition compacted");
+    let paths: Vec<String> = lake
+        .list_files(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.path.partition.file_path(&f.path.file_name))
+        .collect();
+    assert!(paths.iter().all(|p| p.contains("/compacted-")), "{paths:?}");
+    check_files(dir.path(), &paths, &registry, &events, "compacted_files_match_the_tables_and_answer_queries").await;
+}
+
+/// Every column of every file at `paths` (under `dir`) is the Athena table's; `sluice query` and
+/// DuckDB see exactly `events`.
+async fn check_files(dir: &std::path::Path, paths: &[String], registry: &Registry, events: &[Event], test: &str) {
     // Every column of every file is exactly the Athena table's column, in order.
-    let tables: BTreeMap<String, Vec<(String, String)>> = athena::table_definitions(&registry)
+    let tables: BTreeMap<String, Vec<(String, String)>> = athena::table_definitions(registry)
         .unwrap()
         .into_iter()
         .map(|t| {
@@ -124,13 +156,13 @@ async fn lake_writer_files_match_the_tables_and_answer_queries() {
             (t.name, columns)
         })
         .collect();
-    for path in &paths {
+    for path in paths {
         let event_type = path.split('/').nth(1).unwrap().trim_start_matches("event_type=");
-        assert_eq!(parquet_columns(&dir.path().join(path)), tables[event_type], "{path}");
+        assert_eq!(parquet_columns(&dir.join(path)), tables[event_type], "{path}");
     }
 
     // `sluice query` sees every event exactly once, with its partition.
-    let lake = QuerySession::open(&support::lake(&support::lake_url(&dir)), &registry).await.unwrap();
+    let lake = QuerySession::open(&support::lake(&support::lake_url_of(dir)), registry).await.unwrap();
     let batches = lake.run("SELECT event_id, dt, hour, occurred_at FROM events").await.unwrap();
     let mut seen = BTreeSet::new();
     for batch in &batches {
@@ -169,7 +201,7 @@ async fn lake_writer_files_match_the_tables_and_answer_queries() {
     assert_eq!(counts(&lake.run(crate::query::COUNTRY_SQL).await.unwrap()), by_country);
 
     // DuckDB over the writer's files agrees.
-    let Some(python) = sluice_testkit::python("lake_writer_files_match_the_tables_and_answer_queries") else {
+    let Some(python) = sluice_testkit::python(test) else {
         return;
     };
     let script = r#"
@@ -178,7 +210,7 @@ glob = sys.argv[1] + "/events/event_type=page_view/*/*/*.parquet"
 rows = duckdb.execute(f"SELECT country, count(*) FROM read_parquet('{glob}') GROUP BY 1").fetchall()
 print(json.dumps({k: int(v) for k, v in rows}))
 "#;
-    let out = support::run_python(&python, script, &[dir.path().to_str().unwrap()]);
+    let out = support::run_python(&python, script, &[dir.to_str().unwrap()]);
     let duck: BTreeMap<String, i64> = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(duck, by_country);
 }
