@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -53,6 +54,65 @@ pub enum Command {
     /// Print windowed aggregates from the local store as JSON (the same answer as
     /// `GET /v1/aggregates`).
     Aggregates(AggregatesArgs),
+    /// Compact the lake's closed partitions: one row per event_id, sorted by occurred_at, in
+    /// files of a target size. Safe while `sluice up` runs.
+    Compact(CompactArgs),
+}
+
+/// `sluice compact` arguments.
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    /// Only this event type's partitions.
+    #[arg(long)]
+    pub event_type: Option<String>,
+    /// Print the plan (partitions, files, bytes) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Bytes per compacted file to aim at (`256MiB`, `1GiB`, `500000`).
+    #[arg(long, default_value = "256MiB", value_parser = parse_bytes)]
+    pub target_size: u64,
+    /// The most memory one partition's compaction may take; a larger partition is refused.
+    #[arg(long, default_value = "1GiB", value_parser = parse_bytes)]
+    pub memory_budget: u64,
+    /// A partition is compacted once its hour ended this long ago (`sluice up
+    /// --allowed-lateness`).
+    #[arg(long, default_value = "5m", value_parser = parse_window)]
+    pub allowed_lateness: WindowSize,
+    /// The lake (any lake URL). Default: the lake of `sluice up` in the data dir.
+    #[arg(long, env = "SLUICE_LAKE_URL")]
+    pub lake: Option<String>,
+    /// The data directory of `sluice up` (for the default lake).
+    #[arg(long, default_value = ".sluice", env = "SLUICE_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Load event schemas from this directory instead of the built-in ones.
+    #[arg(long, env = "SLUICE_SCHEMAS_DIR")]
+    pub schemas_dir: Option<PathBuf>,
+}
+
+impl CompactArgs {
+    /// The compaction settings.
+    pub fn config(&self) -> sluice_jobs::compaction::CompactionConfig {
+        sluice_jobs::compaction::CompactionConfig {
+            allowed_lateness: chrono::TimeDelta::seconds(i64::from(self.allowed_lateness.secs())),
+            target_size: self.target_size,
+            memory_budget: self.memory_budget,
+        }
+    }
+}
+
+/// `256MiB`, `1GiB`, `64KiB`, `500000` (bytes).
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (digits, unit) = s.find(|c: char| !c.is_ascii_digit()).map_or((s, ""), |i| s.split_at(i));
+    let unit = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        other => return Err(format!("unknown unit `{other}` (B, KiB, MiB, GiB)")),
+    };
+    let n: u64 = digits.parse().map_err(|_| format!("`{s}` is not a size such as 256MiB"))?;
+    n.checked_mul(unit).filter(|b| *b > 0).ok_or_else(|| format!("`{s}` is not a positive size"))
 }
 
 /// `sluice aggregates` arguments (the query parameters of `GET /v1/aggregates`).
@@ -175,9 +235,20 @@ pub struct UpArgs {
     #[arg(long, default_value = "1m,1h", value_delimiter = ',', value_parser = parse_window)]
     pub windows: Vec<WindowSize>,
     /// How long after a window ends events still count as on time (they always count; later
-    /// ones are also counted as late).
+    /// ones are also counted as late). Compaction waits as long after an hour ends.
     #[arg(long, default_value = "5m", value_parser = parse_window)]
     pub allowed_lateness: WindowSize,
+    /// How often to compact the lake's closed partitions (`1h`, `30m`; `0` turns it off).
+    #[arg(long, default_value = "1h", value_parser = parse_every)]
+    pub compact_every: Every,
+}
+
+/// How often a scheduled job runs: a period, or `0` for never.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Every(pub Option<WindowSize>);
+
+fn parse_every(s: &str) -> Result<Every, String> {
+    if s.trim() == "0" { Ok(Every(None)) } else { parse_window(s).map(|w| Every(Some(w))) }
 }
 
 fn parse_lake_start(s: &str) -> Result<chrono::NaiveDate, String> {
@@ -208,8 +279,41 @@ impl UpArgs {
                 self.windows,
                 chrono::TimeDelta::seconds(i64::from(self.allowed_lateness.secs())),
             ),
+            compact_every: self.compact_every.0.map(|w| Duration::from_secs(u64::from(w.secs()))),
             rate_limit: (self.rate_limit > 0.0)
                 .then_some(sluice_ingest::RateLimit { rate: self.rate_limit, burst: self.rate_burst.max(1.0) }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_bytes("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_bytes("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_bytes("500000"), Ok(500_000));
+        assert_eq!(parse_bytes("64 KiB"), Ok(64 << 10));
+        for bad in ["", "0", "1MB", "-1MiB", "MiB", "99999999999999GiB"] {
+            assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_period_or_off() {
+        assert_eq!(parse_every("0"), Ok(Every(None)));
+        assert_eq!(parse_every("1h").map(|w| w.0.map(|w| w.secs())), Ok(Some(3600)));
+        assert!(parse_every("soon").is_err());
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
+        let up = Cli::try_parse_from(["sluice", "up", "--compact-every", "0"]).unwrap();
+        let Command::Up(args) = up.command else { panic!("not up") };
+        assert_eq!(args.into_config().compact_every, None);
     }
 }

@@ -1,4 +1,5 @@
-//! `sluice query` and `sluice athena-ddl`: the lake from the analyst's side.
+//! `sluice query` and `sluice athena-ddl`: the lake from the analyst's side; [`lake_of`], the
+//! lake every command reads.
 
 use std::path::Path;
 
@@ -24,23 +25,29 @@ pub fn open_lake(location: &str) -> anyhow::Result<Lake> {
     Ok(Lake::open(location, &aws)?)
 }
 
-/// Runs the query and prints the result on stdout.
-pub async fn query(args: &QueryArgs) -> anyhow::Result<()> {
-    let registry = load_registry(args.schemas_dir.as_deref())?;
-    let format: OutputFormat = args.format.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let lake = match &args.lake {
-        Some(location) => open_lake(location)?,
+/// The lake a command reads: `--lake` when given, else the lake of `sluice up` in `data_dir`
+/// (which must exist).
+pub fn lake_of(lake: Option<&str>, data_dir: &Path) -> anyhow::Result<Lake> {
+    match lake {
+        Some(location) => open_lake(location),
         None => {
-            let dir = local_lake_dir(&args.data_dir);
+            let dir = local_lake_dir(data_dir);
             anyhow::ensure!(
                 dir.is_dir(),
                 "no lake at {} (run `sluice up` and post events, or pass --lake)",
                 dir.display()
             );
             let location = dir.to_str().with_context(|| format!("the lake path {} is not UTF-8", dir.display()))?;
-            open_lake(location)?
+            open_lake(location)
         }
-    };
+    }
+}
+
+/// Runs the query and prints the result on stdout.
+pub async fn query(args: &QueryArgs) -> anyhow::Result<()> {
+    let registry = load_registry(args.schemas_dir.as_deref())?;
+    let format: OutputFormat = args.format.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let lake = lake_of(args.lake.as_deref(), &args.data_dir)?;
     let mut out = sluice_query::query(&lake, &registry, &args.sql, format).await?;
     if !out.ends_with('\n') {
         out.push('\n');

@@ -7,6 +7,7 @@
 
 pub mod aggregates;
 pub mod cli;
+pub mod compact;
 pub mod lake;
 pub mod output;
 pub mod signals;

@@ -34,6 +34,7 @@ fn main() -> ExitCode {
             Command::Query(args) => sluice::lake::query(&args).await,
             Command::AthenaDdl(args) => sluice::lake::athena_ddl(&args),
             Command::Aggregates(args) => sluice::aggregates::print(&args).await,
+            Command::Compact(args) => sluice::compact::run(&args).await,
         }
     });
     match result {

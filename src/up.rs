@@ -27,8 +27,9 @@ use sluice_esm::{
 use sluice_ingest::{
     AppState, Authenticator, ComponentHealth, Health, HealthProbe, LocalIssuer, LocalStreamEventLog, ProbeFuture,
 };
+use sluice_jobs::compaction::{CompactionConfig, Compactor};
 use sluice_lake::Lake;
-use sluice_sinks::LakeWriter;
+use sluice_sinks::{LakeTables, LakeWriter};
 use sluice_telemetry::{Metrics, catalog};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -69,6 +70,8 @@ pub struct UpConfig {
     pub rate_limit: Option<sluice_ingest::RateLimit>,
     /// Aggregation windows and allowed lateness.
     pub windows: WindowConfig,
+    /// How often the lake's closed partitions are compacted (`None`: never).
+    pub compact_every: Option<Duration>,
 }
 
 /// Loads the schema registry: the built-in one, or `dir` when given.
@@ -201,6 +204,33 @@ impl Pipeline {
         });
     }
 
+    /// Compacts the lake's closed partitions every `every`, the first time one period after the
+    /// start. A failed run is logged and retried at the next period (nothing is lost: see
+    /// `sluice_jobs::compaction`).
+    fn add_compactor(&mut self, compactor: Compactor, every: Duration, shutdown: &CancellationToken) {
+        let token = shutdown.clone();
+        self.tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = token.cancelled() => return Ok(()),
+                    () = tokio::time::sleep(every) => {}
+                }
+                let started = std::time::Instant::now();
+                let run = compactor.run(None, chrono::Utc::now(), |outcome, done, total| {
+                    crate::compact::log_partition(outcome, done, total, started);
+                });
+                match token.run_until_cancelled(run).await {
+                    None => return Ok(()),
+                    Some(Ok(report)) if report.partitions.is_empty() => {}
+                    Some(Ok(report)) => crate::compact::log_report(&report, started),
+                    Some(Err(e)) => {
+                        tracing::warn!(error = format!("{e:#}"), "lake compaction failed; retried next period")
+                    }
+                }
+            }
+        });
+    }
+
     /// Trims records past retention every [`TRIM_INTERVAL`].
     fn add_trimmer(&mut self, stream: LocalStream, shutdown: &CancellationToken) {
         let token = shutdown.clone();
@@ -277,9 +307,18 @@ pub async fn serve(listener: TcpListener, config: UpConfig, shutdown: Cancellati
     pipeline.add_mapping(
         &local,
         "lake-writer",
-        LakeWriter::new(Arc::clone(&registry), lake, local.dead_letters.clone()).with_metrics(&metrics),
+        LakeWriter::new(Arc::clone(&registry), lake.clone(), local.dead_letters.clone()).with_metrics(&metrics),
         &shutdown,
     );
+    if let Some(every) = config.compact_every {
+        let settings =
+            CompactionConfig { allowed_lateness: config.windows.allowed_lateness, ..CompactionConfig::default() };
+        pipeline.add_compactor(
+            Compactor::new(lake, LakeTables::new(Arc::clone(&registry)), settings),
+            every,
+            &shutdown,
+        );
+    }
     let issuer = LocalIssuer::load_or_create(&config.data_dir).context("cannot load the local token issuer key")?;
     let auth = if config.auth {
         Authenticator::jwt(issuer.verifier().context("local issuer key is unusable")?)

@@ -2,6 +2,7 @@
 //! End-to-end tests of the `sluice` binary and the embedded runtime's components.
 
 mod cli;
+mod compaction;
 mod pipeline;
 mod process;
 mod support;
