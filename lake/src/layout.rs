@@ -19,6 +19,9 @@ use sluice_bytescan::all_digits;
 
 /// The directory under the lake root holding every event table.
 pub const EVENTS_DIR: &str = "events";
+/// The directory under the lake root where jobs keep scratch files (compaction's spilled runs):
+/// outside [`EVENTS_DIR`], so no table, query or listing of data files sees them.
+pub const SCRATCH_DIR: &str = "_sluice/scratch";
 /// Hive partition column names, in path order.
 pub const PARTITION_COLUMNS: &[&str] = &["event_type", "dt", "hour"];
 /// Extension of every data file.

@@ -145,6 +145,33 @@ impl Lake {
         Ok(self.store.get(&self.location(relative)).await?.bytes().await?)
     }
 
+    /// Reads the object at `relative` as a stream of chunks, in order (for objects too large to
+    /// hold whole, such as compaction's spilled runs).
+    pub async fn get_stream(
+        &self,
+        relative: &str,
+    ) -> Result<futures::stream::BoxStream<'static, Result<Bytes, LakeError>>, LakeError> {
+        let stream = self.store.get(&self.location(relative)).await?.into_stream();
+        Ok(Box::pin(stream.map_err(LakeError::from)))
+    }
+
+    /// Every object under the lake-relative directory `dir` (any name, not only data files):
+    /// lake-relative paths and sizes, sorted.
+    pub async fn list_objects(&self, dir: &str) -> Result<Vec<(String, u64)>, LakeError> {
+        let root_parts = self.root.parts().count();
+        let metas: Vec<_> = self.store.list(Some(&self.location(dir))).try_collect().await?;
+        let mut objects: Vec<(String, u64)> = metas
+            .into_iter()
+            .map(|meta| {
+                let relative: Vec<String> =
+                    meta.location.parts().skip(root_parts).map(|p| p.as_ref().to_owned()).collect();
+                (relative.join("/"), meta.size)
+            })
+            .collect();
+        objects.sort();
+        Ok(objects)
+    }
+
     /// Deletes the object at `relative` (succeeds if it is already gone).
     pub async fn delete(&self, relative: &str) -> Result<(), LakeError> {
         match self.store.delete(&self.location(relative)).await {

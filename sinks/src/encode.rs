@@ -146,14 +146,61 @@ pub fn encode_parquet(
 ) -> Result<Bytes, EncodeError> {
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     // Compressed output is ~30-60 bytes per row; start near that to avoid regrowing.
-    let mut out = Vec::with_capacity(4096 + rows * 48);
-    let properties = writer_properties(metadata, dimensions);
-    let mut writer = ArrowWriter::try_new(&mut out, Arc::clone(schema), Some(properties))?;
+    let mut encoder = ParquetEncoder::with_capacity(schema, metadata, dimensions, 4096 + rows * 48)?;
     for batch in batches {
-        writer.write(batch)?;
+        encoder.write(batch)?;
     }
-    writer.close()?;
-    Ok(Bytes::from(out))
+    encoder.finish()
+}
+
+/// One Parquet file in memory with the lake's settings, written batch by batch (what
+/// [`encode_parquet`] does in one call): it holds the encoded bytes and the open row group, not
+/// the batches written.
+pub struct ParquetEncoder {
+    writer: ArrowWriter<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ParquetEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParquetEncoder").field("bytes", &self.bytes()).finish_non_exhaustive()
+    }
+}
+
+impl ParquetEncoder {
+    /// A file of `schema` (a table whose dimension columns are `dimensions`) with `metadata`.
+    pub fn new(
+        schema: &SchemaRef,
+        metadata: &[(&str, String)],
+        dimensions: &[impl AsRef<str>],
+    ) -> Result<Self, EncodeError> {
+        Self::with_capacity(schema, metadata, dimensions, 4096)
+    }
+
+    fn with_capacity(
+        schema: &SchemaRef,
+        metadata: &[(&str, String)],
+        dimensions: &[impl AsRef<str>],
+        capacity: usize,
+    ) -> Result<Self, EncodeError> {
+        let properties = writer_properties(metadata, dimensions);
+        let writer = ArrowWriter::try_new(Vec::with_capacity(capacity), Arc::clone(schema), Some(properties))?;
+        Ok(Self { writer })
+    }
+
+    /// Appends `batch` (of the file's schema).
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), EncodeError> {
+        Ok(self.writer.write(batch)?)
+    }
+
+    /// About how many bytes the file holds so far (encoded, plus the open row group).
+    pub fn bytes(&self) -> usize {
+        self.writer.bytes_written() + self.writer.in_progress_size()
+    }
+
+    /// The finished file.
+    pub fn finish(self) -> Result<Bytes, EncodeError> {
+        Ok(Bytes::from(self.writer.into_inner()?))
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,8 @@
 //! - [`rows`] (pure): conform, deduplicate and sort a partition's rows.
 //! - [`run`] (I/O): compact one partition, or everything the plan names, through
 //!   `sluice_lake::Lake`.
+//! - [`spill`] (I/O): sorted runs in the lake's scratch prefix and their k-way merge, for a
+//!   partition larger than the memory budget.
 //!
 //! **Crash safety** is an order of operations, with the outputs' names as the marker: a run
 //! reads every input, writes all its outputs (`compacted-<generation>-<part>.parquet`, one new
@@ -18,6 +20,7 @@
 pub mod plan;
 pub mod rows;
 pub mod run;
+pub mod spill;
 
 use chrono::TimeDelta;
 

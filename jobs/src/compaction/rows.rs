@@ -1,12 +1,12 @@
 //! A partition's rows, conformed to the table's schema, deduplicated and sorted (pure).
 
-use std::cmp::Ordering;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray, UInt32Array, new_null_array};
-use arrow::compute::{cast, concat_batches, take_record_batch};
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray, UInt32Array, new_null_array};
+use arrow::compute::{cast, concat_batches, filter_record_batch, take_record_batch};
 use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
+use arrow::row::{RowConverter, Rows, SortField};
 use sluice_stream::SequenceNumber;
 
 /// Why rows could not be compacted: a file that does not hold the table's rows.
@@ -38,68 +38,95 @@ pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, R
     Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
 }
 
-/// The rows of `batches` (all of `schema`) with one row per `event_id`, ordered by
-/// `occurred_at`, then `event_id`. Of the rows sharing an `event_id` the one kept is the earliest
-/// `received_at`, then the lowest `shard_id`, then the numerically lowest `sequence_number`, so
-/// the choice is deterministic (redelivered copies are identical rows; a producer's retry is
-/// a later `received_at`).
+/// The two orders compaction sorts by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// `event_id`, then the copy to keep first: the earliest `received_at`, then the lowest
+    /// `shard_id`, then the numerically lowest `sequence_number`.
+    Identity,
+    /// `occurred_at`, then `event_id`: the order of the output files.
+    Output,
+}
+
+/// Byte-comparable keys of `batch`'s rows in `order` (their memcmp order is the order): the one
+/// definition of both orders, for in-memory sorts and for merges of spilled runs alike.
+pub fn keys(batch: &RecordBatch, order: Order) -> Result<Rows, RowsError> {
+    let columns: Vec<ArrayRef> = match order {
+        Order::Identity => {
+            // Sequence numbers compare as numbers in their zero-padded form; one that does not
+            // parse sorts first.
+            let sequence: &StringArray = column(batch, "sequence_number")?;
+            let padded: StringArray = sequence
+                .iter()
+                .map(|s| Some(s.and_then(|s| s.parse::<SequenceNumber>().ok()).map(|n| n.padded()).unwrap_or_default()))
+                .collect();
+            vec![
+                Arc::clone(column_ref(batch, "event_id")?),
+                Arc::clone(column_ref(batch, "received_at")?),
+                Arc::clone(column_ref(batch, "shard_id")?),
+                Arc::new(padded),
+            ]
+        }
+        Order::Output => {
+            vec![Arc::clone(column_ref(batch, "occurred_at")?), Arc::clone(column_ref(batch, "event_id")?)]
+        }
+    };
+    let fields = columns.iter().map(|c| SortField::new(c.data_type().clone())).collect();
+    Ok(RowConverter::new(fields)?.convert_columns(&columns)?)
+}
+
+/// `batch` sorted by `order` (stable: equal keys keep their order).
+pub fn sort(batch: &RecordBatch, order: Order) -> Result<RecordBatch, RowsError> {
+    let keys = keys(batch, order)?;
+    let mut indices: Vec<u32> = (0..batch.num_rows() as u32).collect();
+    indices.sort_by(|&a, &b| keys.row(a as usize).cmp(&keys.row(b as usize)));
+    Ok(take_record_batch(batch, &UInt32Array::from(indices))?)
+}
+
+/// Of `batch` (sorted by [`Order::Identity`]), the first row of each `event_id`, leaving out a
+/// leading run equal to `previous` (the last `event_id` of the batch before it in the same
+/// sorted stream). Returns the rows kept and the batch's last `event_id`.
+pub fn first_per_event_id(
+    batch: &RecordBatch,
+    previous: Option<&str>,
+) -> Result<(RecordBatch, Option<String>), RowsError> {
+    let ids: &StringArray = column(batch, "event_id")?;
+    let mut keep = Vec::with_capacity(batch.num_rows());
+    let mut last = previous;
+    for i in 0..batch.num_rows() {
+        let id = ids.value(i);
+        keep.push(last != Some(id));
+        last = Some(id);
+    }
+    let last = last.map(str::to_owned);
+    Ok((filter_record_batch(batch, &BooleanArray::from(keep))?, last))
+}
+
+/// The rows of `batches` (all of `schema`) with one row per `event_id` (the first in
+/// [`Order::Identity`]), ordered by [`Order::Output`]. Of the rows sharing an `event_id` the one
+/// kept is the earliest `received_at`, then the lowest `shard_id`, then the numerically lowest
+/// `sequence_number`, so the choice is deterministic (redelivered copies are identical rows; a
+/// producer's retry is a later `received_at`).
 pub fn dedupe_and_sort(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<RecordBatch, RowsError> {
     let all = concat_batches(schema, batches)?;
-    let keys = Keys::of(&all)?;
-    let mut order: Vec<u32> = (0..all.num_rows() as u32).collect();
-    order.sort_unstable_by(|&a, &b| keys.identity_order(a as usize, b as usize));
-    order.dedup_by(|later, first| keys.event_id.value(*later as usize) == keys.event_id.value(*first as usize));
-    order.sort_unstable_by(|&a, &b| keys.output_order(a as usize, b as usize));
-    Ok(take_record_batch(&all, &UInt32Array::from(order))?)
+    let (unique, _) = first_per_event_id(&sort(&all, Order::Identity)?, None)?;
+    sort(&unique, Order::Output)
 }
 
-/// The columns the order depends on.
-struct Keys<'a> {
-    event_id: &'a StringArray,
-    occurred_at: &'a TimestampMicrosecondArray,
-    received_at: &'a TimestampMicrosecondArray,
-    shard_id: &'a StringArray,
-    sequence: Vec<Option<SequenceNumber>>,
-}
-
-impl<'a> Keys<'a> {
-    fn of(batch: &'a RecordBatch) -> Result<Self, RowsError> {
-        let sequence_number: &StringArray = column(batch, "sequence_number")?;
-        Ok(Keys {
-            event_id: column(batch, "event_id")?,
-            occurred_at: column(batch, "occurred_at")?,
-            received_at: column(batch, "received_at")?,
-            shard_id: column(batch, "shard_id")?,
-            sequence: sequence_number.iter().map(|s| s.and_then(|s| s.parse().ok())).collect(),
-        })
-    }
-
-    /// `event_id`, then which copy is kept first.
-    fn identity_order(&self, a: usize, b: usize) -> Ordering {
-        self.event_id
-            .value(a)
-            .cmp(self.event_id.value(b))
-            .then_with(|| self.received_at.value(a).cmp(&self.received_at.value(b)))
-            .then_with(|| self.shard_id.value(a).cmp(self.shard_id.value(b)))
-            .then_with(|| self.sequence[a].cmp(&self.sequence[b]))
-    }
-
-    /// `occurred_at`, then `event_id` (unique after deduplication).
-    fn output_order(&self, a: usize, b: usize) -> Ordering {
-        self.occurred_at
-            .value(a)
-            .cmp(&self.occurred_at.value(b))
-            .then_with(|| self.event_id.value(a).cmp(self.event_id.value(b)))
-    }
-}
-
-fn column<'a, T: Array + 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T, RowsError> {
+fn column_ref<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, RowsError> {
     let bad = |reason: &str| RowsError::Column { column: name.to_owned(), reason: reason.to_owned() };
     let column = batch.column_by_name(name).ok_or_else(|| bad("missing"))?;
     if column.null_count() > 0 {
         return Err(bad("holds nulls"));
     }
-    column.as_any().downcast_ref::<T>().ok_or_else(|| bad("has an unexpected type"))
+    Ok(column)
+}
+
+fn column<'a, T: Array + 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T, RowsError> {
+    column_ref(batch, name)?
+        .as_any()
+        .downcast_ref::<T>()
+        .ok_or_else(|| RowsError::Column { column: name.to_owned(), reason: "has an unexpected type".to_owned() })
 }
 
 /// How many rows go in one output file of about `target_size` bytes, from the inputs' bytes
@@ -115,7 +142,7 @@ pub fn rows_per_file(input_bytes: u64, input_rows: usize, target_size: u64) -> u
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{Int64Array, StringArray};
+    use arrow::array::{Int64Array, StringArray, TimestampMicrosecondArray};
     use arrow::datatypes::{DataType, Field, Schema};
     use sluice_schemas::arrow::timestamp_type;
 

@@ -207,7 +207,15 @@ async fn a_small_target_size_splits_a_partition_into_sorted_files() {
 /// full run: exactly the right rows every time.
 #[tokio::test]
 async fn a_crash_at_any_step_loses_nothing_and_the_next_run_clears_the_duplicates() {
-    let config = CompactionConfig { target_size: 16 * 1024, ..CompactionConfig::default() };
+    crash_at_every_step(CompactionConfig { target_size: 16 * 1024, ..CompactionConfig::default() }).await;
+}
+
+#[tokio::test]
+async fn a_crash_at_any_step_of_a_spilling_compaction_loses_nothing() {
+    crash_at_every_step(CompactionConfig { memory_budget: 96 * 1024, ..CompactionConfig::default() }).await;
+}
+
+async fn crash_at_every_step(config: CompactionConfig) {
     let steps = {
         let fx = Fixture::with_duplicates().await;
         let task = fx.compactor(config).plan(None, now()).await.unwrap().remove(0);
@@ -237,16 +245,62 @@ async fn a_crash_at_any_step_loses_nothing_and_the_next_run_clears_the_duplicate
         compactor.run(None, now(), |_, _, _| {}).await.unwrap();
         fx.assert_compacted_exactly().await;
         assert!(compactor.plan(None, now()).await.unwrap().is_empty(), "crash before step {crash_at}: clean after");
+        let scratch = fx.lake.list_objects(sluice_lake::layout::SCRATCH_DIR).await.unwrap();
+        assert!(scratch.is_empty(), "the interrupted run's scratch is removed: {scratch:?}");
     }
 }
 
+/// Rows per partition directory, in order across its files (file names in order).
+async fn rows_by_partition(fx: &Fixture) -> BTreeMap<String, Vec<Row>> {
+    let mut out: BTreeMap<String, Vec<Row>> = BTreeMap::new();
+    for (path, rows) in fx.rows().await {
+        out.entry(path.rsplit_once('/').unwrap().0.to_owned()).or_default().extend(rows);
+    }
+    out
+}
+
 #[tokio::test]
-async fn a_partition_over_the_memory_budget_is_refused_and_left_as_it_was() {
+async fn a_partition_larger_than_the_memory_budget_is_compacted_by_sorted_runs() {
+    let in_memory = Fixture::with_duplicates().await;
+    in_memory.compactor(CompactionConfig::default()).run(None, now(), |_, _, _| {}).await.unwrap();
+
+    let fx = Fixture::with_duplicates().await;
+    let tiny = CompactionConfig { memory_budget: 96 * 1024, ..CompactionConfig::default() };
+    let report = fx.compactor(tiny).run(None, now(), |_, _, _| {}).await.unwrap();
+    let mut page_views = report.partitions.iter().filter(|p| p.partition.event_type == "page_view");
+    assert!(page_views.clone().count() == 3 && page_views.all(|p| p.spilled_runs >= 3), "{report:?}");
+    fx.assert_compacted_exactly().await;
+    assert_eq!(rows_by_partition(&fx).await, rows_by_partition(&in_memory).await, "the same rows in the same order");
+    let scratch = fx.lake.list_objects(sluice_lake::layout::SCRATCH_DIR).await.unwrap();
+    assert!(scratch.is_empty(), "scratch left behind: {scratch:?}");
+    assert!(fx.compactor(tiny).plan(None, now()).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_file_larger_than_half_the_memory_budget_is_refused_and_nothing_changes() {
     let fx = Fixture::with_duplicates().await;
     let before = fx.rows().await;
-    let compactor = fx.compactor(CompactionConfig { memory_budget: 64 * 1024, ..CompactionConfig::default() });
+    let compactor = fx.compactor(CompactionConfig { memory_budget: 4 * 1024, ..CompactionConfig::default() });
     let result = compactor.run(None, now(), |_, _, _| {}).await;
     assert!(matches!(result, Err(CompactionError::OverBudget { .. })), "{result:?}");
     assert!(result.unwrap_err().to_string().contains("--memory-budget"));
     assert_eq!(fx.rows().await, before);
+}
+
+#[tokio::test]
+async fn only_stale_scratch_is_removed() {
+    let fx = Fixture::new();
+    let compactor = fx.compactor(CompactionConfig::default());
+    let at = |ms: u64| ulid::Ulid::from_parts(ms, 7).to_string().to_ascii_lowercase();
+    let now_ms = 1_800_000_000_000u64;
+    let dir = format!("{}/compaction", sluice_lake::layout::SCRATCH_DIR);
+    let live = format!("{dir}/{}/page_view/identity-00000.arrows", at(now_ms - 3_600_000));
+    let stale = format!("{dir}/{}/page_view/identity-00000.arrows", at(now_ms - 25 * 3_600_000));
+    let foreign = format!("{dir}/not-a-generation/x");
+    for path in [&live, &stale, &foreign] {
+        fx.lake.put(path, bytes::Bytes::from_static(b"run")).await.unwrap();
+    }
+    assert_eq!(compactor.remove_stale_scratch(now()).await.unwrap(), 2);
+    let left: Vec<String> = fx.lake.list_objects(&dir).await.unwrap().into_iter().map(|(p, _)| p).collect();
+    assert_eq!(left, [live]);
 }

@@ -1,0 +1,192 @@
+//! Sorted runs spilled to the lake's scratch prefix and merged back in order: how a partition
+//! larger than the memory budget is compacted without holding it whole.
+//!
+//! A run is an Arrow IPC stream of rows sorted by one [`Order`], written in one PUT and read back
+//! batch by batch as its bytes arrive ([`RunReader`]), so a merge of `k` runs holds about `k`
+//! batches, never a run.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::buffer::Buffer;
+use arrow::compute::interleave_record_batch;
+use arrow::datatypes::SchemaRef;
+use arrow::error::ArrowError;
+use arrow::ipc::reader::StreamDecoder;
+use arrow::ipc::writer::StreamWriter;
+use arrow::row::{OwnedRow, Rows};
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use sluice_lake::{Lake, LakeError};
+
+use super::rows::{Order, RowsError, keys};
+
+/// Why a spill or merge failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SpillError {
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+    #[error("spilled run: {0}")]
+    Arrow(#[from] ArrowError),
+    #[error(transparent)]
+    Rows(#[from] RowsError),
+}
+
+/// `batch` as one run's bytes (an Arrow IPC stream).
+pub fn encode_run(batch: &RecordBatch) -> Result<Bytes, ArrowError> {
+    let mut out = Vec::with_capacity(batch.get_array_memory_size() + 1024);
+    let mut writer = StreamWriter::try_new(&mut out, &batch.schema())?;
+    // Batches of a bounded size, so a reader holds little of a run at a time.
+    let step = MERGE_BATCH_ROWS.max(1);
+    let mut offset = 0;
+    while offset < batch.num_rows() {
+        let len = step.min(batch.num_rows() - offset);
+        writer.write(&batch.slice(offset, len))?;
+        offset += len;
+    }
+    writer.finish()?;
+    drop(writer);
+    Ok(Bytes::from(out))
+}
+
+/// Rows per batch a run is written in and a merge emits.
+pub const MERGE_BATCH_ROWS: usize = 4096;
+
+/// A run read back batch by batch as its bytes arrive.
+pub struct RunReader {
+    chunks: BoxStream<'static, Result<Bytes, LakeError>>,
+    buffer: Buffer,
+    decoder: StreamDecoder,
+    done: bool,
+}
+
+impl RunReader {
+    /// Opens the run at `path` (lake-relative).
+    pub async fn open(lake: &Lake, path: &str) -> Result<Self, SpillError> {
+        Ok(Self {
+            chunks: lake.get_stream(path).await?,
+            buffer: Buffer::from(Vec::<u8>::new()),
+            decoder: StreamDecoder::new(),
+            done: false,
+        })
+    }
+
+    /// The next batch, `None` at the end of the run.
+    pub async fn next(&mut self) -> Result<Option<RecordBatch>, SpillError> {
+        loop {
+            if !self.buffer.is_empty() {
+                if let Some(batch) = self.decoder.decode(&mut self.buffer)? {
+                    return Ok(Some(batch));
+                }
+                continue;
+            }
+            if self.done {
+                return Ok(None);
+            }
+            match self.chunks.next().await {
+                Some(chunk) => self.buffer = Buffer::from(chunk?),
+                None => {
+                    self.done = true;
+                    self.decoder.finish()?;
+                }
+            }
+        }
+    }
+}
+
+/// One run's position in a merge: its current batch, that batch's keys, the next row.
+struct Cursor {
+    reader: RunReader,
+    batch: RecordBatch,
+    keys: Rows,
+    row: usize,
+}
+
+/// The sorted runs at `paths` merged into one stream in `order` ([`Merge::next`]: batches of at
+/// most [`MERGE_BATCH_ROWS`] rows; of equal keys, the lower run's first). Holds one batch per
+/// run.
+pub struct Merge {
+    schema: SchemaRef,
+    cursors: Vec<Cursor>,
+    heap: BinaryHeap<Reverse<(OwnedRow, usize)>>,
+    /// (cursor, row) of the rows taken since the last batch, from the cursors' current batches.
+    pending: Vec<(usize, usize)>,
+    order: Order,
+}
+
+impl Merge {
+    /// Opens every run and reads its first batch.
+    pub async fn open(lake: &Lake, schema: &SchemaRef, paths: &[String], order: Order) -> Result<Self, SpillError> {
+        let mut merge = Merge {
+            schema: Arc::clone(schema),
+            cursors: Vec::with_capacity(paths.len()),
+            heap: BinaryHeap::new(),
+            pending: Vec::with_capacity(MERGE_BATCH_ROWS),
+            order,
+        };
+        for path in paths {
+            let mut reader = RunReader::open(lake, path).await?;
+            // An empty run takes no part.
+            let Some(batch) = next_non_empty(&mut reader).await? else { continue };
+            let keys = keys(&batch, order)?;
+            merge.heap.push(Reverse((keys.row(0).owned(), merge.cursors.len())));
+            merge.cursors.push(Cursor { reader, batch, keys, row: 0 });
+        }
+        Ok(merge)
+    }
+
+    /// The next rows in order, `None` when every run is used up.
+    pub async fn next(&mut self) -> Result<Option<RecordBatch>, SpillError> {
+        loop {
+            let Some(Reverse((_, c))) = self.heap.pop() else { return self.take_pending() };
+            self.pending.push((c, self.cursors[c].row));
+            self.cursors[c].row += 1;
+            let cursor = &self.cursors[c];
+            if cursor.row < cursor.batch.num_rows() {
+                self.heap.push(Reverse((cursor.keys.row(cursor.row).owned(), c)));
+                if self.pending.len() >= MERGE_BATCH_ROWS {
+                    return self.take_pending();
+                }
+                continue;
+            }
+            // `c`'s batch is used up: take what refers to it before replacing it.
+            let taken = self.take_pending()?;
+            if let Some(batch) = next_non_empty(&mut self.cursors[c].reader).await? {
+                let keys = keys(&batch, self.order)?;
+                self.heap.push(Reverse((keys.row(0).owned(), c)));
+                let cursor = &mut self.cursors[c];
+                (cursor.batch, cursor.keys, cursor.row) = (batch, keys, 0);
+            }
+            if taken.is_some() {
+                return Ok(taken);
+            }
+        }
+    }
+
+    /// The pending rows as one batch (`None` if there are none).
+    fn take_pending(&mut self) -> Result<Option<RecordBatch>, SpillError> {
+        if self.pending.is_empty() {
+            return Ok(None);
+        }
+        let batches: Vec<&RecordBatch> = self.cursors.iter().map(|c| &c.batch).collect();
+        let batch = if batches.is_empty() {
+            RecordBatch::new_empty(Arc::clone(&self.schema))
+        } else {
+            interleave_record_batch(&batches, &self.pending)?
+        };
+        self.pending.clear();
+        Ok(Some(batch))
+    }
+}
+
+async fn next_non_empty(reader: &mut RunReader) -> Result<Option<RecordBatch>, SpillError> {
+    while let Some(batch) = reader.next().await? {
+        if batch.num_rows() > 0 {
+            return Ok(Some(batch));
+        }
+    }
+    Ok(None)
+}
