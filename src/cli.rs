@@ -57,6 +57,52 @@ pub enum Command {
     /// Compact the lake's closed partitions: one row per event_id, sorted by occurred_at, in
     /// files of a target size. Safe while `sluice up` runs.
     Compact(CompactArgs),
+    /// Inspect what the pipeline set aside: the handlers' dead letters and the event source
+    /// mappings' failure destination.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// Re-submit set-aside records that are valid now to the stream (same bytes, same
+    /// event_id); leave the rest with their current reason. Safe while `sluice up` runs.
+    Redrive(RedriveArgs),
+}
+
+/// `sluice dlq` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List every dead letter and failed batch: store, id, source, shard and sequence range,
+    /// records, age, reason.
+    List(DlqListArgs),
+}
+
+/// `sluice dlq list` arguments.
+#[derive(Debug, Args)]
+pub struct DlqListArgs {
+    /// Output format.
+    #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+    pub format: String,
+    /// The data directory of `sluice up`.
+    #[arg(long, default_value = ".sluice", env = "SLUICE_DATA_DIR")]
+    pub data_dir: PathBuf,
+}
+
+/// `sluice redrive` arguments.
+#[derive(Debug, Args)]
+pub struct RedriveArgs {
+    /// Report what would be re-submitted and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The data directory of `sluice up`.
+    #[arg(long, default_value = ".sluice", env = "SLUICE_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Load event schemas from this directory instead of the built-in ones (as `sluice up`).
+    #[arg(long, env = "SLUICE_SCHEMAS_DIR")]
+    pub schemas_dir: Option<PathBuf>,
+    /// The lake's first day, as `sluice up --lake-start`.
+    #[arg(long, env = "SLUICE_LAKE_START", default_value = sluice_schemas::DEFAULT_LAKE_START, value_parser = parse_lake_start)]
+    pub lake_start: chrono::NaiveDate,
+    /// As `sluice up --max-future-secs`.
+    #[arg(long, env = "SLUICE_MAX_FUTURE_SECS", default_value_t = 300)]
+    pub max_future_secs: u32,
 }
 
 /// `sluice compact` arguments.

@@ -8,6 +8,7 @@
 pub mod aggregates;
 pub mod cli;
 pub mod compact;
+pub mod dlq;
 pub mod lake;
 pub mod output;
 pub mod signals;

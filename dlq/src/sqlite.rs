@@ -126,6 +126,17 @@ impl SqliteDeadLetters {
         self.with(|conn| Ok(conn.execute("DELETE FROM dead_letters WHERE id = ?1", params![id]).map_err(db_err)? > 0))
     }
 
+    /// Replaces a letter's reason (a redrive found it still invalid, now for this reason).
+    /// Returns whether it existed.
+    pub fn update_reason(&self, id: i64, reason: &str) -> Result<bool, DlqError> {
+        self.with(|conn| {
+            Ok(conn
+                .execute("UPDATE dead_letters SET reason = ?2 WHERE id = ?1", params![id, reason])
+                .map_err(db_err)?
+                > 0)
+        })
+    }
+
     /// How many letters are stored.
     pub fn count(&self) -> Result<u64, DlqError> {
         self.with(|conn| {

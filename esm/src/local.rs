@@ -237,6 +237,24 @@ impl LocalStream {
         Ok(LocalStream { inner })
     }
 
+    /// Opens the existing stream at `path` with the shard count it was created with (for a
+    /// second process beside `sluice up`, such as `sluice redrive`); `config.shards` is ignored.
+    /// `Err(StreamError::InvalidConfig)` if there is no stream there.
+    pub fn open_existing(path: &Path, config: LocalStreamConfig) -> Result<Self, StreamError> {
+        let missing = || StreamError::InvalidConfig(format!("no local stream at {}", path.display()));
+        if !path.is_file() {
+            return Err(missing());
+        }
+        let conn = sqlite::open(path, config.durability)?;
+        let shards: Option<i64> = conn
+            .query_row("SELECT value FROM stream_meta WHERE key = ?1", [META_SHARDS], |r| r.get(0))
+            .optional()
+            .unwrap_or(None);
+        drop(conn);
+        let shards = shards.and_then(|n| u32::try_from(n).ok()).ok_or_else(missing)?;
+        Self::open(path, LocalStreamConfig { shards, ..config })
+    }
+
     /// The stream's shard ids, in shard order (`shardId-000000000000`, ...).
     pub fn shards(&self) -> &[String] {
         &self.inner.shard_ids

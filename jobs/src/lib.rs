@@ -3,8 +3,12 @@
 //! - [`compaction`]: merges a closed partition's files into files of a target size, one row
 //!   per `event_id`, sorted by `occurred_at`; crash-safe by its order of operations.
 //!
-//! Aggregate backfill, dead-letter redrive and the state machines that run these jobs are not
-//! built yet (ARCHITECTURE.md, Not yet built).
+//! - [`redrive`]: dead letters and failure-destination batches re-submitted to the stream once
+//!   valid (`sluice up`'s sources with feature `local`).
+//!
+//! Aggregate backfill, the AWS redrive sources and the state machines that run these jobs are
+//! not built yet (ARCHITECTURE.md, Not yet built).
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod compaction;
+pub mod redrive;

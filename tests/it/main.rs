@@ -5,4 +5,5 @@ mod cli;
 mod compaction;
 mod pipeline;
 mod process;
+mod redrive;
 mod support;

@@ -263,3 +263,21 @@ fn the_wal_is_checkpointed_in_the_background_not_by_producers() {
     let total: usize = stream.shards().iter().map(|s| stream.read(s, None, 10_000).unwrap().len()).sum();
     assert_eq!(total, 5_000);
 }
+
+#[test]
+fn a_second_process_opens_the_existing_stream_with_its_shard_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    assert!(matches!(
+        LocalStream::open_existing(&path, LocalStreamConfig::default()),
+        Err(StreamError::InvalidConfig(_))
+    ));
+    let first = open(&path, 7);
+    let second = LocalStream::open_existing(&path, LocalStreamConfig::default()).unwrap();
+    assert_eq!(second.shards().len(), 7);
+    // Both write one sequence: numbers never repeat across the two handles.
+    let a = first.put_records(&[entry("k", b"a")]).unwrap();
+    let b = second.put_records(&[entry("k", b"b")]).unwrap();
+    assert!(b[0].sequence_number > a[0].sequence_number);
+    assert_eq!(first.read(&b[0].shard_id, None, 10).unwrap().len(), 2);
+}

@@ -2,3 +2,4 @@
 //! The one integration-test binary of sluice-jobs.
 
 mod compaction;
+mod redrive;
