@@ -98,6 +98,15 @@ impl SequenceNumber {
         }
     }
 
+    /// 32 bytes whose byte order is the numeric order (the two halves, big-endian): a compact
+    /// sort key.
+    pub fn to_be_bytes(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out[..16].copy_from_slice(&self.hi.to_be_bytes());
+        out[16..].copy_from_slice(&self.lo.to_be_bytes());
+        out
+    }
+
     /// The storage form: exactly [`SequenceNumber::PADDED_WIDTH`] digits, zero-padded, so string
     /// order equals numeric order. Parses back with [`FromStr`] / [`SequenceNumber::from_ascii`].
     pub fn padded(&self) -> String {
@@ -312,6 +321,14 @@ mod tests {
     }
 
     proptest! {
+        /// Byte order of `to_be_bytes` and of `padded` is the numeric order, up to 76 digits.
+        #[test]
+        fn sort_keys_order_as_numbers(a in "[0-9]{1,76}", b in "[0-9]{1,76}") {
+            let (sa, sb): (SequenceNumber, SequenceNumber) = (a.parse().unwrap(), b.parse().unwrap());
+            prop_assert_eq!(sa.to_be_bytes().cmp(&sb.to_be_bytes()), sa.cmp(&sb));
+            prop_assert_eq!(sa.padded().cmp(&sb.padded()), sa.cmp(&sb));
+        }
+
         #[test]
         fn local_roundtrip_and_order(a in any::<u128>(), b in any::<u128>()) {
             let (sa, sb) = (SequenceNumber::from_local(a), SequenceNumber::from_local(b));

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray, UInt32Array, new_null_array};
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, FixedSizeBinaryArray, RecordBatch, StringArray, UInt32Array, new_null_array,
+};
 use arrow::compute::{cast, concat_batches, filter_record_batch, take_record_batch};
 use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
@@ -53,18 +55,22 @@ pub enum Order {
 pub fn keys(batch: &RecordBatch, order: Order) -> Result<Rows, RowsError> {
     let columns: Vec<ArrayRef> = match order {
         Order::Identity => {
-            // Sequence numbers compare as numbers in their zero-padded form; one that does not
-            // parse sorts first.
+            // Sequence numbers compare as numbers (`SequenceNumber::to_be_bytes`); one that does
+            // not parse sorts first.
             let sequence: &StringArray = column(batch, "sequence_number")?;
-            let padded: StringArray = sequence
-                .iter()
-                .map(|s| Some(s.and_then(|s| s.parse::<SequenceNumber>().ok()).map(|n| n.padded()).unwrap_or_default()))
-                .collect();
+            let bytes = sequence.iter().map(|s| {
+                Some(
+                    s.and_then(|s| SequenceNumber::from_ascii(s.as_bytes()).ok())
+                        .unwrap_or(SequenceNumber::ZERO)
+                        .to_be_bytes(),
+                )
+            });
+            let numeric = FixedSizeBinaryArray::try_from_sparse_iter_with_size(bytes, 32)?;
             vec![
                 Arc::clone(column_ref(batch, "event_id")?),
                 Arc::clone(column_ref(batch, "received_at")?),
                 Arc::clone(column_ref(batch, "shard_id")?),
-                Arc::new(padded),
+                Arc::new(numeric),
             ]
         }
         Order::Output => {
