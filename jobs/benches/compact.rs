@@ -8,7 +8,8 @@
 //! DuckDB's rows/s, with peak memory within the memory budget.
 //!
 //! `cargo bench -p sluice-jobs --bench compact -- [--events N] [--batch N] [--duplicates F]
-//! [--memory-budget BYTES] [--rounds N]`; `$SLUICE_PYTHON` (default `python3`) runs the DuckDB
+//! [--memory-budget BYTES] [--rounds N] [--keep DIR]` (`--keep` leaves a copy of the input lake in
+//! DIR, for `--compact-child DIR` under a profiler); `$SLUICE_PYTHON` (default `python3`) runs the DuckDB
 //! peer when it has duckdb.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -54,6 +55,10 @@ fn main() {
         started.elapsed().as_secs_f64()
     );
 
+    if let Some(i) = args.iter().position(|a| a == "--keep") {
+        // Keeps a copy of the input lake (to profile `--compact-child DIR` on it).
+        copy_dir(&input, Path::new(&args[i + 1]));
+    }
     let python = std::env::var("SLUICE_PYTHON").unwrap_or_else(|_| "python3".to_owned());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../loadtest/peers/compact_duckdb.py");
     let out = work.path().join("duckdb.parquet");

@@ -81,11 +81,28 @@ pub fn keys(batch: &RecordBatch, order: Order) -> Result<Rows, RowsError> {
     Ok(RowConverter::new(fields)?.convert_columns(&columns)?)
 }
 
-/// `batch` sorted by `order` (stable: equal keys keep their order).
+/// `batch` sorted by `order` (rows with equal keys are identical in what the order reads).
 pub fn sort(batch: &RecordBatch, order: Order) -> Result<RecordBatch, RowsError> {
     let keys = keys(batch, order)?;
     let mut indices: Vec<u32> = (0..batch.num_rows() as u32).collect();
-    indices.sort_by(|&a, &b| keys.row(a as usize).cmp(&keys.row(b as usize)));
+    indices.sort_unstable_by(|&a, &b| keys.row(a as usize).cmp(&keys.row(b as usize)));
+    Ok(take_record_batch(batch, &UInt32Array::from(indices))?)
+}
+
+/// The indices of `batch`'s rows in [`Order::Identity`], keeping the first of each `event_id`.
+fn first_per_event_id_indices(batch: &RecordBatch) -> Result<Vec<u32>, RowsError> {
+    let keys = keys(batch, Order::Identity)?;
+    let ids: &StringArray = column(batch, "event_id")?;
+    let mut indices: Vec<u32> = (0..batch.num_rows() as u32).collect();
+    indices.sort_unstable_by(|&a, &b| keys.row(a as usize).cmp(&keys.row(b as usize)));
+    indices.dedup_by(|later, first| ids.value(*later as usize) == ids.value(*first as usize));
+    Ok(indices)
+}
+
+/// `batch`'s rows in [`Order::Identity`], the first of each `event_id` only (one copy of the
+/// rows: a spilled run of identity order).
+pub fn unique_by_identity(batch: &RecordBatch) -> Result<RecordBatch, RowsError> {
+    let indices = first_per_event_id_indices(batch)?;
     Ok(take_record_batch(batch, &UInt32Array::from(indices))?)
 }
 
@@ -112,11 +129,15 @@ pub fn first_per_event_id(
 /// [`Order::Identity`]), ordered by [`Order::Output`]. Of the rows sharing an `event_id` the one
 /// kept is the earliest `received_at`, then the lowest `shard_id`, then the numerically lowest
 /// `sequence_number`, so the choice is deterministic (redelivered copies are identical rows; a
-/// producer's retry is a later `received_at`).
+/// producer's retry is a later `received_at`). The rows are copied twice (concatenated, then
+/// taken in order); the orders are index sorts.
 pub fn dedupe_and_sort(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<RecordBatch, RowsError> {
     let all = concat_batches(schema, batches)?;
-    let (unique, _) = first_per_event_id(&sort(&all, Order::Identity)?, None)?;
-    sort(&unique, Order::Output)
+    let mut indices = first_per_event_id_indices(&all)?;
+    let output = keys(&all, Order::Output)?;
+    indices.sort_unstable_by(|&a, &b| output.row(a as usize).cmp(&output.row(b as usize)));
+    drop(output);
+    Ok(take_record_batch(&all, &UInt32Array::from(indices))?)
 }
 
 fn column_ref<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, RowsError> {

@@ -188,7 +188,9 @@ impl Compactor {
         CompactedFileName::new(generation, 0)?;
         let mut step = |s: Step| if before(&s) { Ok(()) } else { Err(CompactionError::Interrupted(s)) };
         let budget = self.config.memory_budget;
-        let chunk_budget = (budget / 4).max(1);
+        // A chunk is copied about three times while it is sorted and spilled, beside the open
+        // output file: an eighth of the budget leaves room for all of it.
+        let chunk_budget = (budget / 8).max(1);
         let scratch = Scratch::new(&self.lake, &task.partition, generation);
 
         // Read every input, spilling identity-sorted chunks when the rows outgrow a chunk.
@@ -212,10 +214,8 @@ impl Compactor {
                 rows_in += batch.num_rows();
                 chunk.push(batch);
                 if chunk.bytes > chunk_budget {
-                    let sorted = chunk.take(&schema).and_then(|all| rows::sort(&all, Order::Identity));
-                    let (unique, _) = rows::first_per_event_id(&sorted.map_err(rows_error(&partition))?, None)
-                        .map_err(rows_error(&partition))?;
-                    scratch.spill("identity", &unique).await?;
+                    let unique = chunk.take(&schema).and_then(|all| rows::unique_by_identity(&all));
+                    scratch.spill("identity", unique.map_err(rows_error(&partition))?).await?;
                 }
             }
         }
@@ -229,11 +229,8 @@ impl Compactor {
                 rows::dedupe_and_sort(&schema, &std::mem::take(&mut chunk.batches)).map_err(rows_error(&partition))?;
             outputs.push(&sorted, &mut step).await?;
         } else {
-            let all = chunk.take(&schema).map_err(rows_error(&partition))?;
-            let (unique, _) =
-                rows::first_per_event_id(&rows::sort(&all, Order::Identity).map_err(rows_error(&partition))?, None)
-                    .map_err(rows_error(&partition))?;
-            scratch.spill("identity", &unique).await?;
+            let unique = chunk.take(&schema).and_then(|all| rows::unique_by_identity(&all));
+            scratch.spill("identity", unique.map_err(rows_error(&partition))?).await?;
             // One deduplicated stream in identity order, re-spilled in output order.
             let mut previous: Option<String> = None;
             let mut output_chunk = Chunk::default();
@@ -245,12 +242,12 @@ impl Compactor {
                 output_chunk.push(unique);
                 if output_chunk.bytes > chunk_budget {
                     let sorted = output_chunk.take(&schema).and_then(|all| rows::sort(&all, Order::Output));
-                    scratch.spill("output", &sorted.map_err(rows_error(&partition))?).await?;
+                    scratch.spill("output", sorted.map_err(rows_error(&partition))?).await?;
                 }
             }
             drop(merge);
             let sorted = output_chunk.take(&schema).and_then(|all| rows::sort(&all, Order::Output));
-            scratch.spill("output", &sorted.map_err(rows_error(&partition))?).await?;
+            scratch.spill("output", sorted.map_err(rows_error(&partition))?).await?;
             let mut merge = Merge::open(&self.lake, &schema, &scratch.runs("output"), Order::Output).await?;
             while let Some(batch) = merge.next().await? {
                 outputs.push(&batch, &mut step).await?;
@@ -333,14 +330,17 @@ impl<'a> Scratch<'a> {
         Self { lake, dir, runs: Mutex::new(Vec::new()) }
     }
 
-    /// Writes `batch` (sorted) as the next run of `kind`; an empty batch writes nothing.
-    async fn spill(&self, kind: &'static str, batch: &RecordBatch) -> Result<(), CompactionError> {
+    /// Writes `batch` (sorted) as the next run of `kind`, dropping the rows once encoded; an
+    /// empty batch writes nothing.
+    async fn spill(&self, kind: &'static str, batch: RecordBatch) -> Result<(), CompactionError> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
         let n = self.runs.lock().unwrap_or_else(PoisonError::into_inner).len();
         let path = format!("{}/{kind}-{n:05}.arrows", self.dir);
-        self.lake.put(&path, spill::encode_run(batch).map_err(SpillError::from)?).await?;
+        let bytes = spill::encode_run(&batch).map_err(SpillError::from)?;
+        drop(batch);
+        self.lake.put(&path, bytes).await?;
         self.runs.lock().unwrap_or_else(PoisonError::into_inner).push((kind, path));
         Ok(())
     }

@@ -5,8 +5,6 @@
 //! batch by batch as its bytes arrive ([`RunReader`]), so a merge of `k` runs holds about `k`
 //! batches, never a run.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
@@ -16,7 +14,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 use arrow::ipc::reader::StreamDecoder;
 use arrow::ipc::writer::StreamWriter;
-use arrow::row::{OwnedRow, Rows};
+use arrow::row::Rows;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -107,11 +105,12 @@ struct Cursor {
 
 /// The sorted runs at `paths` merged into one stream in `order` ([`Merge::next`]: batches of at
 /// most [`MERGE_BATCH_ROWS`] rows; of equal keys, the lower run's first). Holds one batch per
-/// run.
+/// run; the heap orders the runs by their current rows' keys in place (no copy per row).
 pub struct Merge {
     schema: SchemaRef,
     cursors: Vec<Cursor>,
-    heap: BinaryHeap<Reverse<(OwnedRow, usize)>>,
+    /// Indexes of the cursors with rows left, a binary min-heap by [`Merge::less`].
+    heap: Vec<usize>,
     /// (cursor, row) of the rows taken since the last batch, from the cursors' current batches.
     pending: Vec<(usize, usize)>,
     order: Order,
@@ -123,7 +122,7 @@ impl Merge {
         let mut merge = Merge {
             schema: Arc::clone(schema),
             cursors: Vec::with_capacity(paths.len()),
-            heap: BinaryHeap::new(),
+            heap: Vec::with_capacity(paths.len()),
             pending: Vec::with_capacity(MERGE_BATCH_ROWS),
             order,
         };
@@ -132,8 +131,9 @@ impl Merge {
             // An empty run takes no part.
             let Some(batch) = next_non_empty(&mut reader).await? else { continue };
             let keys = keys(&batch, order)?;
-            merge.heap.push(Reverse((keys.row(0).owned(), merge.cursors.len())));
             merge.cursors.push(Cursor { reader, batch, keys, row: 0 });
+            merge.heap.push(merge.cursors.len() - 1);
+            merge.sift_up(merge.heap.len() - 1);
         }
         Ok(merge)
     }
@@ -141,12 +141,11 @@ impl Merge {
     /// The next rows in order, `None` when every run is used up.
     pub async fn next(&mut self) -> Result<Option<RecordBatch>, SpillError> {
         loop {
-            let Some(Reverse((_, c))) = self.heap.pop() else { return self.take_pending() };
+            let Some(&c) = self.heap.first() else { return self.take_pending() };
             self.pending.push((c, self.cursors[c].row));
             self.cursors[c].row += 1;
-            let cursor = &self.cursors[c];
-            if cursor.row < cursor.batch.num_rows() {
-                self.heap.push(Reverse((cursor.keys.row(cursor.row).owned(), c)));
+            if self.cursors[c].row < self.cursors[c].batch.num_rows() {
+                self.sift_down(0);
                 if self.pending.len() >= MERGE_BATCH_ROWS {
                     return self.take_pending();
                 }
@@ -154,15 +153,57 @@ impl Merge {
             }
             // `c`'s batch is used up: take what refers to it before replacing it.
             let taken = self.take_pending()?;
-            if let Some(batch) = next_non_empty(&mut self.cursors[c].reader).await? {
-                let keys = keys(&batch, self.order)?;
-                self.heap.push(Reverse((keys.row(0).owned(), c)));
-                let cursor = &mut self.cursors[c];
-                (cursor.batch, cursor.keys, cursor.row) = (batch, keys, 0);
+            match next_non_empty(&mut self.cursors[c].reader).await? {
+                Some(batch) => {
+                    let keys = keys(&batch, self.order)?;
+                    let cursor = &mut self.cursors[c];
+                    (cursor.batch, cursor.keys, cursor.row) = (batch, keys, 0);
+                }
+                None => {
+                    self.heap.swap_remove(0);
+                }
+            }
+            if !self.heap.is_empty() {
+                self.sift_down(0);
             }
             if taken.is_some() {
                 return Ok(taken);
             }
+        }
+    }
+
+    /// Whether cursor `a`'s current row comes before cursor `b`'s (ties: the lower run).
+    fn less(&self, a: usize, b: usize) -> bool {
+        let (x, y) = (&self.cursors[a], &self.cursors[b]);
+        x.keys.row(x.row).cmp(&y.keys.row(y.row)).then(a.cmp(&b)).is_lt()
+    }
+
+    fn sift_up(&mut self, mut i: usize) {
+        while i > 0 {
+            let parent = (i - 1) / 2;
+            if !self.less(self.heap[i], self.heap[parent]) {
+                return;
+            }
+            self.heap.swap(i, parent);
+            i = parent;
+        }
+    }
+
+    fn sift_down(&mut self, mut i: usize) {
+        loop {
+            let (left, right) = (2 * i + 1, 2 * i + 2);
+            let mut smallest = i;
+            if left < self.heap.len() && self.less(self.heap[left], self.heap[smallest]) {
+                smallest = left;
+            }
+            if right < self.heap.len() && self.less(self.heap[right], self.heap[smallest]) {
+                smallest = right;
+            }
+            if smallest == i {
+                return;
+            }
+            self.heap.swap(i, smallest);
+            i = smallest;
         }
     }
 
