@@ -31,6 +31,7 @@ use sluice_aggregators::decode::Decoder;
 use sluice_aggregators::prepare::{BatchPreparer, prepare_batch, records_hint};
 use sluice_schemas::Registry;
 use sluice_stream::kinesis_input::{KinesisBatch, KinesisInput};
+use sluice_testkit::measure::thread_cpu_seconds;
 
 use sluice_testkit::generate;
 
@@ -129,14 +130,6 @@ fn ceiling(json: &[u8]) -> anyhow::Result<usize> {
     Ok(n)
 }
 
-/// CPU time this thread has run (ns), from /proc/thread-self/schedstat: unaffected by other
-/// processes competing for the cores. Falls back to wall time where unavailable. On some
-/// kernels (virtual machines among them) it only advances at scheduler ticks (4 ms), hence
-/// [`MIN_RUN_SECS`].
-fn cpu_ns() -> Option<u64> {
-    std::fs::read_to_string("/proc/thread-self/schedstat").ok()?.split_whitespace().next()?.parse().ok()
-}
-
 /// Each measured run repeats its work for at least this much CPU time, so that a 4 ms tick of
 /// CPU-time accounting is at most ~1% of it (one pass over 8 batches is only ~16-50 ms).
 const MIN_RUN_SECS: f64 = 0.4;
@@ -144,15 +137,15 @@ const MIN_RUN_SECS: f64 = 0.4;
 /// One measured run of `f` (which processes `events` events): repeated for at least
 /// [`MIN_RUN_SECS`] of CPU time; events per CPU-second (= per core).
 fn rate(events: usize, f: &mut dyn FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
-    let (t, c) = (Instant::now(), cpu_ns());
+    // The thread's CPU time (`sluice_testkit::measure`), unaffected by other processes
+    // competing for the cores; wall time where it does not advance.
+    let (t, c) = (Instant::now(), thread_cpu_seconds());
     let mut reps = 0usize;
     let secs = loop {
         f()?;
         reps += 1;
-        let secs = match (c, cpu_ns()) {
-            (Some(a), Some(b)) if b > a => (b - a) as f64 / 1e9,
-            _ => t.elapsed().as_secs_f64(),
-        };
+        let cpu = thread_cpu_seconds() - c;
+        let secs = if cpu > 0.0 { cpu } else { t.elapsed().as_secs_f64() };
         if secs >= MIN_RUN_SECS {
             break secs;
         }

@@ -26,6 +26,7 @@ use sluice_schemas::{Event, Registry};
 use sluice_sinks::{LakeTables, LakeWriter};
 use sluice_stream::BatchHandler;
 use sluice_testkit::generate::{GenConfig, Generator, kinesis_event, record_bytes};
+use sluice_testkit::measure::{memory_bytes as status_bytes, thread_cpu_seconds};
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -200,22 +201,4 @@ fn dir_stats(dir: &Path) -> (usize, u64) {
 fn copy_dir(from: &Path, to: &Path) {
     let ok = Command::new("cp").arg("-r").arg(from).arg(to).status().unwrap();
     assert!(ok.success());
-}
-
-/// CPU seconds of the calling thread (`/proc/thread-self/schedstat`).
-fn thread_cpu_seconds() -> f64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()))
-        .map_or(0.0, |ns| ns / 1e9)
-}
-
-fn status_bytes(field: &str) -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .unwrap_or(0.0)
-        * 1024.0
 }

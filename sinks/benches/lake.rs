@@ -35,6 +35,7 @@ use sluice_sinks::prepare::group_payload_fused;
 use sluice_sinks::{LakeTables, group_payload, prepare_payload};
 use sluice_stream::kinesis_input::{KinesisBatch, KinesisInput};
 use sluice_testkit::generate::{GenConfig, Generator, kinesis_batch};
+use sluice_testkit::measure::{memory_bytes, thread_cpu_seconds};
 
 const BATCH_BYTES: usize = 6 * 1024 * 1024;
 const GOAL_EVENTS_PER_CORE: f64 = 600_000.0;
@@ -370,33 +371,6 @@ fn run_peer(python: &str, script: &Path, args: &[&str]) -> Option<Value> {
     }
 }
 
-/// CPU seconds of the calling thread: the scheduler's on-CPU time in nanoseconds
-/// (`/proc/thread-self/schedstat`, first field), or clock ticks of 10 ms from `stat`.
-fn thread_cpu_seconds() -> f64 {
-    if let Some(ns) = std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()))
-    {
-        return ns / 1e9;
-    }
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
-    // Fields after the parenthesised command: state is field 3; utime 14, stime 15.
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-fn status_kb(field: &str) -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .unwrap_or(0.0)
-        * 1024.0
-}
-
 /// Runs this binary as `--memory-child <batch>` and returns (peak incl. input, peak excl. input).
 fn memory_of_one_batch(batch: &PathBuf) -> Option<(f64, f64)> {
     let exe = std::env::current_exe().ok()?;
@@ -409,12 +383,12 @@ fn memory_of_one_batch(batch: &PathBuf) -> Option<(f64, f64)> {
 /// VmHWM growth over the baseline.
 fn memory_child(batch: &Path) {
     let tables = LakeTables::new(Arc::new(Registry::builtin().unwrap()));
-    let baseline = status_kb("VmRSS:");
+    let baseline = memory_bytes("VmRSS:");
     let input = std::fs::read(batch).unwrap();
     let input_len = input.len() as f64;
     let (prepared, _) = prepare_payload(&tables, &input).unwrap();
     let total: usize = prepared.files.iter().map(|f| f.bytes.len()).sum();
     drop(input);
-    let peak = status_kb("VmHWM:") - baseline;
+    let peak = memory_bytes("VmHWM:") - baseline;
     println!("{}", json!({"peak": peak, "peak_excluding_input": peak - input_len, "parquet": total}));
 }

@@ -2,6 +2,7 @@
 //!
 //! - [`check_cases`]: data-driven cases, `<dir>/<case>/<input>` against `<dir>/<case>/expected.json`,
 //!   with `UPDATE_EXPECT=1` rewriting the expectations.
+//! - [`measure`]: the benchmarks' thread CPU time and process memory.
 //! - [`moto`]: the moto gate (the `SdkConfig` of a moto-backed test, or a skip), unique resource
 //!   names, the lake on moto's S3.
 //! - [`assert_reads_exactly`]: a Lambda configuration reads exactly the variables its table lists.
@@ -11,6 +12,7 @@
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod generate;
+pub mod measure;
 pub mod moto;
 
 use std::future::Future;
