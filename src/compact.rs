@@ -1,5 +1,7 @@
-//! `sluice compact`, and the progress lines of every compaction run (also `sluice up`'s).
+//! `sluice compact`, and the progress lines of every compaction run (also `sluice up`'s): on a
+//! terminal one status line rewritten per partition, otherwise a line per partition.
 
+use std::io::IsTerminal as _;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -33,9 +35,19 @@ pub async fn run(args: &CompactArgs) -> anyhow::Result<()> {
         return Ok(output::print(&out)?);
     }
     let started = Instant::now();
+    // On a terminal one status line is rewritten in place; otherwise a line per partition.
+    let terminal = std::io::stderr().is_terminal();
     let report = compactor
         .run(args.event_type.as_deref(), now, |outcome, done, total| {
-            eprintln!("{}", partition_line(outcome, done, total, started));
+            let line = partition_line(outcome, done, total, started);
+            if terminal {
+                eprint!("\r\x1b[2K{line}");
+                if done == total {
+                    eprintln!();
+                }
+            } else {
+                eprintln!("{line}");
+            }
         })
         .await?;
     output::print(&format!("{}\n", summary(&report, started)))?;

@@ -16,21 +16,30 @@ fn query_count(data_dir: &std::path::Path, sql: &str) -> u64 {
     rows[0]["n"].as_u64().unwrap()
 }
 
-/// Every data file of the lake: path -> its occurred_at column, in file order.
+/// Every data file of the lake: path -> its occurred_at column, in file order. A file that a
+/// running compaction deletes between the listing and the read is "not found": the reader
+/// lists again, as the docs tell readers to.
 async fn lake_files(data_dir: &std::path::Path) -> BTreeMap<String, Vec<i64>> {
     let url = url::Url::from_directory_path(std::fs::canonicalize(data_dir.join("lake")).unwrap()).unwrap();
     let lake = sluice_lake::Lake::open(url.as_str(), &Default::default()).unwrap();
-    let mut out = BTreeMap::new();
-    for file in lake.list_files(None).await.unwrap() {
-        let path = file.path.partition.file_path(&file.path.file_name);
-        let mut occurred = Vec::new();
-        for batch in lake.read_parquet(&path).await.unwrap() {
-            let column = batch.column_by_name("occurred_at").unwrap().as_primitive::<TimestampMicrosecondType>();
-            occurred.extend(column.values().iter().copied());
+    'listing: for _ in 0..50 {
+        let mut out = BTreeMap::new();
+        for file in lake.list_files(None).await.unwrap() {
+            let path = file.path.partition.file_path(&file.path.file_name);
+            let Ok(batches) = lake.read_parquet(&path).await else {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue 'listing;
+            };
+            let mut occurred = Vec::new();
+            for batch in batches {
+                let column = batch.column_by_name("occurred_at").unwrap().as_primitive::<TimestampMicrosecondType>();
+                occurred.extend(column.values().iter().copied());
+            }
+            out.insert(path, occurred);
         }
-        out.insert(path, occurred);
+        return out;
     }
-    out
+    panic!("the lake kept changing under the listing");
 }
 
 async fn wait_for_rows(data_dir: &std::path::Path, n: u64) {
