@@ -117,7 +117,8 @@ pub struct CompactArgs {
     /// Bytes per compacted file to aim at (`256MiB`, `1GiB`, `500000`).
     #[arg(long, default_value = "256MiB", value_parser = parse_bytes)]
     pub target_size: u64,
-    /// The most memory one partition's compaction may take; a larger partition is refused.
+    /// The most memory one partition's compaction may take; a larger partition is compacted by
+    /// sorted runs spilled to the lake's scratch prefix.
     #[arg(long, default_value = "1GiB", value_parser = parse_bytes)]
     pub memory_budget: u64,
     /// A partition is compacted once its hour ended this long ago (`sluice up

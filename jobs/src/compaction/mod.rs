@@ -41,8 +41,9 @@ pub struct CompactionConfig {
     pub allowed_lateness: TimeDelta,
     /// Bytes per output file to aim at (estimated from the inputs' bytes per row).
     pub target_size: u64,
-    /// The most memory one partition's compaction may take (its rows as Arrow, about three
-    /// times over while they are sorted); a larger partition is refused with a clear error.
+    /// The most memory one partition's compaction may take: a larger partition is compacted by
+    /// sorted runs spilled to the lake's scratch prefix; only a single input file over half of
+    /// it is refused, with a clear error.
     pub memory_budget: u64,
 }
 

@@ -167,7 +167,7 @@ impl Compactor {
     /// step: `false` stops there with [`CompactionError::Interrupted`], leaving the lake as a
     /// crash at that point would (tests inject crashes this way).
     ///
-    /// Rows are gathered in chunks of a quarter of the memory budget. A partition that fits in
+    /// Rows are gathered in chunks of an eighth of the memory budget. A partition that fits in
     /// one chunk is deduplicated and sorted in memory; a larger one spills each chunk, sorted by
     /// identity, to the scratch prefix, merges those runs into one deduplicated stream, spills
     /// that in output order, and merges again into the output files; the scratch files are
@@ -220,7 +220,8 @@ impl Compactor {
             }
         }
 
-        let per_file = rows::rows_per_file(bytes_in, rows_in, self.config.target_size.min(chunk_budget));
+        // The open output file is held encoded: at most a quarter of the budget.
+        let per_file = rows::rows_per_file(bytes_in, rows_in, self.config.target_size.min(budget / 4));
         let metadata =
             [("sluice.event_type", event_type.clone()), ("sluice.compaction_generation", generation.to_owned())];
         let mut outputs = OutputFiles::new(&self.lake, task, generation, &schema, &metadata, dimensions, per_file);
