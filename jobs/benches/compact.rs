@@ -136,9 +136,8 @@ fn main() {
 /// batch, plus `duplicates` of them posted again later; returns the partition directory.
 fn write_partition(root: &Path, events: usize, batch: usize, duplicates: f64) -> String {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let url =
-        url::Url::from_directory_path(std::fs::canonicalize(root.parent().unwrap()).unwrap().join("input")).unwrap();
     std::fs::create_dir_all(root).unwrap();
+    let url = url::Url::from_directory_path(std::fs::canonicalize(root).unwrap()).unwrap();
     let lake = Lake::open(url.as_str(), &Default::default()).unwrap();
     let registry = Arc::new(Registry::builtin().unwrap());
     let writer = LakeWriter::new(registry, lake, sluice_dlq::MemoryDeadLetters::new());

@@ -197,16 +197,13 @@ impl Lake {
 
     /// The layout data files under the lake-relative directory `dir`, sorted.
     async fn list_under(&self, dir: &str) -> Result<Vec<LakeFile>, LakeError> {
-        let prefix = self.location(dir);
-        let root_parts = self.root.parts().count();
-        let metas: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
-        let mut files: Vec<LakeFile> = metas
+        let mut files: Vec<LakeFile> = self
+            .list_objects(dir)
+            .await?
             .into_iter()
-            .filter_map(|meta| {
-                let relative: Vec<String> =
-                    meta.location.parts().skip(root_parts).map(|p| p.as_ref().to_owned()).collect();
-                let path = layout::parse_data_path(&relative.join("/")).ok()?;
-                Some(LakeFile { path, location: meta.location.to_string(), size: meta.size })
+            .filter_map(|(relative, size)| {
+                let path = layout::parse_data_path(&relative).ok()?;
+                Some(LakeFile { path, location: self.location(&relative).to_string(), size })
             })
             .collect();
         files.sort();

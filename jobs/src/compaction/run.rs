@@ -1,7 +1,5 @@
 //! Compacting partitions through the lake (I/O around [`super::rows`]).
 
-use std::sync::{Mutex, PoisonError};
-
 use arrow::array::RecordBatch;
 use arrow::compute::concat_batches;
 use arrow::datatypes::SchemaRef;
@@ -191,7 +189,7 @@ impl Compactor {
         // A chunk is copied about three times while it is sorted and spilled, beside the open
         // output file: an eighth of the budget leaves room for all of it.
         let chunk_budget = (budget / 8).max(1);
-        let scratch = Scratch::new(&self.lake, &task.partition, generation);
+        let mut scratch = Scratch::new(&self.lake, &task.partition, generation);
 
         // Read every input, spilling identity-sorted chunks when the rows outgrow a chunk.
         let bytes_in = task.input_bytes();
@@ -235,7 +233,7 @@ impl Compactor {
             // One deduplicated stream in identity order, re-spilled in output order.
             let mut previous: Option<String> = None;
             let mut output_chunk = Chunk::default();
-            let mut merge = Merge::open(&self.lake, &schema, &scratch.runs("identity"), Order::Identity).await?;
+            let mut merge = Merge::open(&self.lake, &scratch.runs("identity"), Order::Identity).await?;
             while let Some(batch) = merge.next().await? {
                 let (unique, last) =
                     rows::first_per_event_id(&batch, previous.as_deref()).map_err(rows_error(&partition))?;
@@ -249,7 +247,7 @@ impl Compactor {
             drop(merge);
             let sorted = output_chunk.take(&schema).and_then(|all| rows::sort(&all, Order::Output));
             scratch.spill("output", sorted.map_err(rows_error(&partition))?).await?;
-            let mut merge = Merge::open(&self.lake, &schema, &scratch.runs("output"), Order::Output).await?;
+            let mut merge = Merge::open(&self.lake, &scratch.runs("output"), Order::Output).await?;
             while let Some(batch) = merge.next().await? {
                 outputs.push(&batch, &mut step).await?;
             }
@@ -322,38 +320,37 @@ impl Chunk {
 struct Scratch<'a> {
     lake: &'a Lake,
     dir: String,
-    runs: Mutex<Vec<(&'static str, String)>>,
+    runs: Vec<(&'static str, String)>,
 }
 
 impl<'a> Scratch<'a> {
     fn new(lake: &'a Lake, partition: &Partition, generation: &str) -> Self {
         let dir = format!("{SCRATCH_DIR}/compaction/{generation}/{}", partition.event_type);
-        Self { lake, dir, runs: Mutex::new(Vec::new()) }
+        Self { lake, dir, runs: Vec::new() }
     }
 
     /// Writes `batch` (sorted) as the next run of `kind`, dropping the rows once encoded; an
     /// empty batch writes nothing.
-    async fn spill(&self, kind: &'static str, batch: RecordBatch) -> Result<(), CompactionError> {
+    async fn spill(&mut self, kind: &'static str, batch: RecordBatch) -> Result<(), CompactionError> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let n = self.runs.lock().unwrap_or_else(PoisonError::into_inner).len();
+        let n = self.runs.len();
         let path = format!("{}/{kind}-{n:05}.arrows", self.dir);
         let bytes = spill::encode_run(&batch).map_err(SpillError::from)?;
         drop(batch);
         self.lake.put(&path, bytes).await?;
-        self.runs.lock().unwrap_or_else(PoisonError::into_inner).push((kind, path));
+        self.runs.push((kind, path));
         Ok(())
     }
 
     /// The runs of `kind`, in spill order.
     fn runs(&self, kind: &str) -> Vec<String> {
-        let runs = self.runs.lock().unwrap_or_else(PoisonError::into_inner);
-        runs.iter().filter(|(k, _)| *k == kind).map(|(_, p)| p.clone()).collect()
+        self.runs.iter().filter(|(k, _)| *k == kind).map(|(_, p)| p.clone()).collect()
     }
 
     fn spilled(&self) -> usize {
-        self.runs.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.runs.len()
     }
 
     /// Deletes every file of the directory.

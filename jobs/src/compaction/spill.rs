@@ -5,12 +5,9 @@
 //! batch by batch as its bytes arrive ([`RunReader`]), so a merge of `k` runs holds about `k`
 //! batches, never a run.
 
-use std::sync::Arc;
-
 use arrow::array::RecordBatch;
 use arrow::buffer::Buffer;
 use arrow::compute::interleave_record_batch;
-use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 use arrow::ipc::reader::StreamDecoder;
 use arrow::ipc::writer::StreamWriter;
@@ -107,7 +104,6 @@ struct Cursor {
 /// most [`MERGE_BATCH_ROWS`] rows; of equal keys, the lower run's first). Holds one batch per
 /// run; the heap orders the runs by their current rows' keys in place (no copy per row).
 pub struct Merge {
-    schema: SchemaRef,
     cursors: Vec<Cursor>,
     /// Indexes of the cursors with rows left, a binary min-heap by [`Merge::less`].
     heap: Vec<usize>,
@@ -118,9 +114,8 @@ pub struct Merge {
 
 impl Merge {
     /// Opens every run and reads its first batch.
-    pub async fn open(lake: &Lake, schema: &SchemaRef, paths: &[String], order: Order) -> Result<Self, SpillError> {
+    pub async fn open(lake: &Lake, paths: &[String], order: Order) -> Result<Self, SpillError> {
         let mut merge = Merge {
-            schema: Arc::clone(schema),
             cursors: Vec::with_capacity(paths.len()),
             heap: Vec::with_capacity(paths.len()),
             pending: Vec::with_capacity(MERGE_BATCH_ROWS),
@@ -212,12 +207,9 @@ impl Merge {
         if self.pending.is_empty() {
             return Ok(None);
         }
+        // Pending rows name cursors, so there is at least one batch.
         let batches: Vec<&RecordBatch> = self.cursors.iter().map(|c| &c.batch).collect();
-        let batch = if batches.is_empty() {
-            RecordBatch::new_empty(Arc::clone(&self.schema))
-        } else {
-            interleave_record_batch(&batches, &self.pending)?
-        };
+        let batch = interleave_record_batch(&batches, &self.pending)?;
         self.pending.clear();
         Ok(Some(batch))
     }
