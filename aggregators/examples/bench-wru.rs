@@ -70,7 +70,7 @@ impl AggregateStore for PricedStore {
         &self,
         shard: &str,
         key: &AggKey,
-        expected: Option<SequenceNumber>,
+        expected: Option<&Partial>,
         new: &Partial,
     ) -> Result<PutOutcome, StoreError> {
         let item = partial_item(shard, key, new);

@@ -256,16 +256,22 @@ impl BatchDelta {
     /// The delta of key number `key` over only the records with a sequence number above
     /// `guard`: `None` when no such record touches the key (all already applied).
     pub fn delta_above(&self, key: usize, guard: SequenceNumber) -> Option<KeyDelta> {
+        self.delta_between(key, guard, SequenceNumber::MAX)
+    }
+
+    /// The delta of key number `key` over only the records with a sequence number in
+    /// `(above, upto]`: `None` when no such record touches the key.
+    pub fn delta_between(&self, key: usize, above: SequenceNumber, upto: SequenceNumber) -> Option<KeyDelta> {
         let d = self.deltas.get(key)?;
-        if d.last_seq <= guard {
+        if d.last_seq <= above || d.first_seq > upto {
             return None;
         }
-        if d.first_seq > guard {
+        if d.first_seq > above && d.last_seq <= upto {
             return Some(d.clone());
         }
         let mut b = StateBuilder::default();
         let (mut first, mut last) = (SequenceNumber::MAX, SequenceNumber::ZERO);
-        for r in self.records.iter().filter(|r| r.seq > guard) {
+        for r in self.records.iter().filter(|r| r.seq > above && r.seq <= upto) {
             let span = r.keys.start as usize..r.keys.end as usize;
             for &(k, late) in &self.record_keys[span] {
                 if k as usize == key {
@@ -275,6 +281,6 @@ impl BatchDelta {
                 }
             }
         }
-        Some(KeyDelta { key: d.key.clone(), first_seq: first, last_seq: last, state: b.finish() })
+        (first <= last).then(|| KeyDelta { key: d.key.clone(), first_seq: first, last_seq: last, state: b.finish() })
     }
 }

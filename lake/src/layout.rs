@@ -22,6 +22,9 @@ pub const EVENTS_DIR: &str = "events";
 /// The directory under the lake root where jobs keep scratch files (compaction's spilled runs):
 /// outside [`EVENTS_DIR`], so no table, query or listing of data files sees them.
 pub const SCRATCH_DIR: &str = "_sluice/scratch";
+/// The directory under the lake root where the lake writer records, per shard, what the lake is
+/// complete through ([`ShardProgress`]).
+pub const PROGRESS_DIR: &str = "_sluice/progress";
 /// Hive partition column names, in path order.
 pub const PARTITION_COLUMNS: &[&str] = &["event_type", "dt", "hour"];
 /// Extension of every data file.
@@ -93,6 +96,47 @@ impl Partition {
 /// The directory of one event type's table: `events/event_type=<t>`.
 pub fn table_dir(event_type: &str) -> String {
     format!("{EVENTS_DIR}/event_type={event_type}")
+}
+
+/// The lake writer's progress on one shard: every record of the shard with a sequence number at
+/// or below `through` is in the lake, or was dead-lettered, or was set aside by the trigger (the
+/// failure destination). Written at `<PROGRESS_DIR>/<shard>` after a batch is written whole, so
+/// it only rises while the shard has one writer at a time (one concurrent batch per shard, as
+/// the trigger runs it); a missing or stale marker only makes it lower than the truth, which is
+/// safe for its reader, the backfill of aggregates. The object holds `through` in decimal
+/// digits and a newline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardProgress {
+    pub shard_id: String,
+    /// A sequence number (decimal digits).
+    pub through: String,
+}
+
+impl ShardProgress {
+    /// A marker; rejects a shard id or sequence number a lake path cannot hold.
+    pub fn new(shard_id: &str, through: &str) -> Result<Self, LayoutError> {
+        check_shard_id(shard_id)?;
+        check_sequence(through)?;
+        Ok(Self { shard_id: shard_id.to_owned(), through: through.to_owned() })
+    }
+
+    /// Where it lives, relative to the lake root.
+    pub fn path(&self) -> String {
+        format!("{PROGRESS_DIR}/{}", self.shard_id)
+    }
+
+    /// The object's bytes.
+    pub fn body(&self) -> String {
+        format!("{}\n", self.through)
+    }
+
+    /// The marker stored at `path` (relative to the lake root) with `body`; `None` for anything
+    /// else.
+    pub fn parse(path: &str, body: &[u8]) -> Option<Self> {
+        let shard = path.strip_prefix(PROGRESS_DIR)?.strip_prefix('/')?;
+        let through = std::str::from_utf8(body).ok()?.strip_suffix('\n')?;
+        Self::new(shard, through).ok()
+    }
 }
 
 /// The deterministic name of a file the lake writer produced from one shard's records with
@@ -287,6 +331,19 @@ mod tests {
 
     fn partition(t: &str, y: i32, m: u32, d: u32, h: u8) -> Partition {
         Partition { event_type: t.to_owned(), dt: NaiveDate::from_ymd_opt(y, m, d).unwrap(), hour: h }
+    }
+
+    #[test]
+    fn progress_markers_round_trip_and_reject_what_no_path_holds() {
+        let m = ShardProgress::new("shardId-000000000001", "49590338271490256608559692538361571095921575989136588898")
+            .unwrap();
+        assert_eq!(m.path(), "_sluice/progress/shardId-000000000001");
+        assert_eq!(ShardProgress::parse(&m.path(), m.body().as_bytes()), Some(m.clone()));
+        assert_eq!(ShardProgress::parse(&m.path(), b"12x\n"), None);
+        assert_eq!(ShardProgress::parse(&m.path(), b"12"), None);
+        assert_eq!(ShardProgress::parse("_sluice/progress", b"12\n"), None);
+        assert_eq!(ShardProgress::parse("events/shardId-1", b"12\n"), None);
+        assert!(ShardProgress::new("shard/../x", "1").is_err());
     }
 
     #[test]

@@ -21,6 +21,9 @@
 //!   records. Those rows are exact copies (same `event_id`, shard and sequence number).
 //!   Nothing is ever lost: every record is either in a file written before the invocation
 //!   returned successfully, dead-lettered, or at/after the reported failure.
+//! - **Progress**: after a batch is written without a failure, each of its shards'
+//!   [`ShardProgress`] marker is raised to the batch's last record: the lake is complete through
+//!   it (what backfill fences on).
 
 use std::sync::Arc;
 
@@ -30,6 +33,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use sluice_dlq::{DeadLetter, DeadLetterQueue, FailureKind, SendRetry};
 use sluice_lake::Lake;
+use sluice_lake::layout::ShardProgress;
 use sluice_schemas::Registry;
 #[cfg(feature = "testing")]
 use sluice_stream::kinesis_input::KinesisBatch;
@@ -255,6 +259,9 @@ impl<Q: DeadLetterQueue> LakeWriter<Q> {
             }
         }
         outcome.files_written.sort();
+        if failed.is_empty() {
+            self.record_progress(&prepared.progress).await;
+        }
 
         let mut response = KinesisEventResponse::default();
         if let Some(lowest) = first_failure(failed) {
@@ -273,6 +280,19 @@ impl<Q: DeadLetterQueue> LakeWriter<Q> {
             "lake batch"
         );
         (response, outcome)
+    }
+}
+
+impl<Q> LakeWriter<Q> {
+    /// Raises each shard's [`ShardProgress`] marker to the batch's last record. A failed write
+    /// is only logged: the marker then lags, which its reader (backfill) tolerates.
+    async fn record_progress(&self, progress: &[(String, String)]) {
+        for (shard, through) in progress {
+            let Ok(marker) = ShardProgress::new(shard, through) else { continue };
+            if let Err(error) = self.lake.put(&marker.path(), Bytes::from(marker.body())).await {
+                tracing::warn!(%shard, %error, "lake progress marker not written");
+            }
+        }
     }
 }
 

@@ -132,6 +132,10 @@ pub struct PreparedLakeBatch {
     pub invalid: Vec<InvalidRecord>,
     /// Records in the batch.
     pub records: usize,
+    /// Per shard of the batch, the sequence number of its last record that could name a file
+    /// (records come in shard order, so the highest): what the lake is complete through once
+    /// the batch is written without failure ([`sluice_lake::layout::ShardProgress`]).
+    pub progress: Vec<(String, String)>,
 }
 
 /// Why a group could not be encoded: a bug, not the data's fault (the group is reported as
@@ -187,6 +191,7 @@ pub struct GroupedBatch {
     groups: Vec<Group>,
     invalid: Vec<InvalidRecord>,
     records: usize,
+    progress: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for GroupedBatch {
@@ -202,7 +207,7 @@ impl std::fmt::Debug for GroupedBatch {
 impl GroupedBatch {
     /// Encodes every non-empty group to Parquet (the second half of [`prepare`]).
     pub fn encode(self) -> (PreparedLakeBatch, Vec<FailedGroup>) {
-        let GroupedBatch { mut groups, invalid, records } = self;
+        let GroupedBatch { mut groups, invalid, records, progress } = self;
         groups.retain(|g| !g.builder.is_empty());
         groups.sort_by(|a, b| (&a.partition, &a.shard_id).cmp(&(&b.partition, &b.shard_id)));
         let mut files = Vec::with_capacity(groups.len());
@@ -215,7 +220,7 @@ impl GroupedBatch {
                 }
             }
         }
-        (PreparedLakeBatch { files, invalid, records }, failed)
+        (PreparedLakeBatch { files, invalid, records, progress }, failed)
     }
 }
 
@@ -302,6 +307,8 @@ pub struct LakePreparer<'t> {
     checked_shard: Option<usize>,
     /// The shard names seen (groups refer to them by index).
     shards: Vec<String>,
+    /// Per shard seen, the sequence number of its latest record.
+    last_sequences: Vec<String>,
     /// The group of the previous record: consecutive records mostly share one.
     last_group: usize,
     /// The registry lookups of the batch's event types and versions.
@@ -335,6 +342,7 @@ impl<'t> LakePreparer<'t> {
             capacity_hint,
             checked_shard: None,
             shards: Vec::new(),
+            last_sequences: Vec::new(),
             last_group: 0,
             view_cache: ViewCache::default(),
         }
@@ -390,6 +398,7 @@ impl<'t> LakePreparer<'t> {
                     Some(i) => i,
                     None => {
                         self.shards.push(name.to_owned());
+                        self.last_sequences.push(String::new());
                         self.shards.len() - 1
                     }
                 };
@@ -397,6 +406,7 @@ impl<'t> LakePreparer<'t> {
                 i
             }
         };
+        sequence_number.clone_into(&mut self.last_sequences[shard]);
         let shard_name = self.shards[shard].as_str();
         let tables = self.tables;
 
@@ -471,7 +481,8 @@ impl<'t> LakePreparer<'t> {
 
     /// The grouped batch of the records added (encode it with [`GroupedBatch::encode`]).
     pub fn finish(self) -> GroupedBatch {
-        GroupedBatch { groups: self.groups, invalid: self.invalid, records: self.records }
+        let progress = self.shards.into_iter().zip(self.last_sequences).collect();
+        GroupedBatch { groups: self.groups, invalid: self.invalid, records: self.records, progress }
     }
 }
 

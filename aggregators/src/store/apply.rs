@@ -252,7 +252,7 @@ pub async fn fold<S: AggregateStore>(
                 }
             }
             let new = Partial { guard: newest.0, state };
-            match store.put_partial(shard, &window.key(dims.clone()), current.map(|p| p.guard), &new).await? {
+            match store.put_partial(shard, &window.key(dims.clone()), current, &new).await? {
                 PutOutcome::Written => break,
                 PutOutcome::Conflict => {
                     attempt += 1;

@@ -521,7 +521,7 @@ impl AggregateStore for DynamoAggregateStore {
         &self,
         shard: &str,
         key: &AggKey,
-        expected: Option<SequenceNumber>,
+        expected: Option<&Partial>,
         new: &Partial,
     ) -> Result<PutOutcome, StoreError> {
         let item = partial_item(shard, key, new);
@@ -529,9 +529,11 @@ impl AggregateStore for DynamoAggregateStore {
         let request = self.client.put_item().table_name(&self.table).set_item(Some(item));
         let request = match expected {
             None => request.condition_expression("attribute_not_exists(pk)"),
-            Some(g) => request
-                .condition_expression("guard = :expected")
-                .expression_attribute_values(":expected", AttributeValue::S(g.padded())),
+            Some(p) => request
+                .condition_expression("guard = :guard AND #state = :state")
+                .expression_attribute_names("#state", "state")
+                .expression_attribute_values(":guard", AttributeValue::S(p.guard.padded()))
+                .expression_attribute_values(":state", AttributeValue::B(p.state.encode().into())),
         };
         let result = request.send().await;
         self.charge(units);

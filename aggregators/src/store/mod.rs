@@ -1,7 +1,7 @@
 //! The AggregateStore port: per (window, shard) an append-only chain of per-batch deltas
 //! ("links") guarded by the highest sequence number applied, folded from time to time into one
 //! partial per (key, shard); and the exactly-once protocol over it ([`apply_batch`], [`fold`],
-//! [`scan`]).
+//! [`scan`]), and the backfill of a window's state from the lake ([`backfill_window`]).
 //!
 //! A *window* here is ([`WindowKey`]) an event type's window of one size and start; its *keys*
 //! are the dimension values seen in it. Why chains: rewriting each key's whole partial every
@@ -21,12 +21,14 @@ use crate::window::WindowSize;
 use sluice_stream::SequenceNumber;
 
 pub mod apply;
+pub mod backfill;
 pub mod dynamodb;
 pub mod link;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
 pub use apply::{ApplyPolicy, ApplyReport, apply_batch, fold, merge_window, scan};
+pub use backfill::{WindowBackfill, backfill_window};
 
 /// One event type's window of one size and start: the unit a chain belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -134,8 +136,9 @@ impl StoreError {
 /// - [`append`](AggregateStore::append) is an atomic compare-and-set on the chain: it writes
 ///   only if no link with the same `prev` exists (the chain head was still `prev`), else returns
 ///   `Conflict` and changes nothing; a link is stored whole or not at all;
-/// - [`put_partial`](AggregateStore::put_partial) writes only if the stored guard equals
-///   `expected` (`None`: no partial yet);
+/// - [`put_partial`](AggregateStore::put_partial) writes only if the stored partial (guard and
+///   state) equals `expected` (`None`: no partial yet), so a writer that read an older state of
+///   the same guard (a fold racing a backfill) cannot overwrite a newer one;
 /// - [`mark_folded`](AggregateStore::mark_folded) never lowers the mark;
 /// - [`heads`](AggregateStore::heads), [`links`](AggregateStore::links),
 ///   [`partials`](AggregateStore::partials) and [`read`](AggregateStore::read) return what the
@@ -185,12 +188,12 @@ pub trait AggregateStore: Send + Sync + 'static {
         window: &WindowKey,
     ) -> impl Future<Output = Result<Vec<(Vec<DimValue>, Partial)>, StoreError>> + Send;
 
-    /// Compare-and-set of the partial of (`key`, `shard`).
+    /// Compare-and-set of the partial of (`key`, `shard`) on its whole stored value.
     fn put_partial(
         &self,
         shard: &str,
         key: &AggKey,
-        expected: Option<SequenceNumber>,
+        expected: Option<&Partial>,
         new: &Partial,
     ) -> impl Future<Output = Result<PutOutcome, StoreError>> + Send;
 

@@ -242,24 +242,25 @@ impl AggregateStore for SqliteAggregateStore {
         &self,
         shard: &str,
         key: &AggKey,
-        expected: Option<SequenceNumber>,
+        expected: Option<&Partial>,
         new: &Partial,
     ) -> Result<PutOutcome, StoreError> {
         let (shard, key) = (shard.to_owned(), key.clone());
         let (guard, state) = (new.guard.padded(), new.state.encode());
+        let expected = expected.map(|p| (p.guard.padded(), p.state.encode()));
         self.with_conn(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(unavailable)?;
             let dims = key.dims_text();
-            let stored: Option<String> = tx
+            let stored: Option<(String, Vec<u8>)> = tx
                 .query_row(
-                    "SELECT guard FROM aggregate_key_partials WHERE event_type = ?1 AND window_secs = ?2 \
+                    "SELECT guard, state FROM aggregate_key_partials WHERE event_type = ?1 AND window_secs = ?2 \
                      AND window_start = ?3 AND shard = ?4 AND dims = ?5",
                     params![key.event_type, key.window.secs(), key.window_start, shard, dims],
-                    |r| r.get(0),
+                    |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()
                 .map_err(unavailable)?;
-            if stored != expected.map(|g| g.padded()) {
+            if stored != expected {
                 return Ok(PutOutcome::Conflict);
             }
             tx.execute(

@@ -113,10 +113,18 @@ async fn partials_are_compare_and_set_and_marks_only_rise<S: AggregateStore>(sto
     let p2 = Partial { guard: seq(9), state: batch_of("t", &recs(1..=1)).deltas[0].state.clone() };
     assert_eq!(store.put_partial(SHARD, &key, None, &p1).await.unwrap(), PutOutcome::Written);
     assert_eq!(store.put_partial(SHARD, &key, None, &p2).await.unwrap(), PutOutcome::Conflict);
-    assert_eq!(store.put_partial(SHARD, &key, Some(seq(4)), &p2).await.unwrap(), PutOutcome::Conflict);
-    assert_eq!(store.partials(SHARD, &w).await.unwrap(), vec![(key.dims.clone(), p1)]);
-    assert_eq!(store.put_partial(SHARD, &key, Some(seq(5)), &p2).await.unwrap(), PutOutcome::Written);
-    assert_eq!(store.partials(SHARD, &w).await.unwrap(), vec![(key.dims.clone(), p2)]);
+    let older_guard = Partial { guard: seq(4), ..p1.clone() };
+    assert_eq!(store.put_partial(SHARD, &key, Some(&older_guard), &p2).await.unwrap(), PutOutcome::Conflict);
+    // Same guard, another state (what a fold that raced a backfill read): no write.
+    let other_state = Partial { guard: seq(5), state: p2.state.clone() };
+    assert_eq!(store.put_partial(SHARD, &key, Some(&other_state), &p2).await.unwrap(), PutOutcome::Conflict);
+    assert_eq!(store.partials(SHARD, &w).await.unwrap(), vec![(key.dims.clone(), p1.clone())]);
+    assert_eq!(store.put_partial(SHARD, &key, Some(&p1), &p2).await.unwrap(), PutOutcome::Written);
+    assert_eq!(store.partials(SHARD, &w).await.unwrap(), vec![(key.dims.clone(), p2.clone())]);
+    // A rewrite of the same guard with another state is a write like any other.
+    let rewritten = Partial { guard: seq(9), state: AggState::default() };
+    assert_eq!(store.put_partial(SHARD, &key, Some(&p2), &rewritten).await.unwrap(), PutOutcome::Written);
+    assert_eq!(store.put_partial(SHARD, &key, Some(&p2), &p1).await.unwrap(), PutOutcome::Conflict);
     assert_eq!(store.partials("shardId-other", &w).await.unwrap(), vec![]);
     store.mark_folded(SHARD, &w, seq(9), 3).await.unwrap();
     store.mark_folded(SHARD, &w, seq(5), 2).await.unwrap(); // lower: ignored

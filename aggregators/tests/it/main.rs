@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! sluice-aggregators integration tests (one binary).
 
+mod backfill;
 mod cases;
 mod contract;
 mod decode;

@@ -125,7 +125,7 @@ impl<S: AggregateStore> AggregateStore for Crashing<S> {
         &self,
         shard: &str,
         key: &AggKey,
-        expected: Option<SequenceNumber>,
+        expected: Option<&Partial>,
         new: &Partial,
     ) -> Result<PutOutcome, StoreError> {
         self.write()?;
