@@ -3,6 +3,10 @@
 //! - [`compaction`]: merges a closed partition's files into files of a target size, one row
 //!   per `event_id`, sorted by `occurred_at`; crash-safe by its order of operations.
 //!
+//! - [`orchestration`]: the jobs' state machines (`jobs/statemachines/*.asl.json`), their task
+//!   functions, and the executor that runs them in process; [`lambda`]: the jobs Lambda's
+//!   configuration.
+//!
 //! - [`redrive`]: dead letters and failure-destination batches re-submitted to the stream once
 //!   valid (`sluice up`'s sources with feature `local`).
 //!
@@ -11,4 +15,6 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod compaction;
+pub mod lambda;
+pub mod orchestration;
 pub mod redrive;
