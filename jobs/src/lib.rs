@@ -14,6 +14,7 @@
 //! not built yet (ARCHITECTURE.md, Not yet built).
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod backfill;
 pub mod compaction;
 pub mod lambda;
 pub mod orchestration;

@@ -24,5 +24,5 @@ pub mod layout;
 mod store;
 mod url;
 
-pub use store::{Lake, LakeError, LakeFile, read_parquet_bytes};
+pub use store::{Lake, LakeError, LakeFile, read_parquet_bytes, read_parquet_columns};
 pub use url::parse_url;

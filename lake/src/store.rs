@@ -76,6 +76,13 @@ pub struct LakeFile {
     pub size: u64,
 }
 
+impl LakeFile {
+    /// Its path relative to the lake root (what [`Lake::get`] and friends take).
+    pub fn relative(&self) -> String {
+        self.path.partition.file_path(&self.path.file_name)
+    }
+}
+
 impl Lake {
     /// Opens the lake at `location` (any form [`crate::parse_url`] accepts). Does no I/O: a
     /// missing local directory is an empty lake, and storage errors surface when an operation
@@ -221,6 +228,16 @@ impl Lake {
         let bytes = self.get(relative).await?;
         read_parquet_bytes(bytes).map_err(|source| LakeError::Corrupt { path: relative.to_owned(), source })
     }
+
+    /// [`Lake::read_parquet`] of only the top-level `columns` (see [`read_parquet_columns`]).
+    pub async fn read_parquet_columns(
+        &self,
+        relative: &str,
+        columns: &[String],
+    ) -> Result<Vec<RecordBatch>, LakeError> {
+        let bytes = self.get(relative).await?;
+        read_parquet_columns(bytes, columns).map_err(|source| LakeError::Corrupt { path: relative.to_owned(), source })
+    }
 }
 
 /// The store of one bucket: `AWS_*` environment variables as object_store reads them, then the
@@ -245,6 +262,19 @@ fn s3_store(
         builder = builder.with_config(*key, value);
     }
     Ok(builder.build()?)
+}
+
+/// Decodes the top-level `columns` of an in-memory Parquet file into record batches (those
+/// the file lacks are left out: a field added by a later schema version).
+pub fn read_parquet_columns(
+    bytes: Bytes,
+    columns: &[String],
+) -> Result<Vec<RecordBatch>, parquet::errors::ParquetError> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
+    let roots: Vec<usize> = columns.iter().filter_map(|c| builder.schema().index_of(c).ok()).collect();
+    let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), roots);
+    let reader = builder.with_projection(mask).build()?;
+    reader.collect::<Result<Vec<_>, _>>().map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))
 }
 
 /// Decodes an in-memory Parquet file into record batches.

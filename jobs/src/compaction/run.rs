@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::errors::ParquetError;
 use sluice_lake::layout::{CompactedFileName, LayoutError, Partition, SCRATCH_DIR};
-use sluice_lake::{Lake, LakeError, LakeFile};
+use sluice_lake::{Lake, LakeError};
 use sluice_sinks::LakeTables;
 use sluice_sinks::encode::{EncodeError, ParquetEncoder};
 
@@ -196,7 +196,7 @@ impl Compactor {
         let mut chunk = Chunk::default();
         let mut rows_in = 0;
         for input in &task.inputs {
-            let path = relative(input);
+            let path = input.relative();
             step(Step::Read(path.clone()))?;
             if input.size > budget / 2 {
                 return Err(CompactionError::OverBudget { partition, needed: input.size.saturating_mul(2), budget });
@@ -255,7 +255,7 @@ impl Compactor {
         let (outputs, bytes_out, rows_out) = outputs.finish(&mut step).await?;
 
         for input in &task.inputs {
-            let path = relative(input);
+            let path = input.relative();
             if outputs.contains(&path) {
                 continue;
             }
@@ -460,9 +460,4 @@ impl<'a> OutputFiles<'a> {
         self.close(step).await?;
         Ok((self.outputs, self.bytes_out, self.rows_out))
     }
-}
-
-/// A data file's path relative to the lake root.
-fn relative(file: &LakeFile) -> String {
-    file.path.partition.file_path(&file.path.file_name)
 }
