@@ -1,57 +1,164 @@
 //! `sluice compact`, and the progress lines of every compaction run (also `sluice up`'s): on a
-//! terminal one status line rewritten per partition, otherwise a line per partition.
+//! terminal one status line rewritten per partition, otherwise a line per partition. Both run
+//! the compaction state machine (`jobs/statemachines/compaction.asl.json`) through the
+//! in-process executor, as Step Functions runs it in AWS.
 
 use std::io::IsTerminal as _;
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
+use anyhow::Context as _;
 use sluice_jobs::compaction::{CompactionReport, Compactor, PartitionOutcome};
+use sluice_jobs::orchestration::tasks::{
+    self, COMPACT_PARTITION, CompactedPartition, CompactionItem, CompactionRequest, Jobs, PLAN_COMPACTION, PlanLocation,
+};
+use sluice_jobs::orchestration::{COMPACTION, Event, Execution, Outcome, local};
+use sluice_lake::Lake;
 use sluice_sinks::LakeTables;
 
 use crate::cli::CompactArgs;
 use crate::lake::lake_of;
 use crate::output;
-use crate::up::load_registry;
+use crate::up::{JOBS_DEAD_LETTERS, load_registry};
 
 /// Plans, and unless `--dry-run` compacts, the lake's closed partitions; prints the plan or a
 /// summary on stdout and one progress line per partition on stderr.
 pub async fn run(args: &CompactArgs) -> anyhow::Result<()> {
     let registry = Arc::new(load_registry(args.schemas_dir.as_deref())?);
     let lake = lake_of(args.lake.as_deref(), &args.data_dir)?;
-    let compactor = Compactor::new(lake, LakeTables::new(registry), args.config());
-    let now = chrono::Utc::now();
-    if args.dry_run {
-        let tasks = compactor.plan(args.event_type.as_deref(), now).await?;
-        let mut out = String::new();
-        for task in &tasks {
-            out.push_str(&format!(
-                "{}: {} files, {}\n",
-                task.partition.dir(),
-                task.inputs.len(),
-                human_bytes(task.input_bytes())
-            ));
-        }
-        out.push_str(&format!("{} partitions to compact (dry run: nothing changed)\n", tasks.len()));
-        return Ok(output::print(&out)?);
-    }
+    let compactor = Compactor::new(lake.clone(), LakeTables::new(registry), args.config());
+    let request = CompactionRequest { event_type: args.event_type.clone(), dry_run: args.dry_run };
     let started = Instant::now();
     // On a terminal one status line is rewritten in place; otherwise a line per partition.
     let terminal = std::io::stderr().is_terminal();
-    let report = compactor
-        .run(args.event_type.as_deref(), now, |outcome, done, total| {
-            let line = partition_line(outcome, done, total, started);
-            if terminal {
-                eprint!("\r\x1b[2K{line}");
-                if done == total {
-                    eprintln!();
-                }
-            } else {
-                eprintln!("{line}");
+    let on_partition = move |outcome: &PartitionOutcome, done: usize, total: usize| {
+        let line = partition_line(outcome, done, total, started);
+        if terminal {
+            eprint!("\r\x1b[2K{line}");
+            if done == total {
+                eprintln!();
             }
-        })
-        .await?;
-    output::print(&format!("{}\n", summary(&report, started)))?;
-    Ok(())
+        } else {
+            eprintln!("{line}");
+        }
+    };
+    let run = run_state_machine(&lake, compactor, &args.data_dir, &request, on_partition).await?;
+    if args.dry_run {
+        let items: Vec<CompactionItem> = match &run.plan {
+            Some(plan) => tasks::read_plan(&lake, plan).await.context("cannot read the plan")?,
+            None => Vec::new(),
+        };
+        run.remove_plan(&lake).await;
+        let mut out = String::new();
+        for item in &items {
+            let dir = format!("events/event_type={}/dt={}/hour={:02}", item.event_type, item.dt, item.hour);
+            out.push_str(&format!("{dir}: {} files, {}\n", item.files, human_bytes(item.bytes)));
+        }
+        out.push_str(&format!("{} partitions to compact (dry run: nothing changed)\n", items.len()));
+        return Ok(output::print(&out)?);
+    }
+    run.remove_plan(&lake).await;
+    let failed = run.check();
+    output::print(&format!("{}\n", summary(&run.report, started)))?;
+    failed
+}
+
+/// What one execution of the compaction state machine did.
+#[derive(Debug)]
+pub struct CompactionRun {
+    /// The execution (its name is the plan's run id).
+    pub execution: Execution,
+    pub outcome: Outcome,
+    /// Where the plan was written (`None` when planning failed).
+    pub plan: Option<PlanLocation>,
+    /// The partitions compacted, in the order they finished.
+    pub report: CompactionReport,
+    /// The final failures of tasks (after their retries), as `state: error`.
+    pub failures: Vec<String>,
+}
+
+impl CompactionRun {
+    /// `Err` when the execution failed or a partition failed (it stays eligible; the failure
+    /// is in the jobs dead letters).
+    pub fn check(&self) -> anyhow::Result<()> {
+        let first = self.failures.first().map_or(String::new(), |f| format!(": {f}"));
+        match &self.outcome {
+            Outcome::Failed(e) => anyhow::bail!("lake compaction failed ({e}){first}"),
+            Outcome::Succeeded(_) if !self.failures.is_empty() => anyhow::bail!(
+                "{} partitions were not compacted (kept in {JOBS_DEAD_LETTERS}; they stay eligible){first}",
+                self.failures.len()
+            ),
+            Outcome::Succeeded(_) => Ok(()),
+        }
+    }
+
+    /// Deletes the plan object (a local run's plans are not kept).
+    pub async fn remove_plan(&self, lake: &Lake) {
+        let Ok(key) = tasks::plan_key(COMPACTION.name, &self.execution.name) else { return };
+        if let Err(e) = lake.delete(&key).await {
+            tracing::warn!(error = %e, key, "cannot remove the compaction plan");
+        }
+    }
+}
+
+/// Runs the compaction state machine once over `lake` with `compactor`'s tasks, one partition
+/// at a time (so `--memory-budget` bounds the process); failures go to the jobs dead letters
+/// in `data_dir`. `on_partition` sees each compacted partition with the count done and the
+/// total.
+pub async fn run_state_machine(
+    lake: &Lake,
+    compactor: Compactor,
+    data_dir: &Path,
+    request: &CompactionRequest,
+    on_partition: impl Fn(&PartitionOutcome, usize, usize) + Send + Sync + 'static,
+) -> anyhow::Result<CompactionRun> {
+    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+    let dead_letters = sluice_dlq::SqliteDeadLetters::open(&data_dir.join(JOBS_DEAD_LETTERS))
+        .context("cannot open the jobs dead letters")?;
+    let machine = local::load(&COMPACTION, lake).context("the compaction state machine")?;
+    let table = tasks::compaction_tasks(Jobs { lake: lake.clone(), compactor });
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let observed = Arc::clone(&seen);
+    let executor = local::executor(table, lake.clone(), dead_letters)
+        .with_max_concurrency(1)
+        .with_observer(move |event| observed.lock().unwrap_or_else(PoisonError::into_inner).see(event, &on_partition));
+    let execution = Execution::new(COMPACTION.name);
+    let input = serde_json::to_value(request).context("compaction request")?;
+    let outcome = executor.run(&machine, &execution, input).await;
+    let seen = std::mem::take(&mut *seen.lock().unwrap_or_else(PoisonError::into_inner));
+    Ok(CompactionRun { execution, outcome, plan: seen.plan, report: seen.report, failures: seen.failures })
+}
+
+/// What the observer collected.
+#[derive(Default)]
+struct Seen {
+    plan: Option<PlanLocation>,
+    report: CompactionReport,
+    failures: Vec<String>,
+}
+
+impl Seen {
+    fn see(&mut self, event: &Event<'_>, on_partition: &dyn Fn(&PartitionOutcome, usize, usize)) {
+        match event {
+            Event::TaskSucceeded { task: Some(PLAN_COMPACTION), result, .. } => {
+                self.plan = serde_json::from_value(result["Payload"].clone()).ok();
+            }
+            Event::TaskSucceeded { task: Some(COMPACT_PARTITION), result, .. } => {
+                let parsed = serde_json::from_value::<CompactedPartition>(result["Payload"].clone());
+                match parsed.map_err(|e| e.to_string()).and_then(|p| p.outcome().map_err(|e| e.to_string())) {
+                    Ok(outcome) => {
+                        let total = self.plan.as_ref().map_or(0, |p| p.count);
+                        on_partition(&outcome, self.report.partitions.len() + 1, total);
+                        self.report.partitions.push(outcome);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "unexpected compact-partition result"),
+                }
+            }
+            Event::TaskFailed { state, error, retry_in: None, .. } => self.failures.push(format!("{state}: {error}")),
+            _ => {}
+        }
+    }
 }
 
 /// Logs one compacted partition (for `sluice up`'s scheduled runs).

@@ -5,6 +5,8 @@
 //! - `checkpoints.db`: each event source mapping's per-shard checkpoint;
 //! - `failures.db`: the mappings' on-failure destination (whole batches, with payloads);
 //! - `dead_letters.db`: records the handlers rejected (invalid) with the reason.
+//! - `jobs_dead_letters.db`: failures of the jobs' state machines (what the jobs dead-letter
+//!   queue receives in AWS), source `jobs`.
 //!
 //! Shutdown (SIGINT/SIGTERM): the HTTP server stops accepting and drains open requests, every
 //! mapping finishes its in-flight batch and checkpoints it, then the process exits 0. A batch
@@ -34,6 +36,9 @@ use sluice_telemetry::{Metrics, catalog};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+/// The jobs' dead-letter store under the data directory (the local jobs dead-letter queue).
+pub const JOBS_DEAD_LETTERS: &str = "jobs_dead_letters.db";
 
 /// How long shutdown waits for in-flight work before giving up on it (it is then redelivered
 /// after restart). Kept under 10 s so Ctrl-C always returns promptly.
@@ -205,9 +210,17 @@ impl Pipeline {
     }
 
     /// Compacts the lake's closed partitions every `every`, the first time one period after the
-    /// start. A failed run is logged and retried at the next period (nothing is lost: see
-    /// `sluice_jobs::compaction`).
-    fn add_compactor(&mut self, compactor: Compactor, every: Duration, shutdown: &CancellationToken) {
+    /// start, by running the compaction state machine (`crate::compact::run_state_machine`). A
+    /// failed run is logged and retried at the next period (nothing is lost: see
+    /// `sluice_jobs::compaction`; the failure is in the jobs dead letters).
+    fn add_compactor(
+        &mut self,
+        lake: Lake,
+        compactor: Compactor,
+        data_dir: PathBuf,
+        every: Duration,
+        shutdown: &CancellationToken,
+    ) {
         let token = shutdown.clone();
         self.tasks.spawn(async move {
             loop {
@@ -216,14 +229,31 @@ impl Pipeline {
                     () = tokio::time::sleep(every) => {}
                 }
                 let started = std::time::Instant::now();
-                let run = compactor.run(None, chrono::Utc::now(), |outcome, done, total| {
-                    crate::compact::log_partition(outcome, done, total, started);
-                });
-                match token.run_until_cancelled(run).await {
+                let request = sluice_jobs::orchestration::tasks::CompactionRequest::default();
+                let run = crate::compact::run_state_machine(
+                    &lake,
+                    compactor.clone(),
+                    &data_dir,
+                    &request,
+                    move |outcome, done, total| {
+                        crate::compact::log_partition(outcome, done, total, started);
+                    },
+                );
+                let run = match token.run_until_cancelled(run).await {
                     None => return Ok(()),
-                    Some(Ok(report)) if report.partitions.is_empty() => {}
-                    Some(Ok(report)) => crate::compact::log_report(&report, started),
-                    Some(Err(e)) => {
+                    Some(run) => run,
+                };
+                let checked = match &run {
+                    Ok(run) => {
+                        run.remove_plan(&lake).await;
+                        run.check().map(|()| &run.report)
+                    }
+                    Err(e) => Err(anyhow::anyhow!("{e:#}")),
+                };
+                match checked {
+                    Ok(report) if report.partitions.is_empty() => {}
+                    Ok(report) => crate::compact::log_report(report, started),
+                    Err(e) => {
                         tracing::warn!(error = format!("{e:#}"), "lake compaction failed; retried next period")
                     }
                 }
@@ -314,7 +344,9 @@ pub async fn serve(listener: TcpListener, config: UpConfig, shutdown: Cancellati
         let settings =
             CompactionConfig { allowed_lateness: config.windows.allowed_lateness, ..CompactionConfig::default() };
         pipeline.add_compactor(
+            lake.clone(),
             Compactor::new(lake, LakeTables::new(Arc::clone(&registry)), settings),
+            config.data_dir.clone(),
             every,
             &shutdown,
         );

@@ -24,7 +24,7 @@ async fn main() -> anyhow::Result<()> {
     let registry = sluice_schemas::Registry::load(config.schemas_dir.as_deref()).context("schema registry")?;
     let lake = Lake::open(&config.lake_url, &settings).context("lake URL")?;
     let compactor = Compactor::new(lake.clone(), LakeTables::new(Arc::new(registry)), config.compaction);
-    let table = tasks::table(Jobs { lake, compactor });
+    let table = tasks::compaction_tasks(Jobs { lake, compactor });
     let table = &table;
     let service = service_fn(move |event: LambdaEvent<Value>| async move {
         table.dispatch(event.payload).await.map_err(|e| Diagnostic { error_type: e.error, error_message: e.cause })

@@ -34,8 +34,8 @@ pub struct Jobs {
     pub compactor: Compactor,
 }
 
-/// The one table of task functions over `jobs`.
-pub fn table(jobs: Jobs) -> TaskTable {
+/// The compaction task functions over `jobs`.
+pub fn compaction_tasks(jobs: Jobs) -> TaskTable {
     let plan = jobs.clone();
     let compact = jobs;
     TaskTable::new()
