@@ -74,12 +74,51 @@ pub enum DlqCommand {
     List(DlqListArgs),
 }
 
+/// Where set-aside records are read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DlqSource {
+    /// The dead letters and failure destination of `sluice up` (under --data-dir).
+    Local,
+    /// The SQS dead-letter queue (--queue-url): dead letters and on-failure records.
+    Sqs,
+    /// The S3 on-failure destination of the stream triggers (--bucket).
+    S3,
+}
+
+/// The AWS side of `sluice dlq list` and `sluice redrive` (`--source sqs|s3`). Region,
+/// credentials and endpoint come from the `AWS_*` environment as for every AWS client;
+/// `--endpoint` overrides the endpoint.
+#[derive(Debug, Args)]
+pub struct AwsSourceArgs {
+    /// The SQS dead-letter queue URL (`--source sqs`).
+    #[arg(long, env = "SLUICE_DLQ_URL")]
+    pub queue_url: Option<String>,
+    /// The S3 bucket of the on-failure destination (`--source s3`).
+    #[arg(long, env = "SLUICE_FAILURE_BUCKET")]
+    pub bucket: Option<String>,
+    /// The key prefix of the on-failure objects.
+    #[arg(long, default_value = sluice_jobs::redrive::s3::DEFAULT_PREFIX)]
+    pub prefix: String,
+    /// The Kinesis stream (name or ARN) redriven records go to; also read for batches whose
+    /// on-failure record names no stream.
+    #[arg(long, env = "SLUICE_STREAM")]
+    pub stream: Option<String>,
+    /// The AWS endpoint URL for every service (a local AWS-compatible server).
+    #[arg(long)]
+    pub endpoint: Option<url::Url>,
+}
+
 /// `sluice dlq list` arguments.
 #[derive(Debug, Args)]
 pub struct DlqListArgs {
     /// Output format.
     #[arg(long, default_value = "table", value_parser = ["table", "json"])]
     pub format: String,
+    /// Which store to list.
+    #[arg(long, value_enum, default_value_t = DlqSource::Local)]
+    pub source: DlqSource,
+    #[command(flatten)]
+    pub aws: AwsSourceArgs,
     /// The data directory of `sluice up`.
     #[arg(long, default_value = ".sluice", env = "SLUICE_DATA_DIR")]
     pub data_dir: PathBuf,
@@ -91,6 +130,11 @@ pub struct RedriveArgs {
     /// Report what would be re-submitted and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Which store to redrive.
+    #[arg(long, value_enum, default_value_t = DlqSource::Local)]
+    pub source: DlqSource,
+    #[command(flatten)]
+    pub aws: AwsSourceArgs,
     /// The data directory of `sluice up`.
     #[arg(long, default_value = ".sluice", env = "SLUICE_DATA_DIR")]
     pub data_dir: PathBuf,

@@ -1,4 +1,5 @@
-//! `sluice dlq list` and `sluice redrive`: what the pipeline set aside under the data dir, and
+//! `sluice dlq list` and `sluice redrive`: what the pipeline set aside (under the data dir of
+//! `sluice up`, or in AWS: the SQS dead-letter queue and the S3 on-failure destination), and
 //! putting it back.
 
 use std::path::Path;
@@ -7,9 +8,12 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use sluice_esm::{LocalStream, LocalStreamConfig, SqliteFailureDestination};
 use sluice_ingest::LocalStreamEventLog;
-use sluice_jobs::redrive::local::{Entry, LocalSources};
+use sluice_jobs::redrive::local::LocalSources;
+use sluice_jobs::redrive::s3::S3Source;
+use sluice_jobs::redrive::sqs::SqsSource;
+use sluice_jobs::redrive::{Entry, RedriveReport};
 
-use crate::cli::{DlqListArgs, RedriveArgs};
+use crate::cli::{AwsSourceArgs, DlqListArgs, DlqSource, RedriveArgs};
 use crate::output;
 use crate::up::load_registry;
 
@@ -27,9 +31,54 @@ fn sources(data_dir: &Path) -> anyhow::Result<LocalSources> {
     Ok(LocalSources { dead_letters, failures })
 }
 
+/// An AWS source of `--source sqs|s3`.
+enum AwsSource {
+    Sqs(SqsSource),
+    S3(S3Source),
+}
+
+impl AwsSourceArgs {
+    /// The AWS settings: the `AWS_*` environment, `--endpoint` over it.
+    fn settings(&self) -> anyhow::Result<sluice_aws::AwsSettings> {
+        let mut settings = sluice_aws::AwsSettings::from_env()?;
+        if let Some(endpoint) = &self.endpoint {
+            settings.endpoint_url = Some(endpoint.clone());
+        }
+        Ok(settings)
+    }
+
+    async fn source(&self, source: DlqSource) -> anyhow::Result<(AwsSource, sluice_aws::SdkConfig)> {
+        let settings = self.settings()?;
+        let config = sluice_aws::sdk_config(&settings).await;
+        let source = match source {
+            DlqSource::Sqs => {
+                let url = self.queue_url.as_deref().context("--source sqs needs --queue-url (or SLUICE_DLQ_URL)")?;
+                AwsSource::Sqs(SqsSource::new(&config, url, self.stream.clone()))
+            }
+            _ => {
+                let bucket = self.bucket.as_deref().context("--source s3 needs --bucket (or SLUICE_FAILURE_BUCKET)")?;
+                AwsSource::S3(S3Source::new(
+                    &config,
+                    settings.endpoint_overridden(),
+                    bucket,
+                    Some(self.prefix.clone()),
+                    self.stream.clone(),
+                ))
+            }
+        };
+        Ok((source, config))
+    }
+}
+
 /// Prints every entry as a table or JSON.
-pub fn list(args: &DlqListArgs) -> anyhow::Result<()> {
-    let entries = sources(&args.data_dir)?.list()?;
+pub async fn list(args: &DlqListArgs) -> anyhow::Result<()> {
+    let entries = match args.source {
+        DlqSource::Local => sources(&args.data_dir)?.list()?,
+        aws => match args.aws.source(aws).await?.0 {
+            AwsSource::Sqs(sqs) => sqs.list(Utc::now()).await?,
+            AwsSource::S3(s3) => s3.list(Utc::now()).await?,
+        },
+    };
     let out = match args.format.as_str() {
         "json" => serde_json::to_string_pretty(&entries)? + "\n",
         _ => table(&entries, Utc::now()),
@@ -67,6 +116,35 @@ fn table(entries: &[Entry], now: DateTime<Utc>) -> String {
     out
 }
 
+/// `redriven 3, still invalid 1, unrecoverable 2, not written 0`, then one line per
+/// unrecoverable entry.
+fn summary(report: &RedriveReport) -> String {
+    let verb = if report.dry_run { "would redrive" } else { "redriven" };
+    let mut out = format!(
+        "{verb} {}, still invalid {}, unrecoverable {}, not written {}{}\n",
+        report.redriven,
+        report.still_invalid,
+        report.unrecoverable,
+        report.not_written,
+        if report.dry_run { " (dry run: nothing changed)" } else { "" }
+    );
+    for lost in &report.lost {
+        let range = match (&lost.first_sequence, &lost.last_sequence) {
+            (Some(a), Some(b)) if a != b => format!(" {a}..{b}"),
+            (Some(a), _) => format!(" {a}"),
+            _ => String::new(),
+        };
+        out.push_str(&format!(
+            "unrecoverable: {} ({}{range}, {} records): {}\n",
+            lost.entry,
+            lost.shard_id.as_deref().unwrap_or("-"),
+            lost.records,
+            lost.reason
+        ));
+    }
+    out
+}
+
 /// `45s`, `12m`, `3h`, `2d`.
 fn age(d: chrono::TimeDelta) -> String {
     let s = d.num_seconds().max(0);
@@ -78,25 +156,36 @@ fn age(d: chrono::TimeDelta) -> String {
     }
 }
 
-/// Re-submits what is valid now into the data dir's local stream; prints a summary.
+/// Re-submits what is valid now (into the data dir's local stream, or the Kinesis stream
+/// `--stream` for the AWS sources); prints a summary, then one line per unrecoverable entry.
 pub async fn redrive(args: &RedriveArgs) -> anyhow::Result<()> {
-    let sources = sources(&args.data_dir)?;
     let registry = load_registry(args.schemas_dir.as_deref())?.with_event_time(sluice_schemas::EventTimeRange {
         lake_start: args.lake_start,
         max_future: chrono::TimeDelta::seconds(i64::from(args.max_future_secs)),
     });
-    let stream = LocalStream::open_existing(&args.data_dir.join("stream.db"), LocalStreamConfig::default())
-        .context("cannot open the local stream")?;
-    let log = LocalStreamEventLog::new(stream);
-    let report = sources.redrive(&registry, &log, args.dry_run, Utc::now()).await?;
-    let verb = if report.dry_run { "would redrive" } else { "redriven" };
-    output::print(&format!(
-        "{verb} {}, still invalid {}, not written {}{}\n",
-        report.redriven,
-        report.still_invalid,
-        report.not_written,
-        if report.dry_run { " (dry run: nothing changed)" } else { "" }
-    ))?;
+    let report = match args.source {
+        DlqSource::Local => {
+            let sources = sources(&args.data_dir)?;
+            let stream = LocalStream::open_existing(&args.data_dir.join("stream.db"), LocalStreamConfig::default())
+                .context("cannot open the local stream")?;
+            let log = LocalStreamEventLog::new(stream);
+            sources.redrive(&registry, &log, args.dry_run, Utc::now()).await?
+        }
+        aws => {
+            let stream = args
+                .aws
+                .stream
+                .as_deref()
+                .context("--source sqs|s3 needs --stream (or SLUICE_STREAM) to redrive to")?;
+            let (source, config) = args.aws.source(aws).await?;
+            let log = sluice_jobs::redrive::kinesis::event_log(&config, stream);
+            match source {
+                AwsSource::Sqs(sqs) => sqs.redrive(&registry, &log, args.dry_run, Utc::now()).await?,
+                AwsSource::S3(s3) => s3.redrive(&registry, &log, args.dry_run, Utc::now()).await?,
+            }
+        }
+    };
+    output::print(&summary(&report))?;
     anyhow::ensure!(
         report.not_written == 0,
         "{} records were not written; run `sluice redrive` again",

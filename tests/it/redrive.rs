@@ -50,10 +50,13 @@ async fn a_record_rejected_for_a_missing_schema_version_is_redriven_once_the_ver
 
     // With the full registry: a dry run changes nothing, then the record goes back once.
     let dry = sluice_cmd(&["redrive", "--dry-run", "--data-dir"], &data);
-    assert_eq!(dry, "would redrive 1, still invalid 0, not written 0 (dry run: nothing changed)\n");
+    assert_eq!(dry, "would redrive 1, still invalid 0, unrecoverable 0, not written 0 (dry run: nothing changed)\n");
     assert_eq!(entries(&data).len(), 2);
     let mut sluice = start(&data, &["--compact-every", "0"]);
-    assert_eq!(sluice_cmd(&["redrive", "--data-dir"], &data), "redriven 1, still invalid 0, not written 0\n");
+    assert_eq!(
+        sluice_cmd(&["redrive", "--data-dir"], &data),
+        "redriven 1, still invalid 0, unrecoverable 0, not written 0\n"
+    );
     assert!(entries(&data).is_empty());
     let sql = format!("SELECT count(*) AS n FROM page_view WHERE event_id = '{}'", event.event_id);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -68,6 +71,9 @@ async fn a_record_rejected_for_a_missing_schema_version_is_redriven_once_the_ver
         assert!(Instant::now() < deadline, "the redriven record did not reach the lake");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(sluice_cmd(&["redrive", "--data-dir"], &data), "redriven 0, still invalid 0, not written 0\n");
+    assert_eq!(
+        sluice_cmd(&["redrive", "--data-dir"], &data),
+        "redriven 0, still invalid 0, unrecoverable 0, not written 0\n"
+    );
     assert!(sluice.interrupt(Duration::from_secs(10)).unwrap().0.success());
 }

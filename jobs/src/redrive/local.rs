@@ -4,13 +4,12 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sluice_dlq::{DeadLetter, DlqError, FailureKind, SqliteDeadLetters, StoredLetter};
 use sluice_esm::{FailureDestinationError, SqliteFailureDestination};
 use sluice_ingest::eventlog::{EventLog, LogRecord};
 use sluice_schemas::Registry;
 
-use super::{RedriveReport, Verdict, triage};
+use super::{Entry, RedriveReport, Verdict, triage};
 
 /// Why a redrive or a listing failed (nothing was lost: a record leaves its source only after
 /// the stream took it).
@@ -20,25 +19,6 @@ pub enum RedriveError {
     DeadLetters(#[from] DlqError),
     #[error("failure destination: {0}")]
     FailureDestination(#[from] FailureDestinationError),
-}
-
-/// One entry of `sluice dlq list`: a dead letter or a batch in the failure destination.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Entry {
-    /// `dead_letters` or `failure_destination`.
-    pub store: &'static str,
-    /// The entry's id in its store.
-    pub id: i64,
-    /// Who set it aside: a handler (`aggregator`, `lake-writer`) or a mapping.
-    pub source: String,
-    /// Why.
-    pub reason: String,
-    pub shard_id: Option<String>,
-    pub first_sequence: Option<String>,
-    pub last_sequence: Option<String>,
-    /// Records it holds.
-    pub records: usize,
-    pub failed_at: DateTime<Utc>,
 }
 
 /// The sources of `sluice up` (the files under its data dir).
@@ -64,7 +44,7 @@ impl LocalSources {
         for StoredLetter { id, letter } in self.letters()? {
             out.push(Entry {
                 store: "dead_letters",
-                id,
+                id: id.to_string(),
                 source: letter.source,
                 reason: letter.reason,
                 shard_id: letter.shard_id,
@@ -77,7 +57,7 @@ impl LocalSources {
         for failure in self.failures.list()? {
             out.push(Entry {
                 store: "failure_destination",
-                id: failure.id,
+                id: failure.id.to_string(),
                 source: format!("esm:{}", failure.mapping),
                 reason: match failure.error {
                     Some(error) => format!("{}: {error}", failure.reason),

@@ -4,3 +4,4 @@
 mod backfill;
 mod compaction;
 mod redrive;
+mod redrive_aws;
