@@ -57,6 +57,10 @@ pub enum Command {
     /// Compact the lake's closed partitions: one row per event_id, sorted by occurred_at, in
     /// files of a target size. Safe while `sluice up` runs.
     Compact(CompactArgs),
+    /// Recompute the aggregates of every window overlapping a time range from the lake (each
+    /// event_id once) and replace their stored state. Safe while `sluice up` runs; a rerun
+    /// after a crash resumes.
+    Backfill(BackfillArgs),
     /// Inspect what the pipeline set aside: the handlers' dead letters and the event source
     /// mappings' failure destination.
     #[command(subcommand)]
@@ -189,6 +193,63 @@ impl CompactArgs {
             memory_budget: self.memory_budget,
         }
     }
+}
+
+/// `sluice backfill` arguments.
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// Start of the range: RFC 3339 (`2026-12-02T00:00:00Z`) or a UTC date (`2026-12-02`).
+    #[arg(long, value_parser = parse_time)]
+    pub from: chrono::DateTime<chrono::Utc>,
+    /// End of the range (exclusive), in the same forms.
+    #[arg(long, value_parser = parse_time)]
+    pub to: chrono::DateTime<chrono::Utc>,
+    /// Only this event type (repeatable). Default: every type the lake holds.
+    #[arg(long = "event-type")]
+    pub event_types: Vec<String>,
+    /// The windows `sluice up` aggregates (`--windows` there).
+    #[arg(long, default_value = "1m,1h", value_delimiter = ',', value_parser = parse_window)]
+    pub windows: Vec<WindowSize>,
+    /// `sluice up --allowed-lateness` (recomputed events count as late the same way).
+    #[arg(long, default_value = "5m", value_parser = parse_window)]
+    pub allowed_lateness: WindowSize,
+    /// The lake (any lake URL). Default: the lake of `sluice up` in the data dir.
+    #[arg(long, env = "SLUICE_LAKE_URL")]
+    pub lake: Option<String>,
+    /// The data directory of `sluice up` (its aggregate store, and the default lake).
+    #[arg(long, default_value = ".sluice", env = "SLUICE_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Load event schemas from this directory instead of the built-in ones.
+    #[arg(long, env = "SLUICE_SCHEMAS_DIR")]
+    pub schemas_dir: Option<PathBuf>,
+}
+
+impl BackfillArgs {
+    /// The request, or why the range is empty.
+    pub fn request(&self) -> Result<sluice_jobs::backfill::BackfillRequest, String> {
+        if self.from >= self.to {
+            return Err(format!("--from {} is not before --to {}", self.from.to_rfc3339(), self.to.to_rfc3339()));
+        }
+        let event_types = (!self.event_types.is_empty()).then(|| self.event_types.clone());
+        Ok(sluice_jobs::backfill::BackfillRequest { from: self.from, to: self.to, event_types })
+    }
+
+    /// The aggregator's windows.
+    pub fn window_config(&self) -> WindowConfig {
+        WindowConfig::new(self.windows.clone(), chrono::TimeDelta::seconds(i64::from(self.allowed_lateness.secs())))
+    }
+}
+
+/// An RFC 3339 time, or a date (its midnight UTC).
+fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| format!("`{s}` is neither an RFC 3339 time (2026-12-02T00:00:00Z) nor a date (2026-12-02)"))
 }
 
 /// `256MiB`, `1GiB`, `64KiB`, `500000` (bytes).

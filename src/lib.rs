@@ -6,6 +6,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod aggregates;
+pub mod backfill;
 pub mod cli;
 pub mod compact;
 pub mod dlq;

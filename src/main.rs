@@ -35,6 +35,7 @@ fn main() -> ExitCode {
             Command::AthenaDdl(args) => sluice::lake::athena_ddl(&args),
             Command::Aggregates(args) => sluice::aggregates::print(&args).await,
             Command::Compact(args) => sluice::compact::run(&args).await,
+            Command::Backfill(args) => sluice::backfill::run(&args).await,
             Command::Dlq(sluice::cli::DlqCommand::List(args)) => sluice::dlq::list(&args).await,
             Command::Redrive(args) => sluice::dlq::redrive(&args).await,
         }

@@ -1,4 +1,5 @@
-//! `sluice compact` against the data dir of a running `sluice up`, as a user runs it.
+//! `sluice compact` and `sluice backfill` against the data dir of a running `sluice up`, as a
+//! user runs them.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -8,7 +9,60 @@ use arrow::datatypes::TimestampMicrosecondType;
 use serde_json::Value;
 
 use crate::pipeline::{post_all, workload};
-use crate::support::{sluice_cmd, start};
+use crate::support::{Sluice, http, sluice_cmd, start};
+
+const RANGE: (&str, &str) = ("2026-11-26T08:00:00Z", "2026-11-26T11:00:00Z");
+const TYPES: [&str; 3] = ["page_view", "api_call", "purchase"];
+
+/// `GET /v1/aggregates` of `event_type` over [`RANGE`] (`group_by` may be empty).
+async fn aggregates(
+    sluice: &Sluice,
+    data_dir: &std::path::Path,
+    event_type: &str,
+    window: &str,
+    group_by: &str,
+) -> Value {
+    let token =
+        sluice_cmd(&["token", "--producer", "dashboard", "--scope", "sluice/metrics.read", "--data-dir"], data_dir);
+    let auth = format!("Bearer {}", token.lines().last().unwrap());
+    let mut uri = format!("/v1/aggregates?event_type={event_type}&window={window}&from={}&to={}", RANGE.0, RANGE.1);
+    if !group_by.is_empty() {
+        uri.push_str(&format!("&group_by={group_by}"));
+    }
+    let (status, body) = http(sluice.addr, "GET", &uri, &[("Authorization", auth.as_str())], b"").await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap()
+}
+
+/// Events counted in the 1h windows of every type.
+async fn counted(sluice: &Sluice, data_dir: &std::path::Path) -> u64 {
+    let mut n = 0;
+    for t in TYPES {
+        let v = aggregates(sluice, data_dir, t, "1h", "").await;
+        n += v["buckets"].as_array().unwrap().iter().map(|b| b["count"].as_u64().unwrap()).sum::<u64>();
+    }
+    n
+}
+
+async fn wait_counted(sluice: &Sluice, data_dir: &std::path::Path, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while counted(sluice, data_dir).await != n {
+        assert!(Instant::now() < deadline, "the aggregates did not reach {n} events in time");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Every 1m and 1h aggregate of every type, and purchases by country.
+async fn all_aggregates(sluice: &Sluice, data_dir: &std::path::Path) -> Vec<Value> {
+    let mut out = Vec::new();
+    for t in TYPES {
+        for w in ["1m", "1h"] {
+            out.push(aggregates(sluice, data_dir, t, w, "").await);
+        }
+    }
+    out.push(aggregates(sluice, data_dir, "purchase", "1m", "country").await);
+    out
+}
 
 fn query_count(data_dir: &std::path::Path, sql: &str) -> u64 {
     let out = sluice_cmd(&["query", "--format", "json", sql, "--data-dir"], data_dir);
@@ -60,7 +114,7 @@ fn with_id(mut event: Value, i: usize) -> Value {
 }
 
 #[tokio::test]
-async fn compact_leaves_one_sorted_file_per_partition_with_every_event_once() {
+async fn compact_and_backfill_leave_every_event_once_in_the_lake_and_the_aggregates() {
     let dir = tempfile::tempdir().unwrap();
     let mut sluice = start(dir.path(), &["--rate-limit", "0", "--compact-every", "0"]);
     // 1,200 events into hours long closed, in small batches; 300 of them posted again.
@@ -70,6 +124,7 @@ async fn compact_leaves_one_sorted_file_per_partition_with_every_event_once() {
     wait_for_rows(dir.path(), 1_500).await;
     let before = lake_files(dir.path()).await;
 
+    wait_counted(&sluice, dir.path(), 1_500).await;
     let summary = compact(dir.path());
     assert!(summary.contains("(300 duplicates removed)"), "{summary}");
     let distinct = "SELECT count(DISTINCT event_id) AS n FROM events";
@@ -86,11 +141,29 @@ async fn compact_leaves_one_sorted_file_per_partition_with_every_event_once() {
         assert!(occurred.windows(2).all(|w| w[0] <= w[1]), "{path} is sorted by occurred_at");
     }
 
-    // Late events into a compacted hour: the next run picks up their file, and only it.
+    // The stream counted the 300 re-posts again; a backfill makes every window exact: equal to
+    // a pipeline that saw each event once.
+    let truth_dir = tempfile::tempdir().unwrap();
+    let mut truth = start(truth_dir.path(), &["--rate-limit", "0", "--compact-every", "0"]);
+    post_all(&truth, truth_dir.path(), &events).await;
+    wait_counted(&truth, truth_dir.path(), 1_200).await;
+    assert_ne!(all_aggregates(&sluice, dir.path()).await, all_aggregates(&truth, truth_dir.path()).await);
+    let summary = sluice_cmd(&["backfill", "--from", RANGE.0, "--to", RANGE.1, "--data-dir"], dir.path());
+    assert!(summary.starts_with("backfilled ") && summary.contains(" partials written"), "{summary}");
+    assert_eq!(counted(&sluice, dir.path()).await, 1_200);
+    assert_eq!(all_aggregates(&sluice, dir.path()).await, all_aggregates(&truth, truth_dir.path()).await);
+
+    // Late events into a compacted hour: they count, and the next compaction picks up their
+    // file, and only it.
     let late: Vec<Value> =
         workload(1_205)[1_200..].iter().cloned().enumerate().map(|(i, e)| with_id(e, 5_000 + i)).collect();
     post_all(&sluice, dir.path(), &late).await;
+    post_all(&truth, truth_dir.path(), &late).await;
     wait_for_rows(dir.path(), 1_205).await;
+    wait_counted(&sluice, dir.path(), 1_205).await;
+    wait_counted(&truth, truth_dir.path(), 1_205).await;
+    assert_eq!(all_aggregates(&sluice, dir.path()).await, all_aggregates(&truth, truth_dir.path()).await);
+    assert!(truth.interrupt(Duration::from_secs(10)).unwrap().0.success());
     let summary = compact(dir.path());
     assert!(summary.starts_with("compacted ") && !summary.starts_with("compacted 0 "), "{summary}");
     assert_eq!(query_count(dir.path(), distinct), 1_205);

@@ -8,6 +8,7 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
 use sluice_dlq::{FailureKind, MemoryDeadLetters};
 use sluice_lake::Lake;
+use sluice_lake::layout::ShardProgress;
 use sluice_sinks::LakeWriter;
 use sluice_stream::kinesis_input::{KinesisBatch, KinesisInput};
 
@@ -243,6 +244,9 @@ async fn a_failed_write_reports_the_lowest_failed_group_and_redelivery_completes
     assert_eq!(failed, blocked.name.first_sequence);
     assert_eq!(outcome.failed_from.as_deref(), Some(failed.as_str()));
     assert_eq!(outcome.files_written.len(), prepared.files.len() - 1);
+    // A batch with a failure does not raise the shard's progress marker.
+    let marker = ShardProgress::new(SHARD, "0").unwrap().path();
+    assert!(writer.lake().get(&marker).await.is_err(), "no marker after a failed batch");
 
     // Lambda redelivers from the failed record on; once the store recovers, nothing is missing.
     std::fs::remove_file(&blocked_dir).unwrap();
@@ -252,6 +256,10 @@ async fn a_failed_write_reports_the_lowest_failed_group_and_redelivery_completes
     assert!(response.batch_item_failures.is_empty());
     let (ids, _) = support::read_lake(writer.lake()).await;
     assert_eq!(ids.len(), events.len());
+    // The lake is now complete through the shard's last record.
+    let last = batch.records.last().unwrap().sequence_number.clone();
+    let body = writer.lake().get(&marker).await.unwrap();
+    assert_eq!(ShardProgress::parse(&marker, &body), Some(ShardProgress::new(SHARD, &last).unwrap()));
 }
 
 #[tokio::test]
