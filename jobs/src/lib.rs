@@ -8,9 +8,10 @@
 //!   configuration.
 //!
 //! - [`redrive`]: dead letters and failure-destination batches re-submitted to the stream once
-//!   valid (`sluice up`'s sources with feature `local`).
+//!   valid (`sluice up`'s sources with feature `local`; the SQS dead-letter queue, the S3
+//!   on-failure destination and ranges re-read from Kinesis with feature `aws`).
 //!
-//! Aggregate backfill, the AWS redrive sources and the state machines that run these jobs are
+//! Aggregate backfill and the state machines that run these jobs are
 //! not built yet (ARCHITECTURE.md, Not yet built).
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 

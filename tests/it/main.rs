@@ -6,4 +6,5 @@ mod compaction;
 mod pipeline;
 mod process;
 mod redrive;
+mod redrive_aws;
 mod support;
