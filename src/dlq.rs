@@ -199,6 +199,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_summary_names_every_unrecoverable_entry() {
+        let report = RedriveReport {
+            redriven: 3,
+            still_invalid: 1,
+            unrecoverable: 2,
+            lost: vec![sluice_jobs::redrive::Unrecoverable {
+                entry: "sqs:m-1".into(),
+                shard_id: Some("shardId-000000000001".into()),
+                first_sequence: Some("10".into()),
+                last_sequence: Some("12".into()),
+                records: 2,
+                reason: "shard trimmed".into(),
+            }],
+            ..RedriveReport::default()
+        };
+        assert_eq!(
+            summary(&report),
+            "redriven 3, still invalid 1, unrecoverable 2, not written 0\n\
+             unrecoverable: sqs:m-1 (shardId-000000000001 10..12, 2 records): shard trimmed\n"
+        );
+    }
+
+    #[test]
     fn ages() {
         let s = chrono::TimeDelta::seconds;
         let got: Vec<String> = [s(5), s(600), s(7200), s(3 * 86_400), s(-3)].into_iter().map(age).collect();
