@@ -3,5 +3,6 @@
 
 mod backfill;
 mod compaction;
+mod orchestration;
 mod redrive;
 mod redrive_aws;

@@ -1,0 +1,436 @@
+//! The jobs' state machines (`jobs/statemachines/*.asl.json`) through the in-process executor:
+//! each one's success path with the real tasks on a lake, every Catch path with test doubles in
+//! place of the tasks, every Task resource against the task table, the definitions against the
+//! pinned asl-validator, and their control flow on moto's Step Functions.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use sluice_dlq::{DeadLetter, MemoryDeadLetters};
+use sluice_jobs::compaction::{CompactionConfig, Compactor};
+use sluice_jobs::orchestration::asl::{self, State};
+use sluice_jobs::orchestration::local::{self, LOCAL_FUNCTION, LOCAL_QUEUE};
+use sluice_jobs::orchestration::tasks::{self, COMPACT_PARTITION, CompactionItem, Jobs, PLAN_COMPACTION};
+use sluice_jobs::orchestration::{COMPACTION, DEFINITIONS, Definition, Execution, Outcome, TaskError, TaskTable};
+use sluice_lake::Lake;
+use sluice_schemas::{Event, Registry};
+use sluice_sinks::{LakeTables, LakeWriter};
+use sluice_stream::BatchHandler;
+use sluice_testkit::generate::{GenConfig, Generator, kinesis_event, record_bytes};
+
+/// Long after every generated hour closed.
+fn now() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+}
+
+fn registry() -> Arc<Registry> {
+    Arc::new(Registry::builtin().unwrap())
+}
+
+fn memory_lake() -> Lake {
+    Lake::open("memory://", &Default::default()).unwrap()
+}
+
+fn compactor(lake: &Lake) -> Compactor {
+    Compactor::new(lake.clone(), LakeTables::new(registry()), CompactionConfig::default())
+}
+
+/// The real task table over `lake`.
+fn real_tasks(lake: &Lake) -> TaskTable {
+    tasks::compaction_tasks(Jobs { lake: lake.clone(), compactor: compactor(lake) })
+}
+
+fn execution(job: &str) -> Execution {
+    Execution { start_time: now(), ..Execution::new(job) }
+}
+
+/// Runs `definition` locally over `lake` with `tasks`; the outcome and the jobs dead letters.
+async fn run(definition: &Definition, lake: &Lake, tasks: TaskTable, input: Value) -> (Outcome, Vec<DeadLetter>) {
+    let dead_letters = MemoryDeadLetters::new();
+    let machine = local::load(definition, lake).unwrap();
+    let executor = local::executor(tasks, lake.clone(), dead_letters.clone());
+    let outcome = executor.run(&machine, &execution(definition.name), input).await;
+    (outcome, dead_letters.letters())
+}
+
+/// A dead letter's message body.
+fn body(letter: &DeadLetter) -> Value {
+    assert_eq!(letter.source, local::DEAD_LETTER_SOURCE);
+    serde_json::from_slice(&letter.data).unwrap()
+}
+
+/// Writes events through the real lake writer.
+struct Fixture {
+    lake: Lake,
+    writer: LakeWriter<MemoryDeadLetters>,
+    next_seq: u64,
+    distinct: BTreeSet<String>,
+}
+
+impl Fixture {
+    fn new(lake: Lake) -> Self {
+        let writer = LakeWriter::new(registry(), lake.clone(), MemoryDeadLetters::new());
+        Self { lake, writer, next_seq: 0, distinct: BTreeSet::new() }
+    }
+
+    async fn deliver(&mut self, events: &[Event]) {
+        let payloads = events.iter().map(record_bytes).collect();
+        let payload =
+            serde_json::to_vec(&kinesis_event("shardId-000000000000", self.next_seq, payloads, now())).unwrap();
+        self.next_seq += events.len() as u64;
+        let response = self.writer.handle(bytes::Bytes::from(payload)).await.unwrap();
+        assert!(response.batch_item_failures.is_empty());
+        self.distinct.extend(events.iter().map(|e| e.event_id.clone()));
+    }
+
+    /// 600 events over three hours in batches of 50, and 30 producer retries (same event_id,
+    /// received later) in another batch.
+    async fn with_duplicates(lake: Lake) -> Self {
+        let mut fx = Self::new(lake);
+        let events = Generator::new(GenConfig { seed: 3, events_per_second: 600.0 / 10_800.0, ..GenConfig::default() })
+            .take(600);
+        for chunk in events.chunks(50) {
+            fx.deliver(chunk).await;
+        }
+        let retries: Vec<Event> = events
+            .iter()
+            .step_by(20)
+            .map(|e| Event { received_at: e.received_at + chrono::TimeDelta::seconds(30), ..e.clone() })
+            .collect();
+        fx.deliver(&retries).await;
+        fx
+    }
+
+    /// Files per partition directory, and every event id with its count.
+    async fn contents(&self) -> (BTreeMap<String, Vec<String>>, BTreeMap<String, usize>) {
+        let mut files: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut ids: BTreeMap<String, usize> = BTreeMap::new();
+        for file in self.lake.list_files(None).await.unwrap() {
+            let path = file.path.partition.file_path(&file.path.file_name);
+            files.entry(file.path.partition.dir()).or_default().push(file.path.file_name.clone());
+            for batch in self.lake.read_parquet(&path).await.unwrap() {
+                let column = batch.column_by_name("event_id").unwrap();
+                let column = arrow::array::AsArray::as_string::<i32>(column);
+                for id in column.iter().flatten() {
+                    *ids.entry(id.to_owned()).or_default() += 1;
+                }
+            }
+        }
+        (files, ids)
+    }
+}
+
+#[tokio::test]
+async fn compaction_runs_through_its_state_machine_with_the_real_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(dir.path().to_str().unwrap(), &Default::default()).unwrap();
+    let mut fx = Fixture::with_duplicates(lake.clone()).await;
+    let (files, ids) = fx.contents().await;
+    assert!(ids.values().any(|n| *n > 1), "the fixture holds duplicates");
+    let partitions = files.len();
+
+    let (outcome, letters) = run(&COMPACTION, &lake, real_tasks(&lake), json!({})).await;
+    let Outcome::Succeeded(output) = outcome else { panic!("{outcome:?}") };
+    assert_eq!(output["job"], "compaction");
+    assert_eq!(output["plan"]["count"], partitions);
+    assert_eq!(output["plan"]["Bucket"], "local");
+    assert!(letters.is_empty(), "{letters:?}");
+    let (files, ids) = fx.contents().await;
+    assert!(files.values().all(|f| f.len() == 1 && f[0].starts_with("compacted-")), "{files:?}");
+    assert!(ids.values().all(|n| *n == 1), "no duplicate event_id");
+    assert_eq!(ids.keys().cloned().collect::<BTreeSet<_>>(), fx.distinct, "every distinct event kept");
+    let key = output["plan"]["Key"].as_str().unwrap();
+    let plan: Vec<CompactionItem> =
+        serde_json::from_slice(&lake.get(&tasks::relative_key(&lake, "local", key).unwrap()).await.unwrap()).unwrap();
+    assert_eq!(plan.len(), partitions, "the plan object the map read");
+
+    // A late event: a dry run plans it and changes nothing, a run compacts it, the next finds
+    // nothing to do.
+    let mut late = Generator::new(GenConfig { seed: 9, ..GenConfig::default() }).take(1);
+    late[0].event_id = ulid::Ulid::new().to_string();
+    fx.deliver(&late).await;
+    let before = fx.contents().await;
+    let (outcome, _) = run(&COMPACTION, &lake, real_tasks(&lake), json!({"dry_run": true})).await;
+    let Outcome::Succeeded(output) = outcome else { panic!("{outcome:?}") };
+    assert_eq!((output["plan"]["count"].clone(), output["plan"]["dry_run"].clone()), (json!(1), json!(true)));
+    assert_eq!(fx.contents().await, before, "a dry run changes nothing");
+    let (outcome, _) = run(&COMPACTION, &lake, real_tasks(&lake), json!({"event_type": late[0].event_type})).await;
+    assert!(matches!(&outcome, Outcome::Succeeded(o) if o["plan"]["count"] == 1), "{outcome:?}");
+    let (files, ids) = fx.contents().await;
+    assert!(files.values().all(|f| f.len() == 1), "{files:?}");
+    assert_eq!(ids.len(), fx.distinct.len());
+    let (outcome, _) = run(&COMPACTION, &lake, real_tasks(&lake), json!({})).await;
+    assert!(matches!(&outcome, Outcome::Succeeded(o) if o["plan"]["count"] == 0), "{outcome:?}");
+    assert_eq!(fx.contents().await.0, files, "nothing left to do: the same files");
+
+    let (outcome, _) = run(&COMPACTION, &lake, real_tasks(&lake), json!({"event_types": ["x"]})).await;
+    let Outcome::Failed(e) = outcome else { panic!("{outcome:?}") };
+    assert_eq!(e.error, "Sluice.CompactionFailed", "a bad request is caught and reported: {e}");
+}
+
+/// A plan double writing `items` partitions (hours 0..items of one day).
+fn plan_of(
+    lake: &Lake,
+    items: u8,
+) -> impl Fn(Value) -> futures::future::BoxFuture<'static, Result<Value, TaskError>> + use<> {
+    let lake = lake.clone();
+    move |input| {
+        let lake = lake.clone();
+        Box::pin(async move {
+            let run_id = input["run_id"].as_str().unwrap().to_owned();
+            let items: Vec<CompactionItem> = (0..items)
+                .map(|hour| CompactionItem {
+                    event_type: "page_view".into(),
+                    dt: "2024-05-01".into(),
+                    hour,
+                    files: 2,
+                    bytes: 10,
+                })
+                .collect();
+            let location = tasks::write_plan(&lake, COMPACTION.name, &run_id, &items, false).await?;
+            Ok(serde_json::to_value(location).unwrap())
+        })
+    }
+}
+
+/// A compact double failing the hours in `failing` with `error`, counting its calls.
+fn compact_failing(
+    failing: &'static [u64],
+    error: &'static str,
+    calls: Arc<Mutex<usize>>,
+) -> impl Fn(Value) -> futures::future::BoxFuture<'static, Result<Value, TaskError>> + use<> {
+    move |item| {
+        *calls.lock().unwrap() += 1;
+        Box::pin(async move {
+            let hour = item["hour"].as_u64().unwrap();
+            if failing.contains(&hour) {
+                return Err(TaskError::new(error, format!("hour {hour} cannot be compacted")));
+            }
+            Ok(json!({
+                "partition": format!("events/event_type=page_view/dt=2024-05-01/hour={hour:02}"),
+                "event_type": "page_view", "dt": "2024-05-01", "hour": hour,
+                "inputs": 2, "bytes_in": 10, "rows_in": 4, "outputs": ["x"], "bytes_out": 5, "rows_out": 3,
+                "spilled_runs": 0,
+            }))
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_plan_is_retried_then_reported_and_fails_the_execution() {
+    let lake = memory_lake();
+    let calls = Arc::new(Mutex::new(0));
+    let counted = Arc::clone(&calls);
+    let table = real_tasks(&lake).with(PLAN_COMPACTION, move |_| {
+        *counted.lock().unwrap() += 1;
+        async { Err(TaskError::transient("the lake is unreachable")) }
+    });
+    let (outcome, letters) = run(&COMPACTION, &lake, table, json!({})).await;
+    let Outcome::Failed(e) = outcome else { panic!("{outcome:?}") };
+    assert_eq!(e.error, "Sluice.CompactionFailed");
+    assert_eq!(*calls.lock().unwrap(), 4, "one call and the three retries of Sluice.Transient");
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].reason, "compaction: Sluice.Transient: the lake is unreachable");
+    let body = body(&letters[0]);
+    assert_eq!(body["job"], "compaction");
+    assert!(body["execution"].as_str().unwrap().contains("compaction"), "{body}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn lambda_throttling_is_retried_with_backoff() {
+    let lake = memory_lake();
+    let calls = Arc::new(Mutex::new(0));
+    let counted = Arc::clone(&calls);
+    let table = real_tasks(&lake).with(PLAN_COMPACTION, plan_of(&lake, 2)).with(COMPACT_PARTITION, move |item| {
+        let n = {
+            let mut c = counted.lock().unwrap();
+            *c += 1;
+            *c
+        };
+        let compacted = compact_failing(&[], "", Arc::new(Mutex::new(0)));
+        async move {
+            if n <= 5 {
+                Err(TaskError::new("Lambda.TooManyRequestsException", "Rate Exceeded."))
+            } else {
+                compacted(item).await
+            }
+        }
+    });
+    let started = tokio::time::Instant::now();
+    let (outcome, letters) = run(&COMPACTION, &lake, table, json!({})).await;
+    assert!(matches!(&outcome, Outcome::Succeeded(o) if o["plan"]["count"] == 2), "{outcome:?}");
+    assert!(letters.is_empty());
+    assert_eq!(*calls.lock().unwrap(), 7, "five throttled calls retried, then both partitions");
+    assert!(started.elapsed() <= std::time::Duration::from_secs(2 + 4 + 8 + 16 + 32), "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn a_failed_partition_is_reported_and_the_others_are_compacted() {
+    let lake = memory_lake();
+    let calls = Arc::new(Mutex::new(0));
+    let table = real_tasks(&lake)
+        .with(PLAN_COMPACTION, plan_of(&lake, 10))
+        .with(COMPACT_PARTITION, compact_failing(&[3], TaskError::FAILED, Arc::clone(&calls)));
+    let (outcome, letters) = run(&COMPACTION, &lake, table, json!({})).await;
+    assert!(matches!(&outcome, Outcome::Succeeded(o) if o["plan"]["count"] == 10), "1 of 10 is tolerated: {outcome:?}");
+    assert_eq!(*calls.lock().unwrap(), 10, "Sluice.JobFailed is not retried");
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let body = body(&letters[0]);
+    assert_eq!((body["job"].as_str(), body["state"].as_str()), (Some("compaction"), Some("CompactPartition")));
+    assert_eq!(body["input"]["hour"], 3, "the failed item");
+    assert_eq!(body["input"]["error"]["Error"], TaskError::FAILED);
+    assert!(letters[0].reason.contains("hour 3 cannot be compacted"), "{}", letters[0].reason);
+}
+
+#[tokio::test]
+async fn too_many_failed_partitions_fail_the_execution() {
+    let lake = memory_lake();
+    let table = real_tasks(&lake)
+        .with(PLAN_COMPACTION, plan_of(&lake, 10))
+        .with(COMPACT_PARTITION, compact_failing(&[2, 7], TaskError::FAILED, Arc::new(Mutex::new(0))));
+    let (outcome, letters) = run(&COMPACTION, &lake, table, json!({})).await;
+    let Outcome::Failed(e) = outcome else { panic!("{outcome:?}") };
+    assert_eq!(e.error, "Sluice.CompactionFailed");
+    let errors: Vec<String> =
+        letters.iter().map(|l| body(l)["input"]["error"]["Error"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(errors, [TaskError::FAILED, TaskError::FAILED, "States.ExceedToleratedFailureThreshold"]);
+}
+
+#[tokio::test]
+async fn a_plan_the_map_cannot_read_fails_into_the_catch() {
+    let lake = memory_lake();
+    let table = real_tasks(&lake).with(PLAN_COMPACTION, |_| async {
+        Ok(json!({"Bucket": "local", "Key": "_sluice/plans/compaction/missing.json", "count": 1, "dry_run": false}))
+    });
+    let (outcome, letters) = run(&COMPACTION, &lake, table, json!({})).await;
+    assert!(matches!(&outcome, Outcome::Failed(e) if e.error == "Sluice.CompactionFailed"), "{outcome:?}");
+    assert_eq!(body(&letters[0])["input"]["error"]["Error"], "States.ItemReaderFailed");
+}
+
+/// The task names the definitions invoke, by definition.
+fn invoked_tasks(definition: &Definition, lake: &Lake) -> Vec<String> {
+    let machine = local::load(definition, lake).unwrap();
+    let mut names = Vec::new();
+    for (name, state) in machine.all_states() {
+        match state {
+            State::Task(task) if task.resource == asl::LAMBDA_INVOKE => {
+                let parameters = task.parameters.as_ref().unwrap();
+                assert_eq!(parameters.literal_str("FunctionName"), Some(LOCAL_FUNCTION), "{name}");
+                let task_name = parameters.field("Payload").and_then(|p| p.literal_str("task"));
+                names.push(task_name.unwrap_or_else(|| panic!("{name}: Payload.task must be a literal")).to_owned());
+            }
+            State::Task(task) => {
+                assert_eq!(task.resource, asl::SQS_SEND_MESSAGE, "{name}");
+                assert_eq!(task.parameters.as_ref().unwrap().literal_str("QueueUrl"), Some(LOCAL_QUEUE), "{name}");
+            }
+            State::Map(map) => {
+                assert_eq!(map.item_reader.parameters.literal_str("Bucket"), Some("local"), "{name}");
+            }
+            _ => {}
+        }
+    }
+    names
+}
+
+#[test]
+fn every_task_resource_maps_to_a_registered_task_function() {
+    let lake = memory_lake();
+    let table = real_tasks(&lake);
+    let mut used = BTreeSet::new();
+    for definition in DEFINITIONS {
+        if definition.name == "backfill" && !table.contains("plan-backfill") {
+            continue;
+        }
+        for task in invoked_tasks(definition, &lake) {
+            assert!(
+                table.contains(&task),
+                "{}: no task function {task:?} (known: {:?})",
+                definition.name,
+                table.names().collect::<Vec<_>>()
+            );
+            used.insert(task);
+        }
+    }
+    let registered: BTreeSet<String> = table.names().map(str::to_owned).collect();
+    assert_eq!(used, registered, "every task function is invoked by a definition");
+}
+
+/// `$SLUICE_ASL_VALIDATOR` (scripts/test installs the pinned asl-validator and exports it), or
+/// `None` after a skip line under plain `cargo test`; under the test command
+/// (`SLUICE_REQUIRE_MOTO=1`) a missing validator fails.
+fn asl_validator() -> Option<String> {
+    match std::env::var("SLUICE_ASL_VALIDATOR") {
+        Ok(path) if !path.trim().is_empty() => Some(path),
+        _ if std::env::var("SLUICE_REQUIRE_MOTO").is_ok_and(|v| v.trim() == "1" || v.eq_ignore_ascii_case("true")) => {
+            panic!("SLUICE_ASL_VALIDATOR is not set under the test command (scripts/test installs asl-validator)")
+        }
+        _ => {
+            eprintln!("skipped (no SLUICE_ASL_VALIDATOR): the definitions' asl-validator check");
+            None
+        }
+    }
+}
+
+fn validate(validator: &str, path: &std::path::Path) -> (bool, String) {
+    let out = std::process::Command::new(validator)
+        .arg("--json-path")
+        .arg(path)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {validator}: {e}"));
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[test]
+fn the_definitions_pass_asl_validator() {
+    let Some(validator) = asl_validator() else { return };
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for definition in DEFINITIONS {
+        let (valid, out) = validate(&validator, &root.join(definition.path));
+        assert!(valid, "{}: {out}", definition.path);
+    }
+    // The validator rejects what is wrong: a Map without its item processor.
+    let broken = tempfile::NamedTempFile::new().unwrap();
+    let mut definition: Value = serde_json::from_str(COMPACTION.text).unwrap();
+    definition["States"]["CompactPartitions"].as_object_mut().unwrap().remove("ItemProcessor");
+    std::fs::write(broken.path(), definition.to_string()).unwrap();
+    let (valid, out) = validate(&validator, broken.path());
+    assert!(!valid, "a Map without ItemProcessor must be rejected: {out}");
+}
+
+#[test]
+fn the_shipped_definitions_keep_lambda_results_and_state_small() {
+    let lake = memory_lake();
+    for definition in DEFINITIONS {
+        let machine = local::load(definition, &lake).unwrap();
+        for (name, state) in machine.all_states() {
+            if let State::Task(task) = state {
+                if task.resource == asl::LAMBDA_INVOKE {
+                    assert!(task.result_selector.is_some() || task.result_path == asl::PathField::Null, "{name}");
+                    let retried: Vec<&str> =
+                        task.retry.iter().flat_map(|r| r.error_equals.iter().map(String::as_str)).collect();
+                    for error in [
+                        "Lambda.ServiceException",
+                        "Lambda.AWSLambdaException",
+                        "Lambda.SdkClientException",
+                        "Lambda.TooManyRequestsException",
+                        TaskError::TRANSIENT,
+                    ] {
+                        assert!(retried.contains(&error), "{}: {name} retries {error}", definition.name);
+                    }
+                    assert!(
+                        task.retry
+                            .iter()
+                            .all(|r| r.jitter_strategy == asl::Jitter::Full && r.max_delay_seconds.is_some())
+                    );
+                    assert!(task.catch.iter().any(|c| c.error_equals == ["States.ALL"]), "{name} catches");
+                }
+            }
+            if let State::Map(map) = state {
+                assert_eq!(map.result_path, asl::PathField::Null, "{name}: the map's results are not kept");
+                assert!(map.max_concurrency.is_some() && map.tolerated_failure_percentage.is_some(), "{name}");
+            }
+        }
+    }
+}
