@@ -434,3 +434,153 @@ fn the_shipped_definitions_keep_lambda_results_and_state_small() {
         }
     }
 }
+
+/// moto's Step Functions, driven by `moto_stepfunctions.py` with the test venv's Python.
+struct MotoStepFunctions {
+    python: String,
+    bucket: String,
+    queue_url: String,
+}
+
+const MOTO_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/moto_stepfunctions.py");
+/// The jobs function's ARN on moto (its Lambda answers without code: queued results or an echo).
+const MOTO_FUNCTION: &str = "arn:aws:lambda:us-east-1:123456789012:function:sluice-jobs";
+
+impl MotoStepFunctions {
+    fn setup(test: &str) -> Option<Self> {
+        sluice_testkit::moto::moto_endpoint()?;
+        let python = sluice_testkit::python(test)?;
+        let out = std::process::Command::new(&python).arg(MOTO_SCRIPT).arg("setup").output().unwrap();
+        assert!(out.status.success(), "setup: {}", String::from_utf8_lossy(&out.stderr));
+        let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+        Some(Self {
+            python,
+            bucket: created["bucket"].as_str().unwrap().to_owned(),
+            queue_url: created["queue_url"].as_str().unwrap().to_owned(),
+        })
+    }
+
+    /// The plan object's key of the execution `run-1` (the lake is the bucket's root).
+    fn plan_key(definition: &Definition) -> String {
+        tasks::plan_key(definition.name, "run-1").unwrap()
+    }
+
+    fn plan(&self, definition: &Definition, count: usize, dry_run: bool) -> Value {
+        json!({"Bucket": self.bucket, "Key": Self::plan_key(definition), "count": count, "dry_run": dry_run})
+    }
+
+    /// Creates `definition` (substitutions filled in for moto) and runs it on `input` with the
+    /// plan object holding `items`; the report of `moto_stepfunctions.py run`.
+    fn run(&self, definition: &Definition, items: &Value, lambda_results: &[Value], input: Value) -> Value {
+        let substitutions: BTreeMap<String, String> = [
+            ("JobsFunctionArn", MOTO_FUNCTION),
+            ("LakeBucket", self.bucket.as_str()),
+            ("JobsDeadLetterQueueUrl", self.queue_url.as_str()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        definition.load(&substitutions).unwrap();
+        let request = json!({
+            "bucket": self.bucket,
+            "queue_url": self.queue_url,
+            "name": sluice_testkit::moto::unique_name(definition.name),
+            "definition": asl::substitute(definition.text, &substitutions).unwrap(),
+            "plan_key": Self::plan_key(definition),
+            "items": items,
+            "lambda_results": lambda_results,
+            "input": input,
+        });
+        let mut child = std::process::Command::new(&self.python)
+            .arg(MOTO_SCRIPT)
+            .arg("run")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), request.to_string().as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "run: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+fn states(report: &Value) -> Vec<&str> {
+    report["states"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect()
+}
+
+/// The compaction state machine on moto's Step Functions, as far as moto runs it: the plan
+/// task, the Choice, the distributed map reading its items from S3 and running the item
+/// processor per item (MaxConcurrency and ToleratedFailurePercentage recorded in the map run),
+/// the per-item Catch and the execution's Catch sending to SQS, the Fail state. moto's Lambda
+/// runs no code: it answers queued results, or echoes the payload, which the ResultSelectors
+/// reject with States.Runtime; moto's States.ALL catches that (AWS's does not), so an echo
+/// drives the Catch paths. moto does not fail a map past its ToleratedFailurePercentage (the
+/// executor tests cover that path).
+#[test]
+fn the_compaction_state_machine_on_moto_step_functions() {
+    let Some(moto) = MotoStepFunctions::setup("the_compaction_state_machine_on_moto_step_functions") else { return };
+    let items: Vec<Value> = (0..3u8)
+        .map(|hour| {
+            serde_json::to_value(CompactionItem {
+                event_type: "page_view".into(),
+                dt: "2024-05-01".into(),
+                hour,
+                files: 2,
+                bytes: 10,
+            })
+            .unwrap()
+        })
+        .collect();
+    let items = json!(items);
+    let compacted = |hour: u8| {
+        json!({"partition": format!("events/event_type=page_view/dt=2024-05-01/hour={hour:02}"),
+               "inputs": 2, "rows_in": 4, "rows_out": 3, "bytes_in": 10, "bytes_out": 5})
+    };
+
+    // Success: the plan, the map over the three items read from S3, Done.
+    let mut answers = vec![moto.plan(&COMPACTION, 3, false)];
+    answers.extend((0..3).map(compacted));
+    let report = moto.run(&COMPACTION, &items, &answers, json!({}));
+    assert_eq!(report["status"], "SUCCEEDED", "{report}");
+    assert_eq!(states(&report), ["Plan", "WhatToDo", "CompactPartitions", "Done"]);
+    assert_eq!(report["output"], json!({"job": "compaction", "plan": moto.plan(&COMPACTION, 3, false)}));
+    let run = &report["map_runs"][0];
+    assert_eq!((run["max_concurrency"].clone(), run["tolerated_failure_percentage"].clone()), (json!(8), json!(10.0)));
+    assert_eq!((run["items"]["total"].clone(), run["items"]["succeeded"].clone()), (json!(3), json!(3)), "{run}");
+    assert_eq!(report["dead_letters"], json!([]));
+
+    // A dry run, and nothing to compact: the Choice ends the execution after the plan.
+    for plan in [moto.plan(&COMPACTION, 3, true), moto.plan(&COMPACTION, 0, false)] {
+        let report = moto.run(&COMPACTION, &items, &[plan.clone()], json!({"dry_run": true}));
+        assert_eq!(report["status"], "SUCCEEDED", "{report}");
+        assert_eq!(states(&report), ["Plan", "WhatToDo", "Done"], "{plan}");
+        assert_eq!(report["map_runs"], json!([]));
+    }
+
+    // Every item fails: each is caught and sent to the dead-letter queue with its item.
+    let report = moto.run(&COMPACTION, &items, &[moto.plan(&COMPACTION, 3, false)], json!({}));
+    let run = &report["map_runs"][0];
+    assert_eq!(run["items"]["failed"], 3, "{report}");
+    let letters = report["dead_letters"].as_array().unwrap();
+    assert_eq!(letters.len(), 3, "{report}");
+    let mut hours: Vec<u64> = letters.iter().map(|l| l["input"]["hour"].as_u64().unwrap()).collect();
+    hours.sort_unstable();
+    assert_eq!(hours, [0, 1, 2]);
+    assert!(letters.iter().all(|l| l["job"] == "compaction" && l["state"] == "CompactPartition"), "{report}");
+    assert_eq!(report["status"], "SUCCEEDED", "moto does not apply ToleratedFailurePercentage: {report}");
+
+    // The plan fails: caught, sent to the dead-letter queue, the execution fails.
+    let report = moto.run(&COMPACTION, &items, &[], json!({}));
+    assert_eq!(
+        (report["status"].as_str(), report["error"].as_str()),
+        (Some("FAILED"), Some("Sluice.CompactionFailed")),
+        "{report}"
+    );
+    assert_eq!(states(&report), ["Plan", "ReportFailure", "Failed"]);
+    let letters = report["dead_letters"].as_array().unwrap();
+    assert_eq!(letters.len(), 1, "{report}");
+    assert_eq!(letters[0]["job"], "compaction");
+    assert!(letters[0]["input"]["error"]["Error"].is_string(), "{report}");
+}
