@@ -1,7 +1,8 @@
 //! Redrive of the SQS dead-letter queue: sluice's dead letters (the body is
 //! [`DeadLetter::to_json`], as `SqsDeadLetters` sends them) and Lambda on-failure records of
-//! discarded Kinesis batches (an SQS on-failure destination: `KinesisBatchInfo` only, the
-//! records re-read from the stream; see [`super::kinesis`]).
+//! discarded Kinesis batches (an SQS on-failure destination, or an SNS one delivering to this
+//! queue, raw or as SNS notifications: `KinesisBatchInfo` only, the records re-read from the
+//! stream; see [`super::kinesis`]).
 //!
 //! How a run treats each message (all received with a visibility timeout, so no other consumer
 //! sees them meanwhile, and made visible again at the end when kept):
@@ -95,11 +96,11 @@ impl Received {
             .and_then(DateTime::from_timestamp_millis);
         let attributes = m.message_attributes().cloned().unwrap_or_default();
         let run = attributes.get(RUN_ATTRIBUTE).and_then(|v| v.string_value()).map(str::to_owned);
-        let text = m.body().unwrap_or_default();
+        let text = sns_message(m.body().unwrap_or_default());
         let body = match FailureRecord::parse(text.as_bytes()) {
             Some(Ok(record)) => Body::Failure(record),
             Some(Err(e)) => Body::Unreadable(e),
-            None => match DeadLetter::from_json(text) {
+            None => match DeadLetter::from_json(&text) {
                 Ok(letter) => Body::Letter(letter),
                 Err(e) => Body::Unreadable(format!("neither a dead letter nor an on-failure record: {e}")),
             },
@@ -306,40 +307,60 @@ impl SqsSource {
                     fresh.push(m);
                 }
             }
+            let receipts: Vec<String> = fresh.iter().map(|m| m.receipt.clone()).collect();
             if dry_run {
-                kept.extend(fresh.iter().map(|m| m.receipt.clone()));
-            }
-            let (records, plans) = self.plan(registry, fresh, now, state, report).await?;
-            if dry_run {
-                let mut dry = state.submitted.clone();
+                kept.extend(receipts);
+                let (records, _) = self.plan(registry, fresh, now, state, report).await?;
                 for (position, _) in &records {
-                    if position.as_ref().is_none_or(|p| dry.insert(p.clone())) {
+                    if position.as_ref().is_none_or(|p| state.submitted.insert(p.clone())) {
                         report.redriven += 1;
                     }
                 }
-                state.submitted = dry;
                 continue;
             }
-            let before = state.submitted.len();
-            let written = append_once(log, &records, &mut state.submitted).await;
-            report.redriven += state.submitted.len() - before;
-            report.redriven += records.iter().zip(&written).filter(|((p, _), w)| p.is_none() && **w).count();
-            for plan in plans {
-                let missing = plan.owns.iter().filter(|&&i| !written[i]).count();
-                if missing > 0 {
-                    report.not_written += missing;
-                    kept.push(plan.message.receipt);
-                    continue;
-                }
-                self.letters.send(plan.letters).await?;
-                if let Some(body) = &plan.replace_with {
-                    self.resend(&plan.message, body, run).await?;
-                }
-                if plan.remove || plan.replace_with.is_some() {
-                    self.delete(&plan.message.receipt).await?;
-                } else {
-                    kept.push(plan.message.receipt);
-                }
+            if let Err(e) = self.handle(registry, log, fresh, now, run, state, kept, report).await {
+                // Visible again at once (a receipt of a message deleted meanwhile is refused
+                // per entry, harmlessly).
+                kept.extend(receipts);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Plans a page, appends its records, then deletes, re-sends or keeps each message.
+    #[allow(clippy::too_many_arguments)]
+    async fn handle(
+        &self,
+        registry: &Registry,
+        log: &dyn EventLog,
+        page: Vec<Received>,
+        now: DateTime<Utc>,
+        run: &str,
+        state: &mut RunState,
+        kept: &mut Vec<String>,
+        report: &mut RedriveReport,
+    ) -> Result<(), AwsRedriveError> {
+        let (records, plans) = self.plan(registry, page, now, state, report).await?;
+        let before = state.submitted.len();
+        let written = append_once(log, &records, &mut state.submitted).await;
+        report.redriven += state.submitted.len() - before;
+        report.redriven += records.iter().zip(&written).filter(|((p, _), w)| p.is_none() && **w).count();
+        for plan in plans {
+            let missing = plan.owns.iter().filter(|&&i| !written[i]).count();
+            if missing > 0 {
+                report.not_written += missing;
+                kept.push(plan.message.receipt);
+                continue;
+            }
+            self.letters.send(plan.letters).await?;
+            if let Some(body) = &plan.replace_with {
+                self.resend(&plan.message, body, run).await?;
+            }
+            if plan.remove || plan.replace_with.is_some() {
+                self.delete(&plan.message.receipt).await?;
+            } else {
+                kept.push(plan.message.receipt);
             }
         }
         Ok(())
@@ -500,6 +521,22 @@ impl SqsSource {
             .await
             .map_err(|e| Self::sqs_error("DeleteMessage", e))?;
         Ok(())
+    }
+}
+
+/// The body of an SQS message, or the `Message` of the SNS notification it is (an SNS on-failure
+/// destination with an SQS subscription that does not use raw message delivery).
+fn sns_message(body: &str) -> std::borrow::Cow<'_, str> {
+    #[derive(serde::Deserialize)]
+    struct Notification {
+        #[serde(rename = "Type")]
+        kind: String,
+        #[serde(rename = "Message")]
+        message: String,
+    }
+    match serde_json::from_str::<Notification>(body) {
+        Ok(n) if n.kind == "Notification" => std::borrow::Cow::Owned(n.message),
+        _ => std::borrow::Cow::Borrowed(body),
     }
 }
 
