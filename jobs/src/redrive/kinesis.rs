@@ -326,8 +326,8 @@ impl ShardReader {
                 AwsRedriveError::Kinesis("the failure record names no stream; pass --stream".to_owned())
             })?;
         let request = self.client.get_shard_iterator();
-        // With an ARN, its name too: the iterator then names the stream on servers that
-        // encode only a given name into it (moto).
+        // With an ARN, its name too (Kinesis takes either or both): servers that encode only a
+        // given name into the iterator (moto) then read the right stream with it.
         let request = match stream.strip_prefix("arn:").and_then(|_| stream.split_once(":stream/")) {
             Some((_, name)) => request.stream_arn(&stream).stream_name(name),
             None => request.stream_name(&stream),
