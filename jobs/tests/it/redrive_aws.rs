@@ -445,3 +445,38 @@ fn the_fixtures_are_the_shapes_lambda_writes() {
         "49651505405573512287146337226367405392566178546355519490"
     );
 }
+
+#[tokio::test]
+async fn a_trimmed_range_keeps_its_invalid_survivors_and_says_what_is_lost() {
+    let Some(config) = moto().await else { return };
+    let kinesis = aws_sdk_kinesis::Client::new(&config);
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());
+    let registry = Registry::builtin().unwrap();
+    let ev = events(34, 1);
+    let (source, source_arn) = stream(&kinesis, 1).await;
+    let put_at = put(&kinesis, &source, &[record_bytes(&ev[0]), b"garbage".to_vec()]).await;
+    let (target, _) = stream(&kinesis, 1).await;
+    let bucket = unique_name("failures");
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    // A batch of 3 from one before the shard's first record: that one is gone.
+    let key =
+        format!("aws/lambda/4f1c1a5e-8d2b-4a3f-9c1e-7b6d5e4f3a2b/{}/2024/05/01/2024-05-01T12.09.11-9a8b", put_at[0].0);
+    let record = on_failure(&source_arn, &put_at[0].0, &step(&put_at[0].1, -1), &put_at[1].1, 3);
+    s3.put_object().bucket(&bucket).key(&key).body(record.to_string().into_bytes().into()).send().await.unwrap();
+
+    let source_ = S3Source::new(&config, true, &bucket, None, None);
+    let log = event_log(&config, &target);
+    let report = source_.redrive(&registry, &log, false, now()).await.unwrap();
+    assert_eq!((report.redriven, report.still_invalid, report.unrecoverable), (1, 1, 1), "{report:#?}");
+    assert!(report.lost[0].reason.contains("trimmed past the start"), "{report:#?}");
+    assert_eq!(read_all(&kinesis, &target).await, keyed(&[&ev[0]]));
+
+    // The object now carries its invalid survivor (as a Kinesis event record) and the mark.
+    let left = source_.list(now()).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!((left[0].records, left[0].first_sequence.as_deref()), (1, Some(put_at[1].1.as_str())));
+    assert!(left[0].reason.starts_with("unrecoverable: "), "{left:#?}");
+    let again = source_.redrive(&registry, &log, false, now()).await.unwrap();
+    assert_eq!((again.redriven, again.still_invalid, again.unrecoverable), (0, 1, 1), "{again:#?}");
+    assert_eq!(read_all(&kinesis, &target).await.len(), 1);
+}
