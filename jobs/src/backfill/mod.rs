@@ -24,7 +24,7 @@ use std::sync::Arc;
 use arrow::compute::concat_batches;
 use arrow::datatypes::{Schema, SchemaRef};
 use futures::StreamExt;
-use sluice_aggregators::store::{AggregateStore, StoreError, WindowKey, backfill_window};
+use sluice_aggregators::store::{AggregateStore, StoreError, WindowBackfill, WindowKey, backfill_window};
 use sluice_aggregators::{BatchDelta, KeyDelta, WindowConfig, WindowSize};
 use sluice_lake::layout::{PROGRESS_DIR, Partition, ShardProgress};
 use sluice_lake::{Lake, LakeError};
@@ -274,22 +274,17 @@ impl<S: AggregateStore> Backfiller<S> {
             }
             m
         };
-        let empty = Vec::new();
-        let results: Vec<Result<_, StoreError>> = futures::stream::iter(pairs.iter())
-            .map(|(w, shard, through)| {
-                let delta = deltas.get(shard);
-                let keys = by_window.get(&(shard.as_str(), w)).unwrap_or(&empty);
-                let lake = move |above: SequenceNumber, upto: SequenceNumber| -> Vec<KeyDelta> {
-                    delta.map_or_else(Vec::new, |d| {
-                        keys.iter().filter_map(|&i| d.delta_between(i, above, upto)).collect()
-                    })
-                };
-                backfill_window(&self.store, shard, w, *through, lake, MAX_ATTEMPTS)
-            })
-            .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
-        for r in results {
+        // Pairs are replaced a few at a time; each future is a plain method's, so the item's
+        // future stays `Send` for a spawned task.
+        let mut pending = pairs.iter();
+        let mut running = futures::stream::FuturesUnordered::new();
+        loop {
+            while running.len() < CONCURRENCY {
+                let Some((w, shard, through)) = pending.next() else { break };
+                let keys = by_window.get(&(shard.as_str(), w)).map_or(&[][..], Vec::as_slice);
+                running.push(self.replace(w, shard, *through, deltas.get(shard), keys));
+            }
+            let Some(r) = running.next().await else { break };
             let r = r?;
             report.shard_windows += 1;
             report.written += r.written;
@@ -298,5 +293,21 @@ impl<S: AggregateStore> Backfiller<S> {
         }
         self.lake.put(&format!("{DONE_DIR}/{}/{}", item.request, item.id()), bytes::Bytes::new()).await?;
         Ok(report)
+    }
+
+    /// Replaces one (window, shard) with the lake's records: `keys` are the indices of the
+    /// window's deltas in the shard's `delta` (none when the lake holds no row of it).
+    async fn replace(
+        &self,
+        window: &WindowKey,
+        shard: &str,
+        through: SequenceNumber,
+        delta: Option<&BatchDelta>,
+        keys: &[usize],
+    ) -> Result<WindowBackfill, StoreError> {
+        let lake = |above: SequenceNumber, upto: SequenceNumber| -> Vec<KeyDelta> {
+            delta.map_or_else(Vec::new, |d| keys.iter().filter_map(|&i| d.delta_between(i, above, upto)).collect())
+        };
+        backfill_window(&self.store, shard, window, through, lake, MAX_ATTEMPTS).await
     }
 }

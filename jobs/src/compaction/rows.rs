@@ -3,9 +3,10 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, FixedSizeBinaryArray, RecordBatch, StringArray, UInt32Array, new_null_array,
+    Array, ArrayRef, BooleanArray, FixedSizeBinaryArray, RecordBatch, StringArray, TimestampMicrosecondArray,
+    UInt32Array, new_null_array,
 };
-use arrow::compute::{cast, concat_batches, filter_record_batch, take_record_batch};
+use arrow::compute::{cast, filter_record_batch, interleave_record_batch, take_record_batch};
 use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 use arrow::row::{RowConverter, Rows, SortField};
@@ -125,19 +126,80 @@ pub fn first_per_event_id(
     Ok((filter_record_batch(batch, &BooleanArray::from(keep))?, last))
 }
 
-/// The rows of `batches` (all of `schema`) with one row per `event_id` (the first in
-/// [`Order::Identity`]), ordered by [`Order::Output`]. Of the rows sharing an `event_id` the one
-/// kept is the earliest `received_at`, then the lowest `shard_id`, then the numerically lowest
+/// The rows of `batches` (all of one schema) with one row per `event_id` (the first in
+/// [`Order::Identity`]), ordered by [`Order::Output`], as (batch, row) indices for
+/// `arrow::compute::interleave_record_batch`. Of the rows sharing an `event_id` the one kept is
+/// the earliest `received_at`, then the lowest `shard_id`, then the numerically lowest
 /// `sequence_number`, so the choice is deterministic (redelivered copies are identical rows; a
-/// producer's retry is a later `received_at`). The rows are copied twice (concatenated, then
-/// taken in order); the orders are index sorts.
+/// producer's retry is a later `received_at`). Nothing is copied: a hash map picks each
+/// `event_id`'s row and the kept rows are sorted by their `occurred_at` integers, with the
+/// `event_id` breaking ties.
+pub fn output_order(batches: &[RecordBatch]) -> Result<Vec<(usize, usize)>, RowsError> {
+    struct Columns<'a> {
+        ids: &'a StringArray,
+        occurred: &'a [i64],
+        received: &'a [i64],
+        shards: &'a StringArray,
+        sequences: &'a StringArray,
+    }
+    let columns = batches
+        .iter()
+        .map(|b| {
+            Ok(Columns {
+                ids: column(b, "event_id")?,
+                occurred: column::<TimestampMicrosecondArray>(b, "occurred_at")?.values(),
+                received: column::<TimestampMicrosecondArray>(b, "received_at")?.values(),
+                shards: column(b, "shard_id")?,
+                sequences: column(b, "sequence_number")?,
+            })
+        })
+        .collect::<Result<Vec<_>, RowsError>>()?;
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let mut first: foldhash::HashMap<&str, (u32, u32)> =
+        foldhash::HashMap::with_capacity_and_hasher(rows, Default::default());
+    // The copy to keep sorts first: earliest received_at, lowest shard, lowest sequence number.
+    let earlier = |a: (u32, u32), b: (u32, u32)| {
+        let (ca, cb) = (&columns[a.0 as usize], &columns[b.0 as usize]);
+        let (ra, rb) = (a.1 as usize, b.1 as usize);
+        let sequence = |c: &Columns<'_>, r| {
+            SequenceNumber::from_ascii(c.sequences.value(r).as_bytes()).unwrap_or(SequenceNumber::ZERO)
+        };
+        (ca.received[ra], ca.shards.value(ra))
+            .cmp(&(cb.received[rb], cb.shards.value(rb)))
+            .then_with(|| sequence(ca, ra).cmp(&sequence(cb, rb)))
+            == std::cmp::Ordering::Less
+    };
+    for (b, c) in columns.iter().enumerate() {
+        for r in 0..c.ids.len() {
+            let here = (b as u32, r as u32);
+            first
+                .entry(c.ids.value(r))
+                .and_modify(|kept| {
+                    if earlier(here, *kept) {
+                        *kept = here;
+                    }
+                })
+                .or_insert(here);
+        }
+    }
+    let mut kept: Vec<(i64, u32, u32)> =
+        first.into_values().map(|(b, r)| (columns[b as usize].occurred[r as usize], b, r)).collect();
+    kept.sort_unstable_by(|x, y| {
+        x.0.cmp(&y.0).then_with(|| {
+            columns[x.1 as usize].ids.value(x.2 as usize).cmp(columns[y.1 as usize].ids.value(y.2 as usize))
+        })
+    });
+    Ok(kept.into_iter().map(|(_, b, r)| (b as usize, r as usize)).collect())
+}
+
+/// The rows of `batches` (all of `schema`) in [`output_order`], as one batch (one copy).
 pub fn dedupe_and_sort(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<RecordBatch, RowsError> {
-    let all = concat_batches(schema, batches)?;
-    let mut indices = first_per_event_id_indices(&all)?;
-    let output = keys(&all, Order::Output)?;
-    indices.sort_unstable_by(|&a, &b| output.row(a as usize).cmp(&output.row(b as usize)));
-    drop(output);
-    Ok(take_record_batch(&all, &UInt32Array::from(indices))?)
+    if batches.is_empty() {
+        return Ok(RecordBatch::new_empty(Arc::clone(schema)));
+    }
+    let order = output_order(batches)?;
+    let refs: Vec<&RecordBatch> = batches.iter().collect();
+    Ok(interleave_record_batch(&refs, &order)?)
 }
 
 fn column_ref<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, RowsError> {
@@ -229,6 +291,45 @@ mod tests {
         let mut reversed = rows;
         reversed.reverse();
         assert_eq!(ns(&dedupe_and_sort(&schema(), &[batch(&reversed)]).unwrap()), [6, 3, 4]);
+    }
+
+    proptest::proptest! {
+        /// The hash-and-sort order equals the spill path's: identity order, first per
+        /// `event_id`, then output order, for any rows split into any batches.
+        #[test]
+        fn output_order_keeps_what_the_sorted_runs_keep(
+            rows in proptest::collection::vec((0u8..12, 0i64..3, 0u8..2, 0u32..40), 0..80),
+            split in 0usize..80,
+        ) {
+            let rows: Vec<(String, i64, i64, String, String, i64)> = rows
+                .into_iter()
+                // Rows equal in every key are copies of one record: equal in every column.
+                .map(|(id, received, shard, seq)| {
+                    let occurred = i64::from(id % 4); // an event's copies share its occurred_at
+                    let n = ((i64::from(id) * 3 + received) * 2 + i64::from(shard)) * 40 + i64::from(seq);
+                    (format!("e{id}"), occurred, received, format!("shard-{shard}"), format!("{}", seq * 7 + 3), n)
+                })
+                .collect();
+            let batch_of = |rows: &[(String, i64, i64, String, String, i64)]| {
+                let ts = |f: fn(&(String, i64, i64, String, String, i64)) -> i64| {
+                    Arc::new(TimestampMicrosecondArray::from(rows.iter().map(f).collect::<Vec<_>>()).with_timezone("UTC")) as ArrayRef
+                };
+                RecordBatch::try_new(schema(), vec![
+                    Arc::new(StringArray::from(rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>())),
+                    ts(|r| r.1),
+                    ts(|r| r.2),
+                    Arc::new(StringArray::from(rows.iter().map(|r| r.3.clone()).collect::<Vec<_>>())),
+                    Arc::new(StringArray::from(rows.iter().map(|r| r.4.clone()).collect::<Vec<_>>())),
+                    Arc::new(Int64Array::from(rows.iter().map(|r| r.5).collect::<Vec<_>>())),
+                ]).unwrap()
+            };
+            let split = split.min(rows.len());
+            let batches = vec![batch_of(&rows[..split]), batch_of(&rows[split..])];
+            let fast = dedupe_and_sort(&schema(), &batches).unwrap();
+            let all = arrow::compute::concat_batches(&schema(), &batches).unwrap();
+            let reference = sort(&unique_by_identity(&all).unwrap(), Order::Output).unwrap();
+            proptest::prop_assert_eq!(ns(&fast), ns(&reference));
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Compacting partitions through the lake (I/O around [`super::rows`]).
 
 use arrow::array::RecordBatch;
-use arrow::compute::concat_batches;
+use arrow::compute::{concat_batches, interleave_record_batch};
 use arrow::datatypes::SchemaRef;
 use chrono::{DateTime, Utc};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -186,9 +186,14 @@ impl Compactor {
         CompactedFileName::new(generation, 0)?;
         let mut step = |s: Step| if before(&s) { Ok(()) } else { Err(CompactionError::Interrupted(s)) };
         let budget = self.config.memory_budget;
-        // A chunk is copied about three times while it is sorted and spilled, beside the open
-        // output file: an eighth of the budget leaves room for all of it.
+        // In memory, the rows are held once (the output is interleaved from them a slice at a
+        // time) beside their order's indices and hash map (about a tenth of them) and the open
+        // output file (at most a quarter of the budget).
+        let in_memory = budget / 20 * 9;
+        // Once spilling, a chunk is copied about three times while it is sorted and spilled:
+        // an eighth of the budget leaves room for all of it.
         let chunk_budget = (budget / 8).max(1);
+        let mut spilling = false;
         let mut scratch = Scratch::new(&self.lake, &task.partition, generation);
 
         // Read every input, spilling identity-sorted chunks when the rows outgrow a chunk.
@@ -211,7 +216,19 @@ impl Compactor {
                 let batch = rows::conform(&batch, &schema).map_err(rows_error(&path))?;
                 rows_in += batch.num_rows();
                 chunk.push(batch);
-                if chunk.bytes > chunk_budget {
+                if !spilling && chunk.bytes > in_memory {
+                    // Too large for memory: what was read so far goes out in chunks.
+                    spilling = true;
+                    let mut part = Chunk::default();
+                    for batch in std::mem::take(&mut chunk).batches {
+                        part.push(batch);
+                        if part.bytes > chunk_budget {
+                            let unique = part.take(&schema).and_then(|all| rows::unique_by_identity(&all));
+                            scratch.spill("identity", unique.map_err(rows_error(&partition))?).await?;
+                        }
+                    }
+                    chunk = part;
+                } else if spilling && chunk.bytes > chunk_budget {
                     let unique = chunk.take(&schema).and_then(|all| rows::unique_by_identity(&all));
                     scratch.spill("identity", unique.map_err(rows_error(&partition))?).await?;
                 }
@@ -223,10 +240,13 @@ impl Compactor {
         let metadata =
             [("sluice.event_type", event_type.clone()), ("sluice.compaction_generation", generation.to_owned())];
         let mut outputs = OutputFiles::new(&self.lake, task, generation, &schema, &metadata, dimensions, per_file);
-        if scratch.runs("identity").is_empty() {
-            let sorted =
-                rows::dedupe_and_sort(&schema, &std::mem::take(&mut chunk.batches)).map_err(rows_error(&partition))?;
-            outputs.push(&sorted, &mut step).await?;
+        if !spilling {
+            let order = rows::output_order(&chunk.batches).map_err(rows_error(&partition))?;
+            let inputs: Vec<&RecordBatch> = chunk.batches.iter().collect();
+            for slice in order.chunks(MERGE_BATCH_ROWS) {
+                let batch = interleave_record_batch(&inputs, slice).map_err(|e| rows_error(&partition)(e.into()))?;
+                outputs.push(&batch, &mut step).await?;
+            }
         } else {
             let unique = chunk.take(&schema).and_then(|all| rows::unique_by_identity(&all));
             scratch.spill("identity", unique.map_err(rows_error(&partition))?).await?;

@@ -211,3 +211,22 @@ async fn the_lake_ahead_of_the_aggregator_is_counted_once_when_the_aggregator_ca
     assert!(fx.aggregator.handle(payload).await.unwrap().batch_item_failures.is_empty());
     assert_eq!(fx.snapshot().await, fx.truth().await);
 }
+
+/// An item's backfill runs as a spawned task (what the jobs Lambda and the executor do).
+#[tokio::test]
+async fn an_item_backfills_in_a_spawned_task() {
+    let fx = Fixture::with_retries().await;
+    let backfiller = Arc::new(fx.backfiller());
+    let items = backfiller.plan(&fx.request()).await.unwrap();
+    let tasks: Vec<_> = items
+        .into_iter()
+        .map(|item| {
+            let backfiller = Arc::clone(&backfiller);
+            tokio::spawn(async move { backfiller.backfill_item(&item).await.map(|r| r.written) })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(fx.snapshot().await, fx.truth().await);
+}
