@@ -230,7 +230,7 @@ impl FailureRecord {
 
     /// The record as it is, as JSON.
     pub fn to_vec(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.doc).unwrap_or_default()
+        Value::Object(self.doc.clone()).to_string().into_bytes()
     }
 
     /// This record with `payload` holding exactly `kept` (each with why it is still invalid),
@@ -254,7 +254,7 @@ impl FailureRecord {
             annotation.insert("unrecoverable".into(), json!({ "reason": reason, "records": records }));
         }
         doc.insert(ANNOTATION.into(), Value::Object(annotation));
-        serde_json::to_vec(&doc).unwrap_or_default()
+        Value::Object(doc).to_string().into_bytes()
     }
 }
 
