@@ -393,6 +393,23 @@ pub struct UpArgs {
     /// How often to compact the lake's closed partitions (`1h`, `30m`; `0` turns it off).
     #[arg(long, default_value = "1h", value_parser = parse_every)]
     pub compact_every: Every,
+    /// When to backfill the previous UTC day's aggregates from the lake, daily (`HH:MM` UTC;
+    /// `0` turns it off).
+    #[arg(long, default_value = "02:00", value_parser = parse_daily)]
+    pub backfill_at: Daily,
+}
+
+/// A daily job's time of day (UTC), or `0` for never.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Daily(pub Option<chrono::NaiveTime>);
+
+fn parse_daily(s: &str) -> Result<Daily, String> {
+    match s.trim() {
+        "0" => Ok(Daily(None)),
+        t => chrono::NaiveTime::parse_from_str(t, "%H:%M")
+            .map(|t| Daily(Some(t)))
+            .map_err(|_| format!("`{s}` is not a time of day HH:MM (UTC) or 0")),
+    }
 }
 
 /// How often a scheduled job runs: a period, or `0` for never.
@@ -432,6 +449,7 @@ impl UpArgs {
                 chrono::TimeDelta::seconds(i64::from(self.allowed_lateness.secs())),
             ),
             compact_every: self.compact_every.0.map(|w| Duration::from_secs(u64::from(w.secs()))),
+            backfill_at: self.backfill_at.0,
             rate_limit: (self.rate_limit > 0.0)
                 .then_some(sluice_ingest::RateLimit { rate: self.rate_limit, burst: self.rate_burst.max(1.0) }),
         }
@@ -461,11 +479,24 @@ mod tests {
     }
 
     #[test]
+    fn a_time_of_day_or_off() {
+        assert_eq!(parse_daily("0"), Ok(Daily(None)));
+        assert_eq!(parse_daily("02:00"), Ok(Daily(chrono::NaiveTime::from_hms_opt(2, 0, 0))));
+        assert_eq!(parse_daily("23:59"), Ok(Daily(chrono::NaiveTime::from_hms_opt(23, 59, 0))));
+        for bad in ["24:00", "2am", "02:00:00", ""] {
+            assert!(parse_daily(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn the_command_line_is_consistent() {
         use clap::CommandFactory as _;
         Cli::command().debug_assert();
-        let up = Cli::try_parse_from(["sluice", "up", "--compact-every", "0"]).unwrap();
+        let up = Cli::try_parse_from(["sluice", "up", "--compact-every", "0", "--backfill-at", "0"]).unwrap();
         let Command::Up(args) = up.command else { panic!("not up") };
-        assert_eq!(args.into_config().compact_every, None);
+        let config = args.into_config();
+        assert_eq!((config.compact_every, config.backfill_at), (None, None));
+        let Command::Up(args) = Cli::try_parse_from(["sluice", "up"]).unwrap().command else { panic!("not up") };
+        assert_eq!(args.into_config().backfill_at, chrono::NaiveTime::from_hms_opt(2, 0, 0), "02:00 UTC by default");
     }
 }

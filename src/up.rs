@@ -29,7 +29,12 @@ use sluice_esm::{
 use sluice_ingest::{
     AppState, Authenticator, ComponentHealth, Health, HealthProbe, LocalIssuer, LocalStreamEventLog, ProbeFuture,
 };
+use sluice_jobs::backfill::{BackfillReport, Backfiller, ItemReport};
 use sluice_jobs::compaction::{CompactionConfig, Compactor};
+use sluice_jobs::orchestration::tasks::{
+    self, BACKFILL_ITEM, BackfillExecutionRequest, BackfillPlanLocation, BackfilledItem, PLAN_BACKFILL,
+};
+use sluice_jobs::orchestration::{BACKFILL, Event, Execution, Outcome, local};
 use sluice_lake::Lake;
 use sluice_sinks::{LakeTables, LakeWriter};
 use sluice_telemetry::{Metrics, catalog};
@@ -77,6 +82,9 @@ pub struct UpConfig {
     pub windows: WindowConfig,
     /// How often the lake's closed partitions are compacted (`None`: never).
     pub compact_every: Option<Duration>,
+    /// When (UTC) the previous day's aggregates are backfilled from the lake, daily (`None`:
+    /// never).
+    pub backfill_at: Option<chrono::NaiveTime>,
 }
 
 /// Loads the schema registry: the built-in one, or `dir` when given.
@@ -261,6 +269,48 @@ impl Pipeline {
         });
     }
 
+    /// Backfills the previous UTC day's aggregates from the lake every day at `at` (UTC), by
+    /// running the backfill state machine ([`run_backfill_state_machine`]). A failed run is
+    /// logged; the next day's run is a new range (a failed day is re-run with `sluice backfill`,
+    /// which resumes it).
+    fn add_backfiller(
+        &mut self,
+        lake: Lake,
+        backfiller: Arc<Backfiller<SqliteAggregateStore>>,
+        data_dir: PathBuf,
+        at: chrono::NaiveTime,
+        shutdown: &CancellationToken,
+    ) {
+        let token = shutdown.clone();
+        self.tasks.spawn(async move {
+            loop {
+                let wait = until_next(chrono::Utc::now(), at);
+                tokio::select! {
+                    () = token.cancelled() => return Ok(()),
+                    () = tokio::time::sleep(wait) => {}
+                }
+                let started = std::time::Instant::now();
+                let request = BackfillExecutionRequest::default();
+                let run = run_backfill_state_machine(
+                    &lake,
+                    Arc::clone(&backfiller),
+                    &data_dir,
+                    &request,
+                    move |item, done, total| {
+                        crate::backfill::log_item(item, done, total, started);
+                    },
+                );
+                let Some(run) = token.run_until_cancelled(run).await else { return Ok(()) };
+                match run.and_then(|run| run.check().map(|()| run)) {
+                    Ok(run) => crate::backfill::log_report(&run.report, started),
+                    Err(e) => {
+                        tracing::warn!(error = format!("{e:#}"), "backfill failed; rerun the day with sluice backfill")
+                    }
+                }
+            }
+        });
+    }
+
     /// Trims records past retention every [`TRIM_INTERVAL`].
     fn add_trimmer(&mut self, stream: LocalStream, shutdown: &CancellationToken) {
         let token = shutdown.clone();
@@ -345,11 +395,16 @@ pub async fn serve(listener: TcpListener, config: UpConfig, shutdown: Cancellati
             CompactionConfig { allowed_lateness: config.windows.allowed_lateness, ..CompactionConfig::default() };
         pipeline.add_compactor(
             lake.clone(),
-            Compactor::new(lake, LakeTables::new(Arc::clone(&registry)), settings),
+            Compactor::new(lake.clone(), LakeTables::new(Arc::clone(&registry)), settings),
             config.data_dir.clone(),
             every,
             &shutdown,
         );
+    }
+    if let Some(at) = config.backfill_at {
+        let backfiller =
+            Backfiller::new(lake.clone(), Arc::clone(&registry), aggregates.clone(), config.windows.clone());
+        pipeline.add_backfiller(lake.clone(), Arc::new(backfiller), config.data_dir.clone(), at, &shutdown);
     }
     let issuer = LocalIssuer::load_or_create(&config.data_dir).context("cannot load the local token issuer key")?;
     let auth = if config.auth {
@@ -436,4 +491,108 @@ async fn drain(mut pipeline: Pipeline) -> anyhow::Result<()> {
         }
     }
     first.map_or(Ok(()), Err)
+}
+
+/// How long from `now` until the next `at` (UTC) strictly after it.
+pub fn until_next(now: chrono::DateTime<chrono::Utc>, at: chrono::NaiveTime) -> Duration {
+    let today = now.date_naive().and_time(at).and_utc();
+    let next = if today > now { today } else { today + chrono::TimeDelta::days(1) };
+    (next - now).to_std().unwrap_or(Duration::ZERO)
+}
+
+/// What one execution of the backfill state machine did.
+#[derive(Debug)]
+pub struct BackfillRun {
+    pub execution: Execution,
+    pub outcome: Outcome,
+    /// Where the plan was written, and the request resolved (`None` when planning failed).
+    pub plan: Option<BackfillPlanLocation>,
+    /// The items backfilled, in the order they finished.
+    pub report: BackfillReport,
+    /// The final failures of tasks (after their retries), as `state: error`.
+    pub failures: Vec<String>,
+}
+
+impl BackfillRun {
+    /// `Err` when the execution failed (the items done are kept: a rerun of the range resumes).
+    pub fn check(&self) -> anyhow::Result<()> {
+        let first = self.failures.first().map_or(String::new(), |f| format!(": {f}"));
+        match &self.outcome {
+            Outcome::Failed(e) => anyhow::bail!("backfill failed ({e}){first}"),
+            Outcome::Succeeded(_) => Ok(()),
+        }
+    }
+}
+
+/// Runs the backfill state machine once over `lake` with `backfiller`'s tasks, one item at a
+/// time; failures go to the jobs dead letters in `data_dir`; the plan object is removed after.
+/// `on_item` sees each backfilled item with the count done and the total.
+pub async fn run_backfill_state_machine(
+    lake: &Lake,
+    backfiller: Arc<Backfiller<SqliteAggregateStore>>,
+    data_dir: &std::path::Path,
+    request: &BackfillExecutionRequest,
+    on_item: impl Fn(&ItemReport, usize, usize) + Send + Sync + 'static,
+) -> anyhow::Result<BackfillRun> {
+    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+    let dead_letters = sluice_dlq::SqliteDeadLetters::open(&data_dir.join(JOBS_DEAD_LETTERS))
+        .context("cannot open the jobs dead letters")?;
+    let machine = local::load(&BACKFILL, lake).context("the backfill state machine")?;
+    let table = tasks::backfill_tasks(sluice_jobs::orchestration::TaskTable::new(), lake.clone(), backfiller);
+    #[derive(Default)]
+    struct Seen {
+        plan: Option<BackfillPlanLocation>,
+        report: BackfillReport,
+        failures: Vec<String>,
+    }
+    let seen = Arc::new(std::sync::Mutex::new(Seen::default()));
+    let observed = Arc::clone(&seen);
+    let executor =
+        local::executor(table, lake.clone(), dead_letters).with_max_concurrency(1).with_observer(move |event| {
+            let mut seen = observed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            match event {
+                Event::TaskSucceeded { task: Some(PLAN_BACKFILL), result, .. } => {
+                    seen.plan = serde_json::from_value(result["Payload"].clone()).ok();
+                }
+                Event::TaskSucceeded { task: Some(BACKFILL_ITEM), result, .. } => {
+                    match serde_json::from_value::<BackfilledItem>(result["Payload"].clone()) {
+                        Ok(item) => {
+                            let total = seen.plan.as_ref().map_or(0, |p| p.location.count);
+                            let report = item.report();
+                            on_item(&report, seen.report.items.len() + 1, total);
+                            seen.report.items.push(report);
+                        }
+                        Err(e) => tracing::warn!(error = %e, "unexpected backfill-item result"),
+                    }
+                }
+                Event::TaskFailed { state, error, retry_in: None, .. } => {
+                    seen.failures.push(format!("{state}: {error}"))
+                }
+                _ => {}
+            }
+        });
+    let execution = Execution::new(BACKFILL.name);
+    let input = serde_json::to_value(request).context("backfill request")?;
+    let outcome = executor.run(&machine, &execution, input).await;
+    if let Ok(key) = tasks::plan_key(BACKFILL.name, &execution.name) {
+        if let Err(e) = lake.delete(&key).await {
+            tracing::warn!(error = %e, key, "cannot remove the backfill plan");
+        }
+    }
+    let seen = std::mem::take(&mut *seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+    Ok(BackfillRun { execution, outcome, plan: seen.plan, report: seen.report, failures: seen.failures })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_daily_run_is_strictly_after_now() {
+        let at = chrono::NaiveTime::from_hms_opt(2, 0, 0).unwrap();
+        let t = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        assert_eq!(until_next(t("2024-05-02T01:00:00Z"), at), Duration::from_secs(3600));
+        assert_eq!(until_next(t("2024-05-02T02:00:00Z"), at), Duration::from_secs(86_400));
+        assert_eq!(until_next(t("2024-05-02T02:00:01Z"), at), Duration::from_secs(86_399));
+    }
 }

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use serde_json::Value;
+use sluice_aggregators::DynamoAggregateStore;
+use sluice_jobs::backfill::Backfiller;
 use sluice_jobs::compaction::Compactor;
 use sluice_jobs::lambda::JobsLambdaConfig;
 use sluice_jobs::orchestration::tasks::{self, Jobs};
@@ -21,10 +23,13 @@ async fn main() -> anyhow::Result<()> {
     sluice_telemetry::init_logging(sluice_telemetry::LogFormat::Json);
     let config = JobsLambdaConfig::from_env().context("jobs configuration")?;
     let settings = sluice_aws::AwsSettings::from_env().context("AWS settings")?;
-    let registry = sluice_schemas::Registry::load(config.schemas_dir.as_deref()).context("schema registry")?;
+    let registry = Arc::new(sluice_schemas::Registry::load(config.schemas_dir.as_deref()).context("schema registry")?);
+    let sdk = sluice_aws::sdk_config(&settings).await;
     let lake = Lake::open(&config.lake_url, &settings).context("lake URL")?;
-    let compactor = Compactor::new(lake.clone(), LakeTables::new(Arc::new(registry)), config.compaction);
-    let table = tasks::compaction_tasks(Jobs { lake, compactor });
+    let compactor = Compactor::new(lake.clone(), LakeTables::new(Arc::clone(&registry)), config.compaction);
+    let store = DynamoAggregateStore::new(aws_sdk_dynamodb::Client::new(&sdk), config.aggregates_table);
+    let backfiller = Arc::new(Backfiller::new(lake.clone(), registry, store, config.windows));
+    let table = tasks::table(Jobs { lake, compactor }, backfiller);
     let table = &table;
     let service = service_fn(move |event: LambdaEvent<Value>| async move {
         table.dispatch(event.payload).await.map_err(|e| Diagnostic { error_type: e.error, error_message: e.cause })

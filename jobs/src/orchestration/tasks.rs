@@ -5,23 +5,33 @@
 //! |---|---|---|
 //! | `plan-compaction` | [`PlanInput`] | [`PlanLocation`]; the plan: [`CompactionItem`]s |
 //! | `compact-partition` | [`CompactionItem`] | [`CompactedPartition`] |
+//! | `plan-backfill` | [`PlanInput`] | [`BackfillPlanLocation`]; the plan: [`BackfillItem`]s |
+//! | `backfill-item` | [`BackfillItem`] | [`BackfilledItem`] |
+//! | `finish-backfill` | [`BackfillRequest`] | `{}` |
 //!
 //! A plan is written to the lake at `_sluice/plans/<job>/<run id>.json` ([`plan_key`]) as a JSON
 //! array, and a distributed map reads it from there: a Lambda result is capped at 256 KB.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
+use sluice_aggregators::store::AggregateStore;
 use sluice_lake::layout::Partition;
 use sluice_lake::{Lake, LakeError};
 
 use super::{TaskError, TaskTable, task_input, task_output};
+use crate::backfill::{BackfillError, BackfillItem, BackfillRequest, Backfiller, ItemReport};
 use crate::compaction::plan::is_clean;
 use crate::compaction::{CompactionError, CompactionTask, Compactor, PartitionOutcome};
 
 /// Task names.
 pub const PLAN_COMPACTION: &str = "plan-compaction";
 pub const COMPACT_PARTITION: &str = "compact-partition";
+pub const PLAN_BACKFILL: &str = "plan-backfill";
+pub const BACKFILL_ITEM: &str = "backfill-item";
+pub const FINISH_BACKFILL: &str = "finish-backfill";
 
 /// Where plans are written, under the lake root (outside `events/`, so no table sees them).
 pub const PLANS_DIR: &str = "_sluice/plans";
@@ -32,6 +42,44 @@ pub struct Jobs {
     /// The lake (plans are written to it, compaction rewrites its partitions).
     pub lake: Lake,
     pub compactor: Compactor,
+}
+
+/// The one table of task functions: compaction's over `jobs`, backfill's over `backfiller`
+/// (what the jobs Lambda dispatches on).
+pub fn table<S: AggregateStore>(jobs: Jobs, backfiller: Arc<Backfiller<S>>) -> TaskTable {
+    let lake = jobs.lake.clone();
+    backfill_tasks(compaction_tasks(jobs), lake, backfiller)
+}
+
+/// `table` with the backfill task functions over `backfiller` added; plans go to `lake`.
+pub fn backfill_tasks<S: AggregateStore>(table: TaskTable, lake: Lake, backfiller: Arc<Backfiller<S>>) -> TaskTable {
+    let (plan, item, finish) = (Arc::clone(&backfiller), Arc::clone(&backfiller), backfiller);
+    table
+        .with(PLAN_BACKFILL, move |input| {
+            let (lake, backfiller) = (lake.clone(), Arc::clone(&plan));
+            async move { plan_backfill(&lake, &backfiller, task_input(PLAN_BACKFILL, input)?).await }
+        })
+        .with(BACKFILL_ITEM, move |input| {
+            let backfiller = Arc::clone(&item);
+            async move {
+                let item: BackfillItem = task_input(BACKFILL_ITEM, input)?;
+                // `backfill_item`'s future is not provably `Send` (a stream closure over
+                // borrowed pairs), so it is driven on a blocking thread of the same runtime.
+                let runtime = tokio::runtime::Handle::current();
+                let backfilled =
+                    tokio::task::spawn_blocking(move || runtime.block_on(backfiller.backfill_item(&item))).await;
+                let report = backfilled.map_err(|e| TaskError::failed(format!("backfill item: {e}")))?;
+                task_output(&BackfilledItem::of(&report.map_err(backfill_error)?))
+            }
+        })
+        .with(FINISH_BACKFILL, move |input| {
+            let backfiller = Arc::clone(&finish);
+            async move {
+                let request: BackfillRequest = task_input(FINISH_BACKFILL, input)?;
+                backfiller.finish(&request).await.map_err(backfill_error)?;
+                Ok(json!({}))
+            }
+        })
 }
 
 /// The compaction task functions over `jobs`.
@@ -288,9 +336,141 @@ pub async fn compact_partition(jobs: &Jobs, item: CompactionItem) -> Result<Comp
     Ok(CompactedPartition::of(&outcome))
 }
 
+/// The input of a backfill execution: a range (both ends or neither: then the previous UTC
+/// day of the execution's start) and optional event types.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackfillExecutionRequest {
+    #[serde(default)]
+    pub from: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub to: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub event_types: Option<Vec<String>>,
+    /// Plan only: the execution ends after writing the plan.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+impl BackfillExecutionRequest {
+    /// The backfill request at `now`.
+    pub fn resolve(&self, now: DateTime<Utc>) -> Result<BackfillRequest, TaskError> {
+        let (from, to) = match (self.from, self.to) {
+            (Some(from), Some(to)) if from < to => (from, to),
+            (Some(from), Some(to)) => {
+                return Err(TaskError::invalid_input(format!("from {from} is not before to {to}")));
+            }
+            (None, None) => {
+                let today = now.date_naive().and_hms_opt(0, 0, 0).map(|t| t.and_utc()).unwrap_or(now);
+                (today - TimeDelta::days(1), today)
+            }
+            _ => return Err(TaskError::invalid_input("give both from and to, or neither (the previous day)")),
+        };
+        Ok(BackfillRequest { from, to, event_types: self.event_types.clone() })
+    }
+}
+
+/// `plan-backfill`'s output: where the plan is, and the resolved request (for `finish-backfill`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackfillPlanLocation {
+    #[serde(flatten)]
+    pub location: PlanLocation,
+    pub request: BackfillRequest,
+}
+
+/// What backfilling one item did (`backfill-item`'s output; [`ItemReport`] as JSON).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackfilledItem {
+    pub item: String,
+    pub windows: usize,
+    pub shard_windows: usize,
+    pub files: usize,
+    pub rows: usize,
+    pub duplicates: usize,
+    pub unreadable: usize,
+    pub written: usize,
+    pub unchanged: usize,
+    pub caught_up: usize,
+}
+
+impl BackfilledItem {
+    fn of(r: &ItemReport) -> Self {
+        Self {
+            item: r.item.clone(),
+            windows: r.windows,
+            shard_windows: r.shard_windows,
+            files: r.files,
+            rows: r.rows,
+            duplicates: r.duplicates,
+            unreadable: r.unreadable,
+            written: r.written,
+            unchanged: r.unchanged,
+            caught_up: r.caught_up,
+        }
+    }
+
+    /// The report this output describes (for progress lines and summaries).
+    pub fn report(&self) -> ItemReport {
+        ItemReport {
+            item: self.item.clone(),
+            windows: self.windows,
+            shard_windows: self.shard_windows,
+            files: self.files,
+            rows: self.rows,
+            duplicates: self.duplicates,
+            unreadable: self.unreadable,
+            written: self.written,
+            unchanged: self.unchanged,
+            caught_up: self.caught_up,
+        }
+    }
+}
+
+fn backfill_error(e: BackfillError) -> TaskError {
+    if e.is_retryable() { TaskError::transient(e) } else { TaskError::failed(e) }
+}
+
+/// `plan-backfill`: the items of the request not done yet, written as the plan.
+pub async fn plan_backfill<S: AggregateStore>(
+    lake: &Lake,
+    backfiller: &Backfiller<S>,
+    input: PlanInput,
+) -> Result<Value, TaskError> {
+    let execution: BackfillExecutionRequest = task_input(PLAN_BACKFILL, input.request)?;
+    let request = execution.resolve(parse_now(&input.now)?)?;
+    let items = backfiller.plan(&request).await.map_err(backfill_error)?;
+    let location =
+        write_plan(lake, crate::orchestration::BACKFILL.name, &input.run_id, &items, execution.dry_run).await?;
+    tracing::info!(items = items.len(), key = %location.key, request = %request.id(), "backfill planned");
+    task_output(&BackfillPlanLocation { location, request })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_backfill_defaults_to_the_previous_utc_day() {
+        let now = DateTime::parse_from_rfc3339("2024-05-02T02:00:03Z").unwrap().to_utc();
+        let day = BackfillExecutionRequest::default().resolve(now).unwrap();
+        assert_eq!(
+            (day.from.to_rfc3339(), day.to.to_rfc3339()),
+            ("2024-05-01T00:00:00+00:00".into(), "2024-05-02T00:00:00+00:00".into())
+        );
+        let one_end = BackfillExecutionRequest { from: Some(now), ..Default::default() };
+        assert_eq!(one_end.resolve(now).unwrap_err().error, TaskError::INVALID_INPUT);
+        let backwards = BackfillExecutionRequest { from: Some(now), to: Some(now), ..Default::default() };
+        assert_eq!(backwards.resolve(now).unwrap_err().error, TaskError::INVALID_INPUT);
+        let typed: BackfillExecutionRequest = serde_json::from_value(
+            json!({"from": "2024-05-01T10:00:00Z", "to": "2024-05-01T12:00:00Z", "event_types": ["purchase"]}),
+        )
+        .unwrap();
+        let r = typed.resolve(now).unwrap();
+        assert_eq!(
+            (r.from.timestamp(), r.to.timestamp(), r.event_types),
+            (1_714_557_600, 1_714_564_800, Some(vec!["purchase".into()]))
+        );
+    }
 
     #[test]
     fn plan_keys_are_safe_path_segments() {
