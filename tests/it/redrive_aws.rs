@@ -100,3 +100,49 @@ fn an_aws_source_says_which_flag_it_needs() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--source s3 needs --bucket"), "{stderr}");
 }
+
+#[tokio::test]
+async fn an_s3_range_on_a_shard_that_is_gone_is_reported_unrecoverable_by_the_cli() {
+    let Some(config) = moto().await else { return };
+    let endpoint = moto_endpoint().unwrap().to_string();
+    let kinesis = aws_sdk_kinesis::Client::new(&config);
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());
+    let stream = unique_name("redrive-cli");
+    kinesis.create_stream().stream_name(&stream).shard_count(1).send().await.unwrap();
+    kinesis.wait_until_stream_exists().stream_name(&stream).wait(Duration::from_secs(60)).await.unwrap();
+    let bucket = unique_name("failures");
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    // Lambda's on-failure record (its S3 shape without the payload): a range of a shard the
+    // stream does not have.
+    let record = serde_json::json!({
+        "requestContext": {"requestId": "c9b8fa9f-5a7f-4d2e-af9c-0c604cde93a5",
+                           "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:sluice-lake-writer",
+                           "condition": "RetryAttemptsExhausted", "approximateInvokeCount": 11},
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "version": "1.0",
+        "timestamp": "2024-05-01T12:03:11.402Z",
+        "KinesisBatchInfo": {"shardId": "shardId-000000000007", "startSequenceNumber": "100",
+                             "endSequenceNumber": "120", "batchSize": 5,
+                             "streamArn": format!("arn:aws:kinesis:us-east-1:123456789012:stream/{stream}")},
+    });
+    let key = "aws/lambda/4f1c1a5e-8d2b-4a3f-9c1e-7b6d5e4f3a2b/shardId-000000000007/2024/05/01/2024-05-01T12.03.11-1";
+    s3.put_object().bucket(&bucket).key(key).body(record.to_string().into_bytes().into()).send().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let aws = ["--source", "s3", "--bucket", &bucket, "--stream", &stream, "--endpoint", &endpoint];
+    let cmd = |head: &[&str]| {
+        let args: Vec<&str> = head.iter().chain(&aws).copied().chain(["--data-dir"]).collect();
+        sluice_cmd(&args, dir.path())
+    };
+    let table = cmd(&["dlq", "list"]);
+    assert!(table.contains("esm:sluice-lake-writer") && table.contains("100..120"), "{table}");
+    let out = cmd(&["redrive"]);
+    assert!(out.starts_with("redriven 0, still invalid 0, unrecoverable 5, not written 0\n"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "unrecoverable: s3:{key} (shardId-000000000007 100..120, 5 records): shard shardId-000000000007"
+        )),
+        "{out}"
+    );
+    let table = cmd(&["dlq", "list"]);
+    assert!(table.contains("unrecoverable: shard shardId-000000000007"), "kept, marked: {table}");
+}
