@@ -63,13 +63,8 @@ pub fn backfill_tasks<S: AggregateStore>(table: TaskTable, lake: Lake, backfille
             let backfiller = Arc::clone(&item);
             async move {
                 let item: BackfillItem = task_input(BACKFILL_ITEM, input)?;
-                // `backfill_item`'s future is not provably `Send` (a stream closure over
-                // borrowed pairs), so it is driven on a blocking thread of the same runtime.
-                let runtime = tokio::runtime::Handle::current();
-                let backfilled =
-                    tokio::task::spawn_blocking(move || runtime.block_on(backfiller.backfill_item(&item))).await;
-                let report = backfilled.map_err(|e| TaskError::failed(format!("backfill item: {e}")))?;
-                task_output(&BackfilledItem::of(&report.map_err(backfill_error)?))
+                let report = backfiller.backfill_item(&item).await.map_err(backfill_error)?;
+                task_output(&BackfilledItem::of(&report))
             }
         })
         .with(FINISH_BACKFILL, move |input| {

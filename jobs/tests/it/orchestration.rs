@@ -8,12 +8,19 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
+use sluice_aggregators::store::scan;
+use sluice_aggregators::{AggKey, AggState, AggregatorHandler, SqliteAggregateStore, WindowConfig, WindowSize};
 use sluice_dlq::{DeadLetter, MemoryDeadLetters};
+use sluice_jobs::backfill::{BackfillItem, BackfillRequest, Backfiller, DONE_DIR};
 use sluice_jobs::compaction::{CompactionConfig, Compactor};
 use sluice_jobs::orchestration::asl::{self, State};
 use sluice_jobs::orchestration::local::{self, LOCAL_FUNCTION, LOCAL_QUEUE};
-use sluice_jobs::orchestration::tasks::{self, COMPACT_PARTITION, CompactionItem, Jobs, PLAN_COMPACTION};
-use sluice_jobs::orchestration::{COMPACTION, DEFINITIONS, Definition, Execution, Outcome, TaskError, TaskTable};
+use sluice_jobs::orchestration::tasks::{
+    self, BACKFILL_ITEM, COMPACT_PARTITION, CompactionItem, FINISH_BACKFILL, Jobs, PLAN_BACKFILL, PLAN_COMPACTION,
+};
+use sluice_jobs::orchestration::{
+    BACKFILL, COMPACTION, DEFINITIONS, Definition, Execution, Outcome, TaskError, TaskTable,
+};
 use sluice_lake::Lake;
 use sluice_schemas::{Event, Registry};
 use sluice_sinks::{LakeTables, LakeWriter};
@@ -37,9 +44,16 @@ fn compactor(lake: &Lake) -> Compactor {
     Compactor::new(lake.clone(), LakeTables::new(registry()), CompactionConfig::default())
 }
 
-/// The real task table over `lake`.
+/// The real task table over `lake` (backfilling into an empty store).
 fn real_tasks(lake: &Lake) -> TaskTable {
-    tasks::compaction_tasks(Jobs { lake: lake.clone(), compactor: compactor(lake) })
+    let store = SqliteAggregateStore::in_memory().unwrap();
+    backfill_table(lake, store)
+}
+
+/// The real task table over `lake`, backfilling into `store`.
+fn backfill_table(lake: &Lake, store: SqliteAggregateStore) -> TaskTable {
+    let backfiller = Backfiller::new(lake.clone(), registry(), store, WindowConfig::default());
+    tasks::table(Jobs { lake: lake.clone(), compactor: compactor(lake) }, Arc::new(backfiller))
 }
 
 fn execution(job: &str) -> Execution {
@@ -340,9 +354,6 @@ fn every_task_resource_maps_to_a_registered_task_function() {
     let table = real_tasks(&lake);
     let mut used = BTreeSet::new();
     for definition in DEFINITIONS {
-        if definition.name == "backfill" && !table.contains("plan-backfill") {
-            continue;
-        }
         for task in invoked_tasks(definition, &lake) {
             assert!(
                 table.contains(&task),
@@ -435,6 +446,233 @@ fn the_shipped_definitions_keep_lambda_results_and_state_small() {
     }
 }
 
+type Snapshot = BTreeMap<(WindowSize, AggKey), AggState>;
+
+/// The stream and the lake fed the same batches, the aggregates in a SQLite store.
+struct Aggregates {
+    lake: Lake,
+    writer: LakeWriter<MemoryDeadLetters>,
+    store: SqliteAggregateStore,
+    aggregator: AggregatorHandler<SqliteAggregateStore, MemoryDeadLetters>,
+    truth: BTreeMap<String, Event>,
+    start: DateTime<Utc>,
+}
+
+impl Aggregates {
+    /// 300 events over two hours from two shards, then 20 producer retries the stream counts
+    /// again.
+    async fn with_retries() -> Self {
+        let lake = memory_lake();
+        let store = SqliteAggregateStore::in_memory().unwrap();
+        let mut fx = Self {
+            writer: LakeWriter::new(registry(), lake.clone(), MemoryDeadLetters::new()),
+            aggregator: AggregatorHandler::new(
+                registry(),
+                store.clone(),
+                MemoryDeadLetters::new(),
+                WindowConfig::default(),
+            ),
+            lake,
+            store,
+            truth: BTreeMap::new(),
+            start: Utc::now() - chrono::TimeDelta::hours(4),
+        };
+        let config =
+            GenConfig { seed: 21, start: fx.start, events_per_second: 300.0 / 7_200.0, ..GenConfig::default() };
+        let events = Generator::new(config).take(300);
+        let mut seq = 0;
+        for (i, chunk) in events.chunks(50).enumerate() {
+            fx.deliver(i % 2, &mut seq, chunk).await;
+        }
+        let retries: Vec<Event> = events
+            .iter()
+            .step_by(15)
+            .map(|e| Event { received_at: e.received_at + chrono::TimeDelta::seconds(20), ..e.clone() })
+            .collect();
+        fx.deliver(1, &mut seq, &retries).await;
+        fx
+    }
+
+    async fn deliver(&mut self, shard: usize, seq: &mut u64, events: &[Event]) {
+        let shard = format!("shardId-00000000000{shard}");
+        let payloads = events.iter().map(record_bytes).collect();
+        let payload =
+            bytes::Bytes::from(serde_json::to_vec(&kinesis_event(&shard, *seq, payloads, Utc::now())).unwrap());
+        *seq += events.len() as u64;
+        assert!(self.aggregator.handle(payload.clone()).await.unwrap().batch_item_failures.is_empty());
+        assert!(self.writer.handle(payload).await.unwrap().batch_item_failures.is_empty());
+        for e in events {
+            self.truth.entry(e.event_id.clone()).or_insert_with(|| e.clone());
+        }
+    }
+
+    /// The aggregates of the distinct events, each once.
+    async fn truth(&self) -> Snapshot {
+        let store = SqliteAggregateStore::in_memory().unwrap();
+        let aggregator =
+            AggregatorHandler::new(registry(), store.clone(), MemoryDeadLetters::new(), WindowConfig::default());
+        let payloads = self.truth.values().map(record_bytes).collect();
+        let payload = serde_json::to_vec(&kinesis_event("shardId-000000000000", 0, payloads, Utc::now())).unwrap();
+        assert!(aggregator.handle(payload.into()).await.unwrap().batch_item_failures.is_empty());
+        Self::snapshot_of(&store).await
+    }
+
+    async fn snapshot_of(store: &SqliteAggregateStore) -> Snapshot {
+        let (from, to) = (
+            (Utc::now() - chrono::TimeDelta::days(2)).timestamp(),
+            (Utc::now() + chrono::TimeDelta::days(2)).timestamp(),
+        );
+        let mut out = Snapshot::new();
+        for t in registry().event_types() {
+            for w in WindowConfig::default().windows {
+                for (key, _, state) in scan(store, &t.name, w, from, to).await.unwrap() {
+                    out.entry((w, key)).or_default().merge(&state);
+                }
+            }
+        }
+        out.retain(|_, s| s.count > 0);
+        out
+    }
+
+    fn input(&self) -> Value {
+        let from = self.start - chrono::TimeDelta::hours(1);
+        let to = Utc::now() + chrono::TimeDelta::hours(1);
+        json!({"from": from, "to": to})
+    }
+}
+
+#[tokio::test]
+async fn backfill_runs_through_its_state_machine_with_the_real_tasks() {
+    let fx = Aggregates::with_retries().await;
+    let truth = fx.truth().await;
+    assert_ne!(Aggregates::snapshot_of(&fx.store).await, truth, "the stream counted the retries again");
+    let table = backfill_table(&fx.lake, fx.store.clone());
+
+    let (outcome, letters) = run(&BACKFILL, &fx.lake, table.clone(), fx.input()).await;
+    let Outcome::Succeeded(output) = outcome else { panic!("{outcome:?}") };
+    assert!(letters.is_empty(), "{letters:?}");
+    assert_eq!(output["job"], "backfill");
+    let items = output["plan"]["count"].as_u64().unwrap();
+    assert!(items >= 2, "{output}");
+    assert!(output["plan"]["request"]["from"].is_string(), "the resolved request: {output}");
+    assert_eq!(Aggregates::snapshot_of(&fx.store).await, truth, "exact after the backfill");
+    assert!(fx.lake.list_objects(DONE_DIR).await.unwrap().is_empty(), "Finish removed the done records");
+
+    // A dry run plans the same items and changes nothing; a second run changes nothing either.
+    let mut dry = fx.input();
+    dry["dry_run"] = json!(true);
+    let (outcome, _) = run(&BACKFILL, &fx.lake, table.clone(), dry).await;
+    assert!(matches!(&outcome, Outcome::Succeeded(o) if o["plan"]["count"] == items), "{outcome:?}");
+    let (outcome, _) = run(&BACKFILL, &fx.lake, table, fx.input()).await;
+    assert!(matches!(&outcome, Outcome::Succeeded(_)), "{outcome:?}");
+    assert_eq!(Aggregates::snapshot_of(&fx.store).await, truth);
+}
+
+/// A backfill plan double writing `n` items; the request it resolves.
+fn backfill_plan_of(
+    lake: &Lake,
+    n: i64,
+    dry_run: bool,
+) -> impl Fn(Value) -> futures::future::BoxFuture<'static, Result<Value, TaskError>> + use<> {
+    let lake = lake.clone();
+    move |input| {
+        let lake = lake.clone();
+        Box::pin(async move {
+            let run_id = input["run_id"].as_str().unwrap().to_owned();
+            let request = BackfillRequest {
+                from: DateTime::from_timestamp(0, 0).unwrap(),
+                to: DateTime::from_timestamp(n * 3600, 0).unwrap(),
+                event_types: None,
+            };
+            let items: Vec<BackfillItem> = (0..n)
+                .map(|h| BackfillItem {
+                    request: request.id(),
+                    event_type: "purchase".into(),
+                    start: h * 3600,
+                    end: (h + 1) * 3600,
+                    windows: vec![("1h".into(), h * 3600)],
+                })
+                .collect();
+            let location = tasks::write_plan(&lake, BACKFILL.name, &run_id, &items, dry_run).await?;
+            Ok(serde_json::to_value(tasks::BackfillPlanLocation { location, request }).unwrap())
+        })
+    }
+}
+
+/// Backfill doubles: items starting at a second in `failing` fail; calls by task name.
+fn backfill_doubles(
+    lake: &Lake,
+    failing: &'static [i64],
+    finish: Result<(), &'static str>,
+) -> (TaskTable, Arc<Mutex<Vec<String>>>) {
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let (item_calls, finish_calls) = (Arc::clone(&calls), Arc::clone(&calls));
+    let table = real_tasks(lake)
+        .with(PLAN_BACKFILL, backfill_plan_of(lake, 3, false))
+        .with(BACKFILL_ITEM, move |item| {
+            item_calls.lock().unwrap().push(BACKFILL_ITEM.to_owned());
+            async move {
+                let start = item["start"].as_i64().unwrap();
+                if failing.contains(&start) {
+                    return Err(TaskError::failed(format!("item {start} is unreadable")));
+                }
+                Ok(json!({"item": format!("purchase-{start}"), "windows": 1, "rows": 10}))
+            }
+        })
+        .with(FINISH_BACKFILL, move |_| {
+            finish_calls.lock().unwrap().push(FINISH_BACKFILL.to_owned());
+            async move { finish.map(|()| json!({})).map_err(TaskError::transient) }
+        });
+    (table, calls)
+}
+
+#[tokio::test]
+async fn backfill_doubles_reach_finish_and_done() {
+    let lake = memory_lake();
+    let (table, calls) = backfill_doubles(&lake, &[], Ok(()));
+    let (outcome, letters) = run(&BACKFILL, &lake, table, json!({})).await;
+    assert!(matches!(&outcome, Outcome::Succeeded(o) if o["plan"]["count"] == 3), "{outcome:?}");
+    assert!(letters.is_empty());
+    assert_eq!(*calls.lock().unwrap(), [BACKFILL_ITEM, BACKFILL_ITEM, BACKFILL_ITEM, FINISH_BACKFILL]);
+
+    let lake = memory_lake();
+    let (table, calls) = backfill_doubles(&lake, &[], Ok(()));
+    let table = table.with(PLAN_BACKFILL, backfill_plan_of(&lake, 3, true));
+    let (outcome, _) = run(&BACKFILL, &lake, table, json!({"dry_run": true})).await;
+    assert!(matches!(&outcome, Outcome::Succeeded(o) if o["plan"]["dry_run"] == true), "{outcome:?}");
+    assert!(calls.lock().unwrap().is_empty(), "a dry run backfills nothing");
+}
+
+#[tokio::test]
+async fn a_failed_backfill_item_fails_the_execution_and_keeps_the_done_records() {
+    let lake = memory_lake();
+    let (table, calls) = backfill_doubles(&lake, &[3600], Ok(()));
+    let (outcome, letters) = run(&BACKFILL, &lake, table, json!({})).await;
+    assert!(matches!(&outcome, Outcome::Failed(e) if e.error == "Sluice.BackfillFailed"), "{outcome:?}");
+    assert!(!calls.lock().unwrap().contains(&FINISH_BACKFILL.to_owned()), "no Finish: a rerun resumes");
+    let bodies: Vec<Value> = letters.iter().map(body).collect();
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    assert_eq!((bodies[0]["state"].as_str(), bodies[0]["input"]["start"].as_i64()), (Some("BackfillItem"), Some(3600)));
+    assert_eq!(bodies[1]["input"]["error"]["Error"], "States.ExceedToleratedFailureThreshold", "none tolerated");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_finish_or_plan_fails_the_backfill_into_the_dead_letters() {
+    let lake = memory_lake();
+    let (table, calls) = backfill_doubles(&lake, &[], Err("store busy"));
+    let (outcome, letters) = run(&BACKFILL, &lake, table, json!({})).await;
+    assert!(matches!(&outcome, Outcome::Failed(e) if e.error == "Sluice.BackfillFailed"), "{outcome:?}");
+    assert_eq!(calls.lock().unwrap().iter().filter(|c| *c == FINISH_BACKFILL).count(), 4, "retried three times");
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].reason, "backfill: Sluice.Transient: store busy");
+
+    let (table, _) = backfill_doubles(&lake, &[], Ok(()));
+    let table = table.with(PLAN_BACKFILL, |_| async { Err(TaskError::invalid_input("from is after to")) });
+    let (outcome, letters) = run(&BACKFILL, &lake, table, json!({})).await;
+    assert!(matches!(&outcome, Outcome::Failed(e) if e.error == "Sluice.BackfillFailed"), "{outcome:?}");
+    assert_eq!(letters[0].reason, "backfill: Sluice.InvalidInput: from is after to");
+}
+
 /// moto's Step Functions, driven by `moto_stepfunctions.py` with the test venv's Python.
 struct MotoStepFunctions {
     python: String,
@@ -510,6 +748,15 @@ fn states(report: &Value) -> Vec<&str> {
     report["states"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect()
 }
 
+/// Both state machines on moto, one after the other: moto's queue of Lambda results is one per
+/// server, so two executions at once would take each other's answers.
+#[test]
+fn the_state_machines_on_moto_step_functions() {
+    let Some(moto) = MotoStepFunctions::setup("the_state_machines_on_moto_step_functions") else { return };
+    compaction_on_moto(&moto);
+    backfill_on_moto(&moto);
+}
+
 /// The compaction state machine on moto's Step Functions, as far as moto runs it: the plan
 /// task, the Choice, the distributed map reading its items from S3 and running the item
 /// processor per item (MaxConcurrency and ToleratedFailurePercentage recorded in the map run),
@@ -518,9 +765,7 @@ fn states(report: &Value) -> Vec<&str> {
 /// reject with States.Runtime; moto's States.ALL catches that (AWS's does not), so an echo
 /// drives the Catch paths. moto does not fail a map past its ToleratedFailurePercentage (the
 /// executor tests cover that path).
-#[test]
-fn the_compaction_state_machine_on_moto_step_functions() {
-    let Some(moto) = MotoStepFunctions::setup("the_compaction_state_machine_on_moto_step_functions") else { return };
+fn compaction_on_moto(moto: &MotoStepFunctions) {
     let items: Vec<Value> = (0..3u8)
         .map(|hour| {
             serde_json::to_value(CompactionItem {
@@ -583,4 +828,61 @@ fn the_compaction_state_machine_on_moto_step_functions() {
     assert_eq!(letters.len(), 1, "{report}");
     assert_eq!(letters[0]["job"], "compaction");
     assert!(letters[0]["input"]["error"]["Error"].is_string(), "{report}");
+}
+
+/// The backfill state machine on moto's Step Functions, as far as moto runs it (see
+/// [`compaction_on_moto`]): plan, Choice, the distributed map over the S3 plan, Finish, Done; the dry
+/// run and the empty plan; every item caught into the dead-letter queue (moto then goes on to
+/// Finish: it does not fail a map past ToleratedFailurePercentage 0, AWS does); a failed plan.
+fn backfill_on_moto(moto: &MotoStepFunctions) {
+    let request = json!({"from": "2024-05-01T00:00:00Z", "to": "2024-05-02T00:00:00Z"});
+    let items: Vec<Value> = (0..3i64)
+        .map(|h| {
+            json!({"request": "r", "event_type": "purchase", "start": h * 3600, "end": (h + 1) * 3600,
+                   "windows": [["1h", h * 3600]]})
+        })
+        .collect();
+    let items = json!(items);
+    let plan = |count: usize, dry_run: bool| {
+        let mut plan = moto.plan(&BACKFILL, count, dry_run);
+        plan["request"] = request.clone();
+        plan
+    };
+    let backfilled = |h: i64| json!({"item": format!("purchase-{h}"), "windows": 1, "rows": 10});
+
+    let mut answers = vec![plan(3, false)];
+    answers.extend((0..3).map(backfilled));
+    let report = moto.run(&BACKFILL, &items, &answers, json!({}));
+    assert_eq!(report["status"], "SUCCEEDED", "{report}");
+    assert_eq!(states(&report), ["Plan", "WhatToDo", "BackfillItems", "Finish", "Done"]);
+    let run = &report["map_runs"][0];
+    assert_eq!((run["max_concurrency"].clone(), run["tolerated_failure_percentage"].clone()), (json!(4), json!(0.0)));
+    assert_eq!(run["items"]["succeeded"], 3, "{run}");
+    assert_eq!(report["output"]["plan"]["request"], request);
+    assert_eq!(report["dead_letters"], json!([]));
+
+    let report = moto.run(&BACKFILL, &items, &[plan(3, true)], json!({"dry_run": true}));
+    assert_eq!(states(&report), ["Plan", "WhatToDo", "Done"], "{report}");
+    let report = moto.run(&BACKFILL, &items, &[plan(0, false)], json!({}));
+    assert_eq!(states(&report), ["Plan", "WhatToDo", "Finish", "Done"], "an empty plan still finishes: {report}");
+
+    let report = moto.run(&BACKFILL, &items, &[plan(3, false)], json!({}));
+    let letters = report["dead_letters"].as_array().unwrap();
+    assert_eq!(letters.len(), 3, "{report}");
+    assert!(letters.iter().all(|l| l["job"] == "backfill" && l["state"] == "BackfillItem"), "{report}");
+    assert_eq!(report["map_runs"][0]["items"]["failed"], 3, "{report}");
+    assert_eq!(
+        states(&report),
+        ["Plan", "WhatToDo", "BackfillItems", "Finish", "Done"],
+        "moto's map does not fail: {report}"
+    );
+
+    let report = moto.run(&BACKFILL, &items, &[], json!({}));
+    assert_eq!(
+        (report["status"].as_str(), report["error"].as_str()),
+        (Some("FAILED"), Some("Sluice.BackfillFailed")),
+        "{report}"
+    );
+    assert_eq!(states(&report), ["Plan", "ReportFailure", "Failed"]);
+    assert_eq!(report["dead_letters"].as_array().unwrap().len(), 1, "{report}");
 }
