@@ -73,7 +73,7 @@ pub fn plan(
     let (from, to) = (request.from.timestamp(), request.to.timestamp());
     let mut hours: BTreeMap<&str, BTreeSet<i64>> = BTreeMap::new();
     for p in partitions {
-        if request.event_types.as_ref().is_none_or(|t| t.iter().any(|t| *t == p.event_type)) {
+        if request.event_types.as_ref().is_none_or(|t| t.contains(&p.event_type)) {
             let hour = p.dt.and_hms_opt(u32::from(p.hour), 0, 0).map(|t| t.and_utc().timestamp());
             if let Some(hour) = hour {
                 hours.entry(p.event_type.as_str()).or_default().insert(hour);

@@ -293,6 +293,9 @@ mod tests {
         assert_eq!(ns(&dedupe_and_sort(&schema(), &[batch(&reversed)]).unwrap()), [6, 3, 4]);
     }
 
+    /// [`Row`] with owned text.
+    type OwnedRow = (String, i64, i64, String, String, i64);
+
     proptest::proptest! {
         /// The hash-and-sort order equals the spill path's: identity order, first per
         /// `event_id`, then output order, for any rows split into any batches.
@@ -301,7 +304,7 @@ mod tests {
             rows in proptest::collection::vec((0u8..12, 0i64..3, 0u8..2, 0u32..40), 0..80),
             split in 0usize..80,
         ) {
-            let rows: Vec<(String, i64, i64, String, String, i64)> = rows
+            let rows: Vec<OwnedRow> = rows
                 .into_iter()
                 // Rows equal in every key are copies of one record: equal in every column.
                 .map(|(id, received, shard, seq)| {
@@ -310,8 +313,8 @@ mod tests {
                     (format!("e{id}"), occurred, received, format!("shard-{shard}"), format!("{}", seq * 7 + 3), n)
                 })
                 .collect();
-            let batch_of = |rows: &[(String, i64, i64, String, String, i64)]| {
-                let ts = |f: fn(&(String, i64, i64, String, String, i64)) -> i64| {
+            let batch_of = |rows: &[OwnedRow]| {
+                let ts = |f: fn(&OwnedRow) -> i64| {
                     Arc::new(TimestampMicrosecondArray::from(rows.iter().map(f).collect::<Vec<_>>()).with_timezone("UTC")) as ArrayRef
                 };
                 RecordBatch::try_new(schema(), vec![

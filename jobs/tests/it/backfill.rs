@@ -135,7 +135,7 @@ impl Fixture {
 }
 
 fn shard(i: usize) -> &'static str {
-    if i % 2 == 0 { "shardId-000000000000" } else { "shardId-000000000001" }
+    if i.is_multiple_of(2) { "shardId-000000000000" } else { "shardId-000000000001" }
 }
 
 fn total(s: &Snapshot) -> u64 {
