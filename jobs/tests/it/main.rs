@@ -6,3 +6,4 @@ mod compaction;
 mod orchestration;
 mod redrive;
 mod redrive_aws;
+mod template;
