@@ -574,10 +574,10 @@ pub async fn run_backfill_state_machine(
     let execution = Execution::new(BACKFILL.name);
     let input = serde_json::to_value(request).context("backfill request")?;
     let outcome = executor.run(&machine, &execution, input).await;
-    if let Ok(key) = tasks::plan_key(BACKFILL.name, &execution.name) {
-        if let Err(e) = lake.delete(&key).await {
-            tracing::warn!(error = %e, key, "cannot remove the backfill plan");
-        }
+    if let Ok(key) = tasks::plan_key(BACKFILL.name, &execution.name)
+        && let Err(e) = lake.delete(&key).await
+    {
+        tracing::warn!(error = %e, key, "cannot remove the backfill plan");
     }
     let seen = std::mem::take(&mut *seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
     Ok(BackfillRun { execution, outcome, plan: seen.plan, report: seen.report, failures: seen.failures })

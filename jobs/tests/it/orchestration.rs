@@ -416,27 +416,25 @@ fn the_shipped_definitions_keep_lambda_results_and_state_small() {
     for definition in DEFINITIONS {
         let machine = local::load(definition, &lake).unwrap();
         for (name, state) in machine.all_states() {
-            if let State::Task(task) = state {
-                if task.resource == asl::LAMBDA_INVOKE {
-                    assert!(task.result_selector.is_some() || task.result_path == asl::PathField::Null, "{name}");
-                    let retried: Vec<&str> =
-                        task.retry.iter().flat_map(|r| r.error_equals.iter().map(String::as_str)).collect();
-                    for error in [
-                        "Lambda.ServiceException",
-                        "Lambda.AWSLambdaException",
-                        "Lambda.SdkClientException",
-                        "Lambda.TooManyRequestsException",
-                        TaskError::TRANSIENT,
-                    ] {
-                        assert!(retried.contains(&error), "{}: {name} retries {error}", definition.name);
-                    }
-                    assert!(
-                        task.retry
-                            .iter()
-                            .all(|r| r.jitter_strategy == asl::Jitter::Full && r.max_delay_seconds.is_some())
-                    );
-                    assert!(task.catch.iter().any(|c| c.error_equals == ["States.ALL"]), "{name} catches");
+            if let State::Task(task) = state
+                && task.resource == asl::LAMBDA_INVOKE
+            {
+                assert!(task.result_selector.is_some() || task.result_path == asl::PathField::Null, "{name}");
+                let retried: Vec<&str> =
+                    task.retry.iter().flat_map(|r| r.error_equals.iter().map(String::as_str)).collect();
+                for error in [
+                    "Lambda.ServiceException",
+                    "Lambda.AWSLambdaException",
+                    "Lambda.SdkClientException",
+                    "Lambda.TooManyRequestsException",
+                    TaskError::TRANSIENT,
+                ] {
+                    assert!(retried.contains(&error), "{}: {name} retries {error}", definition.name);
                 }
+                assert!(
+                    task.retry.iter().all(|r| r.jitter_strategy == asl::Jitter::Full && r.max_delay_seconds.is_some())
+                );
+                assert!(task.catch.iter().any(|c| c.error_equals == ["States.ALL"]), "{name} catches");
             }
             if let State::Map(map) = state {
                 assert_eq!(map.result_path, asl::PathField::Null, "{name}: the map's results are not kept");
@@ -798,7 +796,7 @@ fn compaction_on_moto(moto: &MotoStepFunctions) {
 
     // A dry run, and nothing to compact: the Choice ends the execution after the plan.
     for plan in [moto.plan(&COMPACTION, 3, true), moto.plan(&COMPACTION, 0, false)] {
-        let report = moto.run(&COMPACTION, &items, &[plan.clone()], json!({"dry_run": true}));
+        let report = moto.run(&COMPACTION, &items, std::slice::from_ref(&plan), json!({"dry_run": true}));
         assert_eq!(report["status"], "SUCCEEDED", "{report}");
         assert_eq!(states(&report), ["Plan", "WhatToDo", "Done"], "{plan}");
         assert_eq!(report["map_runs"], json!([]));
