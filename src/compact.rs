@@ -52,7 +52,7 @@ pub async fn run(args: &CompactArgs) -> anyhow::Result<()> {
         run.remove_plan(&lake).await;
         let mut out = String::new();
         for item in &items {
-            let dir = format!("events/event_type={}/dt={}/hour={:02}", item.event_type, item.dt, item.hour);
+            let dir = item.partition().map_err(anyhow::Error::msg)?.dir();
             out.push_str(&format!("{dir}: {} files, {}\n", item.files, human_bytes(item.bytes)));
         }
         out.push_str(&format!("{} partitions to compact (dry run: nothing changed)\n", items.len()));

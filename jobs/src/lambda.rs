@@ -144,10 +144,11 @@ mod tests {
         for (name, value) in [
             (ENV_ALLOWED_LATENESS, "soon"),
             (ENV_ALLOWED_LATENESS, "-5m"),
+            (ENV_WINDOWS, "1m,fortnight"),
             (ENV_TARGET_SIZE, "0"),
             (ENV_MEMORY_BUDGET, "1GiB"),
         ] {
-            let got = cfg(&[(ENV_LAKE_URL, "s3://b"), (name, value)]);
+            let got = cfg(&[(ENV_LAKE_URL, "s3://b"), (ENV_AGGREGATES_TABLE, "t"), (name, value)]);
             assert!(
                 matches!(got, Err(JobsConfigError::Invalid { name: n, .. }) if n == name),
                 "{name}={value}: {got:?}"

@@ -143,6 +143,13 @@ pub struct CompactionItem {
     pub bytes: u64,
 }
 
+impl CompactionItem {
+    /// The partition it names.
+    pub fn partition(&self) -> Result<Partition, TaskError> {
+        partition(&self.event_type, &self.dt, self.hour)
+    }
+}
+
 /// What compacting one partition did (`compact-partition`'s output).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompactedPartition {
@@ -312,7 +319,7 @@ pub async fn plan_compaction(jobs: &Jobs, input: PlanInput) -> Result<Value, Tas
 /// `compact-partition`: compacts the partition's files as they are now (a partition another
 /// run made clean meanwhile is left alone and reported with no inputs).
 pub async fn compact_partition(jobs: &Jobs, item: CompactionItem) -> Result<CompactedPartition, TaskError> {
-    let partition = partition(&item.event_type, &item.dt, item.hour)?;
+    let partition = item.partition()?;
     let inputs = jobs.lake.list_partition(&partition).await.map_err(lake_error)?;
     if inputs.is_empty() || is_clean(&inputs) {
         let outcome = PartitionOutcome {
