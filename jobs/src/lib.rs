@@ -11,8 +11,8 @@
 //!   valid (`sluice up`'s sources with feature `local`; the SQS dead-letter queue, the S3
 //!   on-failure destination and ranges re-read from Kinesis with feature `aws`).
 //!
-//! Aggregate backfill and the state machines that run these jobs are
-//! not built yet (ARCHITECTURE.md, Not yet built).
+//! - [`backfill`]: recomputes the aggregates of a time range from the lake and replaces the
+//!   stored per-shard partials, fenced so the stream keeps flowing.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod backfill;

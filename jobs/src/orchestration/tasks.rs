@@ -219,16 +219,16 @@ pub fn lake_bucket(lake: &Lake) -> String {
     }
 }
 
-/// The lake-relative path of `job`'s plan for run `run_id`; a run id is `[A-Za-z0-9_.-]+`
-/// (execution names of Step Functions and of the local executor are).
+/// The lake-relative path of `job`'s plan for run `run_id`; a run id is `[A-Za-z0-9_.:-]{1,80}`
+/// (execution names of Step Functions, of its schedules and of the local executor are).
 pub fn plan_key(job: &str, run_id: &str) -> Result<String, TaskError> {
     let valid = !run_id.is_empty()
         && run_id.len() <= 80
         && run_id != "."
         && run_id != ".."
-        && run_id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        && run_id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'));
     if !valid {
-        return Err(TaskError::invalid_input(format!("run id {run_id:?} is not [A-Za-z0-9_.-]{{1,80}}")));
+        return Err(TaskError::invalid_input(format!("run id {run_id:?} is not [A-Za-z0-9_.:-]{{1,80}}")));
     }
     Ok(format!("{PLANS_DIR}/{job}/{run_id}.json"))
 }
