@@ -595,4 +595,28 @@ mod tests {
         assert_eq!(until_next(t("2024-05-02T02:00:00Z"), at), Duration::from_secs(86_400));
         assert_eq!(until_next(t("2024-05-02T02:00:01Z"), at), Duration::from_secs(86_399));
     }
+
+    #[tokio::test]
+    async fn the_scheduled_jobs_run_their_state_machines_over_a_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = open_local_lake(dir.path()).unwrap();
+        let registry = Arc::new(load_registry(None).unwrap());
+        let store = SqliteAggregateStore::open(&dir.path().join("aggregates.db")).unwrap();
+        let backfiller = Arc::new(Backfiller::new(lake.clone(), Arc::clone(&registry), store, WindowConfig::default()));
+        let request = BackfillExecutionRequest::default();
+        let run = run_backfill_state_machine(&lake, backfiller, dir.path(), &request, |_, _, _| {}).await.unwrap();
+        run.check().unwrap();
+        let plan = run.plan.unwrap();
+        assert_eq!(plan.location.count, 0, "an empty lake has nothing to backfill");
+        assert_eq!(plan.request.to - plan.request.from, chrono::TimeDelta::days(1), "the previous day");
+        assert!(dir.path().join(JOBS_DEAD_LETTERS).exists());
+
+        let compactor = Compactor::new(lake.clone(), LakeTables::new(registry), CompactionConfig::default());
+        let request = sluice_jobs::orchestration::tasks::CompactionRequest::default();
+        let run =
+            crate::compact::run_state_machine(&lake, compactor, dir.path(), &request, |_, _, _| {}).await.unwrap();
+        run.check().unwrap();
+        run.remove_plan(&lake).await;
+        assert!(lake.list_objects("_sluice/plans").await.unwrap().is_empty(), "the plans are removed");
+    }
 }

@@ -884,3 +884,22 @@ fn backfill_on_moto(moto: &MotoStepFunctions) {
     assert_eq!(states(&report), ["Plan", "ReportFailure", "Failed"]);
     assert_eq!(report["dead_letters"].as_array().unwrap().len(), 1, "{report}");
 }
+
+/// `sluice up`'s jobs dead letters: the SQLite store keeps a caught failure with source `jobs`
+/// and the message body as its data.
+#[tokio::test]
+async fn a_local_failure_lands_in_the_sqlite_dead_letter_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sluice_dlq::SqliteDeadLetters::open(&dir.path().join("jobs_dead_letters.db")).unwrap();
+    let lake = memory_lake();
+    let table = real_tasks(&lake).with(PLAN_COMPACTION, |_| async { Err(TaskError::failed("no such table")) });
+    let machine = local::load(&COMPACTION, &lake).unwrap();
+    let outcome =
+        local::executor(table, lake.clone(), store.clone()).run(&machine, &execution("compaction"), json!({})).await;
+    assert!(matches!(&outcome, Outcome::Failed(e) if e.error == "Sluice.CompactionFailed"), "{outcome:?}");
+    let stored = store.list(0, 10).unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].letter.source, "jobs");
+    assert_eq!(stored[0].letter.reason, "compaction: Sluice.JobFailed: no such table");
+    assert_eq!(body(&stored[0].letter)["input"]["error"]["Cause"], "no such table");
+}
