@@ -82,10 +82,8 @@ impl Execution {
     }
 }
 
-/// A failure inside an execution (an error name and cause).
-type Failure = TaskError;
-
-fn runtime(cause: impl Into<String>) -> Failure {
+/// A `States.Runtime` failure: no Retry or Catch takes it.
+fn runtime(cause: impl Into<String>) -> TaskError {
     TaskError::new(asl::RUNTIME, cause)
 }
 
@@ -173,7 +171,7 @@ impl Executor {
         machine: &'a StateMachine,
         input: Value,
         context: &'a Context,
-    ) -> BoxFuture<'a, Result<Value, Failure>> {
+    ) -> BoxFuture<'a, Result<Value, TaskError>> {
         Box::pin(async move {
             let mut name = machine.start_at.as_str();
             let mut input = input;
@@ -201,7 +199,7 @@ impl Executor {
         state: &State,
         input: Value,
         context: &Context,
-    ) -> Result<Transition, Failure> {
+    ) -> Result<Transition, TaskError> {
         let ctx = context.for_state(name, 0);
         match state {
             State::Task(task) => self.run_task(name, task, input, context).await,
@@ -222,7 +220,7 @@ impl Executor {
         task: &TaskState,
         input: Value,
         context: &Context,
-    ) -> Result<Transition, Failure> {
+    ) -> Result<Transition, TaskError> {
         let ctx = context.for_state(name, 0);
         let effective = input_path(&task.input_path, &input, &ctx)?;
         let parameters = match &task.parameters {
@@ -320,7 +318,7 @@ impl Executor {
         map: &MapState,
         input: Value,
         context: &Context,
-    ) -> Result<Transition, Failure> {
+    ) -> Result<Transition, TaskError> {
         let ctx = context.for_state(name, 0);
         let effective = input_path(&map.input_path, &input, &ctx)?;
         let items = match self.read_items(map, &effective, &ctx).await {
@@ -416,7 +414,7 @@ impl Executor {
     }
 }
 
-fn transition(next: Option<&str>, output: Value) -> Result<Transition, Failure> {
+fn transition(next: Option<&str>, output: Value) -> Result<Transition, TaskError> {
     Ok(match next {
         Some(next) => Transition::Next(next.to_owned(), output),
         None => Transition::End(output),
@@ -424,7 +422,7 @@ fn transition(next: Option<&str>, output: Value) -> Result<Transition, Failure> 
 }
 
 /// The first matching catcher's transition, or the error.
-fn catch(catchers: &[asl::Catcher], input: Value, error: TaskError) -> Result<Transition, Failure> {
+fn catch(catchers: &[asl::Catcher], input: Value, error: TaskError) -> Result<Transition, TaskError> {
     let Some(catcher) = catchers.iter().find(|c| c.error_equals.iter().any(|p| asl::error_matches(p, &error.error)))
     else {
         return Err(error);
@@ -435,7 +433,7 @@ fn catch(catchers: &[asl::Catcher], input: Value, error: TaskError) -> Result<Tr
 }
 
 /// `InputPath`/`OutputPath`.
-fn input_path(path: &PathField, input: &Value, ctx: &Value) -> Result<Value, Failure> {
+fn input_path(path: &PathField, input: &Value, ctx: &Value) -> Result<Value, TaskError> {
     match path {
         PathField::Default => Ok(input.clone()),
         PathField::Null => Ok(json!({})),
@@ -446,7 +444,7 @@ fn input_path(path: &PathField, input: &Value, ctx: &Value) -> Result<Value, Fai
 }
 
 /// `ResultPath`: `result` placed into the state's raw `input`.
-fn result_path(path: &PathField, input: Value, result: Value) -> Result<Value, Failure> {
+fn result_path(path: &PathField, input: Value, result: Value) -> Result<Value, TaskError> {
     match path {
         PathField::Default => Ok(result),
         PathField::Null => Ok(input),
@@ -454,7 +452,7 @@ fn result_path(path: &PathField, input: Value, result: Value) -> Result<Value, F
     }
 }
 
-fn run_pass(pass: &PassState, input: Value, ctx: &Value) -> Result<Transition, Failure> {
+fn run_pass(pass: &PassState, input: Value, ctx: &Value) -> Result<Transition, TaskError> {
     let effective = input_path(&pass.input_path, &input, ctx)?;
     let result = match (&pass.parameters, &pass.result) {
         (Some(t), _) => t.render(&effective, ctx).map_err(runtime)?,
@@ -465,7 +463,7 @@ fn run_pass(pass: &PassState, input: Value, ctx: &Value) -> Result<Transition, F
     transition(pass.next.as_deref(), input_path(&pass.output_path, &output, ctx)?)
 }
 
-fn run_choice(name: &str, choice: &ChoiceState, input: Value, ctx: &Value) -> Result<Transition, Failure> {
+fn run_choice(name: &str, choice: &ChoiceState, input: Value, ctx: &Value) -> Result<Transition, TaskError> {
     let effective = input_path(&choice.input_path, &input, ctx)?;
     for rule in &choice.choices {
         if holds(&rule.condition, &effective, ctx)? {
@@ -478,7 +476,7 @@ fn run_choice(name: &str, choice: &ChoiceState, input: Value, ctx: &Value) -> Re
     }
 }
 
-fn holds(condition: &Condition, input: &Value, ctx: &Value) -> Result<bool, Failure> {
+fn holds(condition: &Condition, input: &Value, ctx: &Value) -> Result<bool, TaskError> {
     let value = |p: &asl::ReferencePath| {
         p.get(input, ctx).ok_or_else(|| runtime(format!("choice variable {p} is not in the input")))
     };
