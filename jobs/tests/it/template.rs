@@ -66,3 +66,15 @@ fn each_state_machine_deploys_a_definition_with_its_substitutions() {
     assert_eq!(resources["CompactionSchedule"]["Properties"]["ScheduleExpression"].as_str(), Some("rate(1 hour)"));
     assert_eq!(resources["BackfillSchedule"]["Properties"]["ScheduleExpression"].as_str(), Some("cron(0 2 * * ? *)"));
 }
+
+#[test]
+fn the_jobs_function_names_a_missing_variable_at_cold_start() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_jobs-lambda"))
+        .env_clear()
+        .env("SLUICE_AGGREGATES_TABLE", "t")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("SLUICE_LAKE_URL must be set"), "{stderr}");
+}
