@@ -211,6 +211,15 @@ impl Generator {
     }
 }
 
+/// Producer retries of `events`: every `every`-th event (none when `every` is 0) again, with
+/// the same `event_id`, received `delay` later.
+pub fn producer_retries(events: &[Event], every: usize, delay: chrono::TimeDelta) -> Vec<Event> {
+    if every == 0 {
+        return Vec::new();
+    }
+    events.iter().step_by(every).map(|e| Event { received_at: e.received_at + delay, ..e.clone() }).collect()
+}
+
 /// The stream record payload of `event` (what ingest puts on the stream).
 pub fn record_bytes(event: &Event) -> Vec<u8> {
     serde_json::to_vec(event).unwrap_or_default()

@@ -28,7 +28,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::{AggregateStore, Link, Partial, PutOutcome, StoreError, WindowKey};
+use super::{AggregateStore, Link, Partial, PartialWrite, PutOutcome, StoreError, WindowKey};
 use crate::aggregate::KeyDelta;
 use crate::key::DimValue;
 use crate::state::AggState;
@@ -128,7 +128,8 @@ where
     keys.extend(links.iter().filter(|l| l.last <= fence).flat_map(|l| l.entries.iter().map(|(d, _)| d)));
     keys.extend(recomputed.keys());
 
-    let (mut written, mut unchanged) = (0, 0);
+    let mut writes = Vec::new();
+    let mut unchanged = 0;
     for dims in keys {
         let current = partials.get(dims);
         let guard = current.map_or(fence, |p| p.guard.max(fence));
@@ -143,15 +144,15 @@ where
             unchanged += 1;
             continue;
         }
-        match store.put_partial(shard, &window.key(dims.clone()), current, &new).await? {
-            PutOutcome::Written => written += 1,
-            PutOutcome::Conflict => {
-                report.written += written;
-                return Ok(PutOutcome::Conflict);
-            }
-        }
+        writes.push(PartialWrite { key: window.key(dims.clone()), expected: current.cloned(), new });
     }
-    report.written += written;
+    let outcomes = store.put_partials(shard, &writes).await?;
+    report.written += outcomes.iter().filter(|o| **o == PutOutcome::Written).count();
+    if outcomes.contains(&PutOutcome::Conflict) {
+        // The keys written stand (each was replaced from the state it had); the next attempt
+        // reads them back as unchanged and retries the others.
+        return Ok(PutOutcome::Conflict);
+    }
     report.unchanged = unchanged;
     if fence_n > head.folded_n {
         store.mark_folded(shard, window, fence, fence_n).await?;

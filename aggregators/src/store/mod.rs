@@ -88,6 +88,15 @@ pub struct Partial {
     pub state: AggState,
 }
 
+/// One compare-and-set of [`AggregateStore::put_partials`]: write `new` as the partial of `key`
+/// if the stored one is `expected` (`None`: none yet).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartialWrite {
+    pub key: AggKey,
+    pub expected: Option<Partial>,
+    pub new: Partial,
+}
+
 /// What a reader needs of one (window, shard): its partials and the links not yet folded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShardWindow {
@@ -196,6 +205,27 @@ pub trait AggregateStore: Send + Sync + 'static {
         expected: Option<&Partial>,
         new: &Partial,
     ) -> impl Future<Output = Result<PutOutcome, StoreError>> + Send;
+
+    /// Each write of `writes` as [`put_partial`](AggregateStore::put_partial) does it, in order,
+    /// each on its own (one conflict does not stop the others, and there is no atomicity across
+    /// keys): the outcomes, in the same order. Adapters may batch the writes (SQLite: one
+    /// transaction); the default makes one call per write.
+    fn put_partials(
+        &self,
+        shard: &str,
+        writes: &[PartialWrite],
+    ) -> impl Future<Output = Result<Vec<PutOutcome>, StoreError>> + Send
+    where
+        Self: Sized,
+    {
+        async move {
+            let mut outcomes = Vec::with_capacity(writes.len());
+            for w in writes {
+                outcomes.push(self.put_partial(shard, &w.key, w.expected.as_ref(), &w.new).await?);
+            }
+            Ok(outcomes)
+        }
+    }
 
     /// Records that the links up to number `n` (whose `last` is `upto`) are folded, unless a
     /// higher mark is stored.

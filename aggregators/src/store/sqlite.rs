@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::link::{decode_entries, encode_entries};
-use super::{AggregateStore, ChainHead, Link, Partial, PutOutcome, ShardWindow, StoreError, WindowKey};
+use super::{AggregateStore, ChainHead, Link, Partial, PartialWrite, PutOutcome, ShardWindow, StoreError, WindowKey};
 use crate::key::{AggKey, DimValue, parse_dims_text};
 use crate::state::AggState;
 use crate::window::WindowSize;
@@ -245,32 +245,66 @@ impl AggregateStore for SqliteAggregateStore {
         expected: Option<&Partial>,
         new: &Partial,
     ) -> Result<PutOutcome, StoreError> {
-        let (shard, key) = (shard.to_owned(), key.clone());
-        let (guard, state) = (new.guard.padded(), new.state.encode());
-        let expected = expected.map(|p| (p.guard.padded(), p.state.encode()));
+        let write = PartialWrite { key: key.clone(), expected: expected.cloned(), new: new.clone() };
+        let mut outcomes = self.put_partials(shard, std::slice::from_ref(&write)).await?;
+        outcomes.pop().ok_or_else(|| StoreError::Unavailable("no outcome of a partial write".into()))
+    }
+
+    /// All of `writes` in one transaction (one commit instead of one per key).
+    async fn put_partials(&self, shard: &str, writes: &[PartialWrite]) -> Result<Vec<PutOutcome>, StoreError> {
+        let shard = shard.to_owned();
+        let writes: Vec<_> = writes
+            .iter()
+            .map(|w| {
+                let expected = w.expected.as_ref().map(|p| (p.guard.padded(), p.state.encode()));
+                (w.key.clone(), expected, w.new.guard.padded(), w.new.state.encode())
+            })
+            .collect();
         self.with_conn(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(unavailable)?;
-            let dims = key.dims_text();
-            let stored: Option<(String, Vec<u8>)> = tx
-                .query_row(
-                    "SELECT guard, state FROM aggregate_key_partials WHERE event_type = ?1 AND window_secs = ?2 \
-                     AND window_start = ?3 AND shard = ?4 AND dims = ?5",
-                    params![key.event_type, key.window.secs(), key.window_start, shard, dims],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()
-                .map_err(unavailable)?;
-            if stored != expected {
-                return Ok(PutOutcome::Conflict);
+            let mut outcomes = Vec::with_capacity(writes.len());
+            {
+                let mut select = tx
+                    .prepare_cached(
+                        "SELECT guard, state FROM aggregate_key_partials WHERE event_type = ?1 AND window_secs = ?2 \
+                         AND window_start = ?3 AND shard = ?4 AND dims = ?5",
+                    )
+                    .map_err(unavailable)?;
+                let mut insert = tx
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO aggregate_key_partials \
+                         (event_type, window_secs, window_start, shard, dims, guard, state) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )
+                    .map_err(unavailable)?;
+                for (key, expected, guard, state) in &writes {
+                    let dims = key.dims_text();
+                    let stored: Option<(String, Vec<u8>)> = select
+                        .query_row(params![key.event_type, key.window.secs(), key.window_start, shard, dims], |r| {
+                            Ok((r.get(0)?, r.get(1)?))
+                        })
+                        .optional()
+                        .map_err(unavailable)?;
+                    if stored != *expected {
+                        outcomes.push(PutOutcome::Conflict);
+                        continue;
+                    }
+                    insert
+                        .execute(params![
+                            key.event_type,
+                            key.window.secs(),
+                            key.window_start,
+                            shard,
+                            dims,
+                            guard,
+                            state
+                        ])
+                        .map_err(unavailable)?;
+                    outcomes.push(PutOutcome::Written);
+                }
             }
-            tx.execute(
-                "INSERT OR REPLACE INTO aggregate_key_partials \
-                 (event_type, window_secs, window_start, shard, dims, guard, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![key.event_type, key.window.secs(), key.window_start, shard, dims, guard, state],
-            )
-            .map_err(unavailable)?;
             tx.commit().map_err(unavailable)?;
-            Ok(PutOutcome::Written)
+            Ok(outcomes)
         })
         .await
     }

@@ -3,7 +3,9 @@
 use std::borrow::Cow;
 
 use sluice_aggregators::key::DimRef;
-use sluice_aggregators::store::{AggregateStore, ChainHead, Link, Partial, PutOutcome, WindowKey, fold, scan};
+use sluice_aggregators::store::{
+    AggregateStore, ChainHead, Link, Partial, PartialWrite, PutOutcome, WindowKey, fold, scan,
+};
 use sluice_aggregators::{AggState, BatchAggregator, Contribution, DimValue, Observation, WindowConfig, apply_batch};
 use sluice_schemas::Instant;
 
@@ -132,6 +134,31 @@ async fn partials_are_compare_and_set_and_marks_only_rise<S: AggregateStore>(sto
     assert_eq!((head.folded, head.folded_n), (seq(9), 3));
 }
 
+/// A batch of partial writes: each compare-and-set on its own, outcomes in order.
+async fn batched_partial_writes_are_each_compare_and_set<S: AggregateStore>(store: S) {
+    let w = window();
+    let key = |d: &str| w.key(vec![DimValue::Str(d.into())]);
+    let p1 = Partial { guard: seq(5), state: AggState::default() };
+    let p2 = Partial { guard: seq(9), state: batch_of("t", &recs(1..=1)).deltas[0].state.clone() };
+    let write = |d: &str, expected: Option<&Partial>, new: &Partial| PartialWrite {
+        key: key(d),
+        expected: expected.cloned(),
+        new: new.clone(),
+    };
+    assert_eq!(store.put_partials(SHARD, &[]).await.unwrap(), vec![]);
+    let first = [write("a", None, &p1), write("b", None, &p1)];
+    assert_eq!(store.put_partials(SHARD, &first).await.unwrap(), vec![PutOutcome::Written; 2]);
+    // A stale expectation on "a" conflicts; "b" and the new "c" are written all the same.
+    let second = [write("a", Some(&p2), &p1), write("b", Some(&p1), &p2), write("c", None, &p2)];
+    assert_eq!(
+        store.put_partials(SHARD, &second).await.unwrap(),
+        vec![PutOutcome::Conflict, PutOutcome::Written, PutOutcome::Written]
+    );
+    let mut stored = store.partials(SHARD, &w).await.unwrap();
+    stored.sort_by(|x, y| format!("{:?}", x.0).cmp(&format!("{:?}", y.0)));
+    assert_eq!(stored, vec![(key("a").dims, p1), (key("b").dims, p2.clone()), (key("c").dims, p2)]);
+}
+
 async fn folding_changes_no_answer<S: AggregateStore>(store: S) {
     let all = recs(1..=90);
     let mut policy = fast_policy();
@@ -256,6 +283,7 @@ contract!(
     crash_between_writes_is_repaired_by_redelivery,
     append_is_compare_and_set_on_the_chain_head,
     partials_are_compare_and_set_and_marks_only_rise,
+    batched_partial_writes_are_each_compare_and_set,
     folding_changes_no_answer,
     huge_links_are_stored_whole,
 );

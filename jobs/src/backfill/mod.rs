@@ -6,7 +6,7 @@
 //!   the lake partitions they read.
 //! - [`rows`] (pure): a partition's rows as the aggregator's contributions.
 //! - [`Backfiller`] (I/O): reads an item's partitions through `sluice_lake::Lake`, deduplicates
-//!   each (`compaction::rows::unique_by_identity`), aggregates per shard, and replaces each
+//!   each (`compaction::rows::output_order`), aggregates per shard, and replaces each
 //!   (window, shard) through `sluice_aggregators::store::backfill_window`, fenced on the lake
 //!   writer's per-shard progress marker (`sluice_lake::layout::ShardProgress`): records the lake
 //!   may still lack are left as the stream counted them. A shard without a marker is skipped.
@@ -21,7 +21,6 @@ pub mod rows;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use arrow::compute::concat_batches;
 use arrow::datatypes::{Schema, SchemaRef};
 use futures::StreamExt;
 use sluice_aggregators::store::{AggregateStore, StoreError, WindowBackfill, WindowKey, backfill_window};
@@ -31,7 +30,7 @@ use sluice_lake::{Lake, LakeError};
 use sluice_schemas::Registry;
 use sluice_stream::SequenceNumber;
 
-use crate::compaction::rows::{RowsError, conform, unique_by_identity};
+use crate::compaction::rows::{RowsError, conform, output_order};
 pub use plan::{BackfillItem, BackfillRequest};
 pub use rows::ShardAggregates;
 
@@ -70,8 +69,8 @@ impl BackfillError {
     }
 }
 
-/// What one item did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What one item did (also `backfill-item`'s task output, as JSON).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ItemReport {
     pub item: String,
     /// Windows recomputed.
@@ -230,13 +229,12 @@ impl<S: AggregateStore> Backfiller<S> {
                     }
                 }
                 if !batches.is_empty() {
-                    let dir = partition.dir();
-                    let rows_error = |source| BackfillError::Rows { path: dir.clone(), source };
-                    let all = concat_batches(&projected, &batches).map_err(|e| rows_error(e.into()))?;
-                    drop(batches);
-                    let unique = unique_by_identity(&all).map_err(rows_error)?;
-                    report.duplicates += all.num_rows() - unique.num_rows();
-                    aggregates.add(&self.registry, &item.event_type, &config, &unique);
+                    // One copy per event_id, in occurred_at order (consecutive rows mostly share
+                    // their windows), aggregated where the rows lie: nothing is copied.
+                    let unique = output_order(&batches)
+                        .map_err(|source| BackfillError::Rows { path: partition.dir(), source })?;
+                    report.duplicates += batches.iter().map(|b| b.num_rows()).sum::<usize>() - unique.len();
+                    aggregates.add(&self.registry, &item.event_type, &config, &batches, &unique);
                 }
             }
             hour += 3600;

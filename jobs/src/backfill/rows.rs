@@ -9,8 +9,8 @@ use arrow::array::{
     Array, ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use sluice_aggregators::hll::fingerprint;
-use sluice_aggregators::{BatchAggregator, Contribution, DimRef, Observation, WindowConfig};
-use sluice_schemas::{Instant, Registry};
+use sluice_aggregators::{BatchAggregator, Contribution, DimRef, WindowConfig};
+use sluice_schemas::{EventType, Instant, Registry};
 use sluice_stream::SequenceNumber;
 
 /// The envelope columns a backfill reads (besides the roles' columns).
@@ -41,59 +41,116 @@ pub struct ShardAggregates {
 }
 
 impl ShardAggregates {
-    /// Adds `batch`'s rows (one copy per `event_id`, as compaction keeps them) of `event_type`.
-    pub fn add(&mut self, registry: &Registry, event_type: &str, config: &WindowConfig, batch: &RecordBatch) {
+    /// Adds the rows of `batches` named by `rows` ((batch, row) indices, one copy per
+    /// `event_id`, e.g. `compaction::rows::output_order`'s) of `event_type`, in that order.
+    pub fn add(
+        &mut self,
+        registry: &Registry,
+        event_type: &str,
+        config: &WindowConfig,
+        batches: &[RecordBatch],
+        rows: &[(usize, usize)],
+    ) {
         let Some(table) = registry.get(event_type) else {
-            self.unreadable += batch.num_rows();
+            self.unreadable += rows.len();
             return;
         };
-        let (Some(version), Some(occurred), Some(received), Some(shard), Some(sequence)) = (
-            typed::<Int32Array>(batch, "schema_version"),
-            typed::<TimestampMicrosecondArray>(batch, "occurred_at"),
-            typed::<TimestampMicrosecondArray>(batch, "received_at"),
-            typed::<StringArray>(batch, "shard_id"),
-            typed::<StringArray>(batch, "sequence_number"),
-        ) else {
-            self.unreadable += batch.num_rows();
-            return;
-        };
-        for row in 0..batch.num_rows() {
-            let read = (|| {
-                if version.is_null(row) || shard.is_null(row) || sequence.is_null(row) {
-                    return None;
-                }
-                let schema = table.version(u32::try_from(version.value(row)).ok()?)?;
-                let seq = SequenceNumber::from_ascii(sequence.value(row).as_bytes()).ok()?;
-                let mut dims = Vec::with_capacity(schema.dimensions.len());
-                for d in &schema.dimensions {
-                    dims.push(dimension(batch.column_by_name(d)?, row)?);
-                }
-                let measure = match &schema.measure {
-                    None => None,
-                    Some(m) => Some(number(batch.column_by_name(m)?, row)?),
-                };
-                let identity = match &schema.identity {
-                    None => None,
-                    Some(i) => Some(identity(batch.column_by_name(i)?, row)?),
-                };
-                Some((seq, dims, measure, identity))
-            })();
-            let Some((seq, dims, measure, identity)) = read else {
+        let columns: Vec<Option<BatchColumns<'_>>> = batches.iter().map(|b| BatchColumns::of(b, table)).collect();
+        let mut contribution = Contribution { event_type: Cow::Borrowed(event_type), ..Contribution::empty() };
+        for &(b, row) in rows {
+            let read = columns.get(b).and_then(Option::as_ref).and_then(|c| Some((c, c.read(row, &mut contribution)?)));
+            let Some((c, seq)) = read else {
                 self.unreadable += 1;
                 continue;
             };
-            let contribution = Contribution {
-                event_type: Cow::Borrowed(event_type),
-                occurred_at: instant(occurred.value(row)),
-                received_at: instant(received.value(row)),
-                dims,
-                obs: Observation { measure, identity },
-            };
-            self.shards
-                .entry(shard.value(row).to_owned())
-                .or_insert_with(|| BatchAggregator::new(config.clone()))
-                .add(seq, &contribution);
+            let shard = c.shard.value(row);
+            if !self.shards.contains_key(shard) {
+                self.shards.insert(shard.to_owned(), BatchAggregator::new(config.clone()));
+            }
+            if let Some(aggregator) = self.shards.get_mut(shard) {
+                aggregator.add(seq, &contribution);
+            }
         }
+    }
+}
+
+/// One batch's columns a contribution is read from, resolved once per batch.
+struct BatchColumns<'a> {
+    version: &'a Int32Array,
+    occurred: &'a TimestampMicrosecondArray,
+    received: &'a TimestampMicrosecondArray,
+    shard: &'a StringArray,
+    sequence: &'a StringArray,
+    /// Per schema version of the event type, its role columns (`None` when the batch lacks one:
+    /// the version's rows do not read).
+    roles: Vec<(i32, Option<Roles<'a>>)>,
+}
+
+/// A version's role columns in one batch.
+struct Roles<'a> {
+    dimensions: Vec<&'a ArrayRef>,
+    measure: Option<&'a ArrayRef>,
+    identity: Option<&'a ArrayRef>,
+}
+
+impl<'a> BatchColumns<'a> {
+    /// `None` when an envelope column is missing or of another type (no row reads).
+    fn of(batch: &'a RecordBatch, table: &EventType) -> Option<Self> {
+        let roles = table
+            .versions
+            .iter()
+            .filter_map(|(&v, schema)| {
+                let v = i32::try_from(v).ok()?;
+                let column = |name: &String| batch.column_by_name(name);
+                let roles = (|| {
+                    let dimensions = schema.dimensions.iter().map(column).collect::<Option<Vec<_>>>()?;
+                    let measure = match &schema.measure {
+                        None => None,
+                        Some(m) => Some(column(m)?),
+                    };
+                    let identity = match &schema.identity {
+                        None => None,
+                        Some(i) => Some(column(i)?),
+                    };
+                    Some(Roles { dimensions, measure, identity })
+                })();
+                Some((v, roles))
+            })
+            .collect();
+        Some(BatchColumns {
+            version: typed(batch, "schema_version")?,
+            occurred: typed(batch, "occurred_at")?,
+            received: typed(batch, "received_at")?,
+            shard: typed(batch, "shard_id")?,
+            sequence: typed(batch, "sequence_number")?,
+            roles,
+        })
+    }
+
+    /// Reads `row` into `into` (times, dimensions, observation); its sequence number, or `None`
+    /// when the row does not read as its version's contribution.
+    fn read(&self, row: usize, into: &mut Contribution<'a>) -> Option<SequenceNumber> {
+        if self.version.is_null(row) || self.shard.is_null(row) || self.sequence.is_null(row) {
+            return None;
+        }
+        let version = self.version.value(row);
+        let roles = self.roles.iter().find(|(v, _)| *v == version)?.1.as_ref()?;
+        let seq = SequenceNumber::from_ascii(self.sequence.value(row).as_bytes()).ok()?;
+        into.dims.clear();
+        for d in &roles.dimensions {
+            into.dims.push(dimension(d, row)?);
+        }
+        into.obs.measure = match roles.measure {
+            None => None,
+            Some(m) => Some(number(m, row)?),
+        };
+        into.obs.identity = match roles.identity {
+            None => None,
+            Some(i) => Some(identity(i, row)?),
+        };
+        into.occurred_at = instant(self.occurred.value(row));
+        into.received_at = instant(self.received.value(row));
+        Some(seq)
     }
 }
 

@@ -6,7 +6,7 @@
 //! | `plan-compaction` | [`PlanInput`] | [`PlanLocation`]; the plan: [`CompactionItem`]s |
 //! | `compact-partition` | [`CompactionItem`] | [`CompactedPartition`] |
 //! | `plan-backfill` | [`PlanInput`] | [`BackfillPlanLocation`]; the plan: [`BackfillItem`]s |
-//! | `backfill-item` | [`BackfillItem`] | [`BackfilledItem`] |
+//! | `backfill-item` | [`BackfillItem`] | [`ItemReport`] |
 //! | `finish-backfill` | [`BackfillRequest`] | `{}` |
 //!
 //! A plan is written to the lake at `_sluice/plans/<job>/<run id>.json` ([`plan_key`]) as a JSON
@@ -22,7 +22,7 @@ use sluice_lake::layout::Partition;
 use sluice_lake::{Lake, LakeError};
 
 use super::{TaskError, TaskTable, task_input, task_output};
-use crate::backfill::{BackfillError, BackfillItem, BackfillRequest, Backfiller, ItemReport};
+use crate::backfill::{BackfillError, BackfillItem, BackfillRequest, Backfiller};
 use crate::compaction::plan::is_clean;
 use crate::compaction::{CompactionError, CompactionTask, Compactor, PartitionOutcome};
 
@@ -64,7 +64,7 @@ pub fn backfill_tasks<S: AggregateStore>(table: TaskTable, lake: Lake, backfille
             async move {
                 let item: BackfillItem = task_input(BACKFILL_ITEM, input)?;
                 let report = backfiller.backfill_item(&item).await.map_err(backfill_error)?;
-                task_output(&BackfilledItem::of(&report))
+                task_output(&report)
             }
         })
         .with(FINISH_BACKFILL, move |input| {
@@ -378,54 +378,6 @@ pub struct BackfillPlanLocation {
     #[serde(flatten)]
     pub location: PlanLocation,
     pub request: BackfillRequest,
-}
-
-/// What backfilling one item did (`backfill-item`'s output; [`ItemReport`] as JSON).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BackfilledItem {
-    pub item: String,
-    pub windows: usize,
-    pub shard_windows: usize,
-    pub files: usize,
-    pub rows: usize,
-    pub duplicates: usize,
-    pub unreadable: usize,
-    pub written: usize,
-    pub unchanged: usize,
-    pub caught_up: usize,
-}
-
-impl BackfilledItem {
-    fn of(r: &ItemReport) -> Self {
-        Self {
-            item: r.item.clone(),
-            windows: r.windows,
-            shard_windows: r.shard_windows,
-            files: r.files,
-            rows: r.rows,
-            duplicates: r.duplicates,
-            unreadable: r.unreadable,
-            written: r.written,
-            unchanged: r.unchanged,
-            caught_up: r.caught_up,
-        }
-    }
-
-    /// The report this output describes (for progress lines and summaries).
-    pub fn report(&self) -> ItemReport {
-        ItemReport {
-            item: self.item.clone(),
-            windows: self.windows,
-            shard_windows: self.shard_windows,
-            files: self.files,
-            rows: self.rows,
-            duplicates: self.duplicates,
-            unreadable: self.unreadable,
-            written: self.written,
-            unchanged: self.unchanged,
-            caught_up: self.caught_up,
-        }
-    }
 }
 
 fn backfill_error(e: BackfillError) -> TaskError {

@@ -15,7 +15,7 @@ use sluice_lake::Lake;
 use sluice_schemas::{Event, Registry};
 use sluice_sinks::LakeWriter;
 use sluice_stream::BatchHandler;
-use sluice_testkit::generate::{GenConfig, Generator, kinesis_event, record_bytes};
+use sluice_testkit::generate::{GenConfig, Generator, kinesis_event, producer_retries, record_bytes};
 
 type Snapshot = BTreeMap<(WindowSize, AggKey), AggState>;
 
@@ -82,11 +82,7 @@ impl Fixture {
         for (i, chunk) in events.chunks(50).enumerate() {
             fx.deliver(shard(i), chunk, true).await;
         }
-        let retries: Vec<Event> = events
-            .iter()
-            .step_by(15)
-            .map(|e| Event { received_at: e.received_at + TimeDelta::seconds(20), ..e.clone() })
-            .collect();
+        let retries = producer_retries(&events, 15, TimeDelta::seconds(20));
         fx.deliver(shard(1), &retries, true).await;
         fx
     }

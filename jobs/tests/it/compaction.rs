@@ -14,7 +14,7 @@ use sluice_lake::Lake;
 use sluice_schemas::{Event, Registry};
 use sluice_sinks::{LakeTables, LakeWriter};
 use sluice_stream::BatchHandler;
-use sluice_testkit::generate::{GenConfig, Generator, kinesis_event, record_bytes};
+use sluice_testkit::generate::{GenConfig, Generator, kinesis_event, producer_retries, record_bytes};
 
 /// (event_id, received_at µs, occurred_at µs) of one row.
 type Row = (String, i64, i64);
@@ -86,11 +86,7 @@ impl Fixture {
         fx.next_seq = 50;
         fx.deliver("shardId-000000000000", &events[50..100]).await;
         fx.next_seq = next;
-        let retries: Vec<Event> = events
-            .iter()
-            .step_by(24)
-            .map(|e| Event { received_at: e.received_at + TimeDelta::seconds(30), ..e.clone() })
-            .collect();
+        let retries = producer_retries(&events, 24, TimeDelta::seconds(30));
         fx.deliver("shardId-000000000001", &retries).await;
         fx
     }

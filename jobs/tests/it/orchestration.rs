@@ -25,7 +25,7 @@ use sluice_lake::Lake;
 use sluice_schemas::{Event, Registry};
 use sluice_sinks::{LakeTables, LakeWriter};
 use sluice_stream::BatchHandler;
-use sluice_testkit::generate::{GenConfig, Generator, kinesis_event, record_bytes};
+use sluice_testkit::generate::{GenConfig, Generator, kinesis_event, producer_retries, record_bytes};
 
 /// Long after every generated hour closed.
 fn now() -> DateTime<Utc> {
@@ -108,11 +108,7 @@ impl Fixture {
         for chunk in events.chunks(50) {
             fx.deliver(chunk).await;
         }
-        let retries: Vec<Event> = events
-            .iter()
-            .step_by(20)
-            .map(|e| Event { received_at: e.received_at + chrono::TimeDelta::seconds(30), ..e.clone() })
-            .collect();
+        let retries = producer_retries(&events, 20, chrono::TimeDelta::seconds(30));
         fx.deliver(&retries).await;
         fx
     }
@@ -482,11 +478,7 @@ impl Aggregates {
         for (i, chunk) in events.chunks(50).enumerate() {
             fx.deliver(i % 2, &mut seq, chunk).await;
         }
-        let retries: Vec<Event> = events
-            .iter()
-            .step_by(15)
-            .map(|e| Event { received_at: e.received_at + chrono::TimeDelta::seconds(20), ..e.clone() })
-            .collect();
+        let retries = producer_retries(&events, 15, chrono::TimeDelta::seconds(20));
         fx.deliver(1, &mut seq, &retries).await;
         fx
     }
