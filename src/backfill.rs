@@ -1,21 +1,29 @@
 //! `sluice backfill`, and the progress lines of every backfill run (also `sluice up`'s): on a
-//! terminal one status line rewritten per item, otherwise a line per item.
+//! terminal one status line rewritten per item, otherwise a line per item. Both run the
+//! backfill state machine (`jobs/statemachines/backfill.asl.json`) through the in-process
+//! executor, as Step Functions runs it in AWS.
 
-use std::io::IsTerminal as _;
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use anyhow::Context as _;
 use sluice_aggregators::SqliteAggregateStore;
-use sluice_jobs::backfill::{BackfillReport, Backfiller, ItemReport};
+use sluice_jobs::backfill::{BackfillItem, BackfillReport, Backfiller, ItemReport};
+use sluice_jobs::orchestration::tasks::{
+    self, BACKFILL_ITEM, BackfillExecutionRequest, BackfillPlanLocation, PLAN_BACKFILL,
+};
+use sluice_jobs::orchestration::{BACKFILL, Event, Execution, Outcome, TaskTable, local};
+use sluice_lake::Lake;
 
 use crate::cli::BackfillArgs;
 use crate::lake::lake_of;
 use crate::output;
-use crate::up::load_registry;
+use crate::up::{JOBS_DEAD_LETTERS, load_registry};
 
-/// Backfills the range from the lake into `sluice up`'s aggregate store; prints one progress
-/// line per item on stderr and a summary on stdout.
+/// Plans, and unless `--dry-run` backfills, the range from the lake into `sluice up`'s
+/// aggregate store; prints the plan or a summary on stdout and one progress line per item on
+/// stderr.
 pub async fn run(args: &BackfillArgs) -> anyhow::Result<()> {
     let request = args.request().map_err(anyhow::Error::msg)?;
     let registry = Arc::new(load_registry(args.schemas_dir.as_deref())?);
@@ -23,24 +31,117 @@ pub async fn run(args: &BackfillArgs) -> anyhow::Result<()> {
     let path = args.data_dir.join("aggregates.db");
     let store = SqliteAggregateStore::open(&path)
         .with_context(|| format!("cannot open the aggregate store {}", path.display()))?;
-    let backfiller = Backfiller::new(lake, registry, store, args.window_config());
+    let backfiller = Arc::new(Backfiller::new(lake.clone(), registry, store, args.window_config()));
     let started = Instant::now();
-    let terminal = std::io::stderr().is_terminal();
-    let report = backfiller
-        .run(&request, |item, done, total| {
-            let line = item_line(item, done, total, started);
-            if terminal {
-                eprint!("\r\x1b[2K{line}");
-                if done == total {
-                    eprintln!();
+    let progress = output::Progress::stderr();
+    let on_item = move |item: &ItemReport, done: usize, total: usize| {
+        progress.show(&item_line(item, done, total, started), done, total);
+    };
+    let run = run_state_machine(&lake, backfiller, &args.data_dir, &request, on_item).await?;
+    if request.dry_run {
+        let items: Vec<BackfillItem> = match &run.plan {
+            Some(plan) => tasks::read_plan(&lake, &plan.location).await.context("cannot read the plan")?,
+            None => Vec::new(),
+        };
+        run.remove_plan(&lake).await;
+        run.check()?;
+        let mut out = String::new();
+        for item in &items {
+            out.push_str(&format!("{}: {} windows\n", item.id(), item.windows.len()));
+        }
+        out.push_str(&format!("{} items to backfill (dry run: nothing changed)\n", items.len()));
+        return Ok(output::print(&out)?);
+    }
+    run.remove_plan(&lake).await;
+    let failed = run.check();
+    output::print(&format!("{}\n", summary(&run.report, started)))?;
+    failed
+}
+
+/// What one execution of the backfill state machine did.
+#[derive(Debug)]
+pub struct BackfillRun {
+    pub execution: Execution,
+    pub outcome: Outcome,
+    /// Where the plan was written, and the request resolved (`None` when planning failed).
+    pub plan: Option<BackfillPlanLocation>,
+    /// The items backfilled, in the order they finished.
+    pub report: BackfillReport,
+    /// The final failures of tasks (after their retries), as `state: error`.
+    pub failures: Vec<String>,
+}
+
+impl BackfillRun {
+    /// `Err` when the execution failed (the items done are kept: a rerun of the range resumes).
+    pub fn check(&self) -> anyhow::Result<()> {
+        let first = self.failures.first().map_or(String::new(), |f| format!(": {f}"));
+        match &self.outcome {
+            Outcome::Failed(e) => anyhow::bail!("backfill failed ({e}){first}"),
+            Outcome::Succeeded(_) => Ok(()),
+        }
+    }
+
+    /// Deletes the plan object (a local run's plans are not kept).
+    pub async fn remove_plan(&self, lake: &Lake) {
+        let Ok(key) = tasks::plan_key(BACKFILL.name, &self.execution.name) else { return };
+        if let Err(e) = lake.delete(&key).await {
+            tracing::warn!(error = %e, key, "cannot remove the backfill plan");
+        }
+    }
+}
+
+/// Runs the backfill state machine once over `lake` with `backfiller`'s tasks, one item at a
+/// time; failures go to the jobs dead letters in `data_dir`. The plan object stays (see
+/// [`BackfillRun::remove_plan`]).
+/// `on_item` sees each backfilled item with the count done and the total.
+pub async fn run_state_machine(
+    lake: &Lake,
+    backfiller: Arc<Backfiller<SqliteAggregateStore>>,
+    data_dir: &Path,
+    request: &BackfillExecutionRequest,
+    on_item: impl Fn(&ItemReport, usize, usize) + Send + Sync + 'static,
+) -> anyhow::Result<BackfillRun> {
+    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+    let dead_letters = sluice_dlq::SqliteDeadLetters::open(&data_dir.join(JOBS_DEAD_LETTERS))
+        .context("cannot open the jobs dead letters")?;
+    let machine = local::load(&BACKFILL, lake).context("the backfill state machine")?;
+    let table = tasks::backfill_tasks(TaskTable::new(), lake.clone(), backfiller);
+    #[derive(Default)]
+    struct Seen {
+        plan: Option<BackfillPlanLocation>,
+        report: BackfillReport,
+        failures: Vec<String>,
+    }
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let observed = Arc::clone(&seen);
+    let executor =
+        local::executor(table, lake.clone(), dead_letters).with_max_concurrency(1).with_observer(move |event| {
+            let mut seen = observed.lock().unwrap_or_else(PoisonError::into_inner);
+            match event {
+                Event::TaskSucceeded { task: Some(PLAN_BACKFILL), result, .. } => {
+                    seen.plan = serde_json::from_value(result["Payload"].clone()).ok();
                 }
-            } else {
-                eprintln!("{line}");
+                Event::TaskSucceeded { task: Some(BACKFILL_ITEM), result, .. } => {
+                    match serde_json::from_value::<ItemReport>(result["Payload"].clone()) {
+                        Ok(report) => {
+                            let total = seen.plan.as_ref().map_or(0, |p| p.location.count);
+                            on_item(&report, seen.report.items.len() + 1, total);
+                            seen.report.items.push(report);
+                        }
+                        Err(e) => tracing::warn!(error = %e, "unexpected backfill-item result"),
+                    }
+                }
+                Event::TaskFailed { state, error, retry_in: None, .. } => {
+                    seen.failures.push(format!("{state}: {error}"))
+                }
+                _ => {}
             }
-        })
-        .await?;
-    output::print(&format!("{}\n", summary(&report, started)))?;
-    Ok(())
+        });
+    let execution = Execution::new(BACKFILL.name);
+    let input = serde_json::to_value(request).context("backfill request")?;
+    let outcome = executor.run(&machine, &execution, input).await;
+    let seen = std::mem::take(&mut *seen.lock().unwrap_or_else(PoisonError::into_inner));
+    Ok(BackfillRun { execution, outcome, plan: seen.plan, report: seen.report, failures: seen.failures })
 }
 
 /// Logs one backfilled item (for `sluice up`'s scheduled runs).

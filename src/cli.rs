@@ -222,16 +222,23 @@ pub struct BackfillArgs {
     /// Load event schemas from this directory instead of the built-in ones.
     #[arg(long, env = "SLUICE_SCHEMAS_DIR")]
     pub schemas_dir: Option<PathBuf>,
+    /// Print the items the range needs (those not done by an earlier run) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 impl BackfillArgs {
-    /// The request, or why the range is empty.
-    pub fn request(&self) -> Result<sluice_jobs::backfill::BackfillRequest, String> {
+    /// The backfill state machine's input, or why the range is empty.
+    pub fn request(&self) -> Result<sluice_jobs::orchestration::tasks::BackfillExecutionRequest, String> {
         if self.from >= self.to {
             return Err(format!("--from {} is not before --to {}", self.from.to_rfc3339(), self.to.to_rfc3339()));
         }
-        let event_types = (!self.event_types.is_empty()).then(|| self.event_types.clone());
-        Ok(sluice_jobs::backfill::BackfillRequest { from: self.from, to: self.to, event_types })
+        Ok(sluice_jobs::orchestration::tasks::BackfillExecutionRequest {
+            from: Some(self.from),
+            to: Some(self.to),
+            event_types: (!self.event_types.is_empty()).then(|| self.event_types.clone()),
+            dry_run: self.dry_run,
+        })
     }
 
     /// The aggregator's windows.

@@ -3,7 +3,6 @@
 //! the compaction state machine (`jobs/statemachines/compaction.asl.json`) through the
 //! in-process executor, as Step Functions runs it in AWS.
 
-use std::io::IsTerminal as _;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
@@ -30,18 +29,9 @@ pub async fn run(args: &CompactArgs) -> anyhow::Result<()> {
     let compactor = Compactor::new(lake.clone(), LakeTables::new(registry), args.config());
     let request = CompactionRequest { event_type: args.event_type.clone(), dry_run: args.dry_run };
     let started = Instant::now();
-    // On a terminal one status line is rewritten in place; otherwise a line per partition.
-    let terminal = std::io::stderr().is_terminal();
+    let progress = output::Progress::stderr();
     let on_partition = move |outcome: &PartitionOutcome, done: usize, total: usize| {
-        let line = partition_line(outcome, done, total, started);
-        if terminal {
-            eprint!("\r\x1b[2K{line}");
-            if done == total {
-                eprintln!();
-            }
-        } else {
-            eprintln!("{line}");
-        }
+        progress.show(&partition_line(outcome, done, total, started), done, total);
     };
     let run = run_state_machine(&lake, compactor, &args.data_dir, &request, on_partition).await?;
     if args.dry_run {

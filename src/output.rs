@@ -4,15 +4,48 @@
 //! reader closes the pipe (`println!` would panic on the broken pipe). A failure is reported once
 //! by [`report_failure`]: `sluice up` is a service whose stderr is its log stream, so its fatal
 //! error is one more log line; every other command answers whoever ran it with one `error: …`
-//! line.
+//! line. A long job's progress goes to stderr through [`Progress`].
 
-use std::io::{ErrorKind, Write as _};
+use std::io::{ErrorKind, IsTerminal as _, Write as _};
 
 /// Writes `text` to stdout (one locked handle, flushed). A reader that went away (EPIPE) is
 /// success: the rest of the output is not wanted, and the command exits 0 without a message.
 pub fn print(text: &str) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     ignore_broken_pipe(out.write_all(text.as_bytes()).and_then(|()| out.flush()))
+}
+
+/// Progress lines of a long job on stderr: on a terminal one status line with a bar, rewritten
+/// in place (ended once the last step is done), otherwise one line per step, for logs.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    terminal: bool,
+}
+
+impl Progress {
+    /// For this process's stderr.
+    pub fn stderr() -> Self {
+        Self { terminal: std::io::stderr().is_terminal() }
+    }
+
+    /// Shows `line`, the progress after step `done` of `total`.
+    pub fn show(&self, line: &str, done: usize, total: usize) {
+        if self.terminal {
+            eprint!("\r\x1b[2K{} {line}", bar(done, total));
+            if done == total {
+                eprintln!();
+            }
+        } else {
+            eprintln!("{line}");
+        }
+    }
+}
+
+/// `[#####---------------]`: `done` of `total` as a 20-character bar.
+fn bar(done: usize, total: usize) -> String {
+    const WIDTH: usize = 20;
+    let filled = (done.min(total) * WIDTH).checked_div(total).unwrap_or(WIDTH);
+    format!("[{}{}]", "#".repeat(filled), "-".repeat(WIDTH - filled))
 }
 
 /// `Ok` for a broken pipe, the result unchanged otherwise.
@@ -65,6 +98,14 @@ pub fn error_message(error: &anyhow::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_progress_bar_fills_with_the_steps_done() {
+        assert_eq!(bar(0, 4), "[--------------------]");
+        assert_eq!(bar(1, 4), "[#####---------------]");
+        assert_eq!(bar(4, 4), "[####################]");
+        assert_eq!(bar(0, 0), "[####################]", "nothing to do is done");
+    }
 
     #[derive(Debug, thiserror::Error)]
     #[error("inner failure")]

@@ -29,12 +29,9 @@ use sluice_esm::{
 use sluice_ingest::{
     AppState, Authenticator, ComponentHealth, Health, HealthProbe, LocalIssuer, LocalStreamEventLog, ProbeFuture,
 };
-use sluice_jobs::backfill::{BackfillReport, Backfiller, ItemReport};
+use sluice_jobs::backfill::Backfiller;
 use sluice_jobs::compaction::{CompactionConfig, Compactor};
-use sluice_jobs::orchestration::tasks::{
-    self, BACKFILL_ITEM, BackfillExecutionRequest, BackfillPlanLocation, BackfilledItem, PLAN_BACKFILL,
-};
-use sluice_jobs::orchestration::{BACKFILL, Event, Execution, Outcome, local};
+use sluice_jobs::orchestration::tasks::BackfillExecutionRequest;
 use sluice_lake::Lake;
 use sluice_sinks::{LakeTables, LakeWriter};
 use sluice_telemetry::{Metrics, catalog};
@@ -270,7 +267,7 @@ impl Pipeline {
     }
 
     /// Backfills the previous UTC day's aggregates from the lake every day at `at` (UTC), by
-    /// running the backfill state machine ([`run_backfill_state_machine`]). A failed run is
+    /// running the backfill state machine ([`crate::backfill::run_state_machine`]). A failed run is
     /// logged; the next day's run is a new range (a failed day is re-run with `sluice backfill`,
     /// which resumes it).
     fn add_backfiller(
@@ -291,7 +288,7 @@ impl Pipeline {
                 }
                 let started = std::time::Instant::now();
                 let request = BackfillExecutionRequest::default();
-                let run = run_backfill_state_machine(
+                let run = crate::backfill::run_state_machine(
                     &lake,
                     Arc::clone(&backfiller),
                     &data_dir,
@@ -301,6 +298,9 @@ impl Pipeline {
                     },
                 );
                 let Some(run) = token.run_until_cancelled(run).await else { return Ok(()) };
+                if let Ok(run) = &run {
+                    run.remove_plan(&lake).await;
+                }
                 match run.and_then(|run| run.check().map(|()| run)) {
                     Ok(run) => crate::backfill::log_report(&run.report, started),
                     Err(e) => {
@@ -500,89 +500,6 @@ pub fn until_next(now: chrono::DateTime<chrono::Utc>, at: chrono::NaiveTime) -> 
     (next - now).to_std().unwrap_or(Duration::ZERO)
 }
 
-/// What one execution of the backfill state machine did.
-#[derive(Debug)]
-pub struct BackfillRun {
-    pub execution: Execution,
-    pub outcome: Outcome,
-    /// Where the plan was written, and the request resolved (`None` when planning failed).
-    pub plan: Option<BackfillPlanLocation>,
-    /// The items backfilled, in the order they finished.
-    pub report: BackfillReport,
-    /// The final failures of tasks (after their retries), as `state: error`.
-    pub failures: Vec<String>,
-}
-
-impl BackfillRun {
-    /// `Err` when the execution failed (the items done are kept: a rerun of the range resumes).
-    pub fn check(&self) -> anyhow::Result<()> {
-        let first = self.failures.first().map_or(String::new(), |f| format!(": {f}"));
-        match &self.outcome {
-            Outcome::Failed(e) => anyhow::bail!("backfill failed ({e}){first}"),
-            Outcome::Succeeded(_) => Ok(()),
-        }
-    }
-}
-
-/// Runs the backfill state machine once over `lake` with `backfiller`'s tasks, one item at a
-/// time; failures go to the jobs dead letters in `data_dir`; the plan object is removed after.
-/// `on_item` sees each backfilled item with the count done and the total.
-pub async fn run_backfill_state_machine(
-    lake: &Lake,
-    backfiller: Arc<Backfiller<SqliteAggregateStore>>,
-    data_dir: &std::path::Path,
-    request: &BackfillExecutionRequest,
-    on_item: impl Fn(&ItemReport, usize, usize) + Send + Sync + 'static,
-) -> anyhow::Result<BackfillRun> {
-    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
-    let dead_letters = sluice_dlq::SqliteDeadLetters::open(&data_dir.join(JOBS_DEAD_LETTERS))
-        .context("cannot open the jobs dead letters")?;
-    let machine = local::load(&BACKFILL, lake).context("the backfill state machine")?;
-    let table = tasks::backfill_tasks(sluice_jobs::orchestration::TaskTable::new(), lake.clone(), backfiller);
-    #[derive(Default)]
-    struct Seen {
-        plan: Option<BackfillPlanLocation>,
-        report: BackfillReport,
-        failures: Vec<String>,
-    }
-    let seen = Arc::new(std::sync::Mutex::new(Seen::default()));
-    let observed = Arc::clone(&seen);
-    let executor =
-        local::executor(table, lake.clone(), dead_letters).with_max_concurrency(1).with_observer(move |event| {
-            let mut seen = observed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            match event {
-                Event::TaskSucceeded { task: Some(PLAN_BACKFILL), result, .. } => {
-                    seen.plan = serde_json::from_value(result["Payload"].clone()).ok();
-                }
-                Event::TaskSucceeded { task: Some(BACKFILL_ITEM), result, .. } => {
-                    match serde_json::from_value::<BackfilledItem>(result["Payload"].clone()) {
-                        Ok(item) => {
-                            let total = seen.plan.as_ref().map_or(0, |p| p.location.count);
-                            let report = item.report();
-                            on_item(&report, seen.report.items.len() + 1, total);
-                            seen.report.items.push(report);
-                        }
-                        Err(e) => tracing::warn!(error = %e, "unexpected backfill-item result"),
-                    }
-                }
-                Event::TaskFailed { state, error, retry_in: None, .. } => {
-                    seen.failures.push(format!("{state}: {error}"))
-                }
-                _ => {}
-            }
-        });
-    let execution = Execution::new(BACKFILL.name);
-    let input = serde_json::to_value(request).context("backfill request")?;
-    let outcome = executor.run(&machine, &execution, input).await;
-    if let Ok(key) = tasks::plan_key(BACKFILL.name, &execution.name)
-        && let Err(e) = lake.delete(&key).await
-    {
-        tracing::warn!(error = %e, key, "cannot remove the backfill plan");
-    }
-    let seen = std::mem::take(&mut *seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-    Ok(BackfillRun { execution, outcome, plan: seen.plan, report: seen.report, failures: seen.failures })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -604,8 +521,10 @@ mod tests {
         let store = SqliteAggregateStore::open(&dir.path().join("aggregates.db")).unwrap();
         let backfiller = Arc::new(Backfiller::new(lake.clone(), Arc::clone(&registry), store, WindowConfig::default()));
         let request = BackfillExecutionRequest::default();
-        let run = run_backfill_state_machine(&lake, backfiller, dir.path(), &request, |_, _, _| {}).await.unwrap();
+        let run =
+            crate::backfill::run_state_machine(&lake, backfiller, dir.path(), &request, |_, _, _| {}).await.unwrap();
         run.check().unwrap();
+        run.remove_plan(&lake).await;
         let plan = run.plan.unwrap();
         assert_eq!(plan.location.count, 0, "an empty lake has nothing to backfill");
         assert_eq!(plan.request.to - plan.request.from, chrono::TimeDelta::days(1), "the previous day");

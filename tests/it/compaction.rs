@@ -148,8 +148,16 @@ async fn compact_and_backfill_leave_every_event_once_in_the_lake_and_the_aggrega
     post_all(&truth, truth_dir.path(), &events).await;
     wait_counted(&truth, truth_dir.path(), 1_200).await;
     assert_ne!(all_aggregates(&sluice, dir.path()).await, all_aggregates(&truth, truth_dir.path()).await);
+    let plan = sluice_cmd(&["backfill", "--dry-run", "--from", RANGE.0, "--to", RANGE.1, "--data-dir"], dir.path());
+    let items = plan.lines().filter(|l| l.ends_with(" windows")).count();
+    assert!(
+        items > 0 && plan.trim_end().ends_with(&format!("{items} items to backfill (dry run: nothing changed)")),
+        "{plan}"
+    );
+    assert_ne!(all_aggregates(&sluice, dir.path()).await, all_aggregates(&truth, truth_dir.path()).await);
     let summary = sluice_cmd(&["backfill", "--from", RANGE.0, "--to", RANGE.1, "--data-dir"], dir.path());
-    assert!(summary.starts_with("backfilled ") && summary.contains(" partials written"), "{summary}");
+    assert!(summary.starts_with(&format!("backfilled {items} items: ")), "{summary}");
+    assert!(summary.contains(" partials written"), "{summary}");
     assert_eq!(counted(&sluice, dir.path()).await, 1_200);
     assert_eq!(all_aggregates(&sluice, dir.path()).await, all_aggregates(&truth, truth_dir.path()).await);
 
