@@ -4,7 +4,7 @@
 //! executor, as Step Functions runs it in AWS.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
@@ -13,13 +13,14 @@ use sluice_jobs::backfill::{BackfillItem, BackfillReport, Backfiller, ItemReport
 use sluice_jobs::orchestration::tasks::{
     self, BACKFILL_ITEM, BackfillExecutionRequest, BackfillPlanLocation, PLAN_BACKFILL,
 };
-use sluice_jobs::orchestration::{BACKFILL, Event, Execution, Outcome, TaskTable, local};
+use sluice_jobs::orchestration::{BACKFILL, Event, Outcome, TaskTable};
 use sluice_lake::Lake;
 
 use crate::cli::BackfillArgs;
+use crate::jobs::{self, JobRun, Seen};
 use crate::lake::lake_of;
 use crate::output;
-use crate::up::{JOBS_DEAD_LETTERS, load_registry};
+use crate::up::load_registry;
 
 /// Plans, and unless `--dry-run` backfills, the range from the lake into `sluice up`'s
 /// aggregate store; prints the plan or a summary on stdout and one progress line per item on
@@ -58,41 +59,21 @@ pub async fn run(args: &BackfillArgs) -> anyhow::Result<()> {
     failed
 }
 
-/// What one execution of the backfill state machine did.
-#[derive(Debug)]
-pub struct BackfillRun {
-    pub execution: Execution,
-    pub outcome: Outcome,
-    /// Where the plan was written, and the request resolved (`None` when planning failed).
-    pub plan: Option<BackfillPlanLocation>,
-    /// The items backfilled, in the order they finished.
-    pub report: BackfillReport,
-    /// The final failures of tasks (after their retries), as `state: error`.
-    pub failures: Vec<String>,
-}
+/// What one execution of the backfill state machine did (the plan's location with the request
+/// resolved).
+pub type BackfillRun = JobRun<BackfillPlanLocation, BackfillReport>;
 
 impl BackfillRun {
     /// `Err` when the execution failed (the items done are kept: a rerun of the range resumes).
     pub fn check(&self) -> anyhow::Result<()> {
-        let first = self.failures.first().map_or(String::new(), |f| format!(": {f}"));
         match &self.outcome {
-            Outcome::Failed(e) => anyhow::bail!("backfill failed ({e}){first}"),
+            Outcome::Failed(e) => anyhow::bail!("backfill failed ({e}){}", self.first_failure()),
             Outcome::Succeeded(_) => Ok(()),
-        }
-    }
-
-    /// Deletes the plan object (a local run's plans are not kept).
-    pub async fn remove_plan(&self, lake: &Lake) {
-        let Ok(key) = tasks::plan_key(BACKFILL.name, &self.execution.name) else { return };
-        if let Err(e) = lake.delete(&key).await {
-            tracing::warn!(error = %e, key, "cannot remove the backfill plan");
         }
     }
 }
 
-/// Runs the backfill state machine once over `lake` with `backfiller`'s tasks, one item at a
-/// time; failures go to the jobs dead letters in `data_dir`. The plan object stays (see
-/// [`BackfillRun::remove_plan`]).
+/// Runs the backfill state machine once over `lake` with `backfiller`'s tasks ([`jobs::run`]).
 /// `on_item` sees each backfilled item with the count done and the total.
 pub async fn run_state_machine(
     lake: &Lake,
@@ -101,47 +82,32 @@ pub async fn run_state_machine(
     request: &BackfillExecutionRequest,
     on_item: impl Fn(&ItemReport, usize, usize) + Send + Sync + 'static,
 ) -> anyhow::Result<BackfillRun> {
-    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
-    let dead_letters = sluice_dlq::SqliteDeadLetters::open(&data_dir.join(JOBS_DEAD_LETTERS))
-        .context("cannot open the jobs dead letters")?;
-    let machine = local::load(&BACKFILL, lake).context("the backfill state machine")?;
     let table = tasks::backfill_tasks(TaskTable::new(), lake.clone(), backfiller);
-    #[derive(Default)]
-    struct Seen {
-        plan: Option<BackfillPlanLocation>,
-        report: BackfillReport,
-        failures: Vec<String>,
-    }
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let observed = Arc::clone(&seen);
-    let executor =
-        local::executor(table, lake.clone(), dead_letters).with_max_concurrency(1).with_observer(move |event| {
-            let mut seen = observed.lock().unwrap_or_else(PoisonError::into_inner);
-            match event {
-                Event::TaskSucceeded { task: Some(PLAN_BACKFILL), result, .. } => {
-                    seen.plan = serde_json::from_value(result["Payload"].clone()).ok();
-                }
-                Event::TaskSucceeded { task: Some(BACKFILL_ITEM), result, .. } => {
-                    match serde_json::from_value::<ItemReport>(result["Payload"].clone()) {
-                        Ok(report) => {
-                            let total = seen.plan.as_ref().map_or(0, |p| p.location.count);
-                            on_item(&report, seen.report.items.len() + 1, total);
-                            seen.report.items.push(report);
-                        }
-                        Err(e) => tracing::warn!(error = %e, "unexpected backfill-item result"),
-                    }
-                }
-                Event::TaskFailed { state, error, retry_in: None, .. } => {
-                    seen.failures.push(format!("{state}: {error}"))
-                }
-                _ => {}
-            }
-        });
-    let execution = Execution::new(BACKFILL.name);
     let input = serde_json::to_value(request).context("backfill request")?;
-    let outcome = executor.run(&machine, &execution, input).await;
-    let seen = std::mem::take(&mut *seen.lock().unwrap_or_else(PoisonError::into_inner));
-    Ok(BackfillRun { execution, outcome, plan: seen.plan, report: seen.report, failures: seen.failures })
+    jobs::run(
+        &BACKFILL,
+        table,
+        lake,
+        data_dir,
+        input,
+        move |event, seen: &mut Seen<BackfillPlanLocation, BackfillReport>| match event {
+            Event::TaskSucceeded { task: Some(PLAN_BACKFILL), result, .. } => {
+                seen.plan = serde_json::from_value(result["Payload"].clone()).ok();
+            }
+            Event::TaskSucceeded { task: Some(BACKFILL_ITEM), result, .. } => {
+                match serde_json::from_value::<ItemReport>(result["Payload"].clone()) {
+                    Ok(report) => {
+                        let total = seen.plan.as_ref().map_or(0, |p| p.location.count);
+                        on_item(&report, seen.report.items.len() + 1, total);
+                        seen.report.items.push(report);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "unexpected backfill-item result"),
+                }
+            }
+            _ => {}
+        },
+    )
+    .await
 }
 
 /// Logs one backfilled item (for `sluice up`'s scheduled runs).

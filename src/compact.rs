@@ -4,7 +4,7 @@
 //! in-process executor, as Step Functions runs it in AWS.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
@@ -12,14 +12,15 @@ use sluice_jobs::compaction::{CompactionReport, Compactor, PartitionOutcome};
 use sluice_jobs::orchestration::tasks::{
     self, COMPACT_PARTITION, CompactedPartition, CompactionItem, CompactionRequest, Jobs, PLAN_COMPACTION, PlanLocation,
 };
-use sluice_jobs::orchestration::{COMPACTION, Event, Execution, Outcome, local};
+use sluice_jobs::orchestration::{COMPACTION, Event, Outcome};
 use sluice_lake::Lake;
 use sluice_sinks::LakeTables;
 
 use crate::cli::CompactArgs;
+use crate::jobs::{self, JOBS_DEAD_LETTERS, JobRun, Seen};
 use crate::lake::lake_of;
 use crate::output;
-use crate::up::{JOBS_DEAD_LETTERS, load_registry};
+use crate::up::load_registry;
 
 /// Plans, and unless `--dry-run` compacts, the lake's closed partitions; prints the plan or a
 /// summary on stdout and one progress line per partition on stderr.
@@ -55,24 +56,13 @@ pub async fn run(args: &CompactArgs) -> anyhow::Result<()> {
 }
 
 /// What one execution of the compaction state machine did.
-#[derive(Debug)]
-pub struct CompactionRun {
-    /// The execution (its name is the plan's run id).
-    pub execution: Execution,
-    pub outcome: Outcome,
-    /// Where the plan was written (`None` when planning failed).
-    pub plan: Option<PlanLocation>,
-    /// The partitions compacted, in the order they finished.
-    pub report: CompactionReport,
-    /// The final failures of tasks (after their retries), as `state: error`.
-    pub failures: Vec<String>,
-}
+pub type CompactionRun = JobRun<PlanLocation, CompactionReport>;
 
 impl CompactionRun {
     /// `Err` when the execution failed or a partition failed (it stays eligible; the failure
     /// is in the jobs dead letters).
     pub fn check(&self) -> anyhow::Result<()> {
-        let first = self.failures.first().map_or(String::new(), |f| format!(": {f}"));
+        let first = self.first_failure();
         match &self.outcome {
             Outcome::Failed(e) => anyhow::bail!("lake compaction failed ({e}){first}"),
             Outcome::Succeeded(_) if !self.failures.is_empty() => anyhow::bail!(
@@ -82,19 +72,10 @@ impl CompactionRun {
             Outcome::Succeeded(_) => Ok(()),
         }
     }
-
-    /// Deletes the plan object (a local run's plans are not kept).
-    pub async fn remove_plan(&self, lake: &Lake) {
-        let Ok(key) = tasks::plan_key(COMPACTION.name, &self.execution.name) else { return };
-        if let Err(e) = lake.delete(&key).await {
-            tracing::warn!(error = %e, key, "cannot remove the compaction plan");
-        }
-    }
 }
 
-/// Runs the compaction state machine once over `lake` with `compactor`'s tasks, one partition
-/// at a time (so `--memory-budget` bounds the process); failures go to the jobs dead letters
-/// in `data_dir`. `on_partition` sees each compacted partition with the count done and the
+/// Runs the compaction state machine once over `lake` with `compactor`'s tasks
+/// ([`jobs::run`]). `on_partition` sees each compacted partition with the count done and the
 /// total.
 pub async fn run_state_machine(
     lake: &Lake,
@@ -103,52 +84,33 @@ pub async fn run_state_machine(
     request: &CompactionRequest,
     on_partition: impl Fn(&PartitionOutcome, usize, usize) + Send + Sync + 'static,
 ) -> anyhow::Result<CompactionRun> {
-    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
-    let dead_letters = sluice_dlq::SqliteDeadLetters::open(&data_dir.join(JOBS_DEAD_LETTERS))
-        .context("cannot open the jobs dead letters")?;
-    let machine = local::load(&COMPACTION, lake).context("the compaction state machine")?;
     let table = tasks::compaction_tasks(Jobs { lake: lake.clone(), compactor });
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let observed = Arc::clone(&seen);
-    let executor = local::executor(table, lake.clone(), dead_letters)
-        .with_max_concurrency(1)
-        .with_observer(move |event| observed.lock().unwrap_or_else(PoisonError::into_inner).see(event, &on_partition));
-    let execution = Execution::new(COMPACTION.name);
     let input = serde_json::to_value(request).context("compaction request")?;
-    let outcome = executor.run(&machine, &execution, input).await;
-    let seen = std::mem::take(&mut *seen.lock().unwrap_or_else(PoisonError::into_inner));
-    Ok(CompactionRun { execution, outcome, plan: seen.plan, report: seen.report, failures: seen.failures })
-}
-
-/// What the observer collected.
-#[derive(Default)]
-struct Seen {
-    plan: Option<PlanLocation>,
-    report: CompactionReport,
-    failures: Vec<String>,
-}
-
-impl Seen {
-    fn see(&mut self, event: &Event<'_>, on_partition: &dyn Fn(&PartitionOutcome, usize, usize)) {
-        match event {
+    jobs::run(
+        &COMPACTION,
+        table,
+        lake,
+        data_dir,
+        input,
+        move |event, seen: &mut Seen<PlanLocation, CompactionReport>| match event {
             Event::TaskSucceeded { task: Some(PLAN_COMPACTION), result, .. } => {
-                self.plan = serde_json::from_value(result["Payload"].clone()).ok();
+                seen.plan = serde_json::from_value(result["Payload"].clone()).ok();
             }
             Event::TaskSucceeded { task: Some(COMPACT_PARTITION), result, .. } => {
                 let parsed = serde_json::from_value::<CompactedPartition>(result["Payload"].clone());
                 match parsed.map_err(|e| e.to_string()).and_then(|p| p.outcome().map_err(|e| e.to_string())) {
                     Ok(outcome) => {
-                        let total = self.plan.as_ref().map_or(0, |p| p.count);
-                        on_partition(&outcome, self.report.partitions.len() + 1, total);
-                        self.report.partitions.push(outcome);
+                        let total = seen.plan.as_ref().map_or(0, |p| p.count);
+                        on_partition(&outcome, seen.report.partitions.len() + 1, total);
+                        seen.report.partitions.push(outcome);
                     }
                     Err(e) => tracing::warn!(error = %e, "unexpected compact-partition result"),
                 }
             }
-            Event::TaskFailed { state, error, retry_in: None, .. } => self.failures.push(format!("{state}: {error}")),
             _ => {}
-        }
-    }
+        },
+    )
+    .await
 }
 
 /// Logs one compacted partition (for `sluice up`'s scheduled runs).

@@ -10,6 +10,7 @@ pub mod backfill;
 pub mod cli;
 pub mod compact;
 pub mod dlq;
+pub mod jobs;
 pub mod lake;
 pub mod output;
 pub mod signals;

@@ -39,9 +39,6 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// The jobs' dead-letter store under the data directory (the local jobs dead-letter queue).
-pub const JOBS_DEAD_LETTERS: &str = "jobs_dead_letters.db";
-
 /// How long shutdown waits for in-flight work before giving up on it (it is then redelivered
 /// after restart). Kept under 10 s so Ctrl-C always returns promptly.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
@@ -528,7 +525,7 @@ mod tests {
         let plan = run.plan.unwrap();
         assert_eq!(plan.location.count, 0, "an empty lake has nothing to backfill");
         assert_eq!(plan.request.to - plan.request.from, chrono::TimeDelta::days(1), "the previous day");
-        assert!(dir.path().join(JOBS_DEAD_LETTERS).exists());
+        assert!(dir.path().join(crate::jobs::JOBS_DEAD_LETTERS).exists());
 
         let compactor = Compactor::new(lake.clone(), LakeTables::new(registry), CompactionConfig::default());
         let request = sluice_jobs::orchestration::tasks::CompactionRequest::default();
