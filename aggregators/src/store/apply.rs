@@ -10,8 +10,8 @@
 //! error retries with exponential backoff.
 //!
 //! **Fold** ([`fold`]): merges the links after the fold mark into one partial per (key, shard)
-//! (compare-and-set on the partial's guard, the `last` of the newest link folded into it), then
-//! raises the mark. A key's partial only takes links with `last` above its guard, so folds are
+//! (compare-and-set on the partial's guard, the `last` of the newest link folded into it; all of
+//! a window's keys in one [`AggregateStore::put_partials`] call), then raises the mark. A key's partial only takes links with `last` above its guard, so folds are
 //! idempotent and may race or crash anywhere. The writer folds a chain once
 //! [`ApplyPolicy::fold_after_links`] links are unfolded, which bounds what a reader reads.
 //!
@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
-use super::{AggregateStore, ChainHead, Link, Partial, PutOutcome, StoreError, WindowKey};
+use super::{AggregateStore, ChainHead, Link, Partial, PartialWrite, PutOutcome, StoreError, WindowKey};
 use crate::aggregate::BatchDelta;
 use crate::key::{AggKey, DimValue};
 use crate::state::AggState;
@@ -234,16 +234,19 @@ pub async fn fold<S: AggregateStore>(
         return Ok(());
     };
     let mut partials: HashMap<Vec<DimValue>, Partial> = store.partials(shard, window).await?.into_iter().collect();
-    let mut touched: Vec<&Vec<DimValue>> = links.iter().flat_map(|l| l.entries.iter().map(|(d, _)| d)).collect();
-    touched.sort();
-    touched.dedup();
-    for dims in touched {
-        let mut attempt = 0;
-        loop {
+    let mut pending: Vec<&Vec<DimValue>> = links.iter().flat_map(|l| l.entries.iter().map(|(d, _)| d)).collect();
+    pending.sort();
+    pending.dedup();
+    // Every key's partial in one store call; the keys that lost a race are redone from the
+    // partials read again.
+    let mut attempt = 0;
+    while !pending.is_empty() {
+        let (mut keys, mut writes) = (Vec::with_capacity(pending.len()), Vec::with_capacity(pending.len()));
+        for dims in pending.iter().copied() {
             let current = partials.get(dims);
             let guard = current.map_or(SequenceNumber::ZERO, |p| p.guard);
             if guard >= newest.0 {
-                break;
+                continue;
             }
             let mut state = current.map(|p| p.state.clone()).unwrap_or_default();
             for l in links.iter().filter(|l| l.last > guard) {
@@ -252,16 +255,18 @@ pub async fn fold<S: AggregateStore>(
                 }
             }
             let new = Partial { guard: newest.0, state };
-            match store.put_partial(shard, &window.key(dims.clone()), current, &new).await? {
-                PutOutcome::Written => break,
-                PutOutcome::Conflict => {
-                    attempt += 1;
-                    if attempt >= policy.max_attempts.max(1) {
-                        return Err(StoreError::Unavailable("partial compare-and-set conflict persisted".into()));
-                    }
-                    partials = store.partials(shard, window).await?.into_iter().collect();
-                }
+            keys.push(dims);
+            writes.push(PartialWrite { key: window.key(dims.clone()), expected: current.cloned(), new });
+        }
+        let outcomes = store.put_partials(shard, &writes).await?;
+        pending =
+            keys.into_iter().zip(&outcomes).filter(|(_, o)| **o == PutOutcome::Conflict).map(|(d, _)| d).collect();
+        if !pending.is_empty() {
+            attempt += 1;
+            if attempt >= policy.max_attempts.max(1) {
+                return Err(StoreError::Unavailable("partial compare-and-set conflict persisted".into()));
             }
+            partials = store.partials(shard, window).await?.into_iter().collect();
         }
     }
     store.mark_folded(shard, window, newest.0, newest.1).await

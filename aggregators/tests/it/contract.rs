@@ -192,6 +192,25 @@ async fn folding_changes_no_answer<S: AggregateStore>(store: S) {
     assert_eq!(snapshot(&store, "t").await, expected("t", &everything));
 }
 
+/// A fold that read the partials before another writer changed them: its writes conflict, it
+/// reads them again and redoes those keys; the answer stays exact.
+async fn a_fold_that_lost_a_race_redoes_its_keys<S: AggregateStore>(store: S) {
+    let all = recs(1..=40);
+    let mut policy = fast_policy();
+    policy.fold_after_links = u64::MAX;
+    apply_batch(&store, SHARD, &batch_of("t", &all[..20]), &policy).await;
+    let window = batch_of("t", &all).deltas[0].key.window_key();
+    fold(&store, SHARD, &window, &policy).await.unwrap();
+    assert!(!store.partials(SHARD, &window).await.unwrap().is_empty());
+    apply_batch(&store, SHARD, &batch_of("t", &all[20..]), &policy).await;
+    let raced = StaleOnce::new(store);
+    fold(&raced, SHARD, &window, &policy).await.unwrap();
+    assert_eq!(raced.reads.load(std::sync::atomic::Ordering::SeqCst), 2, "read again after the conflicts");
+    let head = raced.inner.head(SHARD, &window).await.unwrap();
+    assert_eq!((head.folded, head.folded_n), (head.last, head.n), "folded to the head");
+    assert_eq!(snapshot(&raced.inner, "t").await, expected("t", &all));
+}
+
 /// A batch whose one window has thousands of keys with random identities: its link is larger
 /// than a DynamoDB item may be, and must still be stored whole.
 async fn huge_links_are_stored_whole<S: AggregateStore>(store: S) {
@@ -285,5 +304,6 @@ contract!(
     partials_are_compare_and_set_and_marks_only_rise,
     batched_partial_writes_are_each_compare_and_set,
     folding_changes_no_answer,
+    a_fold_that_lost_a_race_redoes_its_keys,
     huge_links_are_stored_whole,
 );

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use chrono::{DateTime, TimeDelta, Utc};
 use sluice_aggregators::key::DimRef;
 use sluice_aggregators::store::{
-    AggregateStore, ChainHead, Link, Partial, PutOutcome, ShardWindow, StoreError, WindowKey, scan,
+    AggregateStore, ChainHead, Link, Partial, PartialWrite, PutOutcome, ShardWindow, StoreError, WindowKey, scan,
 };
 use sluice_aggregators::{
     AggKey, AggState, BatchAggregator, BatchDelta, Contribution, DimValue, DynamoAggregateStore, Observation,
@@ -139,6 +139,70 @@ impl<S: AggregateStore> AggregateStore for Crashing<S> {
         n: u64,
     ) -> Result<(), StoreError> {
         self.write()?;
+        self.inner.mark_folded(shard, window, upto, n).await
+    }
+    async fn read(
+        &self,
+        event_type: &str,
+        size: WindowSize,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<ShardWindow>, StoreError> {
+        self.inner.read(event_type, size, from, to).await
+    }
+}
+
+/// A store whose first `partials` read answers nothing (a fold that read before another writer
+/// folded the same window): its compare-and-set writes then conflict and must be redone.
+pub struct StaleOnce<S> {
+    pub inner: S,
+    stale: AtomicUsize,
+    /// `partials` calls so far.
+    pub reads: AtomicUsize,
+}
+
+impl<S> StaleOnce<S> {
+    pub fn new(inner: S) -> Self {
+        StaleOnce { inner, stale: AtomicUsize::new(1), reads: AtomicUsize::new(0) }
+    }
+}
+
+impl<S: AggregateStore> AggregateStore for StaleOnce<S> {
+    async fn heads(&self, shard: &str, windows: &[WindowKey]) -> Result<Vec<ChainHead>, StoreError> {
+        self.inner.heads(shard, windows).await
+    }
+    async fn append(&self, shard: &str, window: &WindowKey, link: &Link) -> Result<PutOutcome, StoreError> {
+        self.inner.append(shard, window, link).await
+    }
+    async fn links(&self, shard: &str, window: &WindowKey, from: SequenceNumber) -> Result<Vec<Link>, StoreError> {
+        self.inner.links(shard, window, from).await
+    }
+    async fn partials(&self, shard: &str, window: &WindowKey) -> Result<Vec<(Vec<DimValue>, Partial)>, StoreError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        if self.stale.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            return Ok(Vec::new());
+        }
+        self.inner.partials(shard, window).await
+    }
+    async fn put_partial(
+        &self,
+        shard: &str,
+        key: &AggKey,
+        expected: Option<&Partial>,
+        new: &Partial,
+    ) -> Result<PutOutcome, StoreError> {
+        self.inner.put_partial(shard, key, expected, new).await
+    }
+    async fn put_partials(&self, shard: &str, writes: &[PartialWrite]) -> Result<Vec<PutOutcome>, StoreError> {
+        self.inner.put_partials(shard, writes).await
+    }
+    async fn mark_folded(
+        &self,
+        shard: &str,
+        window: &WindowKey,
+        upto: SequenceNumber,
+        n: u64,
+    ) -> Result<(), StoreError> {
         self.inner.mark_folded(shard, window, upto, n).await
     }
     async fn read(
