@@ -18,7 +18,7 @@
 pub mod plan;
 pub mod rows;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arrow::datatypes::{Schema, SchemaRef};
@@ -245,17 +245,20 @@ impl<S: AggregateStore> Backfiller<S> {
         }
         let deltas: HashMap<String, BatchDelta> = aggregates.shards.into_iter().map(|(s, a)| (s, a.finish())).collect();
 
-        let progress = self.progress().await?;
+        // The (window, shard) pairs to replace: every shard with a lake progress marker (without
+        // one nothing is known complete: the stream's count stands) whose rows the item read or
+        // whose chain in the store has a link or a fold mark for the window.
+        let progress: BTreeMap<String, SequenceNumber> = self.progress().await?.into_iter().collect();
+        let mut stored: Vec<(&String, SequenceNumber, Vec<bool>)> = Vec::with_capacity(progress.len());
+        for (shard, &through) in &progress {
+            let heads = self.store.heads(shard, &windows).await?;
+            stored.push((shard, through, heads.iter().map(|h| h.n > 0 || h.folded_n > 0).collect()));
+        }
         let mut pairs: Vec<(WindowKey, String, SequenceNumber)> = Vec::new();
-        for w in &windows {
-            let mut shards: BTreeSet<String> = deltas.keys().cloned().collect();
-            for sw in self.store.read(&w.event_type, w.window, w.window_start, w.window_start + 1).await? {
-                shards.insert(sw.shard);
-            }
-            for shard in shards {
-                // Without a marker nothing is known complete: the stream's count stands.
-                if let Some(&through) = progress.get(&shard) {
-                    pairs.push((w.clone(), shard, through));
+        for (i, w) in windows.iter().enumerate() {
+            for (shard, through, has_chain) in &stored {
+                if deltas.contains_key(*shard) || has_chain.get(i).copied().unwrap_or(false) {
+                    pairs.push((w.clone(), (*shard).clone(), *through));
                 }
             }
         }

@@ -161,6 +161,24 @@ async fn backfill_makes_every_window_exact_then_changes_nothing_and_late_events_
     assert_eq!(fx.snapshot().await, fx.truth().await, "and a backfill after them keeps it so");
 }
 
+/// A shard that delivered only producer retries: the lake keeps none of its rows (the originals
+/// came first on another shard), yet its windows counted every copy and are replaced too.
+#[tokio::test]
+async fn a_shard_whose_rows_are_all_later_copies_is_replaced_too() {
+    let mut fx = Fixture::new();
+    let events = fx.events(13, 200);
+    for chunk in events.chunks(50) {
+        fx.deliver(shard(0), chunk, true).await;
+    }
+    let retries = producer_retries(&events, 4, TimeDelta::seconds(20));
+    fx.deliver("shardId-000000000002", &retries, true).await;
+    assert_eq!(total(&fx.snapshot().await), 250, "the stream counts each retry again");
+
+    let report = fx.backfiller().run(&fx.request(), |_, _, _| {}).await.unwrap();
+    assert_eq!(report.items.iter().map(|i| i.duplicates).sum::<usize>(), 50);
+    assert_eq!(fx.snapshot().await, fx.truth().await, "exact after the backfill");
+}
+
 #[tokio::test]
 async fn a_run_cut_short_resumes_without_redoing_finished_items() {
     let fx = Fixture::with_retries().await;
