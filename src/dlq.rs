@@ -55,7 +55,8 @@ impl AwsSourceArgs {
                 let url = self.queue_url.as_deref().context("--source sqs needs --queue-url (or SLUICE_DLQ_URL)")?;
                 AwsSource::Sqs(SqsSource::new(&config, url, self.stream.clone()))
             }
-            _ => {
+            DlqSource::Local => anyhow::bail!("the local source is not an AWS source"),
+            DlqSource::S3 => {
                 let bucket = self.bucket.as_deref().context("--source s3 needs --bucket (or SLUICE_FAILURE_BUCKET)")?;
                 AwsSource::S3(S3Source::new(
                     &config,

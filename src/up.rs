@@ -241,20 +241,13 @@ impl Pipeline {
                         crate::compact::log_partition(outcome, done, total, started);
                     },
                 );
-                let run = match token.run_until_cancelled(run).await {
-                    None => return Ok(()),
-                    Some(run) => run,
-                };
-                let checked = match &run {
-                    Ok(run) => {
-                        run.remove_plan(&lake).await;
-                        run.check().map(|()| &run.report)
-                    }
-                    Err(e) => Err(anyhow::anyhow!("{e:#}")),
-                };
-                match checked {
+                let Some(run) = token.run_until_cancelled(run).await else { return Ok(()) };
+                if let Ok(run) = &run {
+                    run.remove_plan(&lake).await;
+                }
+                match run.and_then(|run| run.check().map(|()| run.report)) {
                     Ok(report) if report.partitions.is_empty() => {}
-                    Ok(report) => crate::compact::log_report(report, started),
+                    Ok(report) => crate::compact::log_report(&report, started),
                     Err(e) => {
                         tracing::warn!(error = format!("{e:#}"), "lake compaction failed; retried next period")
                     }
