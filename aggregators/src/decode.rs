@@ -147,7 +147,7 @@ pub fn contribution_of(registry: &Registry, event: Event) -> Result<Contribution
         .ok_or_else(|| missing("schema"))?;
     let mut dims = Vec::with_capacity(schema.dimensions.len());
     for d in &schema.dimensions {
-        dims.push(match event.data.get(d) {
+        dims.push(match d.get(&event.data) {
             Some(Value::String(s)) => DimRef::OwnedStr(s.clone()),
             Some(Value::Number(n)) => DimRef::Int(as_integer(n).ok_or_else(|| missing("dimension"))?),
             _ => return Err(missing("dimension")),
@@ -155,11 +155,11 @@ pub fn contribution_of(registry: &Registry, event: Event) -> Result<Contribution
     }
     let measure = match &schema.measure {
         None => None,
-        Some(m) => Some(event.data.get(m).and_then(Value::as_f64).ok_or_else(|| missing("measure"))?),
+        Some(m) => Some(m.get(&event.data).and_then(Value::as_f64).ok_or_else(|| missing("measure"))?),
     };
     let identity = match &schema.identity {
         None => None,
-        Some(i) => Some(match event.data.get(i) {
+        Some(i) => Some(match i.get(&event.data) {
             Some(Value::String(s)) => fingerprint(s.as_bytes()),
             Some(Value::Number(n)) => match as_integer(n) {
                 Some(i) => fingerprint(i.to_string().as_bytes()),

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sluice_schemas::Registry;
+use sluice_schemas::{FieldPath, Registry};
 
 use crate::key::DimValue;
 use crate::state::AggState;
@@ -96,16 +96,18 @@ impl AggregateQuery {
         let mut group_by: Vec<String> = Vec::new();
         if let Some(g) = map.get("group_by").filter(|g| !g.is_empty()) {
             for d in g.split(',').map(str::trim) {
-                if !dims.iter().any(|x| x == d) {
+                // A dimension by its name (`country`) or its whole path (`context/country`).
+                let Some(dim) = dims.iter().find(|x| x.name() == d || *x == d) else {
+                    let names: Vec<&str> = dims.iter().map(FieldPath::name).collect();
                     return Err(bad(
                         "group_by",
-                        format!("`{d}` is not a dimension of {event_type} (dimensions: {})", dims.join(", ")),
+                        format!("`{d}` is not a dimension of {event_type} (dimensions: {})", names.join(", ")),
                     ));
-                }
-                if group_by.iter().any(|x| x == d) {
+                };
+                if group_by.iter().any(|x| x == dim.name()) {
                     return Err(bad("group_by", format!("`{d}` is listed twice")));
                 }
-                group_by.push(d.to_owned());
+                group_by.push(dim.name().to_owned());
             }
         }
         Ok(AggregateQuery { event_type: event_type.to_owned(), window, from, to, group_by })
@@ -190,8 +192,11 @@ pub async fn read_aggregates<S: AggregateStore>(
     registry: &Registry,
     query: &AggregateQuery,
 ) -> Result<AggregateResponse, AggregateQueryError> {
-    let dimensions =
-        registry.get(&query.event_type).and_then(|t| t.latest()).map(|v| v.dimensions.clone()).unwrap_or_default();
+    let dimensions: Vec<String> = registry
+        .get(&query.event_type)
+        .and_then(|t| t.latest())
+        .map(|v| v.dimension_names().into_iter().map(str::to_owned).collect())
+        .unwrap_or_default();
     let rows = scan(
         store,
         &query.event_type,

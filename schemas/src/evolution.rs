@@ -1,43 +1,27 @@
-//! Schema evolution: a newer version may only ADD OPTIONAL fields.
+//! Schema evolution: a newer version may only ADD OPTIONAL fields (at any depth).
 //!
 //! Why: events of every version live side by side in the stream, the lake (one table per event
 //! type, typed by the latest version) and the aggregates (keyed by dimensions). A removed field
 //! or a type change breaks the table's columns; a newly required field, or a changed
 //! dimension/measure/identity, makes old and new events disagree on what they aggregate.
 
-use crate::registry::{Registry, SchemaVersion};
+use crate::path::FieldPath;
+use crate::registry::{FieldDef, Registry, SchemaVersion};
 
 /// Checks that `new` is a compatible successor of `old`. On failure, one message per problem.
 ///
-/// Incompatible: a field removed, a field's type changed, an optional field made required, a
-/// new field that is required, a change to the dimensions, the measure or the identity.
-/// Allowed: new optional fields (and changes to constraints, descriptions and field order).
+/// Incompatible, at any depth (inside nested objects and array items too): a field removed, a
+/// field's type changed (including `string` <-> `date-time`), an optional field made required, a
+/// nullable field made non-nullable, a new field that is required (inside an object that
+/// already existed), a change to the dimensions, the measure or the identity.
+/// Allowed: new optional fields anywhere (a new optional object may require its own fields),
+/// a field made nullable, changes to constraints, descriptions and field order.
 pub fn check_compatible(old: &SchemaVersion, new: &SchemaVersion) -> Result<(), Vec<String>> {
     let mut problems = Vec::new();
-    for o in &old.fields {
-        match new.field(&o.name) {
-            None => problems.push(format!("field `{}` was removed", o.name)),
-            Some(n) => {
-                if n.kind != o.kind {
-                    problems.push(format!("field `{}` changed type from {} to {}", o.name, o.kind, n.kind));
-                }
-                if n.required && !o.required {
-                    problems.push(format!("field `{}` became required", o.name));
-                }
-            }
-        }
-    }
-    for n in &new.fields {
-        if n.required && old.field(&n.name).is_none() {
-            problems.push(format!("new field `{}` is required (a new field must be optional)", n.name));
-        }
-    }
+    compare_fields("", &old.fields, &new.fields, &mut problems);
+    let names = |paths: &[FieldPath]| paths.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
     if old.dimensions != new.dimensions {
-        problems.push(format!(
-            "dimensions changed from [{}] to [{}]",
-            old.dimensions.join(", "),
-            new.dimensions.join(", ")
-        ));
+        problems.push(format!("dimensions changed from [{}] to [{}]", names(&old.dimensions), names(&new.dimensions)));
     }
     if old.measure != new.measure {
         problems.push(format!("measure changed from {} to {}", or_none(&old.measure), or_none(&new.measure)));
@@ -48,8 +32,46 @@ pub fn check_compatible(old: &SchemaVersion, new: &SchemaVersion) -> Result<(), 
     if problems.is_empty() { Ok(()) } else { Err(problems) }
 }
 
-fn or_none(name: &Option<String>) -> String {
-    name.as_deref().map_or_else(|| "none".to_owned(), |n| format!("`{n}`"))
+/// The problems between an object's fields in `old` and in `new`; `at` is the object's label
+/// (`""` for `data`, `context`, `items[]`).
+fn compare_fields(at: &str, old: &[FieldDef], new: &[FieldDef], problems: &mut Vec<String>) {
+    let label = |name: &str| if at.is_empty() { name.to_owned() } else { format!("{at}/{name}") };
+    for o in old {
+        match new.iter().find(|n| n.name == o.name) {
+            None => problems.push(format!("field `{}` was removed", label(&o.name))),
+            Some(n) => {
+                if n.required && !o.required {
+                    problems.push(format!("field `{}` became required", label(&o.name)));
+                }
+                compare_field(&label(&o.name), o, n, problems);
+            }
+        }
+    }
+    for n in new {
+        if n.required && !old.iter().any(|o| o.name == n.name) {
+            problems.push(format!("new field `{}` is required (a new field must be optional)", label(&n.name)));
+        }
+    }
+}
+
+/// The problems between one field's `old` and `new` definitions at `label` (their type,
+/// nullability and what they hold).
+fn compare_field(label: &str, old: &FieldDef, new: &FieldDef, problems: &mut Vec<String>) {
+    if new.kind != old.kind {
+        problems.push(format!("field `{label}` changed type from {} to {}", old.kind, new.kind));
+        return;
+    }
+    if old.nullable && !new.nullable {
+        problems.push(format!("field `{label}` is no longer nullable"));
+    }
+    match (old.items.as_deref(), new.items.as_deref()) {
+        (Some(o), Some(n)) => compare_field(&format!("{label}[]"), o, n, problems),
+        _ => compare_fields(label, &old.fields, &new.fields, problems),
+    }
+}
+
+fn or_none(name: &Option<FieldPath>) -> String {
+    name.as_ref().map_or_else(|| "none".to_owned(), |n| format!("`{n}`"))
 }
 
 impl Registry {

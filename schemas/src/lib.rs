@@ -14,6 +14,7 @@
 //!   [`StoredView`] of a stored record, with the schema's roles (dimensions, measure,
 //!   identity): the one decoder the aggregator and the lake writer consume.
 //! - [`evolution`] - the compatibility rule between consecutive schema versions.
+//! - [`path`] - [`FieldPath`], where a role sits in `data` (`context/country`).
 //! - [`arrow`] - the Arrow schema of an event type's lake table.
 //!
 //! Pure: no I/O except [`Registry::from_dir`], no clock except UUIDv7 randomness; time is passed
@@ -24,6 +25,7 @@ pub mod arrow;
 pub mod envelope;
 pub mod evolution;
 mod fast;
+pub mod path;
 pub mod registry;
 pub mod validate;
 
@@ -31,6 +33,7 @@ pub use arrow::ENVELOPE_COLUMNS;
 pub use envelope::{DEFAULT_LAKE_START, Event, EventTimeBounds, EventTimeRange, EventTimeRangeError, IngestContext};
 pub use evolution::check_compatible;
 pub use fast::{MAX_VIEW_FIELDS, StoredValue, StoredView, Utf8Check, ViewCache, ViewValues};
-pub use registry::{EventType, FieldDef, FieldKind, MEASURE_LIMIT, Registry, RegistryError, SchemaVersion};
+pub use path::FieldPath;
+pub use registry::{EventType, FieldDef, FieldKind, MAX_DEPTH, MEASURE_LIMIT, Registry, RegistryError, SchemaVersion};
 pub use sluice_bytescan::{Instant, Text};
 pub use validate::{Rejection, Violation};

@@ -23,13 +23,13 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 
 use crate::arrow::ENVELOPE_COLUMNS;
-use crate::envelope::{EventTimeBounds, EventTimeRange};
+use crate::envelope::{EventTimeBounds, EventTimeRange, parse_occurred_at};
 use crate::fast::{FieldTable, Roles};
+use crate::path::FieldPath;
 
 /// Largest magnitude of a measure (`x-sluice-measure`): `1e30`. A measure's declared `minimum`
 /// / `maximum` (or exclusive bounds) must lie within `[-MEASURE_LIMIT, MEASURE_LIMIT]`; the
@@ -46,6 +46,7 @@ pub const RESERVED_DIRS: &[&str] = &["src", "tests", "target", "benches", "examp
 /// `registry::builtin_equals_shipped_directory` keeps this list equal to the directory.
 const BUILTIN: &[(&str, u32, &str)] = &[
     ("api_call", 1, include_str!("../api_call/v1.json")),
+    ("order_placed", 1, include_str!("../order_placed/v1.json")),
     ("page_view", 1, include_str!("../page_view/v1.json")),
     ("page_view", 2, include_str!("../page_view/v2.json")),
     ("purchase", 1, include_str!("../purchase/v1.json")),
@@ -87,17 +88,32 @@ pub enum FieldKind {
     Integer,
     Number,
     Boolean,
+    /// A string with `"format": "date-time"` (RFC 3339, the same rule as `occurred_at`),
+    /// stored in UTC to the microsecond.
+    Timestamp,
+    /// A nested object: its own `properties`, `required`, `additionalProperties: false`.
+    Object,
+    /// An array of scalars or of objects (never of arrays).
+    Array,
 }
 
 impl FieldKind {
-    /// The JSON Schema `type` name.
+    /// The name schema messages use: the JSON Schema `type`, `date-time` for a timestamp.
     pub fn as_str(self) -> &'static str {
         match self {
             FieldKind::String => "string",
             FieldKind::Integer => "integer",
             FieldKind::Number => "number",
             FieldKind::Boolean => "boolean",
+            FieldKind::Timestamp => "date-time",
+            FieldKind::Object => "object",
+            FieldKind::Array => "array",
         }
+    }
+
+    /// Whether the kind holds one value (not an object or an array).
+    pub fn is_scalar(self) -> bool {
+        !matches!(self, FieldKind::Object | FieldKind::Array)
     }
 
     fn from_type(name: &str) -> Option<Self> {
@@ -106,6 +122,8 @@ impl FieldKind {
             "integer" => FieldKind::Integer,
             "number" => FieldKind::Number,
             "boolean" => FieldKind::Boolean,
+            "object" => FieldKind::Object,
+            "array" => FieldKind::Array,
             _ => return None,
         })
     }
@@ -117,13 +135,33 @@ impl fmt::Display for FieldKind {
     }
 }
 
-/// One property of a schema version's `data`.
+/// One property of a schema version's `data`, or of a nested object, or an array's items.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldDef {
+    /// The property name (`element` for an array's items).
     pub name: String,
     pub kind: FieldKind,
-    /// Listed in the schema's `required`.
+    /// Listed in its object's `required` (always `true` for an array's items).
     pub required: bool,
+    /// `type` lists `"null"` (scalars only): `null` is a value of the field, kept as a null in
+    /// the lake, as an absent optional field is.
+    pub nullable: bool,
+    /// An object's properties in the order the schema file lists them (empty otherwise).
+    pub fields: Vec<FieldDef>,
+    /// An array's items (`None` otherwise).
+    pub items: Option<Box<FieldDef>>,
+}
+
+impl FieldDef {
+    /// A scalar field that is not nullable.
+    pub fn scalar(name: impl Into<String>, kind: FieldKind, required: bool) -> FieldDef {
+        FieldDef { name: name.into(), kind, required, nullable: false, fields: Vec::new(), items: None }
+    }
+
+    /// The property `name` of this object.
+    pub fn field(&self, name: &str) -> Option<&FieldDef> {
+        self.fields.iter().find(|f| f.name == name)
+    }
 }
 
 /// One version of an event type's schema, compiled.
@@ -132,12 +170,12 @@ pub struct SchemaVersion {
     pub version: u32,
     /// The schema file as JSON, with the measure's bounds made explicit ([`MEASURE_LIMIT`]).
     pub document: Value,
-    /// `x-sluice-dimensions`, in declared order.
-    pub dimensions: Vec<String>,
+    /// `x-sluice-dimensions`, in declared order (distinct names).
+    pub dimensions: Vec<FieldPath>,
     /// `x-sluice-measure`.
-    pub measure: Option<String>,
+    pub measure: Option<FieldPath>,
     /// `x-sluice-identity`.
-    pub identity: Option<String>,
+    pub identity: Option<FieldPath>,
     /// The properties, in the order the schema file lists them.
     pub fields: Vec<FieldDef>,
     validator: jsonschema::Validator,
@@ -158,9 +196,25 @@ impl PartialEq for SchemaVersion {
 }
 
 impl SchemaVersion {
-    /// The field named `name`.
+    /// The top-level field named `name`.
     pub fn field(&self, name: &str) -> Option<&FieldDef> {
         self.fields.iter().find(|f| f.name == name)
+    }
+
+    /// The field at `path`, through nested objects.
+    pub fn field_at(&self, path: &FieldPath) -> Option<&FieldDef> {
+        let (first, rest) = path.segments().split_first()?;
+        rest.iter().try_fold(self.field(first)?, |def, segment| def.field(segment))
+    }
+
+    /// The dimension whose [`FieldPath::name`] is `name`.
+    pub fn dimension(&self, name: &str) -> Option<&FieldPath> {
+        self.dimensions.iter().find(|d| d.name() == name)
+    }
+
+    /// The dimensions' names, in declared order.
+    pub fn dimension_names(&self) -> Vec<&str> {
+        self.dimensions.iter().map(FieldPath::name).collect()
     }
 
     pub(crate) fn validator(&self) -> &jsonschema::Validator {
@@ -390,76 +444,44 @@ fn compile(source: &Source) -> Result<SchemaVersion, RegistryError> {
     if top.get("x-sluice-version").and_then(Value::as_u64) != Some(u64::from(source.version)) {
         return Err(invalid(format!("\"x-sluice-version\" must be {} (the file name)", source.version)));
     }
-    if top.get("type").and_then(Value::as_str) != Some("object") {
-        return Err(invalid("\"type\" must be \"object\"".into()));
-    }
-    if top.get("additionalProperties") != Some(&Value::Bool(false)) {
-        return Err(invalid("\"additionalProperties\" must be false (every data field needs a declared type)".into()));
-    }
-    let Some(properties) = top.get("properties").and_then(Value::as_object) else {
-        return Err(invalid("\"properties\" must be an object".into()));
-    };
-
-    let required = string_list(top.get("required"), "required").map_err(&invalid)?;
-    for name in &required {
-        if !properties.contains_key(name) {
-            return Err(invalid(format!("\"required\" lists `{name}`, which is not in \"properties\"")));
+    let order = property_orders(&source.text).map_err(&invalid)?;
+    let top = compile_object(ObjectAt { label: "", value: &document, order: &order, depth: 0 }).map_err(&invalid)?;
+    let fields = top.fields;
+    for f in &fields {
+        if ENVELOPE_COLUMNS.contains(&f.name.as_str()) {
+            return Err(invalid(format!("property `{}` collides with the envelope column of the same name", f.name)));
         }
     }
 
-    let order = property_order(&source.text).map_err(&invalid)?;
-    let mut fields = Vec::with_capacity(order.len());
-    for name in &order {
-        let Some(prop) = properties.get(name) else {
-            continue;
-        };
-        if !is_snake_case(name) {
+    let Some(keywords) = document.as_object() else {
+        return Err(invalid("the schema must be a JSON object".into()));
+    };
+    let role = |keyword: &str, text: &str, kinds: &[FieldKind]| resolve_role(&fields, keyword, text, kinds);
+    let dimensions = string_list(keywords.get("x-sluice-dimensions"), "x-sluice-dimensions")
+        .map_err(&invalid)?
+        .iter()
+        .map(|d| role("x-sluice-dimensions", d, &[FieldKind::String, FieldKind::Integer]))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(&invalid)?;
+    for (i, d) in dimensions.iter().enumerate() {
+        if let Some(other) = dimensions.iter().take(i).find(|o| o.name() == d.name()) {
             return Err(invalid(format!(
-                "property `{name}`: names must be lowercase snake_case (letters, digits, _; \
-                 starting with a letter)"
+                "\"x-sluice-dimensions\": `{other}` and `{d}` are both named `{}` (a dimension is \
+                 grouped by its last name)",
+                d.name()
             )));
         }
-        if ENVELOPE_COLUMNS.contains(&name.as_str()) {
-            return Err(invalid(format!("property `{name}` collides with the envelope column of the same name")));
-        }
-        let kind = prop.get("type").and_then(Value::as_str).and_then(FieldKind::from_type).ok_or_else(|| {
-            invalid(format!(
-                "property `{name}`: \"type\" must be one of \"string\", \"integer\", \
-                     \"number\", \"boolean\""
-            ))
-        })?;
-        fields.push(FieldDef { name: name.clone(), kind, required: required.contains(name) });
     }
-
-    let field = |name: &str| fields.iter().find(|f| f.name == name);
-    let check_declared = |keyword: &str, name: &str, kinds: &[FieldKind]| -> Result<(), RegistryError> {
-        let allowed: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
-        match field(name) {
-            None => Err(invalid(format!("\"{keyword}\" names `{name}`, which is not in \"properties\""))),
-            Some(f) if !kinds.contains(&f.kind) => Err(invalid(format!(
-                "\"{keyword}\" field `{name}` is a {}, it must be {}",
-                f.kind,
-                allowed.join(" or ")
-            ))),
-            Some(f) if !f.required => {
-                Err(invalid(format!("\"{keyword}\" field `{name}` must be listed in \"required\"")))
-            }
-            Some(_) => Ok(()),
-        }
-    };
-
-    let dimensions = string_list(top.get("x-sluice-dimensions"), "x-sluice-dimensions").map_err(&invalid)?;
-    for d in &dimensions {
-        check_declared("x-sluice-dimensions", d, &[FieldKind::String, FieldKind::Integer])?;
-    }
-    let measure = optional_string(top.get("x-sluice-measure"), "x-sluice-measure").map_err(&invalid)?;
-    if let Some(m) = &measure {
-        check_declared("x-sluice-measure", m, &[FieldKind::Number, FieldKind::Integer])?;
-    }
-    let identity = optional_string(top.get("x-sluice-identity"), "x-sluice-identity").map_err(&invalid)?;
-    if let Some(i) = &identity {
-        check_declared("x-sluice-identity", i, &[FieldKind::String, FieldKind::Integer])?;
-    }
+    let measure = optional_string(keywords.get("x-sluice-measure"), "x-sluice-measure")
+        .map_err(&invalid)?
+        .map(|m| role("x-sluice-measure", &m, &[FieldKind::Number, FieldKind::Integer]))
+        .transpose()
+        .map_err(&invalid)?;
+    let identity = optional_string(keywords.get("x-sluice-identity"), "x-sluice-identity")
+        .map_err(&invalid)?
+        .map(|i| role("x-sluice-identity", &i, &[FieldKind::String, FieldKind::Integer]))
+        .transpose()
+        .map_err(&invalid)?;
 
     if let Some(m) = &measure {
         bound_measure(&mut document, m).map_err(&invalid)?;
@@ -467,18 +489,190 @@ fn compile(source: &Source) -> Result<SchemaVersion, RegistryError> {
 
     let validator = jsonschema::options()
         .with_draft(jsonschema::Draft::Draft202012)
+        .should_validate_formats(true)
+        .with_format("date-time", |s: &str| parse_occurred_at(s).is_some())
         .build(&document)
         .map_err(|e| invalid(format!("not a valid JSON Schema: {e}")))?;
 
-    let roles = Roles { dimensions: &dimensions, measure: measure.as_deref(), identity: identity.as_deref() };
+    let roles = Roles { dimensions: &dimensions, measure: measure.as_ref(), identity: identity.as_ref() };
     let table = FieldTable::compile(&document, roles);
     Ok(SchemaVersion { version: source.version, document, dimensions, measure, identity, fields, validator, table })
 }
 
+/// How deep objects and arrays may nest in `data` (`data` itself is depth 0).
+pub const MAX_DEPTH: usize = 8;
+
+/// A schema object to compile, where it sits (`label`: `context`, `items[]`; `""` for `data`)
+/// and its keys in file order.
+#[derive(Clone, Copy)]
+struct ObjectAt<'a> {
+    label: &'a str,
+    value: &'a Value,
+    order: &'a Ordered,
+    depth: usize,
+}
+
+impl ObjectAt<'_> {
+    /// `property `label`: ` for messages (nothing for `data` itself).
+    fn prefix(&self) -> String {
+        if self.label.is_empty() { String::new() } else { format!("property `{}`: ", self.label) }
+    }
+}
+
+/// The properties of an object schema (`data`, or a nested object), checked.
+fn compile_object(at: ObjectAt<'_>) -> Result<FieldDef, String> {
+    let prefix = at.prefix();
+    let Some(object) = at.value.as_object() else {
+        return Err(format!("{prefix}the schema must be a JSON object"));
+    };
+    if at.label.is_empty() && object.get("type").and_then(Value::as_str) != Some("object") {
+        return Err("\"type\" must be \"object\"".into());
+    }
+    if object.get("additionalProperties") != Some(&Value::Bool(false)) {
+        return Err(format!("{prefix}\"additionalProperties\" must be false (every data field needs a declared type)"));
+    }
+    let Some(properties) = object.get("properties").and_then(Value::as_object) else {
+        return Err(format!("{prefix}\"properties\" must be an object"));
+    };
+    if properties.is_empty() && !at.label.is_empty() {
+        return Err(format!("{prefix}an object must declare at least one property"));
+    }
+    let required = string_list(object.get("required"), "required").map_err(|e| format!("{prefix}{e}"))?;
+    for name in &required {
+        if !properties.contains_key(name) {
+            return Err(format!("{prefix}\"required\" lists `{name}`, which is not in \"properties\""));
+        }
+    }
+    let order = at.order.member("properties");
+    let mut fields = Vec::with_capacity(properties.len());
+    for (name, child_order) in order.members() {
+        let Some(prop) = properties.get(name) else {
+            continue;
+        };
+        let label = if at.label.is_empty() { name.clone() } else { format!("{}/{name}", at.label) };
+        if !is_snake_case(name) {
+            return Err(format!(
+                "property `{label}`: names must be lowercase snake_case (letters, digits, _; starting \
+                 with a letter)"
+            ));
+        }
+        let child = ObjectAt { label: &label, value: prop, order: child_order, depth: at.depth };
+        let mut def = compile_property(child)?;
+        def.name = name.clone();
+        def.required = required.contains(name);
+        fields.push(def);
+    }
+    Ok(FieldDef { name: String::new(), kind: FieldKind::Object, required: true, nullable: false, fields, items: None })
+}
+
+/// One property (or an array's items) at `at`: its kind, nullability and nested fields. The
+/// name and `required` are its parent's to set.
+fn compile_property(at: ObjectAt<'_>) -> Result<FieldDef, String> {
+    let prefix = at.prefix();
+    let Some(prop) = at.value.as_object() else {
+        return Err(format!("{prefix}the schema must be a JSON object"));
+    };
+    const TYPES: &str = "\"type\" must be one of \"string\", \"integer\", \"number\", \"boolean\", \"object\", \
+                         \"array\" (or a scalar one with \"null\", e.g. [\"string\", \"null\"])";
+    let (kind, nullable) = match prop.get("type") {
+        Some(Value::String(t)) => (FieldKind::from_type(t).ok_or_else(|| format!("{prefix}{TYPES}"))?, false),
+        Some(Value::Array(types)) => {
+            let names: Vec<&str> = types.iter().filter_map(Value::as_str).collect();
+            let others: Vec<&str> = names.iter().copied().filter(|t| *t != "null").collect();
+            match (names.len() == types.len() && names.len() == 2, others.as_slice()) {
+                (true, [t]) => (FieldKind::from_type(t).ok_or_else(|| format!("{prefix}{TYPES}"))?, true),
+                _ => return Err(format!("{prefix}{TYPES}")),
+            }
+        }
+        _ => return Err(format!("{prefix}{TYPES}")),
+    };
+    if nullable && !kind.is_scalar() {
+        return Err(format!(
+            "{prefix}an {kind} cannot be nullable (only scalars can; leave an optional {kind} out instead)"
+        ));
+    }
+    let kind = match (kind, prop.get("format")) {
+        (FieldKind::String, Some(Value::String(f))) if f == "date-time" => FieldKind::Timestamp,
+        (_, Some(Value::String(f))) if f == "date-time" => {
+            return Err(format!("{prefix}\"format\": \"date-time\" applies to strings only"));
+        }
+        (kind, _) => kind,
+    };
+    let mut def = FieldDef { name: String::new(), kind, required: false, nullable, fields: Vec::new(), items: None };
+    match kind {
+        FieldKind::Object | FieldKind::Array if at.depth + 1 > MAX_DEPTH => {
+            return Err(format!("{prefix}objects and arrays nest at most {MAX_DEPTH} levels deep"));
+        }
+        FieldKind::Object => {
+            def.fields = compile_object(ObjectAt { depth: at.depth + 1, ..at })?.fields;
+        }
+        FieldKind::Array => {
+            let Some(items) = prop.get("items") else {
+                return Err(format!("{prefix}an array must declare its \"items\" (one schema)"));
+            };
+            let label = format!("{}[]", at.label);
+            let items_at =
+                ObjectAt { label: &label, value: items, order: at.order.member("items"), depth: at.depth + 1 };
+            let mut element = compile_property(items_at)?;
+            if element.kind == FieldKind::Array {
+                return Err(format!("{prefix}arrays of arrays are not supported (wrap the inner array in an object)"));
+            }
+            element.name = "element".to_owned();
+            element.required = true;
+            def.items = Some(Box::new(element));
+        }
+        _ => {}
+    }
+    Ok(def)
+}
+
+/// A role keyword's field (`x-sluice-dimensions` entry, `-measure`, `-identity`), resolved and
+/// checked: it exists, crosses no array, is of one of `kinds`, and it and every object on the
+/// way are required and not nullable, so every valid event has it.
+fn resolve_role(fields: &[FieldDef], keyword: &str, text: &str, kinds: &[FieldKind]) -> Result<FieldPath, String> {
+    let path = FieldPath::parse(text).map_err(|e| format!("\"{keyword}\": {e}"))?;
+    let role = match keyword {
+        "x-sluice-dimensions" => "a dimension",
+        "x-sluice-measure" => "the measure",
+        _ => "the identity",
+    };
+    let mut level = fields;
+    let mut walked = Vec::new();
+    let mut found = None;
+    for (i, segment) in path.segments().iter().enumerate() {
+        walked.push(segment.as_str());
+        let here = walked.join("/");
+        let Some(def) = level.iter().find(|f| &f.name == segment) else {
+            return Err(format!("\"{keyword}\" names `{path}`, but `{here}` is not in \"properties\""));
+        };
+        if def.kind == FieldKind::Array {
+            return Err(format!("\"{keyword}\" field `{path}`: `{here}` is an array, and an array cannot be {role}"));
+        }
+        if !def.required {
+            return Err(format!("\"{keyword}\" field `{path}`: `{here}` must be listed in \"required\""));
+        }
+        if def.nullable {
+            return Err(format!("\"{keyword}\" field `{path}`: `{here}` must not be nullable"));
+        }
+        if i + 1 < path.segments().len() && def.kind != FieldKind::Object {
+            return Err(format!("\"{keyword}\" names `{path}`, but `{here}` is a {}, not an object", def.kind));
+        }
+        level = &def.fields;
+        found = Some(def);
+    }
+    let def = found.ok_or_else(|| format!("\"{keyword}\": `{text}` is not a field path"))?;
+    if !kinds.contains(&def.kind) {
+        let allowed: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+        return Err(format!("\"{keyword}\" field `{path}` is a {}, it must be {}", def.kind, allowed.join(" or ")));
+    }
+    Ok(path)
+}
+
 /// Checks the measure property's bounds against [`MEASURE_LIMIT`] and adds the limit on each
 /// side the schema leaves open.
-fn bound_measure(document: &mut Value, measure: &str) -> Result<(), String> {
-    let Some(prop) = document.pointer_mut(&format!("/properties/{measure}")).and_then(Value::as_object_mut) else {
+fn bound_measure(document: &mut Value, measure: &FieldPath) -> Result<(), String> {
+    let pointer: String = measure.segments().iter().map(|s| format!("/properties/{s}")).collect();
+    let Some(prop) = document.pointer_mut(&pointer).and_then(Value::as_object_mut) else {
         return Err(format!("\"x-sluice-measure\" names `{measure}`, which is not in \"properties\""));
     };
     for (inclusive, exclusive, limit) in
@@ -527,60 +721,85 @@ fn optional_string(value: Option<&Value>, keyword: &str) -> Result<Option<String
     match value {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(format!("\"{keyword}\" must be a string (a field name)")),
+        Some(_) => Err(format!("\"{keyword}\" must be a string (a field path)")),
     }
 }
 
-/// The keys of the top-level `properties` object in file order (`serde_json::Map` may sort
-/// them). Rejects duplicate property names.
-fn property_order(text: &str) -> Result<Vec<String>, String> {
-    struct Top;
-    struct Keys;
+/// A schema file's objects with their keys in file order (`serde_json::Map` sorts them): what
+/// gives nested properties their column order.
+#[derive(Debug, Default)]
+struct Ordered(Vec<(String, Ordered)>);
 
-    impl<'de> Visitor<'de> for Keys {
-        type Value = Vec<String>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("an object")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<String>, A::Error> {
-            let mut keys = Vec::new();
-            while let Some(key) = map.next_key::<String>()? {
-                map.next_value::<IgnoredAny>()?;
-                if keys.contains(&key) {
-                    return Err(serde::de::Error::custom(format!("duplicate property `{key}`")));
-                }
-                keys.push(key);
-            }
-            Ok(keys)
-        }
-    }
-    struct KeysSeed(Vec<String>);
-    impl<'de> Deserialize<'de> for KeysSeed {
-        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            d.deserialize_map(Keys).map(KeysSeed)
-        }
+impl Ordered {
+    /// The member `key` (empty if absent or not an object).
+    fn member(&self, key: &str) -> &Ordered {
+        static EMPTY: Ordered = Ordered(Vec::new());
+        self.0.iter().find(|(k, _)| k == key).map_or(&EMPTY, |(_, v)| v)
     }
 
-    impl<'de> Visitor<'de> for Top {
-        type Value = Vec<String>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a JSON Schema object")
+    fn members(&self) -> impl Iterator<Item = (&String, &Ordered)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+}
+
+/// Every object of `text` with its keys in file order. Rejects a duplicate key in any
+/// `properties` object (`"properties": duplicate property `x``).
+fn property_orders(text: &str) -> Result<Ordered, String> {
+    /// Deserializes any JSON value, keeping objects' key order; `in_properties`: the value is a
+    /// `properties` object, whose keys must be distinct.
+    struct Node {
+        in_properties: bool,
+    }
+
+    impl<'de> serde::de::DeserializeSeed<'de> for Node {
+        type Value = Ordered;
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Ordered, D::Error> {
+            d.deserialize_any(self)
         }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<String>, A::Error> {
-            let mut order = Vec::new();
+    }
+
+    impl<'de> Visitor<'de> for Node {
+        type Value = Ordered;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Ordered, A::Error> {
+            let mut members: Vec<(String, Ordered)> = Vec::new();
             while let Some(key) = map.next_key::<String>()? {
-                if key == "properties" {
-                    order = map.next_value::<KeysSeed>()?.0;
-                } else {
-                    map.next_value::<IgnoredAny>()?;
+                let value = map.next_value_seed(Node { in_properties: key == "properties" && !self.in_properties })?;
+                if self.in_properties && members.iter().any(|(k, _)| *k == key) {
+                    return Err(serde::de::Error::custom(format!("\"properties\": duplicate property `{key}`")));
                 }
+                members.push((key, value));
             }
-            Ok(order)
+            Ok(Ordered(members))
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Ordered, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(Ordered::default())
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Ordered, E> {
+            Ok(Ordered::default())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Ordered, E> {
+            Ok(Ordered::default())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Ordered, E> {
+            Ok(Ordered::default())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Ordered, E> {
+            Ok(Ordered::default())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Ordered, E> {
+            Ok(Ordered::default())
+        }
+        fn visit_unit<E>(self) -> Result<Ordered, E> {
+            Ok(Ordered::default())
         }
     }
 
     let mut de = serde_json::Deserializer::from_str(text);
-    serde::Deserializer::deserialize_map(&mut de, Top).map_err(|e| format!("\"properties\": {e}"))
+    serde::de::DeserializeSeed::deserialize(Node { in_properties: false }, &mut de).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -612,9 +831,14 @@ mod tests {
 
     #[test]
     fn property_order_follows_the_file() {
-        let order = property_order(r#"{"a":1,"properties":{"z":{},"a":{},"m":{"properties":{"q":1}}}}"#);
-        assert_eq!(order.unwrap(), vec!["z", "a", "m"]);
-        assert!(property_order(r#"{"properties":{"a":{},"a":{}}}"#).unwrap_err().contains("duplicate property `a`"));
+        let order = property_orders(r#"{"a":1,"properties":{"z":{},"a":{},"m":{"properties":{"q":1,"b":2}}}}"#);
+        let order = order.unwrap();
+        let keys = |o: &Ordered| o.members().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+        assert_eq!(keys(order.member("properties")), vec!["z", "a", "m"]);
+        assert_eq!(keys(order.member("properties").member("m").member("properties")), vec!["q", "b"]);
+        let dup = property_orders(r#"{"properties":{"x":{"properties":{"a":{},"a":{}}}}}"#).unwrap_err();
+        assert!(dup.contains("duplicate property `a`"), "{dup}");
+        assert!(property_orders(r#"{"properties":{"a":{},"a":{}}}"#).unwrap_err().contains("duplicate property `a`"));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, FixedOffset, Utc};
+use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
 use jsonschema::error::{TypeKind, ValidationErrorKind};
 use jsonschema::{JsonType, ValidationError};
 use serde::{Deserialize, Serialize};
@@ -18,7 +18,7 @@ use crate::envelope::{
     ENVELOPE_FIELDS, Event, IngestContext, assign_event_id, check_event_id, parse_occurred_at, to_micros,
 };
 use crate::fast::{CanonicalRecord, parse_canonical};
-use crate::registry::{FieldKind, Registry, SchemaVersion};
+use crate::registry::{FieldDef, FieldKind, Registry, SchemaVersion};
 
 /// One thing wrong with a submitted event.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -310,7 +310,7 @@ impl Registry {
                 occurred_at,
                 received_at: to_micros(ctx.received_at),
                 producer: ctx.producer.clone(),
-                data: normalise_integers(schema, data),
+                data: normalise(schema, data),
             }),
             _ => Err(Rejection::from_violations(violations)),
         }
@@ -406,21 +406,48 @@ fn data_violations(schema: &SchemaVersion, data: &Value, path: Path) -> Vec<Viol
     }
     // Integer columns are Int64: JSON Schema's "integer" also admits 1e30 and 2^63.
     if let Value::Object(map) = data {
-        for field in schema.fields.iter().filter(|f| f.kind == FieldKind::Integer) {
-            if let Some(Value::Number(n)) = map.get(&field.name)
-                && as_i64(n).is_none()
-            {
-                let pointer = format!("/data{}", pointer_for(&field.name));
-                if !out.iter().any(|v| v.pointer == pointer) {
-                    out.push(Violation::new(
-                        pointer,
-                        format!("must be an integer between {} and {}", i64::MIN, i64::MAX),
-                    ));
+        fields_out_of_range(&schema.fields, map, &mut String::from("/data"), &mut out);
+    }
+    out
+}
+
+/// Pushes a violation for every integer in `value` (of `def`, at `pointer`) outside i64 that
+/// has no other violation.
+fn out_of_range_integers(def: &FieldDef, value: &Value, pointer: &mut String, out: &mut Vec<Violation>) {
+    match (def.kind, value) {
+        (FieldKind::Integer, Value::Number(n)) if as_i64(n).is_none() => {
+            if !out.iter().any(|v| v.pointer == *pointer) {
+                out.push(Violation::new(
+                    pointer.clone(),
+                    format!("must be an integer between {} and {}", i64::MIN, i64::MAX),
+                ));
+            }
+        }
+        (FieldKind::Object, Value::Object(map)) => fields_out_of_range(&def.fields, map, pointer, out),
+        (FieldKind::Array, Value::Array(values)) => {
+            if let Some(items) = def.items.as_deref() {
+                for (i, value) in values.iter().enumerate() {
+                    let at = pointer.len();
+                    pointer.push_str(&format!("/{i}"));
+                    out_of_range_integers(items, value, pointer, out);
+                    pointer.truncate(at);
                 }
             }
         }
+        _ => {}
     }
-    out
+}
+
+/// [`out_of_range_integers`] for each of `fields` present in the object `map` at `pointer`.
+fn fields_out_of_range(fields: &[FieldDef], map: &Map<String, Value>, pointer: &mut String, out: &mut Vec<Violation>) {
+    for field in fields {
+        if let Some(value) = map.get(&field.name) {
+            let at = pointer.len();
+            pointer.push_str(&pointer_for(&field.name));
+            out_of_range_integers(field, value, pointer, out);
+            pointer.truncate(at);
+        }
+    }
 }
 
 fn push_schema_error(
@@ -482,7 +509,14 @@ fn push_schema_error(
                 None => format!("must match the pattern {pattern}"),
             }
         }
+        ValidationErrorKind::Format { format } if format == "date-time" => {
+            "must be an RFC 3339 timestamp with a UTC offset, e.g. 2024-05-01T12:00:00.000Z".to_owned()
+        }
         ValidationErrorKind::Format { format } => format!("must be a valid {format}"),
+        ValidationErrorKind::MinItems { limit: 1 } => "must not be empty".to_owned(),
+        ValidationErrorKind::MinItems { limit } => format!("must have at least {limit} items"),
+        ValidationErrorKind::MaxItems { limit } => format!("must have at most {limit} items"),
+        ValidationErrorKind::UniqueItems => "must not contain the same item twice".to_owned(),
         _ => error.masked().to_string(),
     };
     out.push(Violation::new(at, message));
@@ -539,19 +573,53 @@ fn as_i64(n: &serde_json::Number) -> Option<i64> {
     (f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64).then_some(f as i64)
 }
 
-/// A copy of `data` with integer fields written as JSON integers (`3.0` -> `3`).
-fn normalise_integers(schema: &SchemaVersion, data: &Map<String, Value>) -> Map<String, Value> {
+/// A copy of `data` in its stored form: integers written as JSON integers (`3.0` -> `3`) and
+/// date-times in UTC to the microsecond, as `occurred_at` is (`2024-05-01T14:00:00.5+02:00` ->
+/// `2024-05-01T12:00:00.500Z`), at every depth.
+fn normalise(schema: &SchemaVersion, data: &Map<String, Value>) -> Map<String, Value> {
     let mut out = data.clone();
-    for field in schema.fields.iter().filter(|f| f.kind == FieldKind::Integer) {
-        if let Some(value) = out.get_mut(&field.name)
-            && let Value::Number(n) = value
-            && !n.is_i64()
-            && let Some(i) = as_i64(n)
-        {
-            *value = Value::from(i);
+    for field in &schema.fields {
+        if let Some(value) = out.get_mut(&field.name) {
+            normalise_value(field, value);
         }
     }
     out
+}
+
+fn normalise_value(def: &FieldDef, value: &mut Value) {
+    match (def.kind, value) {
+        (FieldKind::Integer, value @ Value::Number(_)) => {
+            if let Value::Number(n) = &*value
+                && !n.is_i64()
+                && let Some(i) = as_i64(n)
+            {
+                *value = Value::from(i);
+            }
+        }
+        (FieldKind::Timestamp, Value::String(s)) => {
+            if let Some(t) = parse_occurred_at(s) {
+                *s = canonical_time(t);
+            }
+        }
+        (FieldKind::Object, Value::Object(map)) => {
+            for field in &def.fields {
+                if let Some(value) = map.get_mut(&field.name) {
+                    normalise_value(field, value);
+                }
+            }
+        }
+        (FieldKind::Array, Value::Array(values)) => {
+            if let Some(items) = def.items.as_deref() {
+                values.iter_mut().for_each(|v| normalise_value(items, v));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `t` as the stored form writes a timestamp (what `Event`'s `occurred_at` serializes to).
+pub(crate) fn canonical_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
 #[cfg(test)]
@@ -571,6 +639,14 @@ mod tests {
         assert_eq!(n(serde_json::json!(u64::MAX)), None);
         assert_eq!(n(serde_json::json!(9.3e18)), None);
         assert_eq!(n(serde_json::json!(-9.2e18)), Some(-9_200_000_000_000_000_000));
+    }
+
+    #[test]
+    fn stored_times_are_what_the_event_serializer_writes() {
+        for text in ["2024-05-01T14:00:00.5+02:00", "2024-05-01T12:00:00Z", "2024-05-01T12:00:00.123456789-00:30"] {
+            let t = parse_occurred_at(text).unwrap();
+            assert_eq!(Value::String(canonical_time(t)), serde_json::to_value(t).unwrap(), "{text}");
+        }
     }
 
     #[test]

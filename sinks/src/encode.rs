@@ -116,7 +116,8 @@ pub fn writer_properties(metadata: &[(&str, String)], dimensions: &[impl AsRef<s
         .map(|(name, _)| *name)
         .chain(DICTIONARY_COLUMNS.iter().copied());
     for column in named.chain(dimensions.iter().map(AsRef::as_ref)) {
-        let path = ColumnPath::from(column);
+        // A nested column's path is its dotted name (`context.country`; names hold no dots).
+        let path = ColumnPath::new(column.split('.').map(str::to_owned).collect());
         builder = match ColumnLayout::of(column, dimensions) {
             ColumnLayout::Zstd(Encoding::PLAIN) => builder,
             ColumnLayout::Zstd(encoding) => builder.set_column_encoding(path, encoding),

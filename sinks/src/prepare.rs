@@ -44,8 +44,8 @@ struct LakeTable {
     /// string comparison).
     addr: usize,
     schema: SchemaRef,
-    /// The dimensions of every version, each once, in order of first declaration: the columns
-    /// [`crate::encode`] dictionary-encodes.
+    /// The dimensions of every version, each once, in order of first declaration, as column
+    /// paths (`country`, `context.country`): the columns [`crate::encode`] dictionary-encodes.
     dimensions: Arc<[String]>,
 }
 
@@ -57,8 +57,9 @@ impl LakeTables {
             .map(|t| {
                 let mut dimensions: Vec<String> = Vec::new();
                 for dimension in t.versions.values().flat_map(|v| &v.dimensions) {
-                    if !dimensions.contains(dimension) {
-                        dimensions.push(dimension.clone());
+                    let column = dimension.column_path();
+                    if !dimensions.contains(&column) {
+                        dimensions.push(column);
                     }
                 }
                 LakeTable {

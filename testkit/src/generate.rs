@@ -383,9 +383,9 @@ pub fn ground_truth(
             continue;
         };
         let dims: Vec<String> =
-            schema.dimensions.iter().map(|d| e.data.get(d).map(value_text).unwrap_or_default()).collect();
-        let measure = schema.measure.as_ref().and_then(|m| e.data.get(m)).and_then(Value::as_f64);
-        let identity = schema.identity.as_ref().and_then(|i| e.data.get(i)).map(value_text);
+            schema.dimensions.iter().map(|d| d.get(&e.data).map(value_text).unwrap_or_default()).collect();
+        let measure = schema.measure.as_ref().and_then(|m| m.get(&e.data)).and_then(Value::as_f64);
+        let identity = schema.identity.as_ref().and_then(|i| i.get(&e.data)).map(value_text);
         for &w in windows_secs {
             let w64 = i64::from(w.max(1));
             let start = e.occurred_at.timestamp().div_euclid(w64) * w64;

@@ -5,29 +5,52 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
+use std::sync::Arc;
+
 use arrow::array::{
-    Array, ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    Array, ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray, StructArray,
+    TimestampMicrosecondArray, make_array,
 };
+use arrow::buffer::NullBuffer;
 use sluice_aggregators::hll::fingerprint;
 use sluice_aggregators::{BatchAggregator, Contribution, DimRef, WindowConfig};
-use sluice_schemas::{EventType, Instant, Registry};
+use sluice_schemas::{EventType, FieldPath, Instant, Registry};
 use sluice_stream::SequenceNumber;
 
 /// The envelope columns a backfill reads (besides the roles' columns).
 pub const ENVELOPE: &[&str] =
     &["event_id", "schema_version", "occurred_at", "received_at", "shard_id", "sequence_number"];
 
-/// Every column a backfill of `event_type` reads: the envelope and each version's roles.
+/// Every top-level column a backfill of `event_type` reads: the envelope and the columns
+/// holding each version's roles (`context` for `context/country`).
 pub fn columns(registry: &Registry, event_type: &str) -> Vec<String> {
     let mut out: Vec<String> = ENVELOPE.iter().map(|c| (*c).to_owned()).collect();
     for v in registry.get(event_type).into_iter().flat_map(|t| t.versions.values()) {
-        for c in v.dimensions.iter().chain(&v.measure).chain(&v.identity) {
-            if !out.contains(c) {
-                out.push(c.clone());
+        for path in v.dimensions.iter().chain(&v.measure).chain(&v.identity) {
+            let Some(root) = path.segments().first() else {
+                continue;
+            };
+            if !out.contains(root) {
+                out.push(root.clone());
             }
         }
     }
     out
+}
+
+/// The column at `path` in `batch`, through struct columns; null wherever it or a struct on
+/// the way is null. `None` when the batch has no such column.
+fn role_column(batch: &RecordBatch, path: &FieldPath) -> Option<ArrayRef> {
+    let (first, rest) = path.segments().split_first()?;
+    let mut column = Arc::clone(batch.column_by_name(first)?);
+    for segment in rest {
+        let parent = column.as_any().downcast_ref::<StructArray>()?;
+        let child = parent.column_by_name(segment)?;
+        let nulls = NullBuffer::union(parent.nulls(), child.nulls());
+        let data = child.to_data().into_builder().nulls(nulls).build().ok()?;
+        column = make_array(data);
+    }
+    Some(column)
 }
 
 /// Per shard, the aggregation of its rows (one [`BatchAggregator`] each, over `config`'s
@@ -83,14 +106,14 @@ struct BatchColumns<'a> {
     sequence: &'a StringArray,
     /// Per schema version of the event type, its role columns (`None` when the batch lacks one:
     /// the version's rows do not read).
-    roles: Vec<(i32, Option<Roles<'a>>)>,
+    roles: Vec<(i32, Option<Roles>)>,
 }
 
 /// A version's role columns in one batch.
-struct Roles<'a> {
-    dimensions: Vec<&'a ArrayRef>,
-    measure: Option<&'a ArrayRef>,
-    identity: Option<&'a ArrayRef>,
+struct Roles {
+    dimensions: Vec<ArrayRef>,
+    measure: Option<ArrayRef>,
+    identity: Option<ArrayRef>,
 }
 
 impl<'a> BatchColumns<'a> {
@@ -101,7 +124,7 @@ impl<'a> BatchColumns<'a> {
             .iter()
             .filter_map(|(&v, schema)| {
                 let v = i32::try_from(v).ok()?;
-                let column = |name: &String| batch.column_by_name(name);
+                let column = |path: &FieldPath| role_column(batch, path);
                 let roles = (|| {
                     let dimensions = schema.dimensions.iter().map(column).collect::<Option<Vec<_>>>()?;
                     let measure = match &schema.measure {
@@ -129,7 +152,7 @@ impl<'a> BatchColumns<'a> {
 
     /// Reads `row` into `into` (times, dimensions, observation); its sequence number, or `None`
     /// when the row does not read as its version's contribution.
-    fn read(&self, row: usize, into: &mut Contribution<'a>) -> Option<SequenceNumber> {
+    fn read<'c>(&'c self, row: usize, into: &mut Contribution<'c>) -> Option<SequenceNumber> {
         if self.version.is_null(row) || self.shard.is_null(row) || self.sequence.is_null(row) {
             return None;
         }
@@ -140,11 +163,11 @@ impl<'a> BatchColumns<'a> {
         for d in &roles.dimensions {
             into.dims.push(dimension(d, row)?);
         }
-        into.obs.measure = match roles.measure {
+        into.obs.measure = match &roles.measure {
             None => None,
             Some(m) => Some(number(m, row)?),
         };
-        into.obs.identity = match roles.identity {
+        into.obs.identity = match &roles.identity {
             None => None,
             Some(i) => Some(identity(i, row)?),
         };

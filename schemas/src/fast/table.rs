@@ -16,6 +16,7 @@ use sluice_bytescan::{Text, short_eq};
 
 use super::pattern::Pattern;
 use super::view::StoredValue;
+use crate::path::FieldPath;
 use crate::registry::FieldKind;
 
 /// Keywords without effect on validation, accepted anywhere in the subset.
@@ -63,9 +64,9 @@ impl TableField {
 /// The fields a schema gives a role (`x-sluice-dimensions`, `-measure`, `-identity`), by name.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Roles<'a> {
-    pub(crate) dimensions: &'a [String],
-    pub(crate) measure: Option<&'a str>,
-    pub(crate) identity: Option<&'a str>,
+    pub(crate) dimensions: &'a [FieldPath],
+    pub(crate) measure: Option<&'a FieldPath>,
+    pub(crate) identity: Option<&'a FieldPath>,
 }
 
 impl Roles<'_> {
@@ -132,7 +133,11 @@ impl FieldTable {
         }
         fields.sort_by(|a, b| a.name.cmp(&b.name));
         let required = fields.iter().filter(|f| f.required).count();
-        let slot = |name: &str| fields.iter().position(|f| f.name == name);
+        // Roles are top-level fields here: nested schemas are outside the subset.
+        let slot = |path: &FieldPath| match path.segments() {
+            [name] => fields.iter().position(|f| &f.name == name),
+            _ => None,
+        };
         let dimensions = roles.dimensions.iter().map(|d| slot(d)).collect::<Option<Vec<usize>>>()?;
         let measure = match roles.measure {
             Some(m) => Some(slot(m)?),
@@ -207,6 +212,7 @@ fn compile_check(prop: &Map<String, Value>) -> Option<Check> {
         FieldKind::Integer => Check::Integer { bounds },
         FieldKind::Number => Check::Number { bounds },
         FieldKind::Boolean => Check::Boolean,
+        FieldKind::Timestamp | FieldKind::Object | FieldKind::Array => return None,
     })
 }
 
@@ -344,11 +350,12 @@ mod tests {
         let doc = json!({"type": "object", "additionalProperties": false,
             "properties": {"z": {"type": "string"}, "a": {"type": "integer"}, "m": {"type": "number"}},
             "required": ["z", "a", "m"]});
-        let dims = ["z".to_owned(), "a".to_owned()];
-        let roles = Roles { dimensions: &dims, measure: Some("m"), identity: Some("z") };
+        let dims = [FieldPath::top("z"), FieldPath::top("a")];
+        let (m, z, nope) = (FieldPath::top("m"), FieldPath::top("z"), FieldPath::top("nope"));
+        let roles = Roles { dimensions: &dims, measure: Some(&m), identity: Some(&z) };
         let table = FieldTable::compile(&doc, roles).unwrap();
         assert_eq!((table.dimensions.as_slice(), table.measure, table.identity), (&[2, 0][..], Some(1), Some(2)));
-        let missing = Roles { measure: Some("nope"), ..roles };
+        let missing = Roles { measure: Some(&nope), ..roles };
         assert!(FieldTable::compile(&doc, missing).is_none(), "a role must name a field");
     }
 }

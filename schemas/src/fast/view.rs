@@ -426,10 +426,10 @@ mod tests {
             view.value(slot)
         };
         let dims: Vec<_> = view.dimensions().collect();
-        let expected: Vec<_> = schema.dimensions.iter().map(|d| by_name(d)).collect();
+        let expected: Vec<_> = schema.dimensions.iter().map(|d| by_name(d.as_str())).collect();
         assert_eq!(dims, expected);
-        assert_eq!(view.measure(), schema.measure.as_deref().and_then(by_name));
-        assert_eq!(view.identity(), schema.identity.as_deref().and_then(by_name));
+        assert_eq!(view.measure(), schema.measure.as_ref().map(|p| p.as_str()).and_then(by_name));
+        assert_eq!(view.identity(), schema.identity.as_ref().map(|p| p.as_str()).and_then(by_name));
         assert!(view.measure().is_some() && view.identity().is_some());
     }
 

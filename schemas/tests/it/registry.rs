@@ -2,7 +2,7 @@
 
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
-use sluice_schemas::{FieldDef, FieldKind, Registry, RegistryError};
+use sluice_schemas::{FieldDef, FieldKind, FieldPath, Registry, RegistryError};
 
 use crate::{registry, schemas_dir};
 
@@ -12,7 +12,7 @@ fn builtin_equals_shipped_directory() {
     let from_dir = Registry::from_dir(schemas_dir()).unwrap();
     assert_eq!(registry(), &from_dir);
     let names: Vec<&str> = from_dir.event_types().map(|t| t.name.as_str()).collect();
-    assert_eq!(names, vec!["api_call", "page_view", "purchase"]);
+    assert_eq!(names, vec!["api_call", "order_placed", "page_view", "purchase"]);
 }
 
 #[test]
@@ -29,9 +29,9 @@ fn shipped_declarations() {
     let latest = pv.latest().unwrap();
     assert_eq!(latest.version, 2);
     assert_eq!(latest.dimensions, vec!["device", "country"]);
-    assert_eq!(latest.measure.as_deref(), Some("duration_ms"));
-    assert_eq!(latest.identity.as_deref(), Some("user_id"));
-    let f = |name: &str, kind, required| FieldDef { name: name.to_owned(), kind, required };
+    assert_eq!(latest.measure.as_ref().map(FieldPath::as_str), Some("duration_ms"));
+    assert_eq!(latest.identity.as_ref().map(FieldPath::as_str), Some("user_id"));
+    let f = |name: &str, kind, required| FieldDef::scalar(name, kind, required);
     assert_eq!(
         latest.fields,
         vec![
@@ -51,12 +51,12 @@ fn shipped_declarations() {
     let api = registry().get("api_call").unwrap().latest().unwrap();
     assert_eq!(api.dimensions, vec!["route", "status"]);
     assert_eq!(api.field("status").unwrap().kind, FieldKind::Integer);
-    assert_eq!(api.measure.as_deref(), Some("latency_ms"));
-    assert_eq!(api.identity.as_deref(), Some("client_id"));
+    assert_eq!(api.measure.as_ref().map(FieldPath::as_str), Some("latency_ms"));
+    assert_eq!(api.identity.as_ref().map(FieldPath::as_str), Some("client_id"));
 
     let purchase = registry().get("purchase").unwrap().latest().unwrap();
     assert_eq!(purchase.dimensions, vec!["currency", "country"]);
-    assert_eq!(purchase.measure.as_deref(), Some("amount"));
+    assert_eq!(purchase.measure.as_ref().map(FieldPath::as_str), Some("amount"));
     assert!(registry().get("click").is_none());
 }
 

@@ -100,8 +100,13 @@ async fn pyarrow_and_duckdb_read_the_lake_as_written() {
         // dictionary-encoded (envelope constants and dimensions) and delta-encoded ones.
         let codecs = footer["compression"].as_object().unwrap();
         assert_eq!(codecs.len(), schema.fields().len(), "{event_type}: {codecs:?}");
-        let dimensions: Vec<&String> =
-            registry.get(event_type).unwrap().versions.values().flat_map(|v| &v.dimensions).collect();
+        let dimensions: Vec<String> = registry
+            .get(event_type)
+            .unwrap()
+            .versions
+            .values()
+            .flat_map(|v| v.dimensions.iter().map(|d| d.column_path()))
+            .collect();
         assert!(!dimensions.is_empty(), "{event_type}");
         for (column, seen) in codecs {
             let layout = ColumnLayout::of(column, &dimensions);
