@@ -289,7 +289,8 @@ pub struct AggregatesArgs {
     /// Windows starting before this RFC 3339 instant.
     #[arg(long)]
     pub to: String,
-    /// Dimensions to keep, comma-separated; the others are merged.
+    /// Dimensions to keep, comma-separated, each by name (`country`) or path
+    /// (`context/country`); the others are merged.
     #[arg(long)]
     pub group_by: Option<String>,
     /// The data directory of `sluice up`.
@@ -303,7 +304,8 @@ pub struct AggregatesArgs {
 /// `sluice query` arguments.
 #[derive(Debug, Args)]
 pub struct QueryArgs {
-    /// The SQL statement.
+    /// The SQL statement (DataFusion). Nested fields: `context.country`; arrays:
+    /// `SELECT i.sku, sum(i.qty) FROM (SELECT unnest(items) AS i FROM order_placed) GROUP BY 1`.
     pub sql: String,
     /// Output format.
     #[arg(long, default_value = "table", value_parser = ["table", "csv", "json"])]

@@ -3,7 +3,8 @@
 //! Python Lambda and by DuckDB on the same files.
 //!
 //! `cargo run --release -p sluice-aggregators --example bench-aggregate [-- --batches 8 --rounds 5 --no-peers]`
-//! (`--profile`: only loop the headline path, for `perf record -g`).
+//! (`--profile`: only loop the headline path, for `perf record -g`; `--mix 0,0,0,1`: the
+//! generator's weights of page_view, api_call, purchase, order_placed, e.g. nested orders only).
 //!
 //! The headline row is the aggregator Lambda's own path as the binary wires it: raw invocation
 //! body bytes (handed over by the `RawPayloads` layer, no `serde_json` pass) ->
@@ -218,10 +219,15 @@ async fn main() -> anyhow::Result<()> {
     let decoder = Decoder::new(Arc::clone(&registry));
     let config = WindowConfig::default();
 
-    // Data: ~6 MB Kinesis-shaped batches of the default mix, written for the peers.
+    // Data: ~6 MB Kinesis-shaped batches of the mix, written for the peers.
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench-aggregate");
     std::fs::create_dir_all(&dir)?;
-    let mut generator = Generator::new(GenConfig::default());
+    let mut mix = GenConfig::default().mix;
+    if let Some(list) = args.iter().position(|a| a == "--mix").and_then(|i| args.get(i + 1)) {
+        let weights: Vec<u32> = list.split(',').map(str::parse).collect::<Result<_, _>>().context("--mix")?;
+        mix = weights.try_into().map_err(|_| anyhow::anyhow!("--mix takes four weights, e.g. 0,0,0,1"))?;
+    }
+    let mut generator = Generator::new(GenConfig { mix, ..GenConfig::default() });
     let mut files = Vec::new();
     let mut jsons = Vec::new();
     let mut events = 0usize;

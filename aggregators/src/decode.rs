@@ -3,12 +3,14 @@
 //! The decoder is `sluice-schemas`' stored-record view
 //! ([`Registry::decode_stored_view_cached_with`], UTF-8 checked while scanning: no pass over the
 //! record besides the scan): the record layout, the schema's field checks and its roles
-//! (dimensions, measure, identity) all come from there. This module only turns a view into a
+//! (dimensions, measure, identity) all come from there, nested roles (`context/country`)
+//! included: the view holds them in slots of their own. This module only turns a view into a
 //! contribution: dimensions borrowed from the record, the measure as `f64`, the identity
-//! fingerprinted. Whatever the view does not prove valid takes [`Registry::decode_stored`],
-//! whose answer (and rejection reason) is final.
+//! fingerprinted; no allocation per record. Whatever the view does not prove valid takes
+//! [`Registry::decode_stored`], whose answer (and rejection reason) is final.
 //!
-//! Contract (differential test `decode_agrees_with_registry`): `decode(b)` is `Ok` exactly when
+//! Contract (differential tests `decode_agrees_with_registry`,
+//! `order_placed_decodes_on_the_view_as_the_registry_does`): `decode(b)` is `Ok` exactly when
 //! `registry.decode_stored(b)` is, and then holds the same values.
 
 use std::borrow::Cow;
@@ -100,7 +102,8 @@ impl Decoder {
 }
 
 /// `view` as a contribution, into `out`; `None` when a role's value is of a shape the view path
-/// does not convert (the registry path then decides).
+/// does not convert (the registry path then decides). Roles are read from their slots, at any
+/// depth of nested objects.
 #[inline]
 fn contribute<'a>(view: &StoredView<'a, 'a, '_>, out: &mut Contribution<'a>) -> Option<()> {
     out.dims.clear();

@@ -235,6 +235,30 @@ mod tests {
     }
 
     #[test]
+    fn a_nested_dimension_is_grouped_by_its_name_or_its_path() {
+        let r = Registry::builtin().unwrap();
+        let base = "event_type=order_placed&window=1h&from=2024-05-01T10:00:00Z&to=2024-05-01T12:00:00Z";
+        for (group_by, want) in [
+            ("country", vec!["country"]),
+            ("context/country,channel", vec!["country", "channel"]),
+            ("channel,context/country", vec!["channel", "country"]),
+        ] {
+            let q = AggregateQuery::from_params(&r, params(&format!("{base}&group_by={group_by}"))).unwrap();
+            assert_eq!(q.group_by, want, "{group_by}");
+        }
+        match AggregateQuery::from_params(&r, params(&format!("{base}&group_by=country,context/country"))) {
+            Err(AggregateQueryError::BadParam { message, .. }) => assert!(message.contains("twice"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+        match AggregateQuery::from_params(&r, params(&format!("{base}&group_by=sku"))) {
+            Err(AggregateQueryError::BadParam { message, .. }) => {
+                assert_eq!(message, "`sku` is not a dimension of order_placed (dimensions: country, channel)")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn explains_bad_params() {
         let r = Registry::builtin().unwrap();
         let base = "event_type=page_view&window=1m&from=2024-05-01T12:00:00Z&to=2024-05-01T13:00:00Z";

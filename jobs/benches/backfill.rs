@@ -204,7 +204,7 @@ fn fill(dir: &Path, events: usize, batch: usize, shards: usize, duplicates: f64)
     let aggregator = AggregatorHandler::new(registry, store, MemoryDeadLetters::new(), WindowConfig::default());
     let start = DateTime::<Utc>::from_timestamp(HOUR_START, 0).unwrap();
     let mut generator = Generator::new(GenConfig {
-        mix: [1, 0, 0],
+        mix: [1, 0, 0, 0],
         start,
         events_per_second: events as f64 / 3_500.0,
         late_fraction: 0.0,

@@ -151,7 +151,7 @@ fn write_partition(root: &Path, events: usize, batch: usize, duplicates: f64) ->
     let writer = LakeWriter::new(registry, lake, sluice_dlq::MemoryDeadLetters::new());
     let start = DateTime::<Utc>::from_timestamp(1_767_225_600, 0).unwrap();
     let mut generator = Generator::new(GenConfig {
-        mix: [1, 0, 0],
+        mix: [1, 0, 0, 0],
         start,
         events_per_second: events as f64 / 3_500.0,
         late_fraction: 0.0,

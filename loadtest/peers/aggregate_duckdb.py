@@ -25,11 +25,14 @@ WITH recs AS (
          CAST(j->>'received_at' AS TIMESTAMPTZ) AS rec,
          CASE j->>'event_type' WHEN 'page_view' THEN j->'data'->>'device'
                                WHEN 'api_call' THEN j->'data'->>'route'
+                               WHEN 'order_placed' THEN j->'data'->'context'->>'country'
                                ELSE j->'data'->>'currency' END AS d1,
          CASE j->>'event_type' WHEN 'api_call' THEN j->'data'->>'status'
+                               WHEN 'order_placed' THEN j->'data'->'context'->>'channel'
                                ELSE j->'data'->>'country' END AS d2,
          CAST(CASE j->>'event_type' WHEN 'page_view' THEN j->'data'->>'duration_ms'
                                     WHEN 'api_call' THEN j->'data'->>'latency_ms'
+                                    WHEN 'order_placed' THEN j->'data'->>'total'
                                     ELSE j->'data'->>'amount' END AS DOUBLE) AS m,
          CASE j->>'event_type' WHEN 'api_call' THEN j->'data'->>'client_id'
                                ELSE j->'data'->>'user_id' END AS ident

@@ -3,7 +3,8 @@
 
 For each Kinesis-shaped batch file (the JSON Lambda receives): parse the event (the runtime's
 work), then per record base64-decode + json.loads + validate the fields that matter + aggregate
-in dicts per (event_type, window, window_start, dims): count, sum, min, max, set of identities,
+in dicts per (event_type, window, window_start, dims; nested dimensions such as
+order_placed's `context/country` read through their objects): count, sum, min, max, set of identities,
 list of measure values (quantiles by sorting at the end), late count. Single thread.
 
 Usage: aggregate_python_lambda.py BATCH.json [BATCH.json ...]
@@ -20,14 +21,52 @@ SCHEMAS = {
     "page_view": (("device", "country"), "duration_ms", "user_id"),
     "api_call": (("route", "status"), "latency_ms", "client_id"),
     "purchase": (("currency", "country"), "amount", "user_id"),
+    "order_placed": (("context/country", "context/channel"), "total", "user_id"),
 }
 DEVICES = {"ios", "android", "web", "tv"}
+CHANNELS = {"web", "ios", "android", "pos"}
 WINDOWS = (60, 3600)
 LATENESS = 300
 
 
 def ts(s):
     return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+
+
+def at(d, path):
+    """The value at a field path (`context/country`) of a data object, or None."""
+    for key in path.split("/"):
+        if not isinstance(d, dict):
+            return None
+        d = d.get(key)
+    return d
+
+
+def valid_order(d):
+    c = d.get("context")
+    if not isinstance(c, dict) or c.get("channel") not in CHANNELS:
+        return False
+    country = c.get("country")
+    if not (isinstance(country, str) and len(country) == 2 and country.isupper()):
+        return False
+    items = d.get("items")
+    if not isinstance(items, list) or not 1 <= len(items) <= 100:
+        return False
+    for i in items:
+        if not isinstance(i, dict) or not isinstance(i.get("sku"), str) or not i["sku"]:
+            return False
+        q, p = i.get("qty"), i.get("unit_price")
+        if not isinstance(q, int) or isinstance(q, bool) or q < 1:
+            return False
+        if not isinstance(p, (int, float)) or isinstance(p, bool) or p < 0:
+            return False
+    if d.get("coupon") is not None and not isinstance(d["coupon"], str):
+        return False
+    try:
+        ts(d["placed_at"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    return isinstance(d.get("order_id"), str)
 
 
 def valid(e):
@@ -47,6 +86,8 @@ def valid(e):
         c = d.get("country")
         if not (isinstance(c, str) and len(c) == 2 and c.isupper()):
             return False
+    elif e["event_type"] == "order_placed":
+        return valid_order(d)
     elif e["event_type"] == "api_call":
         s = d.get("status")
         if not isinstance(s, int) or not 100 <= s <= 599 or not isinstance(d.get("route"), str):
@@ -68,7 +109,7 @@ def process(batch, aggs):
         occurred = ts(e["occurred_at"])
         received = ts(e["received_at"])
         x = d[measure]
-        dv = tuple(d[k] for k in dims)
+        dv = tuple(at(d, k) for k in dims)
         for w in WINDOWS:
             start = int(occurred // w) * w
             key = (e["event_type"], w, start, dv)

@@ -5,8 +5,8 @@ with the same Kinesis batches.
 Usage: lake_python_lambda.py <dir with batch-*.json> [--rounds N]
 
 Per batch: json.loads the Kinesis event, base64-decode and json.loads every record, check each
-event against its schema's fields (required present, JSON types, no unknown fields: the checks a
-hand-written validator does; no full JSON Schema validation, which would be far slower), group by
+event against its schema's fields (required present, JSON types, no unknown fields, inside
+nested objects and arrays too: the checks a hand-written validator does; no full JSON Schema validation, which would be far slower), group by
 (event_type, dt, hour of occurred_at UTC), build one pyarrow Table per group with the lake schema
 (timestamps us UTC) and write it as Parquet (zstd, statistics, page index) to memory.
 Prints JSON: events, cpu seconds, events/s per core, Parquet bytes per event. The pass over all
@@ -33,6 +33,25 @@ ARROW_TYPES = {"string": pa.string(), "integer": pa.int64(), "number": pa.float6
 TS = pa.timestamp("us", tz="UTC")
 
 
+def kind_of(prop):
+    """The property's type without "null" (`["string", "null"]` -> "string"), date-times apart."""
+    kind = prop["type"]
+    if isinstance(kind, list):
+        kind = next(k for k in kind if k != "null")
+    if kind == "string" and prop.get("format") == "date-time":
+        return "date-time"
+    return kind
+
+
+def arrow_type(prop):
+    kind = kind_of(prop)
+    if kind == "object":
+        return pa.struct([(n, arrow_type(p)) for n, p in prop["properties"].items()])
+    if kind == "array":
+        return pa.list_(pa.field("element", arrow_type(prop["items"])))
+    return TS if kind == "date-time" else ARROW_TYPES[kind]
+
+
 def load_schemas():
     tables = {}
     for path in sorted(glob.glob(os.path.join(SCHEMAS, "*", "v*.json"))):
@@ -42,32 +61,55 @@ def load_schemas():
     out = {}
     for t, versions in tables.items():
         latest = versions[max(versions)]
-        fields = [(name, prop["type"]) for name, prop in latest["properties"].items()]
+        fields = list(latest["properties"].items())
         arrow = pa.schema(
             [("event_id", pa.string(), False), ("event_type", pa.string(), False),
              ("schema_version", pa.int32(), False), ("occurred_at", TS, False),
              ("received_at", TS, False), ("producer", pa.string(), False),
              ("shard_id", pa.string(), False), ("sequence_number", pa.string(), False)]
-            + [(name, ARROW_TYPES[kind]) for name, kind in fields])
-        out[t] = {"fields": fields, "arrow": arrow,
-                  "versions": {v: (set(d.get("required", [])), {n: p["type"] for n, p in d["properties"].items()})
-                               for v, d in versions.items()}}
+            + [(name, arrow_type(prop)) for name, prop in fields])
+        out[t] = {"fields": fields, "arrow": arrow, "versions": versions}
     return out
 
 
+def valid_value(value, prop):
+    """The hand-written checks: JSON types, required present, no unknown fields, at every depth."""
+    if value is None:
+        return isinstance(prop["type"], list) and "null" in prop["type"]
+    kind = kind_of(prop)
+    if kind == "object":
+        return valid_object(value, prop)
+    if kind == "array":
+        return isinstance(value, list) and all(valid_value(v, prop["items"]) for v in value)
+    if kind == "date-time":
+        return isinstance(value, str)
+    return isinstance(value, JSON_TYPES[kind]) and (kind == "boolean" or not isinstance(value, bool))
+
+
+def valid_object(value, schema):
+    if not isinstance(value, dict) or not set(schema.get("required", [])).issubset(value.keys()):
+        return False
+    props = schema["properties"]
+    return all(name in props and valid_value(v, props[name]) for name, v in value.items())
+
+
 def valid(event, table):
-    spec = table["versions"].get(event.get("schema_version"))
-    if spec is None:
-        return False
-    required, props = spec
-    data = event.get("data")
-    if not isinstance(data, dict) or not required.issubset(data.keys()):
-        return False
-    for name, value in data.items():
-        kind = props.get(name)
-        if kind is None or not isinstance(value, JSON_TYPES[kind]) or (kind != "boolean" and isinstance(value, bool)):
-            return False
-    return True
+    schema = table["versions"].get(event.get("schema_version"))
+    return schema is not None and valid_object(event.get("data"), schema)
+
+
+def to_arrow_value(value, prop):
+    """`value` as pyarrow takes it: date-time strings parsed, at every depth."""
+    if value is None:
+        return None
+    kind = kind_of(prop)
+    if kind == "date-time":
+        return ts(value)
+    if kind == "object":
+        return {n: to_arrow_value(value.get(n), p) for n, p in prop["properties"].items()}
+    if kind == "array":
+        return [to_arrow_value(v, prop["items"]) for v in value]
+    return value
 
 
 def ts(s):
@@ -99,8 +141,11 @@ def handle(body, tables):
             "shard_id": [s for _, _, s, _ in rows],
             "sequence_number": [q for *_, q in rows],
         }
-        for name, _kind in table["fields"]:
-            columns[name] = [e["data"].get(name) for e, *_ in rows]
+        for name, prop in table["fields"]:
+            if kind_of(prop) in ("object", "array", "date-time"):
+                columns[name] = [to_arrow_value(e["data"].get(name), prop) for e, *_ in rows]
+            else:
+                columns[name] = [e["data"].get(name) for e, *_ in rows]
         arrow = pa.Table.from_pydict(columns, schema=table["arrow"])
         out = io.BytesIO()
         pq.write_table(arrow, out, compression="zstd", write_statistics=True, write_page_index=True)

@@ -61,8 +61,9 @@ pub enum AthenaError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ColumnDef {
     pub name: String,
-    /// The Athena/Hive type: `string`, `bigint`, `int`, `double`, `boolean`, `timestamp`.
-    pub hive_type: &'static str,
+    /// The Athena/Hive type ([`hive_type`]): `string`, `bigint`, `int`, `double`, `boolean`,
+    /// `timestamp`, `struct<...>`, `array<...>`.
+    pub hive_type: String,
     /// Human description (envelope docs, or the schema's `description`), at most 255 chars.
     pub comment: Option<String>,
 }
@@ -79,10 +80,13 @@ pub struct TableDef {
     pub partition_keys: Vec<ColumnDef>,
 }
 
-/// The Athena/Hive type of an Arrow type as the lake writes it, or `None` when Athena has no
-/// faithful equivalent (unsigned ints, nanosecond timestamps, nested types ...).
-pub fn hive_type(data_type: &DataType) -> Option<&'static str> {
-    Some(match data_type {
+/// The Athena/Hive type of an Arrow type as the lake writes it, spelled as Glue stores it (no
+/// spaces): a scalar (`string`, `bigint`, `double`, `timestamp`, ...), `struct<name:type,...>` for
+/// a struct (its fields in order) and `array<type>` for a list (its element's type), at any depth.
+/// `None` when Athena has no faithful equivalent (unsigned ints, nanosecond timestamps, maps,
+/// empty structs, a struct field whose name is not `[a-z0-9_]+` ...).
+pub fn hive_type(data_type: &DataType) -> Option<String> {
+    let scalar = match data_type {
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "string",
         DataType::Int64 => "bigint",
         DataType::Int32 => "int",
@@ -94,8 +98,27 @@ pub fn hive_type(data_type: &DataType) -> Option<&'static str> {
         DataType::Date32 => "date",
         // Athena reads Parquet timestamps in milliseconds or microseconds, not nanoseconds.
         DataType::Timestamp(TimeUnit::Microsecond | TimeUnit::Millisecond, _) => "timestamp",
+        DataType::List(element) | DataType::LargeList(element) => {
+            return Some(format!("array<{}>", hive_type(element.data_type())?));
+        }
+        DataType::Struct(fields) if !fields.is_empty() => {
+            let mut out = String::from("struct<");
+            for (i, field) in fields.iter().enumerate() {
+                let name = field.name();
+                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+                    return None;
+                }
+                if i > 0 {
+                    out.push(',');
+                }
+                let _ = write!(out, "{name}:{}", hive_type(field.data_type())?);
+            }
+            out.push('>');
+            return Some(out);
+        }
         _ => return None,
-    })
+    };
+    Some(scalar.to_owned())
 }
 
 fn envelope_comment(column: &str) -> Option<&'static str> {
@@ -162,12 +185,12 @@ pub fn table_definition(event_type: &EventType) -> Result<TableDef, AthenaError>
         partition_keys: vec![
             ColumnDef {
                 name: "dt".into(),
-                hive_type: "string",
+                hive_type: "string".into(),
                 comment: Some("Partition: UTC date of occurred_at, YYYY-MM-DD".into()),
             },
             ColumnDef {
                 name: "hour".into(),
-                hive_type: "string",
+                hive_type: "string".into(),
                 comment: Some("Partition: UTC hour of occurred_at, 00-23".into()),
             },
         ],
@@ -445,6 +468,7 @@ mod tests {
     use super::*;
     use pretty_assertions::assert_eq;
     use proptest::prelude::*;
+    use sluice_schemas::ENVELOPE_COLUMNS;
 
     fn registry() -> Registry {
         Registry::builtin().unwrap()
@@ -463,15 +487,83 @@ mod tests {
             (DataType::UInt64, None),
         ];
         for (data_type, expected) in cases {
-            assert_eq!(hive_type(&data_type), expected, "{data_type}");
+            assert_eq!(hive_type(&data_type).as_deref(), expected, "{data_type}");
         }
+    }
+
+    #[test]
+    fn hive_types_of_nested_columns() {
+        use arrow::datatypes::{Field, Fields};
+        use std::sync::Arc;
+        let item = Fields::from(vec![
+            Field::new("sku", DataType::Utf8, false),
+            Field::new("at", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
+            Field::new("tags", DataType::new_list(DataType::Utf8, true), true),
+        ]);
+        let list = DataType::List(Arc::new(Field::new("element", DataType::Struct(item), false)));
+        assert_eq!(hive_type(&list).as_deref(), Some("array<struct<sku:string,at:timestamp,tags:array<string>>>"));
+        let outer = DataType::Struct(Fields::from(vec![Field::new("inner", list, true)]));
+        assert_eq!(
+            hive_type(&outer).as_deref(),
+            Some("struct<inner:array<struct<sku:string,at:timestamp,tags:array<string>>>>")
+        );
+        // Anything Athena cannot read faithfully, at any depth, has no type.
+        let refused = [
+            DataType::new_list(DataType::UInt32, true),
+            DataType::Struct(Fields::from(vec![Field::new(
+                "n",
+                DataType::Timestamp(TimeUnit::Nanosecond, None),
+                true,
+            )])),
+            DataType::Struct(Fields::from(vec![Field::new("Upper", DataType::Utf8, true)])),
+            DataType::Struct(Fields::from(vec![Field::new("a b", DataType::Utf8, true)])),
+            DataType::Struct(Fields::empty()),
+        ];
+        for data_type in refused {
+            assert_eq!(hive_type(&data_type), None, "{data_type}");
+        }
+    }
+
+    #[test]
+    fn order_placed_table_has_nested_columns() {
+        let registry = registry();
+        let table = table_definition(registry.get("order_placed").unwrap()).unwrap();
+        let columns: Vec<(&str, &str)> = table
+            .columns
+            .iter()
+            .skip(ENVELOPE_COLUMNS.len())
+            .map(|c| (c.name.as_str(), c.hive_type.as_str()))
+            .collect();
+        assert_eq!(
+            columns,
+            vec![
+                ("order_id", "string"),
+                ("user_id", "string"),
+                ("context", "struct<country:string,channel:string,app_version:string>"),
+                ("items", "array<struct<sku:string,qty:bigint,unit_price:double>>"),
+                ("coupon", "string"),
+                ("placed_at", "timestamp"),
+                ("total", "double"),
+            ]
+        );
+        let items = &table.columns[ENVELOPE_COLUMNS.len() + 3];
+        assert_eq!(items.comment.as_deref(), Some("The order's line items."));
+        let ddl = athena_ddl(&registry, "s3://b", "db").unwrap();
+        assert!(
+            ddl.contains(
+                "\n  `items` array<struct<sku:string,qty:bigint,unit_price:double>> COMMENT 'The order\\'s line items.',\n"
+            ),
+            "{ddl}"
+        );
+        assert!(ddl.contains("\n  `placed_at` timestamp COMMENT"), "{ddl}");
     }
 
     #[test]
     fn page_view_table_has_envelope_data_and_partition_columns() {
         let registry = registry();
         let table = table_definition(registry.get("page_view").unwrap()).unwrap();
-        let columns: Vec<(&str, &str)> = table.columns.iter().map(|c| (c.name.as_str(), c.hive_type)).collect();
+        let columns: Vec<(&str, &str)> =
+            table.columns.iter().map(|c| (c.name.as_str(), c.hive_type.as_str())).collect();
         assert_eq!(
             columns,
             vec![
@@ -515,8 +607,8 @@ mod tests {
         ));
         assert!(ddl.contains("'projection.hour.digits'='2'"));
         assert!(ddl.contains("'projection.dt.range'='2000-01-01,NOW'"));
-        assert_eq!(ddl.matches("CREATE EXTERNAL TABLE").count(), 3);
-        assert_eq!(ddl.matches(";\n").count(), 4);
+        assert_eq!(ddl.matches("CREATE EXTERNAL TABLE").count(), 4);
+        assert_eq!(ddl.matches(";\n").count(), 5);
     }
 
     #[test]
@@ -559,7 +651,7 @@ mod tests {
         assert!(define.starts_with("  LakeBucket:\n    Type: AWS::S3::Bucket\n"));
         assert!(!existing.contains("AWS::S3::Bucket"));
         assert!(define.ends_with(&existing));
-        assert_eq!(existing.matches("Type: AWS::Glue::Table").count(), 3);
+        assert_eq!(existing.matches("Type: AWS::Glue::Table").count(), 4);
         assert!(existing.contains(
             "          storage.location.template: !Sub \"s3://${LakeBucket}/events/event_type=page_view/dt=${!dt}/hour=${!hour}/\"\n"
         ));

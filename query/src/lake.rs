@@ -11,6 +11,20 @@
 //!
 //! The view `events` is `UNION ALL` of the envelope columns (plus `dt`, `hour`) of every table.
 //!
+//! Nested columns. An object field is a struct column, read with a dot, brackets or
+//! `get_field`: `context.country`, `context['country']`, `get_field(context, 'country')` (e.g.
+//! `SELECT context.country, count(*) FROM order_placed GROUP BY 1`). An array field is a list
+//! column: `items[1]['sku']` (1-based), `cardinality(items)`, and `unnest(items)` in the select
+//! list, one row per element, whose struct fields are again read with a dot:
+//!
+//! ```sql
+//! SELECT i.sku, sum(i.qty) FROM (SELECT unnest(items) AS i FROM order_placed) GROUP BY 1
+//! ```
+//!
+//! Athena's spelling of the same query, `FROM order_placed CROSS JOIN UNNEST(items) AS t(i)`, is
+//! a lateral join that DataFusion does not execute; it fails as [`QueryError::InvalidQuery`]
+//! naming the form above.
+//!
 //! Queries are read-only: DDL, DML (`INSERT`, `COPY`) and `SET` statements are refused, so
 //! `sluice query` can never change the lake.
 
@@ -46,7 +60,8 @@ pub enum QueryError {
     /// rename the event type.
     #[error("event type {event_type:?} cannot be a table: {reason}")]
     InvalidEventType { event_type: String, reason: String },
-    /// The SQL does not parse or plan (unknown table/column, syntax, not read-only): fix the query.
+    /// The SQL does not parse or plan (unknown table/column, syntax, not read-only, a construct
+    /// DataFusion does not implement): fix the query.
     #[error("invalid query: {0}")]
     InvalidQuery(Box<DataFusionError>),
     /// The query planned but failed while reading the lake (storage, corrupt or mismatched
@@ -158,7 +173,7 @@ impl QuerySession {
     pub async fn sql(&self, sql: &str) -> Result<QueryResult, QueryError> {
         let df = self.plan(sql).await?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let batches = df.collect().await.map_err(|e| QueryError::Execution(Box::new(e)))?;
+        let batches = df.collect().await.map_err(|e| execution_error(sql, e))?;
         Ok(QueryResult { schema, batches })
     }
 
@@ -172,13 +187,27 @@ impl QuerySession {
     /// footers (statistics); a query answered from statistics alone (e.g. a bare `count(*)`)
     /// scans no file and returns an empty list.
     pub async fn files_to_scan(&self, sql: &str) -> Result<Vec<String>, QueryError> {
-        let plan =
-            self.plan(sql).await?.create_physical_plan().await.map_err(|e| QueryError::Execution(Box::new(e)))?;
+        let plan = self.plan(sql).await?.create_physical_plan().await.map_err(|e| execution_error(sql, e))?;
         let mut files = Vec::new();
         collect_files(&plan, &mut files);
         files.sort();
         Ok(files)
     }
+}
+
+/// What to write instead of a lateral `CROSS JOIN UNNEST(...)`.
+const LATERAL_UNNEST_HINT: &str = "DataFusion cannot unnest a column of another table in the FROM clause (Athena's \
+     `FROM order_placed CROSS JOIN UNNEST(items) AS t(i)`); unnest in the select list instead, e.g. \
+     `SELECT i.sku, sum(i.qty) FROM (SELECT unnest(items) AS i FROM order_placed) GROUP BY 1`";
+
+/// The error of a query that planned: a construct DataFusion does not implement (found while
+/// building the physical plan) is the query's to fix, anything else a failure reading the lake.
+fn execution_error(sql: &str, e: DataFusionError) -> QueryError {
+    if !matches!(e.find_root(), DataFusionError::NotImplemented(_)) {
+        return QueryError::Execution(Box::new(e));
+    }
+    let lateral_unnest = sql.to_ascii_lowercase().contains("unnest") && e.to_string().contains("OuterReferenceColumn");
+    QueryError::InvalidQuery(Box::new(if lateral_unnest { e.context(LATERAL_UNNEST_HINT) } else { e }))
 }
 
 fn collect_files(plan: &Arc<dyn ExecutionPlan>, out: &mut Vec<String>) {
@@ -229,7 +258,7 @@ mod tests {
         let registry = Registry::builtin().unwrap();
         let lake = Lake::open(dir.path().to_str().unwrap(), &Default::default()).unwrap();
         let lake = QuerySession::open(&lake, &registry).await.unwrap();
-        assert_eq!(lake.tables(), ["api_call", "page_view", "purchase"]);
+        assert_eq!(lake.tables(), ["api_call", "order_placed", "page_view", "purchase"]);
         let result = lake.sql("SELECT count(*) AS n FROM events").await.unwrap();
         assert_eq!(result.num_rows(), 1);
         for sql in [
@@ -245,7 +274,7 @@ mod tests {
         // Read-only introspection stays available.
         let tables = lake.sql("SHOW TABLES").await.unwrap();
         let listed = tables.format(OutputFormat::Csv).unwrap();
-        for name in ["api_call", "page_view", "purchase", "events"] {
+        for name in ["api_call", "order_placed", "page_view", "purchase", "events"] {
             assert!(listed.contains(&format!(",{name},")), "{listed}");
         }
         let described = lake.sql("DESCRIBE page_view").await.unwrap();

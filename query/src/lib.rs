@@ -4,10 +4,14 @@
 //!
 //! - [`lake`]: [`QuerySession`] (a DataFusion session with one table per event type and the
 //!   `events` view, over a [`sluice_lake::Lake`]: every lake URL form the writer accepts) and
-//!   [`query`], the `sluice query` entry point.
-//! - [`format`]: `--format table|csv|json`.
-//! - [`athena`]: table definitions derived from the registry's Arrow schemas; [`athena_ddl`]
-//!   (`sluice athena-ddl`) and the Glue resources for template.yaml.
+//!   [`query`], the `sluice query` entry point. Struct fields read as `context.country`, lists
+//!   unnest in the select list:
+//!   `SELECT i.sku, sum(i.qty) FROM (SELECT unnest(items) AS i FROM order_placed) GROUP BY 1`
+//!   (see [`lake`] for every spelling).
+//! - [`format`]: `--format table|csv|json` (struct and list values as JSON in JSON and CSV).
+//! - [`athena`]: table definitions derived from the registry's Arrow schemas (nested columns as
+//!   `struct<...>` / `array<...>` Hive types); [`athena_ddl`] (`sluice athena-ddl`) and the Glue
+//!   resources for template.yaml.
 //! - [`template`]: the generated block of template.yaml (`cargo run -p sluice-query --bin gen-glue`).
 //!
 //! ```no_run

@@ -1,7 +1,8 @@
 //! `Registry::decode_stored` (the per-record hot path of the aggregator and lake-writer
 //! Lambdas): the fast path against the reference path (chrono + jsonschema), same run, same
-//! records, and the allocation-free `Registry::decode_stored_view` (the lake writer's hot path).
-//! Run: `cargo bench -p sluice-schemas --bench decode` (prints ns/event).
+//! records, and the allocation-free `Registry::decode_stored_view` (the lake writer's hot path),
+//! for the flat types and for `order_placed` (nested objects, an array of objects, a nullable
+//! string, a date-time). Run: `cargo bench -p sluice-schemas --bench decode` (prints ns/event).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::hint::black_box;
@@ -62,6 +63,30 @@ fn input(rng: &mut Lcg, i: usize) -> Value {
         ),
     };
     json!({"event_type": t, "schema_version": v, "occurred_at": occurred, "data": data})
+}
+
+/// Producer input of one `order_placed`: 1 to 4 line items, a coupon on one order in four, an
+/// app version for app orders, the placement time with an offset.
+fn order_input(rng: &mut Lcg, i: usize) -> Value {
+    let occurred = format!("2026-11-26T09:{:02}:{:02}.{:03}Z", rng.next() % 60, rng.next() % 60, rng.next() % 1000);
+    let channel = rng.pick(&["web", "ios", "android", "pos"]);
+    let mut context = json!({"country": rng.pick(&["DE", "US", "FR", "GB", "JP"]), "channel": channel});
+    if matches!(channel, "ios" | "android") {
+        context["app_version"] = json!(format!("5.{}.0", rng.next() % 4));
+    }
+    let lines = 1 + (rng.next() % 4) as usize;
+    let items: Vec<Value> = (0..lines)
+        .map(|_| {
+            json!({"sku": format!("SKU-{:05}", rng.next() % 5000), "qty": 1 + rng.next() % 3,
+                "unit_price": (rng.next() % 10_000) as f64 / 100.0})
+        })
+        .collect();
+    let coupon = if rng.next().is_multiple_of(4) { json!("SAVE10") } else { Value::Null };
+    let data = json!({"order_id": format!("o{i}"), "user_id": format!("u{}", rng.next() % 100_000),
+        "context": context, "items": items, "coupon": coupon,
+        "placed_at": format!("2026-11-26T10:{:02}:{:02}.250+01:00", rng.next() % 60, rng.next() % 60),
+        "total": (rng.next() % 100_000) as f64 / 100.0});
+    json!({"event_type": "order_placed", "schema_version": 1, "occurred_at": occurred, "data": data})
 }
 
 fn utc(s: &str) -> DateTime<Utc> {
@@ -125,15 +150,23 @@ fn main() {
         typical.len()
     );
 
-    let inputs: Vec<Value> = records.iter().map(|r| serde_json::from_slice(r).unwrap()).collect();
-    let rows: [(&str, &[Vec<u8>]); 2] = [("all types", &records), ("page_view", &typical)];
+    let orders: Vec<Vec<u8>> = (0..RECORDS)
+        .map(|i| serde_json::to_vec(&registry.validate(&order_input(&mut rng, i), &ctx).unwrap()).unwrap())
+        .collect();
+    for r in &orders {
+        assert_eq!(registry.decode_stored(r), registry.decode_stored_reference(r));
+    }
+    let order_len = orders.iter().map(Vec::len).sum::<usize>() as f64 / orders.len() as f64;
+    println!("  (order_placed: {} records, avg {order_len:.0} bytes)", orders.len());
+
+    let rows: [(&str, &[Vec<u8>]); 3] = [("all types", &records), ("page_view", &typical), ("order_placed", &orders)];
     for (label, set) in rows {
         let reference = ns_per_event(set, |r| registry.decode_stored_reference(r).is_ok());
         let fast = ns_per_event(set, |r| registry.decode_stored(r).is_ok());
         let mut values = sluice_schemas::ViewValues::default();
         let view = ns_per_event(set, |r| registry.decode_stored_view(r, &mut values).is_some());
         println!(
-            "  {label:<10} reference {reference:>7.0} ns/event   fast {fast:>7.0} ns/event   speed-up {:.1}x   \
+            "  {label:<12} reference {reference:>7.0} ns/event   fast {fast:>7.0} ns/event   speed-up {:.1}x   \
              view (no allocation) {view:>5.0} ns/event",
             reference / fast
         );
@@ -142,31 +175,36 @@ fn main() {
     let parse = ns_per_event(&records, |r| serde_json::from_slice::<Value>(r).is_ok());
     println!("  (floor: serde_json::from_slice::<Value> alone {parse:.0} ns/event)");
     // The ingest path shares the table: validate() on the same events (producer form).
-    let producer: Vec<Value> = inputs
-        .into_iter()
-        .map(|mut v| {
-            let o = v.as_object_mut().unwrap();
-            o.remove("received_at");
-            o.remove("producer");
-            v
-        })
-        .collect();
-    let bench_validate = |f: &dyn Fn(&Value) -> bool| {
+    let producer = |records: &[Vec<u8>]| -> Vec<Value> {
+        records
+            .iter()
+            .map(|r| {
+                let mut v: Value = serde_json::from_slice(r).unwrap();
+                let o = v.as_object_mut().unwrap();
+                o.remove("received_at");
+                o.remove("producer");
+                v
+            })
+            .collect()
+    };
+    let bench_validate = |inputs: &[Value], f: &dyn Fn(&Value) -> bool| {
         let mut best = f64::INFINITY;
         for _ in 0..ROUNDS {
             let start = Instant::now();
-            for v in &producer {
+            for v in inputs {
                 assert!(f(black_box(v)));
             }
-            best = best.min(start.elapsed().as_nanos() as f64 / producer.len() as f64);
+            best = best.min(start.elapsed().as_nanos() as f64 / inputs.len() as f64);
         }
         best
     };
-    let reference = bench_validate(&|v| registry.validate_reference(v, &ctx).is_ok());
-    let fast = bench_validate(&|v| registry.validate(v, &ctx).is_ok());
-    println!(
-        "validate (ingest, from a parsed Value): reference {reference:.0} ns/event   fast {fast:.0} ns/event   \
-         speed-up {:.1}x",
-        reference / fast
-    );
+    for (label, set) in [("flat types", producer(&records)), ("order_placed", producer(&orders))] {
+        let reference = bench_validate(&set, &|v| registry.validate_reference(v, &ctx).is_ok());
+        let fast = bench_validate(&set, &|v| registry.validate(v, &ctx).is_ok());
+        println!(
+            "validate {label:<12} (ingest, from a parsed Value): reference {reference:.0} ns/event   fast {fast:.0} \
+             ns/event   speed-up {:.1}x",
+            reference / fast
+        );
+    }
 }

@@ -4,15 +4,22 @@
 //! `<dir>/<event_type>/v<N>.json`, versions contiguous from `v1`. Each file is a JSON Schema
 //! (draft 2020-12) of the event's `data` object with these top-level sluice keywords:
 //! `x-sluice-event-type` (= directory name), `x-sluice-version` (= N), `x-sluice-dimensions`
-//! (array of field names), `x-sluice-measure` and `x-sluice-identity` (a field name each, optional).
+//! (array of field paths), `x-sluice-measure` and `x-sluice-identity` (a field path each,
+//! optional). A field path is `name`, `object/name` or a JSON pointer `/object/name`
+//! ([`FieldPath`]).
 //!
 //! Loading enforces what the rest of the pipeline relies on:
-//! - the schema is `type: object` with `additionalProperties: false`, so every accepted field has
-//!   a typed lake column;
-//! - every property has one scalar `type` (string, integer, number, boolean) and a lowercase
-//!   snake_case name that is not an envelope column;
+//! - `data` and every nested object are `type: object` with `additionalProperties: false`, so
+//!   every accepted field has a typed lake column;
+//! - every property has one `type`: a scalar (string, integer, number, boolean; a string with
+//!   `"format": "date-time"` is a [`FieldKind::Timestamp`]), optionally with `"null"`
+//!   (`["string", "null"]`), an object, or an array of scalars or objects (not of arrays), at
+//!   most [`MAX_DEPTH`] levels deep; names are lowercase snake_case, and no top-level name is an
+//!   envelope column;
 //! - dimensions are required string/integer fields, the measure a required number/integer field,
-//!   the identity a required string/integer field, so every valid event has all of them;
+//!   the identity a required string/integer field, none nullable, none inside or on an array,
+//!   every object on the way required, so every valid event has all of them; dimensions'
+//!   last names are distinct (queries group by them);
 //! - the measure's bounds lie within ±[`MEASURE_LIMIT`]; a bound the schema does not declare is
 //!   added to the compiled document (and so to what `GET /v1/schemas` serves), so every sum of
 //!   measures is exact (see the aggregators' `SumMicros`).
@@ -109,6 +116,13 @@ impl FieldKind {
             FieldKind::Object => "object",
             FieldKind::Array => "array",
         }
+    }
+
+    /// `a string`, `an integer`, ... for messages.
+    pub fn with_article(self) -> String {
+        let article =
+            if matches!(self, FieldKind::Integer | FieldKind::Object | FieldKind::Array) { "an" } else { "a" };
+        format!("{article} {self}")
     }
 
     /// Whether the kind holds one value (not an object or an array).
@@ -642,29 +656,35 @@ fn resolve_role(fields: &[FieldDef], keyword: &str, text: &str, kinds: &[FieldKi
     for (i, segment) in path.segments().iter().enumerate() {
         walked.push(segment.as_str());
         let here = walked.join("/");
+        // `field `a/b`: `a` ...` for a parent on the way, `field `a/b` ...` for the field itself.
+        let subject = if i + 1 == path.segments().len() { format!("`{path}`") } else { format!("`{path}`: `{here}`") };
         let Some(def) = level.iter().find(|f| &f.name == segment) else {
-            return Err(format!("\"{keyword}\" names `{path}`, but `{here}` is not in \"properties\""));
+            return Err(format!("\"{keyword}\" names {subject}, which is not in \"properties\""));
         };
         if def.kind == FieldKind::Array {
-            return Err(format!("\"{keyword}\" field `{path}`: `{here}` is an array, and an array cannot be {role}"));
+            return Err(format!("\"{keyword}\" field {subject} is an array, and an array cannot be {role}"));
+        }
+        if i + 1 == path.segments().len() && !kinds.contains(&def.kind) {
+            let allowed: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+            return Err(format!(
+                "\"{keyword}\" field `{path}` is {}, it must be {}",
+                def.kind.with_article(),
+                allowed.join(" or ")
+            ));
         }
         if !def.required {
-            return Err(format!("\"{keyword}\" field `{path}`: `{here}` must be listed in \"required\""));
+            return Err(format!("\"{keyword}\" field {subject} must be listed in \"required\""));
         }
         if def.nullable {
-            return Err(format!("\"{keyword}\" field `{path}`: `{here}` must not be nullable"));
+            return Err(format!("\"{keyword}\" field {subject} must not be nullable"));
         }
         if i + 1 < path.segments().len() && def.kind != FieldKind::Object {
-            return Err(format!("\"{keyword}\" names `{path}`, but `{here}` is a {}, not an object", def.kind));
+            return Err(format!("\"{keyword}\" field {subject} is {}, not an object", def.kind.with_article()));
         }
         level = &def.fields;
         found = Some(def);
     }
-    let def = found.ok_or_else(|| format!("\"{keyword}\": `{text}` is not a field path"))?;
-    if !kinds.contains(&def.kind) {
-        let allowed: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
-        return Err(format!("\"{keyword}\" field `{path}` is a {}, it must be {}", def.kind, allowed.join(" or ")));
-    }
+    found.ok_or_else(|| format!("\"{keyword}\": `{text}` is not a field path"))?;
     Ok(path)
 }
 

@@ -415,13 +415,11 @@ fn data_violations(schema: &SchemaVersion, data: &Value, path: Path) -> Vec<Viol
 /// has no other violation.
 fn out_of_range_integers(def: &FieldDef, value: &Value, pointer: &mut String, out: &mut Vec<Violation>) {
     match (def.kind, value) {
-        (FieldKind::Integer, Value::Number(n)) if as_i64(n).is_none() => {
-            if !out.iter().any(|v| v.pointer == *pointer) {
-                out.push(Violation::new(
-                    pointer.clone(),
-                    format!("must be an integer between {} and {}", i64::MIN, i64::MAX),
-                ));
-            }
+        (FieldKind::Integer, Value::Number(n)) if as_i64(n).is_none() && !out.iter().any(|v| v.pointer == *pointer) => {
+            out.push(Violation::new(
+                pointer.clone(),
+                format!("must be an integer between {} and {}", i64::MIN, i64::MAX),
+            ));
         }
         (FieldKind::Object, Value::Object(map)) => fields_out_of_range(&def.fields, map, pointer, out),
         (FieldKind::Array, Value::Array(values)) => {
@@ -471,10 +469,12 @@ fn push_schema_error(
             return;
         }
         ValidationErrorKind::Type { kind } => {
-            let types: Vec<&str> = match kind {
+            let mut types: Vec<&str> = match kind {
                 TypeKind::Single(t) => vec![a_json_type(*t)],
                 TypeKind::Multiple(set) => set.iter().map(a_json_type).collect(),
             };
+            // "a string or null": null last.
+            types.sort_by_key(|t| *t == "null");
             mistyped.push(at.clone());
             format!("must be {}", types.join(" or "))
         }

@@ -13,9 +13,15 @@
 //! `read_json` -> `COPY ... (FORMAT parquet)`, when `$SLUICE_PYTHON` (default `python3`) has
 //! pyarrow and duckdb.
 //!
-//! Options (after `--`): `--batches N` (default 16), `--rounds R` (measured passes of each
-//! path, best counts; default 20), `--peer-rounds R` (passes of each peer, best counts; default
-//! 3), `--seed S`, `--profile-rounds N` (extra unmeasured passes first, for `perf record`).
+//! The nested case: batches of `order_placed` events only (objects, an array of line items, a
+//! nullable coupon, a date-time; `tests/it/orders.rs`), which take `Registry::decode_stored` ->
+//! `RowsBuilder::append` and write struct and list columns. Its rounds are interleaved with the
+//! flat ones (the same machine load), and the same peers run on the same nested batches.
+//!
+//! Options (after `--`): `--batches N` (default 16), `--nested-batches N` (default 4; 0: no
+//! nested case), `--rounds R` (measured passes of each path, best counts; default 20),
+//! `--peer-rounds R` (passes of each peer, best counts; default 3), `--seed S`,
+//! `--profile-rounds N` (extra unmeasured passes first, for `perf record`).
 //!
 //! Why the best round: shared (virtual) machines' speed drifts by ±30% over
 //! seconds to minutes (other tenants). The best of many rounds estimates what the code does on
@@ -34,8 +40,11 @@ use sluice_schemas::{Registry, ViewValues};
 use sluice_sinks::prepare::group_payload_fused;
 use sluice_sinks::{LakeTables, group_payload, prepare_payload};
 use sluice_stream::kinesis_input::{KinesisBatch, KinesisInput};
-use sluice_testkit::generate::{GenConfig, Generator, kinesis_batch};
+use sluice_testkit::generate::{GenConfig, Generator, kinesis_batch, kinesis_event, record_bytes};
 use sluice_testkit::measure::{memory_bytes, thread_cpu_seconds};
+
+#[path = "../tests/it/orders.rs"]
+mod orders;
 
 const BATCH_BYTES: usize = 6 * 1024 * 1024;
 const GOAL_EVENTS_PER_CORE: f64 = 600_000.0;
@@ -79,6 +88,8 @@ fn main() {
     }
     std::fs::write(work.path().join("events.ndjson"), &ndjson).unwrap();
     let total_input: usize = inputs.iter().map(Vec::len).sum();
+    let nested_dir = work.path().join("nested");
+    let nested_inputs = nested_batches(&nested_dir, opt("--nested-batches", 4) as usize, seed, first_seq);
 
     // Warm-up (first-touch allocations, zstd contexts), then the measured pass.
     let _ = prepare_payload(&tables, &inputs[0]).unwrap();
@@ -97,14 +108,22 @@ fn main() {
     // until it has run MIN_ROUND_SECS, so a tick is at most ~1% of it. Rates are events per
     // CPU-second; the part timings (wall) are per event.
     const MIN_ROUND_SECS: f64 = 0.4;
-    // Rounds alternate between the Lambda's path (the headline: `group_payload`, i.e.
-    // `KinesisBatch::parse`, then `group_records`, then encode) and the fused path
-    // (`group_payload_fused`: each record decoded inside `KinesisBatch::parse_with`), so both see
-    // the same machine load.
+    // Rounds rotate between the Lambda's path (the headline: `group_payload`, i.e.
+    // `KinesisBatch::parse`, then `group_records`, then encode), the fused path
+    // (`group_payload_fused`: each record decoded inside `KinesisBatch::parse_with`) and the
+    // Lambda's path on the nested batches, so all see the same machine load.
     let mut two_pass = Timing { wall_s: f64::MAX, ..Timing::default() };
     let mut fused = Timing { wall_s: f64::MAX, ..Timing::default() };
-    for round in 0..2 * rounds {
-        let is_fused = round % 2 == 1;
+    let mut nested = Timing { wall_s: f64::MAX, ..Timing::default() };
+    let (mut nested_events, mut nested_parquet_bytes) = (0usize, 0usize);
+    let paths = if nested_inputs.is_empty() { 2 } else { 3 };
+    for round in 0..paths * rounds {
+        if round % paths == 2 {
+            let (n, bytes) = nested_round(&tables, &nested_inputs, &mut nested, MIN_ROUND_SECS);
+            (nested_events, nested_parquet_bytes) = (n, bytes);
+            continue;
+        }
+        let is_fused = round % paths == 1;
         let (mut round_group, mut round_encode) = (0.0f64, 0.0f64);
         let mut round_n = 0usize;
         let cpu_start = thread_cpu_seconds();
@@ -141,6 +160,19 @@ fn main() {
             timing.parts = parts;
         }
     }
+    let nested_summary = (!nested_inputs.is_empty()).then(|| {
+        let [_, group_s, encode_s] = nested.parts;
+        let (cpu_s, median_s, wall_s) = nested.best_median_wall();
+        NestedSummary {
+            events: nested_events,
+            cpu_s,
+            median_s,
+            wall_s,
+            group_s,
+            encode_s,
+            parquet_bytes: nested_parquet_bytes,
+        }
+    });
     let [_, group_s, encode_s] = two_pass.parts;
     let [_, fused_group_s, fused_encode_s] = fused.parts;
     let round_rates: Vec<f64> = two_pass.cpu.iter().map(|s| events as f64 / s).collect();
@@ -228,6 +260,25 @@ fn main() {
         ],
     );
 
+    let nested_peers = nested_summary.as_ref().map(|_| {
+        let py = run_peer(
+            &python,
+            &peers.join("lake_python_lambda.py"),
+            &[nested_dir.to_str().unwrap(), "--rounds", &peer_rounds],
+        );
+        let duck = run_peer(
+            &python,
+            &peers.join("lake_duckdb.py"),
+            &[
+                nested_dir.join("events.ndjson").to_str().unwrap(),
+                nested_dir.join("duck-out").to_str().unwrap(),
+                "--rounds",
+                &peer_rounds,
+            ],
+        );
+        (py, duck)
+    });
+
     let mb = |b: f64| b / (1024.0 * 1024.0);
     let per_event_ns = |secs: f64| secs * 1e9 / events as f64;
     println!("sluice lake writer benchmark");
@@ -284,6 +335,24 @@ fn main() {
     );
     report_peer("python json+pyarrow Lambda", &py_lambda, rust_rate, rust_median);
     report_peer("duckdb read_json -> COPY parquet (1 thread)", &duck, rust_rate, rust_median);
+    if let (Some(n), Some((nested_py, nested_duck))) = (&nested_summary, &nested_peers) {
+        let (rate, median) = (n.events as f64 / n.cpu_s, n.events as f64 / n.median_s);
+        let per_event_ns = |secs: f64| secs * 1e9 / n.events as f64;
+        println!(
+            "  nested (order_placed only, {} batches, {} events; rounds interleaved with the above): {rate:.0} events/s per core \
+             (best of {rounds} rounds: CPU time {:.3}s, wall {:.3}s; median round {median:.0} events/s); per event: \
+             payload -> decode + validate + Arrow {:.0} ns, Parquet encode {:.0} ns; {:.1} Parquet bytes/event",
+            nested_inputs.len(),
+            n.events,
+            n.cpu_s,
+            n.wall_s,
+            per_event_ns(n.group_s),
+            per_event_ns(n.encode_s),
+            n.parquet_bytes as f64 / n.events as f64
+        );
+        report_peer("  nested: python json+pyarrow Lambda", nested_py, rate, median);
+        report_peer("  nested: duckdb read_json -> COPY parquet (1 thread)", nested_duck, rate, median);
+    }
     let summary = json!({
         "events": events,
         "batches": batches,
@@ -310,8 +379,102 @@ fn main() {
         },
         "python_lambda": py_lambda,
         "duckdb": duck,
+        "nested": nested_summary.as_ref().map(|n| json!({
+            "events": n.events,
+            "events_per_s_per_core": n.events as f64 / n.cpu_s,
+            "events_per_s_per_core_median": n.events as f64 / n.median_s,
+            "cpu_s": n.cpu_s,
+            "wall_s": n.wall_s,
+            "group_s": n.group_s,
+            "encode_s": n.encode_s,
+            "parquet_bytes_per_event": n.parquet_bytes as f64 / n.events as f64,
+            "python_lambda": nested_peers.as_ref().and_then(|p| p.0.clone()),
+            "duckdb": nested_peers.as_ref().and_then(|p| p.1.clone()),
+        })),
     });
     println!("{summary}");
+}
+
+/// Writes `count` Kinesis batches of `order_placed` events (about [`BATCH_BYTES`] or 10,000
+/// records each, sequence counters from `first_seq`) to `dir` as `batch-*.json`, their events as
+/// `events.ndjson` (the peers' input), and returns the batches' bytes.
+fn nested_batches(dir: &Path, count: usize, seed: u64, mut first_seq: u64) -> Vec<Vec<u8>> {
+    std::fs::create_dir_all(dir).unwrap();
+    let received_at = GenConfig::default().start + chrono::TimeDelta::hours(2);
+    let mut ndjson = Vec::new();
+    let mut inputs = Vec::new();
+    for i in 0..count {
+        let mut payloads = Vec::new();
+        let mut size = 0;
+        // Each call's events span the two hours before `received_at` (two hour partitions).
+        for event in orders::order_events(seed + i as u64, 10_000, received_at, chrono::TimeDelta::hours(2)) {
+            let bytes = record_bytes(&event);
+            // A Kinesis record is its data base64-encoded plus ~250 bytes of envelope.
+            size += bytes.len() * 4 / 3 + 250;
+            if size > BATCH_BYTES {
+                break;
+            }
+            serde_json::to_writer(&mut ndjson, &event).unwrap();
+            ndjson.push(b'\n');
+            payloads.push(bytes);
+        }
+        let records = payloads.len() as u64;
+        let event = kinesis_event("shardId-000000000000", first_seq, payloads, received_at);
+        first_seq += records;
+        let bytes = serde_json::to_vec(&event).unwrap();
+        std::fs::write(dir.join(format!("batch-{i:03}.json")), &bytes).unwrap();
+        inputs.push(bytes);
+    }
+    if count > 0 {
+        std::fs::write(dir.join("events.ndjson"), &ndjson).unwrap();
+    }
+    inputs
+}
+
+/// One measured round of the Lambda's path over the nested batches (repeated until it has run
+/// `min_secs` of CPU time), recorded in `timing`; returns (events, Parquet bytes) per pass.
+fn nested_round(tables: &LakeTables, inputs: &[Vec<u8>], timing: &mut Timing, min_secs: f64) -> (usize, usize) {
+    let (mut round_group, mut round_encode, mut round_n) = (0.0f64, 0.0f64, 0usize);
+    let cpu_start = thread_cpu_seconds();
+    let wall = Instant::now();
+    let (events, parquet_bytes) = loop {
+        let (mut events, mut parquet_bytes) = (0, 0);
+        for input in inputs {
+            let t = Instant::now();
+            let grouped = group_payload(tables, input).unwrap();
+            round_group += t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let (prepared, failed) = grouped.encode();
+            round_encode += t.elapsed().as_secs_f64();
+            assert!(failed.is_empty() && prepared.invalid.is_empty(), "{:?}", prepared.invalid.first());
+            events += prepared.records;
+            parquet_bytes += prepared.files.iter().map(|f| f.bytes.len()).sum::<usize>();
+        }
+        round_n += events;
+        if thread_cpu_seconds() - cpu_start >= min_secs {
+            break (events, parquet_bytes);
+        }
+    };
+    let per_pass = events as f64 / round_n as f64;
+    timing.wall_s = timing.wall_s.min(wall.elapsed().as_secs_f64() * per_pass);
+    timing.cpu.push((thread_cpu_seconds() - cpu_start).max(1e-9) * per_pass);
+    let parts = [0.0, round_group * per_pass, round_encode * per_pass];
+    if timing.parts.iter().sum::<f64>() == 0.0 || parts.iter().sum::<f64>() < timing.parts.iter().sum::<f64>() {
+        timing.parts = parts;
+    }
+    (events, parquet_bytes)
+}
+
+/// The nested case's figures: events and Parquet bytes per pass, best and median CPU seconds,
+/// best wall seconds, and the parts (group, encode) of the best round.
+struct NestedSummary {
+    events: usize,
+    cpu_s: f64,
+    median_s: f64,
+    wall_s: f64,
+    group_s: f64,
+    encode_s: f64,
+    parquet_bytes: usize,
 }
 
 /// The rounds of one path: CPU seconds per pass, best wall seconds per pass, and the parts

@@ -1,7 +1,7 @@
 //! Arrow -> Parquet bytes with the lake's writer settings (pure, in memory).
 //!
-//! Settings ([`writer_properties`]): each column is written as its [`ColumnLayout`] says; row
-//! groups of at most [`MAX_ROW_GROUP_ROWS`] rows (a lake-writer file is one row group;
+//! Settings ([`writer_properties`]): each leaf column is written as its [`ColumnLayout`] says;
+//! row groups of at most [`MAX_ROW_GROUP_ROWS`] rows (a lake-writer file is one row group;
 //! compaction output gets ~1M-row groups, the size Athena/Trino and DuckDB parallelise well over);
 //! page-level statistics on every column, which also writes the page index (column index +
 //! offset index) so readers prune pages on `occurred_at` and the dimensions; timestamps as
@@ -27,24 +27,38 @@
 //!   the two timestamps and `schema_version`, `DELTA_BYTE_ARRAY` for `sequence_number` (56-digit
 //!   numbers sharing long prefixes); zstd takes little more off them.
 //!
+//! Nested data (objects as Parquet groups, arrays as `LIST`s) is laid out leaf by leaf, each
+//! leaf keyed by its Parquet column path: `context.country` inside an object,
+//! `items.list.element.sku` inside an array of objects ([`column_layouts`]). The same rules
+//! apply at every depth, so a nested leaf is written as a top-level column of its kind would be:
+//! - a dimension is a column path (`context/country` is `context.country`; a dimension never
+//!   sits inside an array) and is dictionary-encoded like a top-level dimension;
+//! - a date-time leaf (`placed_at`, or one inside an object or array) is delta-encoded like
+//!   `occurred_at`, uncompressed: the event times of one file lie close together, so each is
+//!   stored as a bit-packed difference from the previous one instead of 8 bytes;
+//! - every other leaf (strings such as `sku`, integers such as `qty`, numbers) is PLAIN + zstd,
+//!   as top-level data fields are; their repetition and definition levels (RLE) are compressed
+//!   with them.
+//!
 //! Why skipping zstd matters for small columns: each compressed column chunk costs a zstd
 //! compressor and decompressor (parquet-rs creates both per column writer), and creating one
 //! runs `cpuid` three times, which traps to the hypervisor on a virtual machine (Lambda's
 //! Firecracker included), a fixed cost per compressed column per file. Every encoding here is
 //! read by Athena (Trino), DuckDB, DataFusion and pyarrow (the pyarrow/DuckDB read-back test
-//! covers the last two). Compaction may re-encode with dictionaries and compress every column.
+//! covers the last two, nested columns included). Compaction may re-encode with dictionaries
+//! and compress every column.
 
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
-use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
+use parquet::basic::{Compression, Encoding, LogicalType, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
-use parquet::schema::types::ColumnPath;
+use parquet::schema::types::{ColumnDescriptor, ColumnPath};
 
 /// Upper bound of rows per row group.
 pub const MAX_ROW_GROUP_ROWS: usize = 1 << 20;
@@ -81,7 +95,8 @@ pub enum ColumnLayout {
 }
 
 impl ColumnLayout {
-    /// The layout of `column` in a table whose dimension columns are `dimensions`.
+    /// The layout of `column` (a top-level column's name, or a nested leaf's dotted Parquet
+    /// path) in a table whose dimension columns are `dimensions`, by name alone.
     pub fn of(column: &str, dimensions: &[impl AsRef<str>]) -> Self {
         let named = |columns: &[(&str, Encoding)]| columns.iter().find(|(name, _)| *name == column).map(|(_, e)| *e);
         if let Some(encoding) = named(DELTA_COLUMNS) {
@@ -92,6 +107,30 @@ impl ColumnLayout {
             ColumnLayout::Zstd(named(ZSTD_DELTA_COLUMNS).unwrap_or(Encoding::PLAIN))
         }
     }
+
+    /// The layout of the Parquet leaf column `leaf` (at any depth) in a table whose dimension
+    /// columns are `dimensions`: [`ColumnLayout::of`] its path, except that a timestamp the
+    /// names leave at the default is `DELTA_BINARY_PACKED`, as `occurred_at` is.
+    pub fn of_leaf(leaf: &ColumnDescriptor, dimensions: &[impl AsRef<str>]) -> Self {
+        match ColumnLayout::of(&leaf.path().string(), dimensions) {
+            ColumnLayout::Zstd(Encoding::PLAIN)
+                if matches!(leaf.logical_type_ref(), Some(LogicalType::Timestamp(_))) =>
+            {
+                ColumnLayout::Delta(Encoding::DELTA_BINARY_PACKED)
+            }
+            layout => layout,
+        }
+    }
+}
+
+/// Every leaf column of `schema`'s Parquet form, in file order, with its layout in a table
+/// whose dimension columns are `dimensions` (what [`writer_properties`] sets).
+pub fn column_layouts(
+    schema: &SchemaRef,
+    dimensions: &[impl AsRef<str>],
+) -> Result<Vec<(ColumnPath, ColumnLayout)>, EncodeError> {
+    let parquet = ArrowSchemaConverter::new().convert(schema)?;
+    Ok(parquet.columns().iter().map(|leaf| (leaf.path().clone(), ColumnLayout::of_leaf(leaf, dimensions))).collect())
 }
 
 /// Why a batch could not be encoded. A bug or resource problem, never the data's fault: the
@@ -100,9 +139,13 @@ impl ColumnLayout {
 #[error("parquet encoding failed: {0}")]
 pub struct EncodeError(#[from] ParquetError);
 
-/// The lake's Parquet writer properties for a table whose dimension columns are `dimensions`,
-/// plus `metadata` as file key-value metadata.
-pub fn writer_properties(metadata: &[(&str, String)], dimensions: &[impl AsRef<str>]) -> WriterProperties {
+/// The lake's Parquet writer properties for `schema`, a table whose dimension columns are
+/// `dimensions`, plus `metadata` as file key-value metadata.
+pub fn writer_properties(
+    schema: &SchemaRef,
+    metadata: &[(&str, String)],
+    dimensions: &[impl AsRef<str>],
+) -> Result<WriterProperties, EncodeError> {
     let zstd = ZstdLevel::try_new(ZSTD_LEVEL).unwrap_or_default();
     let mut builder = WriterProperties::builder()
         .set_writer_version(WriterVersion::PARQUET_1_0)
@@ -112,13 +155,8 @@ pub fn writer_properties(metadata: &[(&str, String)], dimensions: &[impl AsRef<s
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_statistics_truncate_length(Some(64))
         .set_dictionary_enabled(false);
-    let named = (DELTA_COLUMNS.iter().chain(ZSTD_DELTA_COLUMNS))
-        .map(|(name, _)| *name)
-        .chain(DICTIONARY_COLUMNS.iter().copied());
-    for column in named.chain(dimensions.iter().map(AsRef::as_ref)) {
-        // A nested column's path is its dotted name (`context.country`; names hold no dots).
-        let path = ColumnPath::new(column.split('.').map(str::to_owned).collect());
-        builder = match ColumnLayout::of(column, dimensions) {
+    for (path, layout) in column_layouts(schema, dimensions)? {
+        builder = match layout {
             ColumnLayout::Zstd(Encoding::PLAIN) => builder,
             ColumnLayout::Zstd(encoding) => builder.set_column_encoding(path, encoding),
             ColumnLayout::Dictionary => builder
@@ -134,7 +172,7 @@ pub fn writer_properties(metadata: &[(&str, String)], dimensions: &[impl AsRef<s
             metadata.iter().map(|(k, v)| KeyValue::new((*k).to_owned(), v.clone())).collect(),
         ));
     }
-    builder.build()
+    Ok(builder.build())
 }
 
 /// Encodes `batches` (all of `schema`, a table whose dimension columns are `dimensions`) into one
@@ -183,7 +221,7 @@ impl ParquetEncoder {
         dimensions: &[impl AsRef<str>],
         capacity: usize,
     ) -> Result<Self, EncodeError> {
-        let properties = writer_properties(metadata, dimensions);
+        let properties = writer_properties(schema, metadata, dimensions)?;
         let writer = ArrowWriter::try_new(Vec::with_capacity(capacity), Arc::clone(schema), Some(properties))?;
         Ok(Self { writer })
     }
@@ -307,6 +345,50 @@ mod tests {
             })
             .collect();
         assert_eq!(read, values);
+    }
+
+    #[test]
+    fn nested_leaves_are_laid_out_by_path_and_type() {
+        let ts = || DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        let line = vec![Field::new("sku", DataType::Utf8, false), Field::new("shipped_at", ts(), true)];
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("occurred_at", ts(), false),
+            Field::new(
+                "context",
+                DataType::Struct(
+                    vec![Field::new("country", DataType::Utf8, false), Field::new("app_version", DataType::Utf8, true)]
+                        .into(),
+                ),
+                false,
+            ),
+            Field::new(
+                "items",
+                DataType::List(Arc::new(Field::new("element", DataType::Struct(line.into()), false))),
+                false,
+            ),
+            Field::new("scores", DataType::List(Arc::new(Field::new("element", DataType::Int64, true))), true),
+            Field::new("placed_at", ts(), false),
+            Field::new("country", DataType::Utf8, false),
+        ]));
+        let layouts: Vec<(String, ColumnLayout)> = column_layouts(&schema, &["context.country"])
+            .unwrap()
+            .into_iter()
+            .map(|(path, layout)| (path.string(), layout))
+            .collect();
+        let delta = ColumnLayout::Delta(Encoding::DELTA_BINARY_PACKED);
+        let zstd = ColumnLayout::Zstd(Encoding::PLAIN);
+        let want = [
+            ("occurred_at", delta),
+            ("context.country", ColumnLayout::Dictionary),
+            ("context.app_version", zstd),
+            ("items.list.element.sku", zstd),
+            ("items.list.element.shipped_at", delta),
+            ("scores.list.element", zstd),
+            ("placed_at", delta),
+            // Not a dimension here: only `context.country` is.
+            ("country", zstd),
+        ];
+        assert_eq!(layouts, want.map(|(p, l)| (p.to_owned(), l)));
     }
 
     #[test]

@@ -1,16 +1,18 @@
 //! Deterministic (seeded) generator of valid sluice events, Kinesis-shaped batches of them, and
 //! the exact ground truth of their aggregates (computed independently of sluice-aggregators).
 //!
-//! Default mix: 60% `page_view` (90% v2, 10% v1), 25% `api_call`, 15% `purchase`; 20,000
-//! users with a skewed (Zipf-like) activity; 12 countries (skewed), 4 devices, 8 routes, a
-//! realistic status mix; log-normal durations, latencies and amounts; event time advancing at
-//! `events_per_second` from `start`; 1% of events received 10 minutes late. Same seed, same
-//! events (for a given `rand` version).
+//! Default mix: 60% `page_view` (90% v2, 10% v1), 25% `api_call`, 15% `purchase`, and no
+//! `order_placed` (the nested type: give it a weight in [`GenConfig::mix`]; a zero weight draws
+//! nothing, so the seeded streams of the flat types do not change); 20,000 users with a skewed
+//! (Zipf-like) activity; 12 countries (skewed), 4 devices, 8 routes, a realistic status mix;
+//! log-normal durations, latencies, amounts and line-item counts; skewed SKUs; event time
+//! advancing at `events_per_second` from `start`; 1% of events received 10 minutes late. Same
+//! seed, same events (for a given `rand` version).
 
 use std::collections::{BTreeMap, HashSet};
 
 use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
-use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
+use chrono::{DateTime, SecondsFormat, SubsecRound, TimeDelta, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value, json};
@@ -24,8 +26,8 @@ pub struct GenConfig {
     pub start: DateTime<Utc>,
     /// Event-time rate: event `i` occurs near `start + i / events_per_second`.
     pub events_per_second: f64,
-    /// Relative weights of page_view, api_call, purchase.
-    pub mix: [u32; 3],
+    /// Relative weights of page_view, api_call, purchase, order_placed.
+    pub mix: [u32; 4],
     /// Number of distinct users / API clients.
     pub users: u32,
     /// Fraction of events received `late_delay` after they occurred (else 20-500 ms).
@@ -41,7 +43,7 @@ impl Default for GenConfig {
             seed: 42,
             start: DateTime::from_timestamp(1_767_225_600, 0).unwrap_or_default(), // 2026-01-01
             events_per_second: 2_000.0,
-            mix: [60, 25, 15],
+            mix: [60, 25, 15, 0],
             users: 20_000,
             late_fraction: 0.01,
             late_delay: TimeDelta::minutes(10),
@@ -77,6 +79,11 @@ const ROUTES: &[(&str, u32)] = &[
 ];
 const STATUSES: &[(i64, u32)] = &[(200, 85), (201, 4), (204, 2), (400, 3), (401, 1), (404, 3), (429, 1), (500, 1)];
 const PAGES: &[&str] = &["/", "/search", "/items", "/item", "/cart", "/checkout", "/account"];
+const CHANNELS: &[(&str, u32)] = &[("web", 50), ("ios", 20), ("android", 20), ("pos", 10)];
+const QUANTITIES: &[(i64, u32)] = &[(1, 60), (2, 25), (3, 10), (5, 4), (12, 1)];
+const COUPONS: &[(&str, u32)] = &[("SAVE10", 5), ("WELCOME", 3), ("SPRING24", 2)];
+/// Distinct SKUs of `order_placed` items (skewed: low numbers sell most).
+const SKUS: u32 = 5_000;
 
 fn pick<T: Copy>(rng: &mut StdRng, items: &[(T, u32)]) -> T {
     let total: u32 = items.iter().map(|(_, w)| *w).sum();
@@ -141,7 +148,8 @@ impl Generator {
             TimeDelta::milliseconds(self.rng.random_range(20..500))
         };
         let received_at = (occurred_at + delay).trunc_subsecs(6);
-        let kind = pick(&mut self.rng, &[(0u8, self.cfg.mix[0]), (1, self.cfg.mix[1]), (2, self.cfg.mix[2])]);
+        let weights = self.cfg.mix;
+        let kind = pick(&mut self.rng, &[(0u8, weights[0]), (1, weights[1]), (2, weights[2]), (3, weights[3])]);
         let country_item = {
             let items: Vec<((&str, &str), u32)> = COUNTRIES.iter().map(|(c, w, cur)| ((*c, *cur), *w)).collect();
             pick(&mut self.rng, &items)
@@ -176,7 +184,7 @@ impl Generator {
                 });
                 ("api_call", 1, data)
             }
-            _ => {
+            2 => {
                 let user = self.user();
                 let data = json!({
                     "user_id": user,
@@ -187,6 +195,7 @@ impl Generator {
                 });
                 ("purchase", 1, data)
             }
+            _ => ("order_placed", 1, self.order(occurred_at, country_item.0)),
         };
         let id_bytes: [u8; 16] = self.rng.random();
         let event_id = uuid::Builder::from_random_bytes(id_bytes).into_uuid().to_string();
@@ -203,6 +212,40 @@ impl Generator {
             producer: self.cfg.producer.clone(),
             data,
         }
+    }
+
+    /// The data of an `order_placed` placed in `country` shortly before `occurred_at`.
+    fn order(&mut self, occurred_at: DateTime<Utc>, country: &str) -> Value {
+        let user = self.user();
+        let channel = pick(&mut self.rng, CHANNELS);
+        let mut context = json!({"country": country, "channel": channel});
+        if matches!(channel, "ios" | "android") {
+            context["app_version"] =
+                json!(format!("5.{}.{}", self.rng.random_range(0..4), self.rng.random_range(0..10)));
+        }
+        let lines = 1 + (lognormal(&mut self.rng, 0.3, 0.9) as usize).min(99);
+        let mut total = 0.0;
+        let items: Vec<Value> = (0..lines)
+            .map(|_| {
+                let u: f64 = self.rng.random();
+                let sku = ((u * u * u) * f64::from(SKUS)) as u32;
+                let qty = pick(&mut self.rng, QUANTITIES);
+                let unit_price = round_to(lognormal(&mut self.rng, 2.5, 1.0).min(100_000.0), 2);
+                total += qty as f64 * unit_price;
+                json!({"sku": format!("SKU-{sku:05}"), "qty": qty, "unit_price": unit_price})
+            })
+            .collect();
+        let coupon = if self.rng.random_bool(0.2) { json!(pick(&mut self.rng, COUPONS)) } else { Value::Null };
+        let placed_at = occurred_at - TimeDelta::milliseconds(self.rng.random_range(0..2_000));
+        json!({
+            "order_id": format!("o{:010}", self.rng.random::<u32>()),
+            "user_id": user,
+            "context": context,
+            "items": items,
+            "coupon": coupon,
+            "placed_at": placed_at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+            "total": round_to(total, 2),
+        })
     }
 
     /// The next `n` events.
@@ -431,6 +474,26 @@ mod tests {
         }
         let pv = a.iter().filter(|e| e.event_type == "page_view").count();
         assert!((1000..1400).contains(&pv), "{pv}");
+        assert!(a.iter().all(|e| e.event_type != "order_placed"), "order_placed has weight 0 by default");
+    }
+
+    #[test]
+    fn orders_are_valid_nested_events() {
+        let registry = Registry::builtin().unwrap();
+        let config = GenConfig { mix: [0, 0, 0, 1], ..GenConfig::default() };
+        let orders = Generator::new(config).take(2000);
+        let mut lines = 0;
+        let mut coupons = 0;
+        for e in &orders {
+            assert_eq!(e.event_type, "order_placed");
+            let bytes = record_bytes(e);
+            let back = registry.decode_stored(&bytes).unwrap_or_else(|r| panic!("{r}: {e:?}"));
+            assert_eq!(&back, e, "generated in the stored form");
+            lines += e.data["items"].as_array().map_or(0, Vec::len);
+            coupons += usize::from(!e.data["coupon"].is_null());
+        }
+        assert!((2500..8000).contains(&lines), "{lines} line items");
+        assert!((250..550).contains(&coupons), "{coupons} coupons");
     }
 
     #[test]

@@ -7,4 +7,5 @@ mod pipeline;
 mod process;
 mod redrive;
 mod redrive_aws;
+mod rich;
 mod support;

@@ -25,7 +25,7 @@ async fn a_record_rejected_for_a_missing_schema_version_is_redriven_once_the_ver
     let data = dir.path().join("data");
     let mut sluice = start(&data, &["--schemas-dir", schemas.to_str().unwrap(), "--compact-every", "0"]);
     // Another producer writes a page_view v2 record straight into the stream.
-    let event = Generator::new(GenConfig { mix: [1, 0, 0], ..GenConfig::default() }).next_event();
+    let event = Generator::new(GenConfig { mix: [1, 0, 0, 0], ..GenConfig::default() }).next_event();
     assert_eq!((event.event_type.as_str(), event.schema_version), ("page_view", 2));
     let stream = sluice_esm::LocalStream::open_existing(&data.join("stream.db"), Default::default()).unwrap();
     stream

@@ -1,12 +1,14 @@
-//! The fast decoder agrees with `Registry::decode_stored` on every input.
+//! The fast decoder agrees with `Registry::decode_stored` on every input, flat or nested, and
+//! allocates nothing per record on the view path.
 
+use std::hint::black_box;
 use std::sync::Arc;
 
 use crate::generate::{GenConfig, Generator, record_bytes};
 use serde_json::{Value, json};
 use sluice_aggregators::decode::{Decoder, Path};
 use sluice_aggregators::{Contribution, DimRef};
-use sluice_schemas::Registry;
+use sluice_schemas::{Registry, ViewCache};
 
 fn check(decoder: &Decoder, registry: &Registry, bytes: &[u8]) -> Option<Path> {
     let slow = registry.decode_stored(bytes);
@@ -232,6 +234,145 @@ fn decode_agrees_with_registry() {
     }
     assert!(total > 10_000);
     assert!(fast > 0);
+}
+
+/// Mutations of an `order_placed` record at its nested roles and around them: values of every
+/// kind at each path, each path removed, `context` with its members reordered or repeated.
+fn nested_mutations(v: &Value) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    let pointers = [
+        "/data/context/country",
+        "/data/context/channel",
+        "/data/context/app_version",
+        "/data/context",
+        "/data/user_id",
+        "/data/total",
+        "/data/items",
+        "/data/items/0",
+        "/data/items/0/qty",
+        "/data/coupon",
+        "/data/placed_at",
+    ];
+    let values = [
+        json!(null),
+        json!("x"),
+        json!("ZZ"),
+        json!("us"),
+        json!("web"),
+        json!(-1),
+        json!(1.5),
+        json!(3.0),
+        json!(2),
+        json!(""),
+        json!({}),
+        json!([]),
+        json!([1]),
+        json!(true),
+        json!(18446744073709551615u64),
+        json!("é€"),
+        json!("2026-01-01T00:00:00+02:00"),
+        json!("2026-01-01T00:00:00.5Z"),
+        json!("2026-01-01T00:00:00.500Z"),
+        json!({"country": "DE", "channel": "pos"}),
+        json!({"sku": "s", "qty": 1, "unit_price": 1}),
+    ];
+    for pointer in pointers {
+        let (parent, key) = pointer.rsplit_once('/').unwrap();
+        let mut removed = v.clone();
+        if let Some(object) = removed.pointer_mut(parent).and_then(Value::as_object_mut) {
+            object.remove(key);
+        }
+        out.push(serde_json::to_vec(&removed).unwrap());
+        for value in &values {
+            let mut m = v.clone();
+            if let Some(at) = m.pointer_mut(pointer) {
+                *at = value.clone();
+                out.push(serde_json::to_vec(&m).unwrap());
+            }
+        }
+    }
+    let text = serde_json::to_string(v).unwrap();
+    if let Some(context) = v["data"]["context"].as_object() {
+        let members: Vec<String> = context.iter().map(|(k, x)| format!("{}:{x}", Value::from(k.as_str()))).collect();
+        let written = serde_json::to_string(&v["data"]["context"]).unwrap();
+        let reversed: Vec<String> = members.iter().rev().cloned().collect();
+        out.push(text.replacen(&written, &format!("{{{}}}", reversed.join(",")), 1).into_bytes());
+        let repeated = format!("{{{},{}}}", members.join(","), members[0]);
+        out.push(text.replacen(&written, &repeated, 1).into_bytes());
+        out.push(text.replacen(&written, &format!("{{{}}}", members.join(", ")), 1).into_bytes());
+    }
+    out
+}
+
+/// Records of every type, `order_placed` among them.
+fn mixed_records(seed: u64, n: usize) -> Vec<Vec<u8>> {
+    let cfg = GenConfig { seed, mix: [60, 25, 15, 30], ..GenConfig::default() };
+    Generator::new(cfg).take(n).iter().map(record_bytes).collect()
+}
+
+#[test]
+fn order_placed_decodes_on_the_view_as_the_registry_does() {
+    let registry = Arc::new(Registry::builtin().unwrap());
+    let decoder = Decoder::new(Arc::clone(&registry));
+    let mut fast = 0;
+    let mut total = 0;
+    for e in Generator::new(GenConfig { seed: 11, mix: [0, 0, 0, 1], ..GenConfig::default() }).take(150) {
+        assert_eq!(e.event_type, "order_placed");
+        let bytes = record_bytes(&e);
+        assert_eq!(check(&decoder, &registry, &bytes), Some(Path::Fast), "{}", String::from_utf8_lossy(&bytes));
+        // The dimensions are `context/country` and `context/channel`, borrowed from the record.
+        let (c, _) = decoder.decode(&bytes).unwrap();
+        let context = &e.data["context"];
+        assert_eq!(
+            c.dims,
+            [DimRef::from(context["country"].as_str().unwrap()), DimRef::from(context["channel"].as_str().unwrap())]
+        );
+        assert!(c.dims.iter().all(|d| matches!(d, DimRef::Str(_))), "{:?}", c.dims);
+        assert_eq!(c.obs.measure, e.data["total"].as_f64());
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        for m in mutations(&v).into_iter().chain(nested_mutations(&v)) {
+            total += 1;
+            if check(&decoder, &registry, &m) == Some(Path::Fast) {
+                fast += 1;
+            }
+        }
+        let fast_bytes =
+            byte_mutations(&bytes).iter().filter(|m| check(&decoder, &registry, m) == Some(Path::Fast)).count();
+        assert!(fast_bytes >= 1, "{fast_bytes}");
+    }
+    assert!(total > 20_000, "{total}");
+    assert!(fast > 150, "valid mutations (another coupon, timestamp, quantity) stay on the view: {fast}");
+}
+
+#[test]
+fn the_view_path_allocates_nothing_per_record() {
+    let registry = Arc::new(Registry::builtin().unwrap());
+    let decoder = Decoder::new(Arc::clone(&registry));
+    let records = mixed_records(5, 400);
+    let nested = records.iter().filter(|r| r.windows(14).any(|w| w == b"\"order_placed\"")).count();
+    assert!(nested > 50, "{nested} order_placed records");
+    assert!(allocation_counter::measure(|| drop(black_box(vec![1u8]))).count_total == 1, "the counter counts");
+    let mut cache = ViewCache::default();
+    let mut out = Contribution::empty();
+    // Warm-up: the cache learns each version, `out.dims` grows to the most dimensions.
+    for r in &records {
+        assert_eq!(decoder.decode_cached(r, &mut out, &mut cache), Ok(Path::Fast));
+    }
+    let mut viewed = 0;
+    let info = allocation_counter::measure(|| {
+        for r in &records {
+            viewed += usize::from(decoder.decode_cached(black_box(r), &mut out, &mut cache) == Ok(Path::Fast));
+        }
+    });
+    assert_eq!(viewed, records.len());
+    assert_eq!(info.count_total, 0, "allocations on the view path: {info:?}");
+    // The registry path allocates (an Event per record), which the same counter sees.
+    let info = allocation_counter::measure(|| {
+        for r in &records {
+            black_box(registry.decode_stored(black_box(r)).is_ok());
+        }
+    });
+    assert!(info.count_total >= records.len() as u64, "{info:?}");
 }
 
 #[test]

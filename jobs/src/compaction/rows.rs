@@ -3,11 +3,11 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, FixedSizeBinaryArray, RecordBatch, StringArray, TimestampMicrosecondArray,
-    UInt32Array, new_null_array,
+    Array, ArrayRef, AsArray, BooleanArray, FixedSizeBinaryArray, ListArray, RecordBatch, StringArray, StructArray,
+    TimestampMicrosecondArray, UInt32Array, new_null_array,
 };
 use arrow::compute::{cast, filter_record_batch, interleave_record_batch, take_record_batch};
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Field, SchemaRef};
 use arrow::error::ArrowError;
 use arrow::row::{RowConverter, Rows, SortField};
 use sluice_stream::SequenceNumber;
@@ -23,22 +23,55 @@ pub enum RowsError {
 
 /// `batch` in the columns of `schema` (the table's current lake schema), in its order: a column
 /// the file lacks (a field added by a later schema version) is all null if the schema allows it;
-/// a column of another type is cast. Columns the schema does not have are dropped.
+/// a column of another type is cast; a struct column is conformed child by child and a list
+/// column element by element, in the same way (a file written before a nested field was added).
+/// Columns the schema does not have are dropped.
 pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, RowsError> {
     let columns = schema
         .fields()
         .iter()
-        .map(|field| match batch.column_by_name(field.name()) {
-            Some(column) if column.data_type() == field.data_type() => Ok(Arc::clone(column)),
-            Some(column) => Ok(cast(column, field.data_type())?),
-            None if field.is_nullable() => Ok(new_null_array(field.data_type(), batch.num_rows())),
-            None => Err(RowsError::Column {
-                column: field.name().clone(),
-                reason: "required by the lake schema but missing from the file".into(),
-            }),
-        })
+        .map(|field| conform_column(batch.column_by_name(field.name()), field, batch.num_rows(), field.name()))
         .collect::<Result<Vec<ArrayRef>, RowsError>>()?;
     Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+}
+
+/// `column` (of `len` rows; `None`: absent) as `field` at `path` (`context.country`).
+fn conform_column(column: Option<&ArrayRef>, field: &Field, len: usize, path: &str) -> Result<ArrayRef, RowsError> {
+    let Some(column) = column else {
+        if field.is_nullable() {
+            return Ok(new_null_array(field.data_type(), len));
+        }
+        return Err(RowsError::Column {
+            column: path.to_owned(),
+            reason: "required by the lake schema but missing from the file".into(),
+        });
+    };
+    if column.data_type() == field.data_type() {
+        return Ok(Arc::clone(column));
+    }
+    match (column.as_struct_opt(), column.as_list_opt::<i32>(), field.data_type()) {
+        (Some(from), _, DataType::Struct(children)) => {
+            let columns = children
+                .iter()
+                .map(|child| {
+                    let path = format!("{path}.{}", child.name());
+                    conform_column(from.column_by_name(child.name()), child, from.len(), &path)
+                })
+                .collect::<Result<Vec<ArrayRef>, RowsError>>()?;
+            Ok(Arc::new(StructArray::try_new(children.clone(), columns, from.nulls().cloned())?))
+        }
+        (_, Some(from), DataType::List(element)) => {
+            let path = format!("{path}.{}", element.name());
+            let values = conform_column(Some(from.values()), element, from.values().len(), &path)?;
+            Ok(Arc::new(ListArray::try_new(
+                Arc::clone(element),
+                from.offsets().clone(),
+                values,
+                from.nulls().cloned(),
+            )?))
+        }
+        _ => Ok(cast(column, field.data_type())?),
+    }
 }
 
 /// The two orders compaction sorts by.
@@ -345,6 +378,63 @@ mod tests {
         assert_eq!(conformed.column_by_name("n").unwrap().null_count(), 1);
         let required = Arc::new(Schema::new(vec![Field::new("x", DataType::Utf8, false)]));
         assert!(matches!(conform(&older, &required), Err(RowsError::Column { .. })));
+    }
+
+    #[test]
+    fn nested_fields_added_later_are_null_in_older_files() {
+        use arrow::array::{ListBuilder, StringBuilder, StructBuilder};
+        let utf8 = |name: &str, nullable| Field::new(name, DataType::Utf8, nullable);
+        // Older file: context {country}, items [{sku}].
+        let old_context = vec![utf8("country", false)];
+        let old_item = vec![utf8("sku", false)];
+        let mut context = StructBuilder::from_fields(old_context.clone(), 2);
+        let mut items = ListBuilder::new(StructBuilder::from_fields(old_item.clone(), 3)).with_field(Field::new(
+            "element",
+            DataType::Struct(old_item.clone().into()),
+            false,
+        ));
+        for (country, skus) in [("US", vec!["a", "b"]), ("DE", vec!["c"])] {
+            context.field_builder::<StringBuilder>(0).unwrap().append_value(country);
+            context.append(true);
+            for sku in skus {
+                items.values().field_builder::<StringBuilder>(0).unwrap().append_value(sku);
+                items.values().append(true);
+            }
+            items.append(true);
+        }
+        let old_items =
+            Field::new_list("items", Field::new("element", DataType::Struct(old_item.into()), false), false);
+        let old_schema = Arc::new(Schema::new(vec![Field::new_struct("context", old_context, false), old_items]));
+        let older =
+            RecordBatch::try_new(old_schema, vec![Arc::new(context.finish()), Arc::new(items.finish())]).unwrap();
+
+        // The table now: context {country, app_version?}, items [{sku, qty?}].
+        let new_item = vec![utf8("sku", false), Field::new("qty", DataType::Int64, true)];
+        let table = Arc::new(Schema::new(vec![
+            Field::new_struct("context", vec![utf8("country", false), utf8("app_version", true)], false),
+            Field::new_list("items", Field::new("element", DataType::Struct(new_item.into()), false), false),
+        ]));
+        let conformed = conform(&older, &table).unwrap();
+        assert_eq!(conformed.schema(), table);
+        let context = conformed.column(0).as_struct();
+        assert_eq!(context.column(0).as_string::<i32>().iter().collect::<Vec<_>>(), [Some("US"), Some("DE")]);
+        assert_eq!(context.column(1).null_count(), 2);
+        let items = conformed.column(1).as_list::<i32>();
+        assert_eq!(items.value_offsets(), [0, 2, 3]);
+        let values = items.values().as_struct();
+        assert_eq!(values.column(0).as_string::<i32>().iter().collect::<Vec<_>>(), [Some("a"), Some("b"), Some("c")]);
+        assert_eq!(values.column(1).null_count(), 3);
+
+        // A nested field the table requires but the file lacks is named by its path.
+        let strict = Arc::new(Schema::new(vec![Field::new_struct(
+            "context",
+            vec![utf8("country", false), utf8("channel", false)],
+            false,
+        )]));
+        match conform(&older, &strict) {
+            Err(RowsError::Column { column, .. }) => assert_eq!(column, "context.channel"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -32,6 +32,8 @@ struct Fixture {
     truth: BTreeMap<String, Event>,
     next_seq: u64,
     start: DateTime<Utc>,
+    /// The generator's event type weights.
+    mix: [u32; 4],
 }
 
 impl Fixture {
@@ -42,7 +44,8 @@ impl Fixture {
         let aggregator =
             AggregatorHandler::new(registry(), store.clone(), MemoryDeadLetters::new(), WindowConfig::default());
         let start = Utc::now() - TimeDelta::hours(4);
-        Fixture { lake, writer, store, aggregator, truth: BTreeMap::new(), next_seq: 0, start }
+        let mix = GenConfig::default().mix;
+        Fixture { lake, writer, store, aggregator, truth: BTreeMap::new(), next_seq: 0, start, mix }
     }
 
     fn events(&self, seed: u64, n: usize) -> Vec<Event> {
@@ -50,6 +53,7 @@ impl Fixture {
             seed,
             start: self.start,
             events_per_second: n as f64 / 7_200.0,
+            mix: self.mix,
             ..GenConfig::default()
         })
         .take(n)
@@ -77,7 +81,12 @@ impl Fixture {
     /// 600 events over two hours in batches of 50 from two shards, then 40 producer retries
     /// (same `event_id`, received later) on the other shard.
     async fn with_retries() -> Self {
-        let mut fx = Fixture::new();
+        Self::with_retries_of(GenConfig::default().mix).await
+    }
+
+    /// [`Fixture::with_retries`] with event types weighted by `mix`.
+    async fn with_retries_of(mix: [u32; 4]) -> Self {
+        let mut fx = Fixture { mix, ..Fixture::new() };
         let events = fx.events(11, 600);
         for (i, chunk) in events.chunks(50).enumerate() {
             fx.deliver(shard(i), chunk, true).await;
@@ -159,6 +168,21 @@ async fn backfill_makes_every_window_exact_then_changes_nothing_and_late_events_
     assert_eq!(fx.snapshot().await, fx.truth().await, "late events after the backfill count once");
     fx.backfiller().run(&fx.request(), |_, _, _| {}).await.unwrap();
     assert_eq!(fx.snapshot().await, fx.truth().await, "and a backfill after them keeps it so");
+}
+
+/// The nested table (`order_placed`: roles inside an object, items in an array) backfills as
+/// the flat ones do.
+#[tokio::test]
+async fn nested_orders_backfill_exactly_too() {
+    let fx = Fixture::with_retries_of([1, 1, 1, 3]).await;
+    let truth = fx.truth().await;
+    let orders = truth.keys().filter(|(_, k)| k.event_type == "order_placed").count();
+    assert!(orders > 0, "order_placed windows are aggregated");
+    assert_ne!(fx.snapshot().await, truth);
+    let report = fx.backfiller().run(&fx.request(), |_, _, _| {}).await.unwrap();
+    assert!(report.items.iter().any(|i| i.item.contains("order_placed") && i.duplicates > 0), "{report:?}");
+    assert!(report.items.iter().all(|i| i.unreadable == 0), "{report:?}");
+    assert_eq!(fx.snapshot().await, truth, "exact after the backfill");
 }
 
 /// A shard that delivered only producer retries: the lake keeps none of its rows (the originals

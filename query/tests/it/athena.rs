@@ -3,11 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-use parquet::basic::{LogicalType, TimeUnit, Type as PhysicalType};
+use parquet::basic::{ConvertedType, LogicalType, Repetition, TimeUnit, Type as PhysicalType};
 use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::schema::types::Type as ParquetType;
 use sluice_query::athena::{self, PARTITION_COLUMNS, TableDef};
 use sluice_query::template::{self, BEGIN_MARKER, Check, END_MARKER, REGENERATE_COMMAND};
 use sluice_schemas::Registry;
+use sluice_schemas::arrow::LIST_ELEMENT;
 
 use crate::support;
 
@@ -74,41 +76,68 @@ fn builtin_and_disk_schemas_give_the_same_tables() {
     );
 }
 
-/// (name, Athena type) of every leaf column of a Parquet file, derived from the Parquet physical
-/// and logical types alone (independent of the generator's Arrow mapping).
+/// (name, Athena type) of every top-level column of a Parquet file, derived from the Parquet
+/// schema tree alone (physical and logical types, groups, repetition; independent of the
+/// generator's Arrow mapping), spelled as Glue spells types: a group annotated `LIST` in the
+/// standard three-level layout (`<name> (LIST) { repeated group list { <element> } }`, the
+/// element named [`LIST_ELEMENT`]) is `array<T>`, any other group `struct<name:T,...>`.
 pub fn parquet_columns(path: &Path) -> Vec<(String, String)> {
     let reader = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
-    let schema = reader.metadata().file_metadata().schema_descr_ptr();
-    schema
-        .columns()
-        .iter()
-        .map(|column| {
-            let name = column.name().to_owned();
-            let athena = match (column.physical_type(), column.logical_type_ref()) {
-                (PhysicalType::BYTE_ARRAY, Some(LogicalType::String)) => "string",
-                (PhysicalType::INT64, Some(LogicalType::Timestamp(t))) => {
-                    assert!(
-                        matches!(t.unit, TimeUnit::MICROS),
-                        "{name}: timestamps must be microseconds (Athena cannot read nanos)"
-                    );
-                    assert!(t.is_adjusted_to_u_t_c, "{name}: timestamps must be UTC");
-                    "timestamp"
-                }
-                (PhysicalType::INT64, None) => "bigint",
-                (PhysicalType::INT64, Some(LogicalType::Integer(i))) if i.bit_width == 64 && i.is_signed => "bigint",
-                (PhysicalType::INT32, None) => "int",
-                (PhysicalType::INT32, Some(LogicalType::Integer(i))) if i.bit_width == 32 && i.is_signed => "int",
-                (PhysicalType::DOUBLE, None) => "double",
-                (PhysicalType::BOOLEAN, None) => "boolean",
-                (physical, logical) => panic!("{name}: unexpected Parquet type {physical} {logical:?}"),
-            };
-            (name, athena.to_owned())
-        })
-        .collect()
+    let root = reader.metadata().file_metadata().schema();
+    root.get_fields().iter().map(|field| (field.name().to_owned(), athena_type(field, field.name()))).collect()
+}
+
+/// The Athena type of the Parquet field `field` at the column path `at`.
+fn athena_type(field: &ParquetType, at: &str) -> String {
+    let info = field.get_basic_info();
+    assert_ne!(info.repetition(), Repetition::REPEATED, "{at}: a bare repeated field (Athena reads LIST groups)");
+    if field.is_primitive() {
+        return match (field.get_physical_type(), info.logical_type_ref()) {
+            (PhysicalType::BYTE_ARRAY, Some(LogicalType::String)) => "string",
+            (PhysicalType::INT64, Some(LogicalType::Timestamp(t))) => {
+                assert!(
+                    matches!(t.unit, TimeUnit::MICROS),
+                    "{at}: timestamps must be microseconds (Athena cannot read nanos)"
+                );
+                assert!(t.is_adjusted_to_u_t_c, "{at}: timestamps must be UTC");
+                "timestamp"
+            }
+            (PhysicalType::INT64, None) => "bigint",
+            (PhysicalType::INT64, Some(LogicalType::Integer(i))) if i.bit_width == 64 && i.is_signed => "bigint",
+            (PhysicalType::INT32, None) => "int",
+            (PhysicalType::INT32, Some(LogicalType::Integer(i))) if i.bit_width == 32 && i.is_signed => "int",
+            (PhysicalType::DOUBLE, None) => "double",
+            (PhysicalType::BOOLEAN, None) => "boolean",
+            (physical, logical) => panic!("{at}: unexpected Parquet type {physical} {logical:?}"),
+        }
+        .to_owned();
+    }
+    let fields = field.get_fields();
+    if matches!(info.logical_type_ref(), Some(LogicalType::List)) || info.converted_type() == ConvertedType::LIST {
+        let [list] = fields else { panic!("{at}: a LIST group has one repeated child") };
+        let list_info = list.get_basic_info();
+        assert!(
+            list.is_group() && list.name() == "list" && list_info.repetition() == Repetition::REPEATED,
+            "{at}: not the standard three-level LIST layout"
+        );
+        let [element] = list.get_fields() else { panic!("{at}: the repeated `list` group has one child") };
+        assert_eq!(element.name(), LIST_ELEMENT, "{at}: list element name");
+        return format!("array<{}>", athena_type(element, &format!("{at}.{LIST_ELEMENT}")));
+    }
+    assert!(
+        info.logical_type_ref().is_none() && info.converted_type() == ConvertedType::NONE,
+        "{at}: unexpected group annotation {:?} / {:?}",
+        info.logical_type_ref(),
+        info.converted_type()
+    );
+    assert!(!fields.is_empty(), "{at}: an empty group");
+    let members: Vec<String> =
+        fields.iter().map(|f| format!("{}:{}", f.name(), athena_type(f, &format!("{at}.{}", f.name())))).collect();
+    format!("struct<{}>", members.join(","))
 }
 
 fn def_columns(table: &TableDef) -> Vec<(String, String)> {
-    table.columns.iter().map(|c| (c.name.clone(), c.hive_type.to_owned())).collect()
+    table.columns.iter().map(|c| (c.name.clone(), c.hive_type.clone())).collect()
 }
 
 /// (name, type) of the `Columns` (or `PartitionKeys`) list of `table` in the checked-in
@@ -158,6 +187,7 @@ async fn parquet_files_match_every_table_definition() {
     let template = checked_in_template();
     let ddl = athena::athena_ddl(&registry, "s3://lake-bucket/prefix", "sluice").unwrap();
     let mut checked_files = 0;
+    let mut nested_columns_checked = 0;
     for table in athena::table_definitions(&registry).unwrap() {
         let columns = def_columns(&table);
         assert_eq!(template_columns(&template, &table.name, "Columns"), columns);
@@ -190,17 +220,64 @@ async fn parquet_files_match_every_table_definition() {
                 assert!(actual.len() < columns.len(), "{file}: not an older schema");
             } else {
                 assert_eq!(actual, columns, "{file}");
+                nested_columns_checked += actual.iter().filter(|(_, t)| t.contains('<')).count();
             }
             checked_files += 1;
         }
     }
     assert_eq!(checked_files, support::standard_files(&registry).len());
+    assert!(nested_columns_checked > 0, "order_placed's struct and array columns are among the checked ones");
+}
+
+/// The file check sees inside nested columns: a file whose struct lacks a field, or whose list
+/// elements have another type, does not match the table.
+#[test]
+fn nested_column_types_are_compared_inside() {
+    use arrow::datatypes::{DataType, Field, Fields, Schema};
+    use std::sync::Arc;
+    let table = athena::table_definition(support::registry().get("order_placed").unwrap()).unwrap();
+    let want = def_columns(&table);
+    let full = support::registry().get("order_placed").unwrap().arrow_schema();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |schema: Arc<Schema>| -> Vec<(String, String)> {
+        let path = dir.path().join("f.parquet");
+        let batch = arrow::record_batch::RecordBatch::new_empty(schema);
+        std::fs::write(&path, support::parquet_bytes(&batch)).unwrap();
+        parquet_columns(&path)
+    };
+    assert_eq!(write(Arc::clone(&full)), want, "the lake schema itself matches");
+
+    let replace = |name: &str, data_type: DataType| -> Arc<Schema> {
+        let fields: Vec<Field> = full
+            .fields()
+            .iter()
+            .map(|f| {
+                if f.name() == name { Field::new(name, data_type.clone(), f.is_nullable()) } else { f.as_ref().clone() }
+            })
+            .collect();
+        Arc::new(Schema::new(fields))
+    };
+    let short_context =
+        Fields::from(vec![Field::new("country", DataType::Utf8, false), Field::new("channel", DataType::Utf8, false)]);
+    let got = write(replace("context", DataType::Struct(short_context)));
+    assert_ne!(got, want);
+    assert!(got.contains(&("context".into(), "struct<country:string,channel:string>".into())), "{got:?}");
+
+    let int_qty = Fields::from(vec![
+        Field::new("sku", DataType::Utf8, false),
+        Field::new("qty", DataType::Int32, false),
+        Field::new("unit_price", DataType::Float64, false),
+    ]);
+    let items = DataType::List(Arc::new(Field::new(LIST_ELEMENT, DataType::Struct(int_qty), false)));
+    let got = write(replace("items", items));
+    assert_ne!(got, want);
+    assert!(got.contains(&("items".into(), "array<struct<sku:string,qty:int,unit_price:double>>".into())), "{got:?}");
 }
 
 #[test]
 fn ddl_names_database_location_and_projection() {
     let ddl = athena::athena_ddl(&support::registry(), "s3://lake-bucket", "sluice_prod").unwrap();
-    for table in ["api_call", "page_view", "purchase"] {
+    for table in ["api_call", "order_placed", "page_view", "purchase"] {
         assert!(ddl.contains(&format!("CREATE EXTERNAL TABLE IF NOT EXISTS `sluice_prod`.`{table}` (")));
         assert!(ddl.contains(&format!("LOCATION 's3://lake-bucket/events/event_type={table}/'")));
         assert!(ddl.contains(&format!(

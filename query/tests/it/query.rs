@@ -1,5 +1,6 @@
 //! `sluice query` over a local lake: results, schema evolution, the `events` view, formats,
-//! partition pruning, and agreement with DuckDB over the same files.
+//! partition pruning, nested columns (struct fields, unnested lists), and agreement with DuckDB
+//! over the same files.
 
 use std::collections::BTreeMap;
 
@@ -235,14 +236,13 @@ async fn filters_on_dt_and_hour_read_only_matching_files() {
     let where_ = "WHERE dt = '2024-03-01' AND hour = '00'";
     let scanned = relative(lake.files_to_scan(&format!("SELECT event_id FROM events {where_}")).await.unwrap());
     let sql = format!("SELECT count(*) FROM events {where_}");
-    let mut want: Vec<String> =
-        ["api_call", "page_view", "purchase"].iter().flat_map(|t| partition(t, "2024-03-01", "00")).collect();
+    let tables = lake.tables();
+    assert_eq!(tables, ["api_call", "order_placed", "page_view", "purchase"]);
+    let mut want: Vec<String> = tables.iter().flat_map(|t| partition(t, "2024-03-01", "00")).collect();
     want.sort();
     assert_eq!(scanned, want);
-    let total: i64 = ["api_call", "page_view", "purchase"]
-        .iter()
-        .map(|t| expected.rows_by_partition[&((*t).into(), "2024-03-01".into(), "00".into())])
-        .sum();
+    let total: i64 =
+        tables.iter().map(|t| expected.rows_by_partition[&(t.clone(), "2024-03-01".into(), "00".into())]).sum();
     assert_eq!(single_i64(&lake.run(&sql).await.unwrap()), total);
 
     // Without a partition filter every file is planned, including the corrupt one, which fails.
@@ -323,4 +323,193 @@ async fn lake_paths_with_spaces() {
         let lake = open(location).await;
         assert_eq!(counts(&lake.run(COUNTRY_SQL).await.unwrap()), expected.page_view_by_country, "{location}");
     }
+}
+
+/// The documented spelling of "quantity per SKU" (DataFusion cannot run Athena's lateral
+/// `CROSS JOIN UNNEST(items) AS t(i)`).
+pub const QTY_BY_SKU_SQL: &str =
+    "SELECT i.sku, sum(i.qty) FROM (SELECT unnest(items) AS i FROM order_placed) GROUP BY 1";
+
+/// Struct fields by dot, brackets and `get_field`; list elements by `unnest` (field access by dot
+/// and brackets) and by index: every spelling gives what the files hold.
+#[tokio::test]
+async fn nested_fields_and_unnested_items_match_the_files() {
+    let (dir, expected) = support::local_lake().await;
+    let lake = open(&support::lake_url(&dir)).await;
+    assert_eq!(expected.orders_by_country.len(), support::COUNTRIES.len());
+    assert_eq!(expected.qty_by_sku.len(), support::SKUS.len());
+    for sql in [
+        "SELECT context.country, count(*) FROM order_placed GROUP BY 1",
+        "SELECT context['country'], count(*) FROM order_placed GROUP BY 1",
+        "SELECT get_field(context, 'country'), count(*) FROM order_placed GROUP BY 1",
+        "SELECT o.context.country, count(*) FROM order_placed AS o GROUP BY 1",
+    ] {
+        assert_eq!(counts(&lake.run(sql).await.unwrap()), expected.orders_by_country, "{sql}");
+    }
+    for sql in [
+        QTY_BY_SKU_SQL,
+        "SELECT i['sku'], sum(i['qty']) FROM (SELECT unnest(items) AS i FROM order_placed) GROUP BY 1",
+        "SELECT t.i.sku, sum(t.i.qty) FROM (SELECT unnest(items) AS i FROM order_placed) AS t GROUP BY 1",
+        "SELECT unnest(items)['sku'] AS sku, unnest(items)['qty'] AS qty FROM order_placed",
+    ] {
+        let sql = if sql.starts_with("SELECT unnest") {
+            format!("SELECT sku, sum(qty) FROM ({sql}) GROUP BY 1")
+        } else {
+            sql.to_owned()
+        };
+        assert_eq!(counts(&lake.run(&sql).await.unwrap()), expected.qty_by_sku, "{sql}");
+    }
+    // One row per element: the elements are as many as the sum of the lists' lengths.
+    let elements =
+        single_i64(&lake.run("SELECT count(*) FROM (SELECT unnest(items) FROM order_placed)").await.unwrap());
+    let lengths =
+        single_i64(&lake.run("SELECT CAST(sum(cardinality(items)) AS BIGINT) FROM order_placed").await.unwrap());
+    assert_eq!(elements, lengths);
+    assert!(elements > total_rows(&expected, Some("order_placed")), "lists of one to three items");
+    // A field nested in a list element, by index (1-based), filters like any column.
+    let first = single_i64(
+        &lake.run("SELECT count(*) FROM order_placed WHERE items[1]['qty'] >= 1 AND context.channel IN ('web', 'ios', 'android', 'pos')").await.unwrap(),
+    );
+    assert_eq!(first, total_rows(&expected, Some("order_placed")));
+}
+
+/// Athena's lateral spelling fails as a query to fix, naming the spelling that works.
+#[tokio::test]
+async fn athena_lateral_unnest_names_the_supported_spelling() {
+    let (dir, _) = support::local_lake().await;
+    let lake = open(&support::lake_url(&dir)).await;
+    let err = lake
+        .run("SELECT i.sku, sum(i.qty) FROM order_placed CROSS JOIN unnest(items) AS t(i) GROUP BY 1")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, QueryError::InvalidQuery(_)), "{err:?}");
+    assert!(err.to_string().contains("(SELECT unnest(items) AS i FROM order_placed)"), "{err}");
+}
+
+/// Struct and list values in every output format: JSON objects and arrays, their JSON text in
+/// a CSV field, `{...}` / `[...]` in a table.
+#[tokio::test]
+async fn nested_values_render_in_every_format() {
+    let (dir, expected) = support::local_lake().await;
+    let url = support::lake_url(&dir);
+    let registry = support::registry();
+    let sql = "SELECT event_id, context, items FROM order_placed ORDER BY event_id";
+
+    let json = query(&support::lake(&url), &registry, sql, OutputFormat::Json).await.unwrap();
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    assert_eq!(rows.len() as i64, total_rows(&expected, Some("order_placed")));
+    // Struct fields in schema order, NULLs explicit.
+    assert!(json.contains(r#","context":{"country":""#), "{json}");
+    assert!(json.contains(r#","app_version":null},"items":[{"sku":""#), "{json}");
+    for row in &rows {
+        let context = row["context"].as_object().unwrap();
+        let mut keys: Vec<&String> = context.keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["app_version", "channel", "country"], "{row}");
+        assert!(support::COUNTRIES.contains(&context["country"].as_str().unwrap()), "{row}");
+        let items = row["items"].as_array().unwrap();
+        assert!((1..=3).contains(&items.len()), "{row}");
+        for item in items {
+            assert!(support::SKUS.contains(&item["sku"].as_str().unwrap()), "{row}");
+            assert!(item["qty"].as_i64().unwrap() >= 1, "{row}");
+            assert!(item["unit_price"].as_f64().is_some(), "{row}");
+        }
+    }
+
+    let csv = query(&support::lake(&url), &registry, sql, OutputFormat::Csv).await.unwrap();
+    let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(
+        ["event_id", "context", "items"]
+            .map(|name| arrow::datatypes::Field::new(name, arrow::datatypes::DataType::Utf8, true))
+            .to_vec(),
+    ));
+    let mut reader = arrow::csv::ReaderBuilder::new(schema).with_header(true).build(csv.as_bytes()).unwrap();
+    let batch = reader.next().unwrap().unwrap();
+    assert_eq!(batch.num_rows(), rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(batch.column(0).as_string::<i32>().value(i), row["event_id"].as_str().unwrap());
+        for (column, name) in [(1, "context"), (2, "items")] {
+            let text = batch.column(column).as_string::<i32>().value(i);
+            let value: serde_json::Value = serde_json::from_str(text).unwrap();
+            assert_eq!(value, row[name], "CSV {name} of row {i} is the JSON value");
+        }
+    }
+
+    let table = query(&support::lake(&url), &registry, sql, OutputFormat::Table).await.unwrap();
+    let first = &rows[0];
+    let country = first["context"]["country"].as_str().unwrap();
+    let sku = first["items"][0]["sku"].as_str().unwrap();
+    assert!(table.contains(&format!("{{country: {country}, channel: ")), "{table}");
+    assert!(table.contains(&format!("[{{sku: {sku}, qty: ")), "{table}");
+}
+
+/// Every number as an f64 (DuckDB and Arrow may spell a whole double as `2` or `2.0`).
+fn numbers_as_f64(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) => serde_json::json!(n.as_f64().unwrap()),
+        Value::Array(items) => Value::Array(items.into_iter().map(numbers_as_f64).collect()),
+        Value::Object(fields) => Value::Object(fields.into_iter().map(|(k, v)| (k, numbers_as_f64(v))).collect()),
+        other => other,
+    }
+}
+
+/// DuckDB, over the same order_placed files, agrees with `sluice query` on nested data: the
+/// struct field grouping, the unnest (DuckDB runs Athena's lateral spelling), and every nested
+/// value of every row.
+#[tokio::test]
+async fn nested_queries_match_duckdb() {
+    let Some(python) = sluice_testkit::python("nested_queries_match_duckdb") else {
+        return;
+    };
+    let (dir, expected) = support::local_lake().await;
+    let url = support::lake_url(&dir);
+    let registry = support::registry();
+    let lake = open(&url).await;
+
+    let script = r#"
+import json, sys, duckdb
+root = sys.argv[1]
+con = duckdb.connect()
+src = f"read_parquet('{root}/events/event_type=order_placed/*/*/*.parquet')"
+def rows(sql):
+    return {str(k): int(v) for k, v in con.execute(sql).fetchall()}
+print(json.dumps({
+    "country": rows(f"SELECT context.country, count(*) FROM {src} GROUP BY 1"),
+    "sku": rows(f"SELECT i.sku, sum(i.qty) FROM {src} CROSS JOIN unnest(items) AS t(i) GROUP BY 1"),
+    "values": {e: {"context": c, "items": i, "coupon": k}
+               for e, c, i, k in con.execute(f"SELECT event_id, context, items, coupon FROM {src}").fetchall()},
+}))
+"#;
+    let out = support::run_python(&python, script, &[dir.path().to_str().unwrap()]);
+    let duck: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let as_counts = |v: &serde_json::Value| -> BTreeMap<String, i64> {
+        v.as_object().unwrap().iter().map(|(k, n)| (k.clone(), n.as_i64().unwrap())).collect()
+    };
+
+    let ours = counts(&lake.run("SELECT context.country, count(*) FROM order_placed GROUP BY 1").await.unwrap());
+    assert_eq!(ours, as_counts(&duck["country"]), "GROUP BY context.country");
+    assert_eq!(ours, expected.orders_by_country);
+    let ours = counts(&lake.run(QTY_BY_SKU_SQL).await.unwrap());
+    assert_eq!(ours, as_counts(&duck["sku"]), "sluice query vs DuckDB: {QTY_BY_SKU_SQL}");
+    assert_eq!(ours, expected.qty_by_sku);
+
+    let json = query(
+        &support::lake(&url),
+        &registry,
+        "SELECT event_id, context, items, coupon FROM order_placed",
+        OutputFormat::Json,
+    )
+    .await
+    .unwrap();
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    let ours: serde_json::Map<String, serde_json::Value> = rows
+        .into_iter()
+        .map(|mut r| {
+            let id = r["event_id"].as_str().unwrap().to_owned();
+            r.as_object_mut().unwrap().remove("event_id");
+            (id, r)
+        })
+        .collect();
+    assert_eq!(ours.len() as i64, total_rows(&expected, Some("order_placed")));
+    assert_eq!(numbers_as_f64(serde_json::Value::Object(ours)), numbers_as_f64(duck["values"].clone()));
 }

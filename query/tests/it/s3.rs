@@ -2,7 +2,7 @@
 
 use sluice_query::QuerySession;
 
-use crate::query::{COUNTRY_SQL, counts};
+use crate::query::{COUNTRY_SQL, QTY_BY_SKU_SQL, counts};
 use crate::support;
 
 #[tokio::test]
@@ -27,7 +27,8 @@ async fn queries_an_s3_lake_on_moto() {
     let lake = QuerySession::open(&lake, &registry).await.unwrap();
     assert_eq!(counts(&lake.run(COUNTRY_SQL).await.unwrap()), expected.page_view_by_country);
     let by_type = counts(&lake.run("SELECT event_type, count(*) FROM events GROUP BY 1").await.unwrap());
-    assert_eq!(by_type.len(), 3);
+    assert_eq!(by_type.len(), registry.event_types().len());
+    assert_eq!(counts(&lake.run(QTY_BY_SKU_SQL).await.unwrap()), expected.qty_by_sku);
 
     let sql = "SELECT event_id FROM page_view WHERE dt = '2024-03-02' AND hour = '23'";
     let mut want: Vec<String> = expected.files_by_partition[&("page_view".into(), "2024-03-02".into(), "23".into())]

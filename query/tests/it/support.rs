@@ -5,9 +5,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+    Array, ArrayRef, AsArray, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, ListArray, StringBuilder,
+    StructArray, TimestampMicrosecondBuilder,
 };
-use arrow::datatypes::{DataType, Schema, SchemaRef, TimeUnit};
+use arrow::buffer::{NullBuffer, OffsetBuffer};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -42,6 +44,8 @@ impl Rng {
 pub const COUNTRIES: &[&str] = &["US", "DE", "FR", "JP", "BR"];
 const DEVICES: &[&str] = &["ios", "android", "web", "tv"];
 const CURRENCIES: &[&str] = &["EUR", "USD", "JPY"];
+pub const CHANNELS: &[&str] = &["web", "ios", "android", "pos"];
+pub const SKUS: &[&str] = &["A-1", "B-2", "C-3", "D-4", "E-5", "F-6"];
 
 /// One Parquet file of the test lake.
 #[derive(Debug, Clone)]
@@ -190,11 +194,73 @@ pub fn batch(event_type: &EventType, spec: &FileSpec) -> RecordBatch {
                     }
                     Arc::new(b.finish())
                 }
+                DataType::Struct(_) | DataType::List(_) => nested(field, spec.rows, &mut rng),
                 other => panic!("no generator for {name}: {other}"),
             }
         })
         .collect();
     RecordBatch::try_new(schema, columns).unwrap()
+}
+
+/// `len` deterministic values of a data field at any depth (struct and list columns of nested
+/// types such as `order_placed`): a nullable field is NULL about once in six; a list has one
+/// to three elements (so every `order_placed.items` is valid: `minItems` 1).
+fn nested(field: &Field, len: usize, rng: &mut Rng) -> ArrayRef {
+    let nulls = field.is_nullable().then(|| NullBuffer::from_iter((0..len).map(|_| rng.below(6) != 0)));
+    let valid = |i: usize| nulls.as_ref().is_none_or(|n| n.is_valid(i));
+    let name = field.name().as_str();
+    match field.data_type() {
+        DataType::Utf8 => {
+            let mut b = StringBuilder::new();
+            for i in 0..len {
+                b.append_option(valid(i).then(|| match name {
+                    "country" => COUNTRIES[rng.below(5) as usize].to_owned(),
+                    "channel" => CHANNELS[rng.below(4) as usize].to_owned(),
+                    "sku" => SKUS[rng.below(SKUS.len() as u64) as usize].to_owned(),
+                    _ => format!("{name}-{}", rng.below(1000)),
+                }));
+            }
+            Arc::new(b.finish())
+        }
+        DataType::Int64 => {
+            let mut b = Int64Builder::new();
+            for i in 0..len {
+                b.append_option(valid(i).then(|| 1 + rng.below(5) as i64));
+            }
+            Arc::new(b.finish())
+        }
+        DataType::Float64 => {
+            let mut b = Float64Builder::new();
+            for i in 0..len {
+                b.append_option(valid(i).then(|| rng.below(100_000) as f64 / 8.0));
+            }
+            Arc::new(b.finish())
+        }
+        DataType::Boolean => {
+            let mut b = BooleanBuilder::new();
+            for i in 0..len {
+                b.append_option(valid(i).then(|| rng.below(2) == 0));
+            }
+            Arc::new(b.finish())
+        }
+        DataType::Timestamp(TimeUnit::Microsecond, Some(_)) => {
+            let mut b = TimestampMicrosecondBuilder::new().with_timezone("UTC");
+            for i in 0..len {
+                b.append_option(valid(i).then(|| 1_709_251_200_000_000 + rng.below(86_400_000_000) as i64));
+            }
+            Arc::new(b.finish())
+        }
+        DataType::Struct(fields) => {
+            let children = fields.iter().map(|child| nested(child, len, rng)).collect();
+            Arc::new(StructArray::try_new(fields.clone(), children, nulls).unwrap())
+        }
+        DataType::List(element) => {
+            let lengths: Vec<usize> = (0..len).map(|i| if valid(i) { 1 + rng.below(3) as usize } else { 0 }).collect();
+            let values = nested(element, lengths.iter().sum(), rng);
+            Arc::new(ListArray::try_new(element.clone(), OffsetBuffer::from_lengths(lengths), values, nulls).unwrap())
+        }
+        other => panic!("no generator for {name}: {other}"),
+    }
 }
 
 /// A batch as a zstd Parquet file (microsecond UTC timestamps, as the lake writer produces).
@@ -219,6 +285,31 @@ pub struct Expected {
     pub rows_by_partition: BTreeMap<(String, String, String), i64>,
     /// file paths (relative to the lake root) per (event_type, dt, hour).
     pub files_by_partition: BTreeMap<(String, String, String), Vec<String>>,
+    /// order_placed rows per `context.country`.
+    pub orders_by_country: BTreeMap<String, i64>,
+    /// order_placed: the sum of `qty` over every element of `items`, per `sku`.
+    pub qty_by_sku: BTreeMap<String, i64>,
+}
+
+impl Expected {
+    /// Adds what an `order_placed` batch holds, read from its arrays.
+    fn add_orders(&mut self, batch: &RecordBatch) {
+        let context = batch.column_by_name("context").unwrap().as_struct();
+        let countries = context.column_by_name("country").unwrap().as_string::<i32>();
+        for country in countries.iter() {
+            *self.orders_by_country.entry(country.unwrap().to_owned()).or_default() += 1;
+        }
+        let items = batch.column_by_name("items").unwrap().as_list::<i32>();
+        for row in 0..items.len() {
+            let item = items.value(row);
+            let item = item.as_struct();
+            let skus = item.column_by_name("sku").unwrap().as_string::<i32>();
+            let qty = item.column_by_name("qty").unwrap().as_primitive::<Int64Type>();
+            for i in 0..item.len() {
+                *self.qty_by_sku.entry(skus.value(i).to_owned()).or_default() += qty.value(i);
+            }
+        }
+    }
 }
 
 /// Writes `files` into `store` under `prefix` and returns what they hold.
@@ -233,6 +324,9 @@ pub async fn write_lake(store: &dyn ObjectStore, prefix: &str, registry: &Regist
             for country in countries.iter() {
                 *expected.page_view_by_country.entry(country.unwrap().to_owned()).or_default() += 1;
             }
+        }
+        if spec.event_type == "order_placed" {
+            expected.add_orders(&batch);
         }
         let key = (spec.event_type.clone(), spec.dt.clone(), format!("{:02}", spec.hour));
         *expected.rows_by_partition.entry(key.clone()).or_default() += batch.num_rows() as i64;

@@ -1,6 +1,6 @@
 //! Files produced by the lake writer's own code path (`sluice_sinks`: validated events ->
-//! `columnar` -> `encode` -> `layout` paths) read back against the Athena table definitions,
-//! through `sluice query`, and through DuckDB.
+//! `columnar` -> `encode` -> `layout` paths) read back against the Athena table definitions
+//! (nested columns included), through `sluice query`, and through DuckDB.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -54,6 +54,34 @@ fn producer_json(event_type: &str, id: usize, rng: &mut Rng, occurred_at: DateTi
             "status": ([200, 201, 404, 500][rng.below(4) as usize]),
             "latency_ms": rng.below(5_000) as f64 / 7.0,
         }),
+        "order_placed" => {
+            let items: Vec<serde_json::Value> = (0..1 + rng.below(3))
+                .map(|_| {
+                    json!({
+                        "sku": support::SKUS[rng.below(support::SKUS.len() as u64) as usize],
+                        "qty": 1 + rng.below(5),
+                        "unit_price": rng.below(10_000) as f64 / 4.0,
+                    })
+                })
+                .collect();
+            let total: f64 = items.iter().map(|i| i["qty"].as_f64().unwrap() * i["unit_price"].as_f64().unwrap()).sum();
+            let mut context = json!({
+                "country": country,
+                "channel": support::CHANNELS[rng.below(4) as usize],
+            });
+            if i.is_multiple_of(3) {
+                context["app_version"] = json!("5.0.1");
+            }
+            json!({
+                "order_id": format!("o{i}"),
+                "user_id": format!("u{}", rng.below(50)),
+                "context": context,
+                "items": items,
+                "coupon": if i.is_multiple_of(4) { json!("SPRING") } else { json!(null) },
+                "placed_at": (occurred_at - TimeDelta::seconds(5)).to_rfc3339(),
+                "total": total,
+            })
+        }
         other => panic!("add a producer JSON generator for the new event type {other}"),
     };
     json!({
@@ -113,7 +141,7 @@ async fn lake_writer_files_match_the_tables_and_answer_queries() {
     let events = events(&registry);
     let dir = tempfile::tempdir().unwrap();
     let paths = write_with_lake_writer_code(dir.path(), &registry, &events);
-    assert!(paths.len() >= 9, "three types over at least three hours: {paths:?}");
+    assert!(paths.len() >= 12, "four types over at least three hours: {paths:?}");
     check_files(dir.path(), &paths, &registry, &events, "lake_writer_files_match_the_tables_and_answer_queries").await;
 }
 
@@ -152,7 +180,7 @@ async fn check_files(dir: &std::path::Path, paths: &[String], registry: &Registr
         .unwrap()
         .into_iter()
         .map(|t| {
-            let columns = t.columns.iter().map(|c| (c.name.clone(), c.hive_type.to_owned())).collect();
+            let columns = t.columns.iter().map(|c| (c.name.clone(), c.hive_type.clone())).collect();
             (t.name, columns)
         })
         .collect();
@@ -200,17 +228,44 @@ async fn check_files(dir: &std::path::Path, paths: &[String], registry: &Registr
     }
     assert_eq!(counts(&lake.run(crate::query::COUNTRY_SQL).await.unwrap()), by_country);
 
+    // Nested values survive: struct fields and list elements.
+    let orders: Vec<&Event> = events.iter().filter(|e| e.event_type == "order_placed").collect();
+    assert!(!orders.is_empty());
+    let mut orders_by_country = BTreeMap::new();
+    let mut qty_by_sku = BTreeMap::new();
+    for e in &orders {
+        *orders_by_country.entry(e.data["context"]["country"].as_str().unwrap().to_owned()).or_insert(0) += 1;
+        for item in e.data["items"].as_array().unwrap() {
+            *qty_by_sku.entry(item["sku"].as_str().unwrap().to_owned()).or_insert(0) += item["qty"].as_i64().unwrap();
+        }
+    }
+    let sql = "SELECT context.country, count(*) FROM order_placed GROUP BY 1";
+    assert_eq!(counts(&lake.run(sql).await.unwrap()), orders_by_country);
+    assert_eq!(counts(&lake.run(crate::query::QTY_BY_SKU_SQL).await.unwrap()), qty_by_sku);
+    let sql = "SELECT coalesce(context.app_version, '-'), count(*) FROM order_placed WHERE coupon IS NULL GROUP BY 1";
+    let mut want = BTreeMap::new();
+    for e in orders.iter().filter(|e| e.data["coupon"].is_null()) {
+        let app = e.data["context"].get("app_version").and_then(|v| v.as_str()).unwrap_or("-");
+        *want.entry(app.to_owned()).or_insert(0) += 1;
+    }
+    assert_eq!(counts(&lake.run(sql).await.unwrap()), want, "absent and null values read as NULL");
+
     // DuckDB over the writer's files agrees.
     let Some(python) = sluice_testkit::python(test) else {
         return;
     };
     let script = r#"
 import json, sys, duckdb
-glob = sys.argv[1] + "/events/event_type=page_view/*/*/*.parquet"
-rows = duckdb.execute(f"SELECT country, count(*) FROM read_parquet('{glob}') GROUP BY 1").fetchall()
-print(json.dumps({k: int(v) for k, v in rows}))
+def rows(event_type, sql):
+    src = f"read_parquet('{sys.argv[1]}/events/event_type={event_type}/*/*/*.parquet')"
+    return {k: int(v) for k, v in duckdb.execute(sql.format(src=src)).fetchall()}
+print(json.dumps({
+    "country": rows("page_view", "SELECT country, count(*) FROM {src} GROUP BY 1"),
+    "sku": rows("order_placed", "SELECT i.sku, sum(i.qty) FROM {src} CROSS JOIN unnest(items) AS t(i) GROUP BY 1"),
+}))
 "#;
     let out = support::run_python(&python, script, &[dir.to_str().unwrap()]);
-    let duck: BTreeMap<String, i64> = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(duck, by_country);
+    let duck: BTreeMap<String, BTreeMap<String, i64>> = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(duck["country"], by_country);
+    assert_eq!(duck["sku"], qty_by_sku);
 }

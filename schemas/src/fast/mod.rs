@@ -2,17 +2,18 @@
 //! once into a field table, used on the hot paths instead of the jsonschema validator, and the
 //! stored record layout read by hand.
 //!
-//! - [`table`] - the field table: the subset of JSON Schema it compiles, per-field checks, and
-//!   the roles (dimensions, measure, identity) as slots.
+//! - [`table`] - the field table: the subset of JSON Schema it compiles (nested objects,
+//!   arrays, nullable scalars and date-times included), per-value checks at every depth, and
+//!   the roles (dimensions, measure, identity, top-level or nested) as slots.
 //! - [`pattern`] - the `pattern` grammar the table checks itself.
 //! - [`scan`] - the scanner of the layout `serde_json::to_vec(&Event)` writes, and the owned
-//!   parse of it `Registry::decode_stored` runs first.
-//! - [`view`] - [`StoredView`]: a stored record decoded without allocating, what the aggregator
-//!   and the lake writer consume.
+//!   parse of it `Registry::decode_stored` runs first (scalar `data` only).
+//! - [`view`] - [`StoredView`]: a stored record decoded without allocating, nested `data`
+//!   included, what the aggregator and the lake writer consume.
 //!
 //! Contract (what makes it safe): the table only ever *accepts*. Whatever it accepts, the
-//! jsonschema validator accepts AND the Int64 range check passes, i.e. the reference path would
-//! report no violation; whatever it cannot prove valid, and every rejection, goes through the
+//! jsonschema validator accepts AND the Int64 range check passes (at every depth), i.e. the
+//! reference path would report no violation; whatever it cannot prove valid, and every rejection, goes through the
 //! reference path, which produces the (identical) result and every violation message. The
 //! scanner only ever returns what serde/chrono would have returned for the same text
 //! (differential tests: `tests/it/differential.rs`, `sluice-aggregators`' `tests/it/decode.rs`,

@@ -95,7 +95,7 @@ impl Pattern {
     }
 
     /// Whether `s` contains a match (JSON Schema `pattern` semantics).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn is_match<'t>(&self, s: impl Into<Text<'t>>) -> bool {
         let s = s.into();
         match self {

@@ -1,18 +1,20 @@
 //! The scanner of the stored record layout: exactly what `serde_json::to_vec(&Event)` writes,
-//! compact, fields in declaration order, canonical timestamps, no escapes in strings, only
-//! scalars in `data`:
+//! compact, fields in declaration order, canonical timestamps, no escapes in strings:
 //!
 //! `{"event_id":"..","event_type":"..","schema_version":N,"occurred_at":"..","received_at":"..","producer":"..","data":{..}}`
 //!
 //! Anything else is refused (`None`) and the caller takes serde's general parser. Whatever it
 //! accepts, serde_json would parse into the same values: strings are taken verbatim (no
-//! escapes, no control characters), numbers are computed as serde_json computes them.
+//! escapes, no control characters), numbers are computed as serde_json computes them. The
+//! view reads `data` with the [`Cursor`] primitives, at any depth its schema has
+//! (`super::view`); [`parse_canonical`] reads scalar `data` only.
 //!
 //! It reads bytes: outside strings it accepts only ASCII (literals, digits), and every string
 //! it hands out is valid UTF-8, checked once for the whole record before scanning
 //! ([`Cursor::over_str`]) or, without that pass, only for strings holding a non-ASCII byte
 //! ([`Cursor::over_bytes`]); keys and the event type are compared with registered names, which
-//! are UTF-8, and timestamps are ASCII by their grammar. So an accepted record is valid UTF-8
+//! are UTF-8, and timestamps are ASCII by their grammar. So an accepted record, and any span of
+//! it the scanner read through ([`Cursor::span`]: a nested object or array), is valid UTF-8
 //! either way.
 
 use chrono::{DateTime, Utc};
@@ -28,6 +30,7 @@ const POW10: [f64; 23] = [
 ];
 
 /// A position in a stored record.
+#[derive(Clone)]
 pub(crate) struct Cursor<'b> {
     b: &'b [u8],
     /// The record as text, when its UTF-8 was checked before scanning (strings are then
@@ -123,15 +126,29 @@ impl<'b> Cursor<'b> {
         Some(digits.iter().fold(0u32, |a, &c| a * 10 + u32::from(c - b'0')))
     }
 
-    /// A string, number or boolean as a [`StoredValue`] (null, objects, arrays: `None`).
+    /// A string, number, boolean or null as a [`StoredValue`] (objects, arrays: `None`).
     #[inline(always)]
     pub(crate) fn stored_value(&mut self) -> Option<StoredValue<'b>> {
         match *self.b.get(self.i)? {
             b'"' => self.text().map(StoredValue::String),
             b't' => self.lit(b"true").map(|()| StoredValue::Boolean(true)),
             b'f' => self.lit(b"false").map(|()| StoredValue::Boolean(false)),
+            b'n' => self.lit(b"null").map(|()| StoredValue::Null),
             b'-' | b'0'..=b'9' => self.number(),
             _ => None,
+        }
+    }
+
+    /// The text read since `start` (a position this cursor passed): valid UTF-8 when it holds
+    /// only what the scanner accepted (see the module docs).
+    #[inline]
+    pub(crate) fn span(&self, start: usize) -> Option<Text<'b>> {
+        let len = self.i.checked_sub(start)?;
+        match self.text {
+            // Spans start and end next to ASCII delimiters, so at char boundaries. (Sliced in
+            // two steps: the one-step slice of `text()` stays inlined there.)
+            Some(text) => text.get(start..)?.get(..len).map(Text::from),
+            None => self.b.get(start..self.i).map(Text::from_valid),
         }
     }
 

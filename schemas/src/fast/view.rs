@@ -1,5 +1,10 @@
 //! The stored-record view: a stream record decoded without allocating and proven valid by the
 //! version's [`FieldTable`], with the fields' roles.
+//!
+//! `data` is scanned as its table says, at every depth: a scalar into its slot; a nested
+//! object property by property (keys in name order, as serde_json writes them: anything else
+//! is not proven), its properties into their own slots and the object itself as its span of
+//! the record; an array element by element, each checked, the array as its span.
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -7,37 +12,55 @@ use serde_json::{Number, Value};
 use sluice_bytescan::{Instant, Text, parse_canonical_instant, short_eq, utf8};
 
 use super::scan::Cursor;
-use super::table::FieldTable;
+use super::table::{FieldTable, ObjectCheck, Rule, Shape};
 use crate::envelope::Event;
 use crate::registry::{EventType, Registry, SchemaVersion};
+use crate::validate::canonical_time;
 
-/// Most data fields a [`StoredView`] holds; versions with more always take
-/// [`Registry::decode_stored`].
+/// Most slots a [`StoredView`] holds: `data`'s properties plus those of its nested objects
+/// (not those inside arrays; see [`SchemaVersion::view_fields`]). Versions with more always
+/// take [`Registry::decode_stored`].
 pub const MAX_VIEW_FIELDS: usize = 24;
 
 /// One `data` value of a [`StoredView`], borrowed from the record bytes.
 ///
 /// `Integer` is a JSON integer literal serde_json holds as an `i64` (at most 18 digits, not
 /// `-0`); `Number` any other number (serde_json holds it as an `f64`; parsed with the same
-/// correctly rounded result, always finite). JSON `null` is never valid in a schema of the fast
-/// subset, so there is no null variant: an absent field is `None`.
+/// correctly rounded result, always finite). `Null` is the value of a nullable field; an
+/// absent field is `None`. `Timestamp` is a `format: date-time` string, whose stored text is
+/// the canonical form of that instant (the form `occurred_at` has). `Object` and `Array` are
+/// the JSON text of a nested object or array as the record holds it (compact, every value in
+/// it checked against the schema), for consumers that need its contents to read it again; the
+/// properties of a nested object (not of one inside an array) also have slots of their own.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum StoredValue<'b> {
     String(Text<'b>),
     Integer(i64),
     Number(f64),
     Boolean(bool),
+    Null,
+    Timestamp(Instant),
+    Object(Text<'b>),
+    Array(Text<'b>),
 }
 
 impl StoredValue<'_> {
-    /// The value as serde_json would hold it in [`Event::data`].
+    /// The value as serde_json would hold it in [`Event::data`] (`Null` for an instant outside
+    /// chrono's range or nested text that is not JSON, which a view never holds).
     pub fn to_json(self) -> Value {
-        match self {
+        self.json().unwrap_or(Value::Null)
+    }
+
+    fn json(self) -> Option<Value> {
+        Some(match self {
             StoredValue::String(s) => Value::String(s.as_str().to_owned()),
             StoredValue::Integer(i) => Value::from(i),
-            StoredValue::Number(f) => Number::from_f64(f).map_or(Value::Null, Value::Number),
+            StoredValue::Number(f) => Value::Number(Number::from_f64(f)?),
             StoredValue::Boolean(b) => Value::Bool(b),
-        }
+            StoredValue::Null => Value::Null,
+            StoredValue::Timestamp(t) => Value::String(canonical_time(t.to_datetime()?)),
+            StoredValue::Object(text) | StoredValue::Array(text) => serde_json::from_str(text.as_str()).ok()?,
+        })
     }
 }
 
@@ -86,7 +109,7 @@ pub struct StoredView<'r, 'b, 'v> {
     pub occurred_at: Instant,
     pub received_at: Instant,
     pub producer: Text<'b>,
-    /// By slot: slot `i` is the `i`-th name of [`SchemaVersion::view_fields`].
+    /// By slot: slot `i` is the `i`-th path of [`SchemaVersion::view_fields`].
     values: &'v [Option<StoredValue<'b>>],
 }
 
@@ -102,8 +125,8 @@ impl<'r, 'b, 'v> StoredView<'r, 'b, 'v> {
         self.values
     }
 
-    /// The values of `x-sluice-dimensions`, in declared order (present: dimensions are
-    /// required fields).
+    /// The values of `x-sluice-dimensions`, in declared order, at top level or nested
+    /// (present: dimensions are required fields in required objects).
     #[inline]
     pub fn dimensions(&self) -> impl ExactSizeIterator<Item = Option<StoredValue<'b>>> + use<'r, 'b, 'v> {
         let values = self.values;
@@ -123,15 +146,15 @@ impl<'r, 'b, 'v> StoredView<'r, 'b, 'v> {
     }
 
     /// The owned [`Event`] (equal to what [`Registry::decode_stored`] returns for the record).
-    /// `None` only if a timestamp is outside chrono's range, which a view never holds.
+    /// `None` only if a timestamp is outside chrono's range or nested text is not JSON, which a
+    /// view never holds.
     pub fn to_event(&self) -> Option<Event> {
-        let data = self
-            .table
-            .fields
-            .iter()
-            .zip(self.values())
-            .filter_map(|(field, value)| value.map(|v| (field.name.clone(), v.to_json())))
-            .collect();
+        let mut data = serde_json::Map::new();
+        for field in &self.table.data.fields {
+            if let Some(value) = field.slot.and_then(|slot| self.value(slot)) {
+                data.insert(field.name.clone(), value.json()?);
+            }
+        }
         Some(Event {
             event_id: self.event_id.as_str().to_owned(),
             event_type: self.event_type.name.clone(),
@@ -145,18 +168,21 @@ impl<'r, 'b, 'v> StoredView<'r, 'b, 'v> {
 }
 
 impl SchemaVersion {
-    /// The data field names in [`StoredView`] slot order (name order), or `None` when this
-    /// version never gets a view (its schema is outside the fast subset, or it has more than
-    /// [`MAX_VIEW_FIELDS`] fields).
+    /// The field paths (`country`, `context/country`, as [`FieldPath`](crate::FieldPath)
+    /// displays them) in [`StoredView`] slot order, or `None` when this version never gets a
+    /// view (its schema is outside the fast subset, or it has more than [`MAX_VIEW_FIELDS`]
+    /// slots). The order: `data`'s properties by name (so a schema without nested objects has
+    /// its fields' names in name order), then, object by object in that order, each nested
+    /// object's properties by name. Properties inside arrays have no slot.
     pub fn view_fields(&self) -> Option<Vec<&str>> {
         let table = viewable(self)?;
-        Some(table.fields.iter().map(|f| f.name.as_str()).collect())
+        Some(table.slots.iter().map(String::as_str).collect())
     }
 }
 
 /// The table of `schema`, if its records can be viewed.
 fn viewable(schema: &SchemaVersion) -> Option<&FieldTable> {
-    schema.table().filter(|t| t.fields.len() <= MAX_VIEW_FIELDS)
+    schema.table().filter(|t| t.slots.len() <= MAX_VIEW_FIELDS)
 }
 
 /// The event types and versions earlier [`Registry::decode_stored_view_cached`] calls found, so
@@ -282,7 +308,7 @@ impl<'r, 'b> Head<'r, 'b> {
             occurred_at: self.occurred_at,
             received_at: self.received_at,
             producer: self.producer,
-            values: slots.get(..table.fields.len()).unwrap_or_default(),
+            values: slots.get(..table.slots.len()).unwrap_or_default(),
         }
     }
 }
@@ -313,34 +339,74 @@ fn scan_record<'r, 'b>(
     p.at_end().then_some(Head { version, event_id, occurred_at, received_at, producer })
 }
 
-/// A compact `data` object of scalars checked against `table`, its values into `slots`.
+/// A compact `data` object checked against `table`, its values into `slots`.
 #[inline(always)]
 fn scan_data<'b>(
     p: &mut Cursor<'b>,
     table: &FieldTable,
     slots: &mut [Option<StoredValue<'b>>; MAX_VIEW_FIELDS],
 ) -> Option<()> {
+    // A flat table (plain scalars only) gets a loop without the nested branch, inlined here:
+    // the scan of a flat record stays what it was before nested shapes existed. Any other table
+    // runs its loop out of line, on a copy of the cursor (`p` itself never escapes into a call,
+    // so the flat loop keeps it in registers).
+    if table.flat {
+        return scan_members::<false>(p, table, slots);
+    }
+    let mut q = p.clone();
+    let found = scan_nested_data(&mut q, table, slots);
+    p.i = q.i;
+    found
+}
+
+/// [`scan_data`] of a table with objects, arrays, date-times or nullable fields.
+#[inline(never)]
+fn scan_nested_data<'b>(
+    p: &mut Cursor<'b>,
+    table: &FieldTable,
+    slots: &mut [Option<StoredValue<'b>>; MAX_VIEW_FIELDS],
+) -> Option<()> {
+    scan_members::<true>(p, table, slots)
+}
+
+/// [`scan_data`]; `NESTED`: `data` may hold more than plain scalars (see `FieldTable::flat`).
+#[inline(always)]
+fn scan_members<'b, const NESTED: bool>(
+    p: &mut Cursor<'b>,
+    table: &FieldTable,
+    slots: &mut [Option<StoredValue<'b>>; MAX_VIEW_FIELDS],
+) -> Option<()> {
     p.lit(b"{")?;
-    let slots = slots.get_mut(..table.fields.len())?;
+    let slots = slots.get_mut(..table.slots.len())?;
     slots.fill(None);
+    let fields = &table.data.fields;
     let mut required_seen = 0;
-    // serde_json writes `data` keys in name order, the table's order: try the next slot first.
+    // serde_json writes `data` keys in name order, the table's order: try the next field first.
     let mut next = 0;
     if !p.eat(b'}') {
         loop {
             // A key equal to a field's name is that (valid UTF-8) name.
             let key = p.name()?;
             p.lit(b":")?;
-            let slot = match table.fields.get(next) {
+            let index = match fields.get(next) {
                 Some(f) if short_eq(f.name.as_bytes(), key) => next,
-                _ => table.fields.iter().position(|f| short_eq(f.name.as_bytes(), key))?,
+                _ => fields.iter().position(|f| short_eq(f.name.as_bytes(), key))?,
             };
-            next = slot + 1;
-            let value = p.stored_value()?;
-            let field = table.fields.get(slot)?;
-            let cell = slots.get_mut(slot)?;
+            next = index + 1;
+            let field = fields.get(index)?;
+            let value = if NESTED {
+                scan_value(p, &field.rule, slots)?
+            } else {
+                let value = p.stored_value()?;
+                if !field.rule.accepts_plain(value) {
+                    return None;
+                }
+                value
+            };
+            // `data`'s field `index` has slot `index`.
+            let cell = slots.get_mut(index)?;
             // A duplicate key: serde keeps the last one; not worth proving here.
-            if cell.is_some() || !field.accepts_stored(value) {
+            if cell.is_some() {
                 return None;
             }
             *cell = Some(value);
@@ -352,7 +418,78 @@ fn scan_data<'b>(
             break;
         }
     }
-    (required_seen == table.required).then_some(())
+    (required_seen == table.data.required).then_some(())
+}
+
+/// One value checked against `rule`: a scalar here, an object or an array out of line.
+#[inline(always)]
+fn scan_value<'b>(p: &mut Cursor<'b>, rule: &Rule, slots: &mut [Option<StoredValue<'b>>]) -> Option<StoredValue<'b>> {
+    match rule.shape() {
+        Shape::Scalar => rule.accept_stored(p.stored_value()?),
+        _ => scan_nested(p, rule, slots),
+    }
+}
+
+/// An object or an array checked against `rule` (the recursion: as deep as the schema, which
+/// the registry bounds, whatever the record holds).
+#[inline(never)]
+fn scan_nested<'b>(p: &mut Cursor<'b>, rule: &Rule, slots: &mut [Option<StoredValue<'b>>]) -> Option<StoredValue<'b>> {
+    let start = p.i;
+    match rule.shape() {
+        Shape::Scalar => rule.accept_stored(p.stored_value()?),
+        Shape::Object(object) => {
+            scan_object(p, object, slots)?;
+            p.span(start).map(StoredValue::Object)
+        }
+        Shape::Array { min_items, max_items, items } => {
+            p.lit(b"[")?;
+            let mut n = 0u64;
+            if !p.eat(b']') {
+                loop {
+                    scan_value(p, items, slots)?;
+                    n += 1;
+                    if p.eat(b',') {
+                        continue;
+                    }
+                    p.lit(b"]")?;
+                    break;
+                }
+            }
+            if n < min_items || n > max_items {
+                return None;
+            }
+            p.span(start).map(StoredValue::Array)
+        }
+    }
+}
+
+/// A nested object checked against `object`, the values of fields with a slot into `slots`.
+/// Keys must come in name order (as serde_json writes a `Map`): that also rules out duplicates
+/// and unknown keys, and anything else is not proven.
+fn scan_object<'b>(p: &mut Cursor<'b>, object: &ObjectCheck, slots: &mut [Option<StoredValue<'b>>]) -> Option<()> {
+    p.lit(b"{")?;
+    let mut required_seen = 0;
+    let mut next = 0;
+    if !p.eat(b'}') {
+        loop {
+            let key = p.name()?;
+            p.lit(b":")?;
+            let index = next + object.fields.get(next..)?.iter().position(|f| short_eq(f.name.as_bytes(), key))?;
+            next = index + 1;
+            let field = object.fields.get(index)?;
+            let value = scan_value(p, &field.rule, slots)?;
+            if let Some(slot) = field.slot {
+                *slots.get_mut(slot)? = Some(value);
+            }
+            required_seen += usize::from(field.required);
+            if p.eat(b',') {
+                continue;
+            }
+            p.lit(b"}")?;
+            break;
+        }
+    }
+    (required_seen == object.required).then_some(())
 }
 
 /// The envelope fields, borrowed: serde's rules for a stored record (unknown fields ignored,

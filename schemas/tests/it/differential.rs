@@ -1,13 +1,15 @@
 //! Differential tests: the fast path (`decode_stored`, `validate`: compiled field table, hand
 //! parsed timestamps) against the reference path (`decode_stored_reference`,
 //! `validate_reference`: chrono + jsonschema). Same `Result` for every input: the same Event, or
-//! the same violations in the same order.
+//! the same violations in the same order. Flat data (the shipped flat types, `probe`) and
+//! nested, nullable, array and date-time data (`order_placed`, `nest`) alike.
 
 use std::sync::OnceLock;
 
+use chrono::{DateTime, FixedOffset, SecondsFormat};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
-use sluice_schemas::{Registry, ViewCache, ViewValues};
+use sluice_schemas::{Registry, StoredValue, ViewCache, ViewValues};
 
 use crate::props::{arb_f64, arb_json, arb_valid};
 use crate::{ctx, registry};
@@ -318,12 +320,15 @@ const FULL_PAGE_VIEW: &[u8] = b"{\"event_id\":\"e\",\"event_type\":\"page_view\"
         \"data\":{\"app_version\":\"1.0.0\",\"country\":\"US\",\"device\":\"web\",\"duration_ms\":1.5,\
         \"page\":\"/\",\"referrer\":\"r\",\"session_id\":\"s\",\"user_id\":\"u\"}}";
 
-/// A view buffer left holding every slot of a page_view v2 record (all fields present), so a
-/// decode that forgot to reset a slot would show a stale value.
+/// A view buffer left holding every slot of a `nest` record with every field present (more
+/// slots than any other version here has), so a decode that forgot to reset a slot would show
+/// a stale value.
 fn full_values() -> ViewValues<'static> {
+    static FULL: OnceLock<Vec<u8>> = OnceLock::new();
+    let bytes = FULL.get_or_init(|| record_bytes(nest_record(full_nest()).as_object().unwrap(), false));
     let mut values = ViewValues::default();
-    let view = registry().decode_stored_view(FULL_PAGE_VIEW, &mut values).map(|v| v.values().iter().flatten().count());
-    assert!(view.is_some_and(|n| n >= 8), "the full record is viewed with every slot set: {view:?}");
+    let view = probe_registry().decode_stored_view(bytes, &mut values).map(|v| v.values().iter().flatten().count());
+    assert_eq!(view, Some(NEST_SLOTS), "the full record is viewed with every slot set");
     values
 }
 
@@ -423,8 +428,9 @@ fn same_validate(reg: &Registry, input: &Value) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// A registry with one schema exercising every keyword of the fast subset, and one with a
-/// keyword outside it (always the reference path).
+/// A registry with a flat schema exercising every scalar keyword of the fast subset (`probe`
+/// v1), one with a keyword outside it (`probe` v2: always the reference path), and a nested one
+/// (`nest` v1, [`nest_schema`]).
 fn probe_registry() -> &'static Registry {
     static REGISTRY: OnceLock<Registry> = OnceLock::new();
     REGISTRY.get_or_init(|| {
@@ -452,16 +458,19 @@ fn probe_registry() -> &'static Registry {
             "s": {"type": "string", "minLength": 2, "maxLength": 4},
             "e": {"type": "string", "enum": ["a", "b"]},
             "t": {"type": "string", "format": "date-time"},
+            "u": {"type": "array", "items": {"type": "integer"}, "uniqueItems": true},
         });
         other["required"] = json!(["e"]);
         std::fs::create_dir(dir.path().join("probe")).unwrap();
         std::fs::write(dir.path().join("probe/v1.json"), probe.to_string()).unwrap();
         std::fs::write(dir.path().join("probe/v2.json"), other.to_string()).unwrap();
+        std::fs::create_dir(dir.path().join("nest")).unwrap();
+        std::fs::write(dir.path().join("nest/v1.json"), nest_schema().to_string()).unwrap();
         Registry::from_dir(dir.path()).unwrap()
     })
 }
 
-const PROBE_FIELDS: &[&str] = &["s", "code", "ver", "fixed", "n", "x", "big", "b", "e", "t", "extra"];
+const PROBE_FIELDS: &[&str] = &["s", "code", "ver", "fixed", "n", "x", "big", "b", "e", "t", "u", "extra"];
 
 fn arb_probe_data() -> impl Strategy<Value = Map<String, Value>> {
     let base = json!({"s": "abc", "n": 3, "b": true, "e": "a"});
@@ -488,7 +497,27 @@ fn shipped_schemas_take_the_fast_path() {
     }
     let probe = probe_registry().get("probe").unwrap();
     assert!(probe.version(1).unwrap().has_fast_path());
-    assert!(!probe.version(2).unwrap().has_fast_path(), "format is outside the subset");
+    assert!(!probe.version(2).unwrap().has_fast_path(), "uniqueItems is outside the subset");
+    let nest = probe_registry().get("nest").unwrap().version(1).unwrap();
+    assert!(nest.has_fast_path());
+    assert_eq!(nest.view_fields().map(|f| f.len()), Some(NEST_SLOTS));
+    // `order_placed`'s slots: its properties, then `context`'s (its dimensions).
+    let order = registry().get("order_placed").unwrap().version(1).unwrap();
+    assert_eq!(
+        order.view_fields().unwrap(),
+        [
+            "context",
+            "coupon",
+            "items",
+            "order_id",
+            "placed_at",
+            "total",
+            "user_id",
+            "context/app_version",
+            "context/channel",
+            "context/country"
+        ]
+    );
 }
 
 #[test]
@@ -647,5 +676,563 @@ proptest! {
         let ctx = sluice_schemas::IngestContext::new("p", received_at);
         prop_assert_eq!(reg.validate(&input, &ctx).is_ok(), expected);
         prop_assert_eq!(reg.validate_reference(&input, &ctx).is_ok(), expected);
+    }
+}
+
+// Nested, nullable, array and date-time data: `order_placed` (shipped) and `nest` (probe).
+
+/// Slots of `nest` v1: its 9 properties, `meta`'s 3, `opt`'s 1, `meta/inner`'s 4, `opt/deep`'s 1.
+const NEST_SLOTS: usize = 18;
+
+/// A schema with every shape of the subset: objects in objects (required and optional), arrays
+/// of integers, of nullable strings, of date-times and of objects holding objects and arrays,
+/// nullable scalars of each type, roles two levels down.
+fn nest_schema() -> Value {
+    let object = |required: Value, properties: Value| json!({"type": "object", "additionalProperties": false, "required": required, "properties": properties});
+    let mut schema = object(
+        json!(["region", "meta", "counts"]),
+        json!({
+            "region": {"type": "string", "pattern": "^[A-Z]{2}$"},
+            "meta": object(json!(["inner", "weight"]), json!({
+                "weight": {"type": "number", "minimum": 0, "maximum": 100},
+                "note": {"type": ["string", "null"], "maxLength": 4},
+                "inner": object(json!(["kind", "id"]), json!({
+                    "kind": {"type": "string", "enum": ["a", "b"]},
+                    "id": {"type": "integer", "minimum": -5, "maximum": 1000},
+                    "level": {"type": ["integer", "null"], "minimum": 0, "exclusiveMaximum": 10},
+                    "seen": {"type": "string", "format": "date-time"},
+                })),
+            })),
+            "counts": {"type": "array", "maxItems": 3, "items": {"type": "integer", "minimum": -5, "maximum": 1000}},
+            "tags": {"type": "array", "minItems": 1,
+                "items": {"type": ["string", "null"], "minLength": 1, "maxLength": 2}},
+            "times": {"type": "array", "items": {"type": "string", "format": "date-time"}},
+            "ratio": {"type": ["null", "number"], "exclusiveMinimum": 0, "maximum": 1.5},
+            "flag": {"type": ["boolean", "null"]},
+            "parts": {"type": "array", "maxItems": 2, "items": object(json!(["n"]), json!({
+                "n": {"type": "integer"},
+                "sub": object(json!([]), json!({"x": {"type": ["number", "null"]}})),
+                "list": {"type": "array", "items": {"type": "boolean"}},
+            }))},
+            "opt": object(json!([]), json!({
+                "deep": object(json!(["v"]), json!({"v": {"type": "string", "maxLength": 3}})),
+            })),
+        }),
+    );
+    let keywords = json!({"$schema": "https://json-schema.org/draft/2020-12/schema", "x-sluice-event-type": "nest",
+        "x-sluice-version": 1, "x-sluice-dimensions": ["meta/inner/kind", "region"],
+        "x-sluice-measure": "meta/weight", "x-sluice-identity": "meta/inner/id", "description": "probe"});
+    schema.as_object_mut().unwrap().extend(keywords.as_object().unwrap().clone());
+    schema
+}
+
+/// Valid `nest` data with every field present.
+fn full_nest() -> Value {
+    json!({"region": "US", "counts": [1, 2], "tags": ["x", null], "times": ["2024-05-01T12:00:00.500Z"],
+        "ratio": null, "flag": true,
+        "meta": {"weight": 1.5, "note": null,
+            "inner": {"kind": "a", "id": 7, "level": null, "seen": "2024-05-01T12:00:00Z"}},
+        "parts": [{"n": 1, "sub": {"x": null}, "list": [true]}], "opt": {"deep": {"v": "q"}}})
+}
+
+/// Valid `nest` data with only the required fields.
+fn minimal_nest() -> Value {
+    json!({"region": "DE", "counts": [], "meta": {"weight": 0, "inner": {"kind": "b", "id": -5}}})
+}
+
+/// A stored `nest` record holding `data`.
+fn nest_record(data: Value) -> Value {
+    json!({"event_id": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "event_type": "nest", "schema_version": 1,
+        "occurred_at": "2024-05-01T11:00:00Z", "received_at": "2024-05-01T12:00:00Z", "producer": "p", "data": data})
+}
+
+const NEST_POINTERS: &[&str] = &[
+    "/region",
+    "/meta",
+    "/meta/weight",
+    "/meta/note",
+    "/meta/inner",
+    "/meta/inner/kind",
+    "/meta/inner/id",
+    "/meta/inner/level",
+    "/meta/inner/seen",
+    "/meta/inner/extra",
+    "/meta/extra",
+    "/counts",
+    "/counts/0",
+    "/counts/3",
+    "/tags",
+    "/tags/0",
+    "/tags/1",
+    "/times",
+    "/times/0",
+    "/times/1",
+    "/ratio",
+    "/flag",
+    "/parts",
+    "/parts/0",
+    "/parts/0/n",
+    "/parts/0/sub",
+    "/parts/0/sub/x",
+    "/parts/0/list",
+    "/parts/0/list/0",
+    "/parts/0/extra",
+    "/parts/2",
+    "/opt",
+    "/opt/deep",
+    "/opt/deep/v",
+    "/extra",
+];
+
+const ORDER_POINTERS: &[&str] = &[
+    "/order_id",
+    "/user_id",
+    "/context",
+    "/context/country",
+    "/context/channel",
+    "/context/app_version",
+    "/context/extra",
+    "/items",
+    "/items/0",
+    "/items/0/sku",
+    "/items/0/qty",
+    "/items/0/unit_price",
+    "/items/0/extra",
+    "/items/1",
+    "/items/1/qty",
+    "/items/7",
+    "/coupon",
+    "/placed_at",
+    "/total",
+    "/extra",
+];
+
+/// Values on the edges of `order_placed` and `nest`, nested shapes among them.
+fn nested_value() -> impl Strategy<Value = Value> {
+    let items = |n: usize| Value::Array(vec![json!({"sku": "s", "qty": 1, "unit_price": 1}); n]);
+    prop::sample::select(vec![
+        json!(null),
+        json!(true),
+        json!(0),
+        json!(1),
+        json!(9),
+        json!(10),
+        json!(-5),
+        json!(-6),
+        json!(1000),
+        json!(1001),
+        json!(10_000),
+        json!(10_001),
+        json!(3.0),
+        json!(0.5),
+        json!(1.5),
+        json!(1.5000000000000002),
+        json!(100),
+        json!(100.5),
+        json!(1e6),
+        json!(1e8),
+        json!(100_000_000.5),
+        json!(""),
+        json!("a"),
+        json!("b"),
+        json!("ab"),
+        json!("abc"),
+        json!("abcd"),
+        json!("abcde"),
+        json!("US"),
+        json!("us"),
+        json!("web"),
+        json!("pos"),
+        json!("tv"),
+        json!("x\"y"),
+        json!("é"),
+        json!("2024-05-01T12:00:00Z"),
+        json!("2024-05-01T12:00:00.500Z"),
+        json!("2024-05-01T12:00:00.5Z"),
+        json!("2024-05-01T14:00:00+02:00"),
+        json!([]),
+        json!([null]),
+        json!([1, 2, 3]),
+        json!([1, 2, 3, 4]),
+        json!(["x", "yz"]),
+        json!(["2024-05-01T12:00:00Z", "2024-05-01T12:00:00.123456Z"]),
+        json!([true, false]),
+        json!([{"n": 1}, {"n": 2, "sub": {}}]),
+        json!([{"n": 1}, {"n": 2}, {"n": 3}]),
+        json!({}),
+        json!({"n": 1}),
+        json!({"n": 1, "list": [1]}),
+        json!({"x": 1.5}),
+        json!({"x": null}),
+        json!({"v": "q"}),
+        json!({"deep": {"v": "xyz"}}),
+        json!({"deep": {}}),
+        json!({"kind": "a", "id": 1}),
+        json!({"kind": "c", "id": 1}),
+        json!({"weight": 1, "inner": {"kind": "a", "id": 1}}),
+        json!({"country": "US", "channel": "web"}),
+        json!({"country": "US", "channel": "web", "app_version": ""}),
+        json!({"sku": "a", "qty": 1, "unit_price": 0}),
+        json!({"sku": "a", "qty": 0, "unit_price": 0}),
+        items(100),
+        items(101),
+    ])
+}
+
+/// Sets (`Some`) or removes (`None`) the value at `pointer` in `data`: an object's member, or
+/// an array's element (past its end: appended).
+fn edit_at(data: &mut Value, pointer: &str, value: Option<Value>) {
+    let (parent, key) = pointer.rsplit_once('/').unwrap();
+    match (data.pointer_mut(parent), value) {
+        (Some(Value::Object(map)), Some(v)) => {
+            map.insert(key.to_owned(), v);
+        }
+        (Some(Value::Object(map)), None) => {
+            map.remove(key);
+        }
+        // An edit may have turned the parent into an array: a name is then no index.
+        (Some(Value::Array(items)), v) => {
+            let Ok(i) = key.parse::<usize>() else { return };
+            match v {
+                Some(v) if i < items.len() => items[i] = v,
+                Some(v) => items.push(v),
+                None if i < items.len() => {
+                    items.remove(i);
+                }
+                None => {}
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Edits at `pointers`: mostly to edge values, some to any value or a timestamp, some removals.
+fn arb_nested_edits(pointers: &'static [&'static str]) -> impl Strategy<Value = Vec<(&'static str, Option<Value>)>> {
+    let value = prop_oneof![4 => nested_value(), 2 => nasty_value(), 2 => arb_timestamp(), 1 => arb_json()];
+    prop::collection::vec((prop::sample::select(pointers), prop::option::weighted(0.8, value)), 0..4)
+}
+
+/// How the nested objects of a stored record's `data` (not `data` itself) are written.
+#[derive(Debug, Clone, Copy)]
+enum Layout {
+    /// As `serde_json` writes them: keys in name order, compact.
+    Serde,
+    /// Keys in reverse name order.
+    Reversed,
+    /// The first member repeated at the end.
+    Repeated,
+    /// A space after each comma.
+    Spaced,
+}
+
+/// The record's JSON in `Event` declaration order (as [`record_bytes`]), nested objects of
+/// `data` written as `layout` says.
+fn record_with_layout(stored: &Map<String, Value>, layout: Layout) -> Vec<u8> {
+    fn write(v: &Value, nested: bool, layout: Layout, out: &mut String) {
+        match v {
+            Value::Object(map) => {
+                let mut members: Vec<String> = map
+                    .iter()
+                    .map(|(k, v)| {
+                        let mut member = format!("{}:", Value::from(k.as_str()));
+                        write(v, true, layout, &mut member);
+                        member
+                    })
+                    .collect();
+                let mut separator = ",";
+                match (nested, layout) {
+                    (false, _) | (true, Layout::Serde) => {}
+                    (true, Layout::Reversed) => members.reverse(),
+                    (true, Layout::Repeated) => members.extend(members.first().cloned()),
+                    (true, Layout::Spaced) => separator = ", ",
+                }
+                out.push('{');
+                out.push_str(&members.join(separator));
+                out.push('}');
+            }
+            Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write(item, true, layout, out);
+                }
+                out.push(']');
+            }
+            scalar => out.push_str(&scalar.to_string()),
+        }
+    }
+    let mut stored = stored.clone();
+    let data = stored.remove("data");
+    let mut bytes = record_bytes(&stored, false);
+    if let Some(data) = data {
+        let mut text = String::from(if stored.is_empty() { "\"data\":" } else { ",\"data\":" });
+        write(&data, false, layout, &mut text);
+        bytes.pop();
+        bytes.extend_from_slice(text.as_bytes());
+        bytes.push(b'}');
+    }
+    bytes
+}
+
+/// The placement time of an order as a producer may write it: any offset, any precision.
+fn arb_placed_at() -> impl Strategy<Value = String> {
+    let nanos = prop_oneof![Just(0u32), 0u32..1_000_000_000, (0u32..1000).prop_map(|n| n * 1_000_000)];
+    (946_684_800i64..1_900_000_000, nanos, -14 * 60i32..=14 * 60, any::<bool>()).prop_map(|(secs, nanos, offset, z)| {
+        let t = DateTime::from_timestamp(secs, nanos).unwrap();
+        t.with_timezone(&FixedOffset::east_opt(offset * 60).unwrap()).to_rfc3339_opts(SecondsFormat::AutoSi, z)
+    })
+}
+
+/// Valid `order_placed` producer events (with an event_id).
+fn arb_order_placed() -> impl Strategy<Value = Value> {
+    let price = prop_oneof![0.0f64..1e6, Just(0.0), Just(1e6), (0u32..100).prop_map(f64::from)];
+    let item = ("\\PC{1,8}", 1i64..=10_000, any::<bool>(), price).prop_map(|(sku, qty, as_float, price)| {
+        let qty = if as_float { json!(qty as f64) } else { json!(qty) };
+        json!({"sku": sku, "qty": qty, "unit_price": price})
+    });
+    let total = prop_oneof![
+        (0.0f64..1e8).prop_map(Value::from),
+        Just(json!(1e8)),
+        (0i64..1000).prop_map(Value::from),
+        (0u32..1000).prop_map(|n| Value::from(f64::from(n) / 4.0)),
+    ];
+    (
+        ("\\PC{1,12}", "\\PC{1,12}", prop::option::of("\\PC{1,8}")),
+        ("[A-Z]{2}", prop::sample::select(vec!["web", "ios", "android", "pos"]), prop::option::of("\\PC{1,8}")),
+        prop::collection::vec(item, 1..5),
+        (arb_placed_at(), total, prop::sample::select(vec!["2024-05-01T11:59:00Z", "2024-05-01T13:59:59.999+02:00"])),
+    )
+        .prop_map(|((order, user, coupon), (country, channel, app), items, (placed_at, total, occurred_at))| {
+            let mut context = json!({"country": country, "channel": channel});
+            if let Some(app) = app {
+                context["app_version"] = json!(app);
+            }
+            json!({"event_id": "0190a0c4-5b7e-7cc3-8f1a-3b2c1d0e9f8a", "event_type": "order_placed",
+                "occurred_at": occurred_at, "data": {"order_id": order, "user_id": user, "context": context,
+                "items": items, "coupon": coupon, "placed_at": placed_at, "total": total}})
+        })
+}
+
+/// A valid stored `order_placed` record.
+fn stored_order_fixture() -> Value {
+    json!({"event_id": "e", "event_type": "order_placed", "schema_version": 1,
+        "occurred_at": "2024-05-01T11:00:00Z", "received_at": "2024-05-01T12:00:00Z", "producer": "p",
+        "data": {"context": {"app_version": "1.2", "channel": "web", "country": "US"}, "coupon": null,
+            "items": [{"qty": 2, "sku": "A-1", "unit_price": 9.5}], "order_id": "o",
+            "placed_at": "2024-05-01T12:00:00.250Z", "total": 19, "user_id": "u"}})
+}
+
+/// The stored record of a valid `order_placed` event, as a JSON object.
+fn stored_order(input: &Value) -> Map<String, Value> {
+    let event = registry().validate_reference(input, &ctx()).unwrap();
+    let Value::Object(stored) = serde_json::to_value(&event).unwrap() else { unreachable!() };
+    stored
+}
+
+#[test]
+fn nested_records_take_the_view_where_proven() {
+    let reg = probe_registry();
+    for data in [full_nest(), minimal_nest()] {
+        let bytes = record_bytes(nest_record(data.clone()).as_object().unwrap(), false);
+        assert!(view_agrees(reg, &bytes), "{}", String::from_utf8_lossy(&bytes));
+        let mut values = ViewValues::default();
+        let view = reg.decode_stored_view(&bytes, &mut values).unwrap();
+        // Roles two levels down, read from their slots.
+        let dims: Vec<_> = view.dimensions().collect();
+        let kind = data["meta"]["inner"]["kind"].as_str().unwrap();
+        let region = data["region"].as_str().unwrap();
+        assert_eq!(dims, [Some(StoredValue::String(kind.into())), Some(StoredValue::String(region.into()))]);
+        assert_eq!(view.identity(), data["meta"]["inner"]["id"].as_i64().map(StoredValue::Integer));
+        assert!(matches!(view.measure(), Some(StoredValue::Integer(_) | StoredValue::Number(_))));
+        // Nested objects and arrays are the record's own text.
+        let fields = view.schema.view_fields().unwrap();
+        for (slot, value) in view.values().iter().enumerate() {
+            let pointer = format!("/{}", fields[slot]);
+            match value {
+                Some(StoredValue::Object(text) | StoredValue::Array(text)) => {
+                    assert_eq!(text.as_str(), data.pointer(&pointer).unwrap().to_string(), "{pointer}");
+                }
+                Some(StoredValue::Timestamp(_)) => assert_eq!(fields[slot], "meta/inner/seen"),
+                Some(StoredValue::Null) => assert_eq!(data.pointer(&pointer), Some(&Value::Null), "{pointer}"),
+                Some(_) => {}
+                None => assert_eq!(data.pointer(&pointer), None, "{pointer}"),
+            }
+        }
+    }
+    let order = |f: &dyn Fn(&mut Value)| {
+        let mut record = stored_order_fixture();
+        f(&mut record["data"]);
+        record_bytes(record.as_object().unwrap(), false)
+    };
+    let accepted = |bytes: &[u8]| registry().decode_stored_reference(bytes).is_ok();
+    let plain = order(&|_| {});
+    assert!(accepted(&plain) && view_agrees(registry(), &plain), "the canonical record is viewed");
+    // Valid, and viewed.
+    for edit in [
+        &|d: &mut Value| d["coupon"] = json!("SAVE"),
+        &|d: &mut Value| d["placed_at"] = json!("2024-05-01T12:00:00Z"),
+        &|d: &mut Value| d["placed_at"] = json!("2024-05-01T12:00:00.123456789Z"),
+        &|d: &mut Value| d["items"][0]["unit_price"] = json!(0),
+        &|d: &mut Value| {
+            d["context"].as_object_mut().unwrap().remove("app_version");
+        },
+        &|d: &mut Value| d["items"] = Value::Array(vec![d["items"][0].clone(); 100]),
+    ] as [&dyn Fn(&mut Value); 6]
+    {
+        let bytes = order(edit);
+        assert!(accepted(&bytes) && view_agrees(registry(), &bytes), "{}", String::from_utf8_lossy(&bytes));
+    }
+    // Valid, but not proven by the view (the reference decides).
+    for edit in [
+        &|d: &mut Value| d["placed_at"] = json!("2024-05-01T12:00:00.25Z"),
+        &|d: &mut Value| d["placed_at"] = json!("2024-05-01T14:00:00+02:00"),
+        &|d: &mut Value| d["items"][0]["qty"] = json!(2.0),
+        &|d: &mut Value| d["coupon"] = json!("a\"b"),
+    ] as [&dyn Fn(&mut Value); 4]
+    {
+        let bytes = order(edit);
+        assert!(accepted(&bytes) && !view_agrees(registry(), &bytes), "{}", String::from_utf8_lossy(&bytes));
+    }
+    for layout in [Layout::Reversed, Layout::Repeated, Layout::Spaced] {
+        let stored: Map<String, Value> = serde_json::from_slice(&plain).unwrap();
+        let bytes = record_with_layout(&stored, layout);
+        assert!(accepted(&bytes) && !view_agrees(registry(), &bytes), "{}", String::from_utf8_lossy(&bytes));
+    }
+    // Invalid: never viewed.
+    for edit in [
+        &|d: &mut Value| d["items"] = json!([]),
+        &|d: &mut Value| d["items"] = Value::Array(vec![d["items"][0].clone(); 101]),
+        &|d: &mut Value| d["items"][0]["qty"] = json!(0),
+        &|d: &mut Value| d["items"][0]["extra"] = json!(0),
+        &|d: &mut Value| d["context"]["channel"] = json!("tv"),
+        &|d: &mut Value| d["context"]["app_version"] = json!(null),
+        &|d: &mut Value| d["coupon"] = json!(""),
+        &|d: &mut Value| d["placed_at"] = json!("2024-05-01T12:00:00"),
+        &|d: &mut Value| d["placed_at"] = json!(null),
+    ] as [&dyn Fn(&mut Value); 9]
+    {
+        let bytes = order(edit);
+        assert!(!accepted(&bytes) && !view_agrees(registry(), &bytes), "{}", String::from_utf8_lossy(&bytes));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Valid `order_placed` events: both validators agree, the stored record decodes to the
+    /// event on every path, and (without escapes) takes the view, roles read from `context`.
+    #[test]
+    fn valid_order_placed_records_take_the_view(input in arb_order_placed()) {
+        same_validate(registry(), &input)?;
+        let event = registry().validate_reference(&input, &ctx()).unwrap();
+        let bytes = serde_json::to_vec(&event).unwrap();
+        prop_assert_eq!(registry().decode_stored(&bytes), Ok(event.clone()));
+        same_decode(registry(), &bytes)?;
+        if !bytes.contains(&b'\\') {
+            let mut values = ViewValues::default();
+            let view = registry().decode_stored_view(&bytes, &mut values);
+            prop_assert!(view.is_some(), "{}", String::from_utf8_lossy(&bytes));
+            let view = view.unwrap();
+            prop_assert_eq!(view.to_event(), Some(event.clone()));
+            fn text(v: &Value) -> Option<StoredValue<'_>> {
+                v.as_str().map(|s| StoredValue::String(s.into()))
+            }
+            let dims: Vec<_> = view.dimensions().collect();
+            prop_assert_eq!(dims, vec![text(&event.data["context"]["country"]), text(&event.data["context"]["channel"])]);
+            prop_assert_eq!(view.identity(), text(&event.data["user_id"]));
+            let total = match view.measure() {
+                Some(StoredValue::Number(x)) => Some(x),
+                Some(StoredValue::Integer(i)) => Some(i as f64),
+                _ => None,
+            };
+            prop_assert_eq!(total, event.data["total"].as_f64());
+        }
+    }
+
+    #[test]
+    fn order_placed_agrees_on_nested_edits(
+        input in arb_order_placed(),
+        edits in arb_nested_edits(ORDER_POINTERS),
+        sorted in any::<bool>(),
+        layout in prop::sample::select(vec![Layout::Serde, Layout::Reversed, Layout::Repeated, Layout::Spaced]),
+    ) {
+        let mut stored = stored_order(&input);
+        let mut input = input;
+        for (pointer, value) in edits {
+            edit_at(&mut stored["data"], pointer, value.clone());
+            edit_at(&mut input["data"], pointer, value);
+        }
+        same_decode(registry(), &record_bytes(&stored, sorted))?;
+        same_decode(registry(), &record_with_layout(&stored, layout))?;
+        same_validate(registry(), &input)?;
+    }
+
+    #[test]
+    fn order_placed_agrees_on_corrupted_bytes(
+        input in arb_order_placed(),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+    ) {
+        let mut bytes = record_bytes(&stored_order(&input), false);
+        for (at, byte) in edits {
+            let i = at.index(bytes.len());
+            bytes[i] = byte;
+        }
+        same_decode(registry(), &bytes)?;
+    }
+
+    /// Any date-time text in each date-time field of a valid record: the view proves only the
+    /// canonical form, and agrees with the reference on all of them.
+    #[test]
+    fn stored_date_times_agree(t in arb_timestamp(), canonical in arb_placed_at()) {
+        let utc = DateTime::parse_from_rfc3339(&canonical).unwrap().with_timezone(&chrono::Utc);
+        let canonical = Value::from(utc.to_rfc3339_opts(SecondsFormat::AutoSi, true));
+        for value in [t, canonical] {
+            let mut order = stored_order_fixture();
+            edit_at(&mut order["data"], "/placed_at", Some(value.clone()));
+            same_decode(registry(), &record_bytes(order.as_object().unwrap(), false))?;
+            for pointer in ["/meta/inner/seen", "/times/0", "/times/1"] {
+                let mut data = full_nest();
+                edit_at(&mut data, pointer, Some(value.clone()));
+                same_decode(probe_registry(), &record_bytes(nest_record(data).as_object().unwrap(), false))?;
+            }
+        }
+    }
+
+    /// Arrays of every length around their bounds (`items`: 1..=100, `counts`: ..=3, `tags`:
+    /// 1.., `parts`: ..=2), each element valid.
+    #[test]
+    fn array_lengths_agree(n in prop_oneof![0usize..5, 98usize..103]) {
+        let mut order = stored_order_fixture();
+        let item = order["data"]["items"][0].clone();
+        order["data"]["items"] = Value::Array(vec![item; n]);
+        same_decode(registry(), &record_bytes(order.as_object().unwrap(), false))?;
+        let mut data = full_nest();
+        data["counts"] = Value::Array((0..n as i64).collect::<Vec<_>>().into_iter().map(Value::from).collect());
+        data["tags"] = Value::Array(vec![json!("t"); n]);
+        data["parts"] = Value::Array(vec![json!({"n": 1}); n]);
+        same_decode(probe_registry(), &record_bytes(nest_record(data).as_object().unwrap(), false))?;
+    }
+
+    #[test]
+    fn nest_schema_agrees(
+        full in any::<bool>(),
+        edits in arb_nested_edits(NEST_POINTERS),
+        layout in prop::sample::select(vec![Layout::Serde, Layout::Reversed, Layout::Repeated, Layout::Spaced]),
+    ) {
+        let reg = probe_registry();
+        let mut data = if full { full_nest() } else { minimal_nest() };
+        for (pointer, value) in edits {
+            edit_at(&mut data, pointer, value);
+        }
+        let stored = nest_record(data.clone());
+        let stored = stored.as_object().unwrap();
+        same_decode(reg, &record_bytes(stored, false))?;
+        same_decode(reg, &record_bytes(stored, true))?;
+        same_decode(reg, &record_with_layout(stored, layout))?;
+        let input = json!({"event_id": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "event_type": "nest",
+            "occurred_at": "2024-05-01T11:00:00Z", "data": data});
+        same_validate(reg, &input)?;
     }
 }

@@ -146,3 +146,122 @@ fn required_fields_may_become_optional() {
     let schema = reg.get("page_view").unwrap().arrow_schema();
     assert!(schema.field_with_name("page").unwrap().is_nullable());
 }
+
+fn order_placed_v1() -> Value {
+    serde_json::from_str(include_str!("../../order_placed/v1.json")).unwrap()
+}
+
+/// The evolution check's answer for order_placed v1 (shipped) and a v2 made by `edit` (both
+/// written with sorted keys, so problems come in name order).
+fn order_v2(edit: impl FnOnce(&mut Value)) -> Result<(), Vec<String>> {
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path().join("order_placed");
+    std::fs::create_dir(&t).unwrap();
+    let v1 = order_placed_v1();
+    let mut v2 = v1.clone();
+    v2["x-sluice-version"] = json!(2);
+    edit(&mut v2);
+    std::fs::write(t.join("v1.json"), serde_json::to_vec_pretty(&v1).unwrap()).unwrap();
+    std::fs::write(t.join("v2.json"), serde_json::to_vec_pretty(&v2).unwrap()).unwrap();
+    Registry::from_dir(dir.path()).unwrap().check_evolution()
+}
+
+fn problems(list: &[&str]) -> Result<(), Vec<String>> {
+    Err(list.iter().map(|p| format!("order_placed v1 -> v2: {p}")).collect())
+}
+
+#[test]
+fn optional_fields_may_be_added_at_every_depth() {
+    // Top level, inside an object, inside array items, a new optional object requiring its
+    // own fields, a new optional array of objects, a field made nullable.
+    let answer = order_v2(|v2| {
+        v2["properties"]["note"] = json!({"type": ["string", "null"]});
+        v2["properties"]["context"]["properties"]["device"] = json!({"type": "string"});
+        v2["properties"]["items"]["items"]["properties"]["discount"] = json!({"type": "number"});
+        v2["properties"]["shipping"] = json!({"type": "object", "additionalProperties": false,
+            "properties": {"method": {"type": "string"}, "eta": {"type": "string", "format": "date-time"}},
+            "required": ["method"]});
+        v2["properties"]["tags"] = json!({"type": "array", "items": {"type": "string"}});
+        v2["properties"]["context"]["properties"]["app_version"]["type"] = json!(["string", "null"]);
+    });
+    assert_eq!(answer, Ok(()));
+}
+
+#[test]
+fn removals_are_incompatible_at_every_depth() {
+    let answer = order_v2(|v2| {
+        v2["properties"]["context"]["properties"].as_object_mut().unwrap().remove("app_version");
+        v2["properties"]["items"]["items"]["properties"].as_object_mut().unwrap().remove("unit_price");
+        v2["properties"]["items"]["items"]["required"] = json!(["sku", "qty"]);
+    });
+    assert_eq!(
+        answer,
+        problems(&["field `context/app_version` was removed", "field `items[]/unit_price` was removed"])
+    );
+}
+
+#[test]
+fn type_changes_are_incompatible_at_every_depth() {
+    let answer = order_v2(|v2| {
+        v2["properties"]["placed_at"] = json!({"type": "string"});
+        v2["properties"]["context"]["properties"]["app_version"] = json!({"type": "integer"});
+        v2["properties"]["items"]["items"]["properties"]["qty"] = json!({"type": "number", "minimum": 1});
+        v2["properties"]["order_id"] = json!({"type": "string", "format": "date-time"});
+    });
+    assert_eq!(
+        answer,
+        problems(&[
+            "field `context/app_version` changed type from string to integer",
+            "field `items[]/qty` changed type from integer to number",
+            "field `order_id` changed type from string to date-time",
+            "field `placed_at` changed type from date-time to string",
+        ])
+    );
+    // An array of objects becoming an array of strings, an object becoming a string.
+    let answer = order_v2(|v2| {
+        v2["properties"]["items"]["items"] = json!({"type": "string"});
+        v2["properties"]["context"] = json!({"type": "string"});
+        v2["x-sluice-dimensions"] = json!([]);
+    });
+    assert_eq!(
+        answer,
+        problems(&[
+            "field `context` changed type from object to string",
+            "field `items[]` changed type from object to string",
+            "dimensions changed from [context/country, context/channel] to []",
+        ])
+    );
+}
+
+#[test]
+fn newly_required_and_no_longer_nullable_fields_are_incompatible_at_every_depth() {
+    let answer = order_v2(|v2| {
+        v2["properties"]["context"]["required"] = json!(["country", "channel", "app_version"]);
+        v2["properties"]["items"]["items"]["properties"]["discount"] = json!({"type": "number"});
+        v2["properties"]["items"]["items"]["required"] = json!(["sku", "qty", "unit_price", "discount"]);
+        v2["properties"]["coupon"]["type"] = json!("string");
+    });
+    assert_eq!(
+        answer,
+        problems(&[
+            "field `context/app_version` became required",
+            "field `coupon` is no longer nullable",
+            "new field `items[]/discount` is required (a new field must be optional)",
+        ])
+    );
+}
+
+#[test]
+fn moving_a_role_into_an_object_changes_it() {
+    let answer = order_v2(|v2| {
+        v2["x-sluice-dimensions"] = json!(["/context/country", "context/channel"]);
+    });
+    assert_eq!(answer, Ok(()), "the same paths, spelled as JSON pointers");
+    let answer = order_v2(|v2| {
+        v2["x-sluice-dimensions"] = json!(["context/channel", "context/country"]);
+    });
+    assert_eq!(
+        answer,
+        problems(&["dimensions changed from [context/country, context/channel] to [context/channel, context/country]"])
+    );
+}

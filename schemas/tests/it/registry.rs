@@ -162,6 +162,26 @@ fn layout_errors() {
     }
 }
 
+/// Adds an object `ctx` {country (required), region, note (nullable, required), seen
+/// (date-time), plan (required)}, itself required if `required`.
+fn with_context(d: &mut Value, required: bool) {
+    d["properties"]["ctx"] = json!({"type": "object", "additionalProperties": false,
+        "properties": {"country": {"type": "string"}, "region": {"type": "string"},
+            "note": {"type": ["string", "null"]}, "seen": {"type": "string", "format": "date-time"},
+            "plan": {"type": "string"}},
+        "required": ["country", "note", "seen", "plan"]});
+    if required {
+        d["required"].as_array_mut().unwrap().push(json!("ctx"));
+    }
+}
+
+/// Adds a required array `items` of objects {sku, qty}.
+fn with_items(d: &mut Value) {
+    d["properties"]["items"] = json!({"type": "array", "items": {"type": "object", "additionalProperties": false,
+        "properties": {"sku": {"type": "string"}, "qty": {"type": "integer"}}, "required": ["sku", "qty"]}});
+    d["required"].as_array_mut().unwrap().push(json!("items"));
+}
+
 #[test]
 fn schema_errors() {
     type Edit = Box<dyn FnOnce(&mut Value)>;
@@ -191,15 +211,98 @@ fn schema_errors() {
         (Box::new(|d| d["required"] = json!("account_id")), "\"required\" must be an array of distinct strings"),
         (
             Box::new(|d| d["properties"]["tags"] = json!({"type": "array"})),
-            "property `tags`: \"type\" must be one of \"string\", \"integer\", \"number\", \"boolean\"",
+            "property `tags`: an array must declare its \"items\" (one schema)",
         ),
         (
-            Box::new(|d| d["properties"]["note"] = json!({"type": ["string", "null"]})),
-            "property `note`: \"type\" must be one of \"string\", \"integer\", \"number\", \"boolean\"",
+            Box::new(|d| d["properties"]["note"] = json!({"type": ["string", "integer"]})),
+            "property `note`: \"type\" must be one of \"string\", \"integer\", \"number\", \"boolean\", \"object\", \"array\" (or a scalar one with \"null\", e.g. [\"string\", \"null\"])",
         ),
         (
             Box::new(|d| d["properties"]["anything"] = json!({})),
-            "property `anything`: \"type\" must be one of \"string\", \"integer\", \"number\", \"boolean\"",
+            "property `anything`: \"type\" must be one of \"string\", \"integer\", \"number\", \"boolean\", \"object\", \"array\" (or a scalar one with \"null\", e.g. [\"string\", \"null\"])",
+        ),
+        (
+            Box::new(|d| d["properties"]["n"] = json!({"type": "null"})),
+            "property `n`: \"type\" must be one of \"string\", \"integer\", \"number\", \"boolean\", \"object\", \"array\" (or a scalar one with \"null\", e.g. [\"string\", \"null\"])",
+        ),
+        (
+            Box::new(|d| d["properties"]["n"] = json!({"type": ["null", "null"]})),
+            "property `n`: \"type\" must be one of \"string\", \"integer\", \"number\", \"boolean\", \"object\", \"array\" (or a scalar one with \"null\", e.g. [\"string\", \"null\"])",
+        ),
+        (
+            Box::new(|d| d["properties"]["ctx"] = json!({"type": ["object", "null"], "properties": {}})),
+            "property `ctx`: an object cannot be nullable (only scalars can; leave an optional object out instead)",
+        ),
+        (
+            Box::new(|d| d["properties"]["tags"] = json!({"type": ["array", "null"], "items": {"type": "string"}})),
+            "property `tags`: an array cannot be nullable (only scalars can; leave an optional array out instead)",
+        ),
+        (
+            Box::new(|d| d["properties"]["ctx"] = json!({"type": "object", "properties": {"a": {"type": "string"}}})),
+            "property `ctx`: \"additionalProperties\" must be false (every data field needs a declared type)",
+        ),
+        (
+            Box::new(|d| d["properties"]["ctx"] = json!({"type": "object", "additionalProperties": false})),
+            "property `ctx`: \"properties\" must be an object",
+        ),
+        (
+            Box::new(|d| {
+                d["properties"]["ctx"] = json!({"type": "object", "properties": {}, "additionalProperties": false})
+            }),
+            "property `ctx`: an object must declare at least one property",
+        ),
+        (
+            Box::new(|d| {
+                d["properties"]["ctx"] = json!({"type": "object", "additionalProperties": false,
+                    "properties": {"a": {"type": "string"}}, "required": ["b"]})
+            }),
+            "property `ctx`: \"required\" lists `b`, which is not in \"properties\"",
+        ),
+        (
+            Box::new(|d| {
+                d["properties"]["ctx"] = json!({"type": "object", "additionalProperties": false,
+                    "properties": {"appVersion": {"type": "string"}}})
+            }),
+            "property `ctx/appVersion`: names must be lowercase snake_case (letters, digits, _; starting with a letter)",
+        ),
+        (
+            Box::new(|d| {
+                d["properties"]["ctx"] = json!({"type": "object", "additionalProperties": false,
+                    "properties": {"a": {"type": "date"}}})
+            }),
+            "property `ctx/a`: \"type\" must be one of \"string\", \"integer\", \"number\", \"boolean\", \"object\", \"array\" (or a scalar one with \"null\", e.g. [\"string\", \"null\"])",
+        ),
+        (
+            Box::new(|d| {
+                d["properties"]["grid"] =
+                    json!({"type": "array", "items": {"type": "array", "items": {"type": "integer"}}})
+            }),
+            "property `grid`: arrays of arrays are not supported (wrap the inner array in an object)",
+        ),
+        (
+            Box::new(|d| {
+                d["properties"]["tags"] =
+                    json!({"type": "array", "items": {"type": "object", "properties": {"a": {"type": "string"}}}})
+            }),
+            "property `tags[]`: \"additionalProperties\" must be false (every data field needs a declared type)",
+        ),
+        (
+            Box::new(|d| d["properties"]["tags"] = json!({"type": "array", "items": {"type": "tag"}})),
+            "property `tags[]`: \"type\" must be one of \"string\", \"integer\", \"number\", \"boolean\", \"object\", \"array\" (or a scalar one with \"null\", e.g. [\"string\", \"null\"])",
+        ),
+        (
+            Box::new(|d| d["properties"]["seen"] = json!({"type": "integer", "format": "date-time"})),
+            "property `seen`: \"format\": \"date-time\" applies to strings only",
+        ),
+        (
+            Box::new(|d| {
+                let mut deep = json!({"type": "string"});
+                for _ in 0..9 {
+                    deep = json!({"type": "object", "additionalProperties": false, "properties": {"x": deep}});
+                }
+                d["properties"]["deep"] = deep;
+            }),
+            "property `deep/x/x/x/x/x/x/x/x`: objects and arrays nest at most 8 levels deep",
         ),
         (
             Box::new(|d| d["properties"]["eventId"] = json!({"type": "string"})),
@@ -234,7 +337,7 @@ fn schema_errors() {
         ),
         (
             Box::new(|d| d["x-sluice-measure"] = json!(["seats"])),
-            "\"x-sluice-measure\" must be a string (a field name)",
+            "\"x-sluice-measure\" must be a string (a field path)",
         ),
         (
             Box::new(|d| d["x-sluice-identity"] = json!("user_id")),
@@ -243,6 +346,81 @@ fn schema_errors() {
         (
             Box::new(|d| d["x-sluice-identity"] = json!("trial")),
             "\"x-sluice-identity\" field `trial` is a boolean, it must be string or integer",
+        ),
+        (
+            Box::new(|d| d["x-sluice-dimensions"] = json!(["ctx/country"])),
+            "\"x-sluice-dimensions\" names `ctx/country`: `ctx`, which is not in \"properties\"",
+        ),
+        (
+            Box::new(|d| d["x-sluice-dimensions"] = json!(["plan/name"])),
+            "\"x-sluice-dimensions\" field `plan/name`: `plan` is a string, not an object",
+        ),
+        (
+            Box::new(|d| d["x-sluice-dimensions"] = json!(["/plan//x"])),
+            "\"x-sluice-dimensions\": `/plan//x` is not a field path (write `field` or `object/field`)",
+        ),
+        (
+            Box::new(|d| {
+                with_context(d, true);
+                d["x-sluice-dimensions"] = json!(["ctx/region"]);
+            }),
+            "\"x-sluice-dimensions\" field `ctx/region` must be listed in \"required\"",
+        ),
+        (
+            Box::new(|d| {
+                with_context(d, false);
+                d["x-sluice-dimensions"] = json!(["ctx/country"]);
+            }),
+            "\"x-sluice-dimensions\" field `ctx/country`: `ctx` must be listed in \"required\"",
+        ),
+        (
+            Box::new(|d| {
+                with_context(d, true);
+                d["x-sluice-dimensions"] = json!(["ctx/note"]);
+            }),
+            "\"x-sluice-dimensions\" field `ctx/note` must not be nullable",
+        ),
+        (
+            Box::new(|d| {
+                with_context(d, true);
+                d["x-sluice-dimensions"] = json!(["ctx"]);
+            }),
+            "\"x-sluice-dimensions\" field `ctx` is an object, it must be string or integer",
+        ),
+        (
+            Box::new(|d| {
+                with_context(d, true);
+                d["x-sluice-dimensions"] = json!(["ctx/country", "plan", "/ctx/plan"]);
+            }),
+            "\"x-sluice-dimensions\": `plan` and `ctx/plan` are both named `plan` (a dimension is grouped by its last name)",
+        ),
+        (
+            Box::new(|d| {
+                with_items(d);
+                d["x-sluice-dimensions"] = json!(["items"]);
+            }),
+            "\"x-sluice-dimensions\" field `items` is an array, and an array cannot be a dimension",
+        ),
+        (
+            Box::new(|d| {
+                with_items(d);
+                d["x-sluice-measure"] = json!("items/qty");
+            }),
+            "\"x-sluice-measure\" field `items/qty`: `items` is an array, and an array cannot be the measure",
+        ),
+        (
+            Box::new(|d| {
+                with_items(d);
+                d["x-sluice-identity"] = json!("items");
+            }),
+            "\"x-sluice-identity\" field `items` is an array, and an array cannot be the identity",
+        ),
+        (
+            Box::new(|d| {
+                with_context(d, true);
+                d["x-sluice-measure"] = json!("ctx/seen");
+            }),
+            "\"x-sluice-measure\" field `ctx/seen` is a date-time, it must be number or integer",
         ),
     ];
     for (edit, expected) in cases {

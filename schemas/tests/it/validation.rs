@@ -302,7 +302,10 @@ fn decode_stored_rejects_garbage_with_a_reason() {
     unknown_type.event_type = "click".into();
     assert_eq!(
         decode_err(&stored(&unknown_type)),
-        vec![Violation::new("/event_type", "must be a registered event type: one of api_call, page_view, purchase")]
+        vec![Violation::new(
+            "/event_type",
+            "must be a registered event type: one of api_call, order_placed, page_view, purchase"
+        )]
     );
 
     let mut unknown_version = good.clone();
@@ -364,4 +367,101 @@ fn integer_fields_must_fit_int64() {
     for seats in [json!(i64::MAX), json!(i64::MIN), json!(-4.0)] {
         assert!(reg.validate(&input(seats.clone()), &ctx()).is_ok(), "{seats}");
     }
+}
+
+/// A schema with nested objects, arrays of scalars and of objects, nullable integers and
+/// date-times (loaded from a temp directory).
+fn rich_registry() -> sluice_schemas::Registry {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("rich")).unwrap();
+    let schema = json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "x-sluice-event-type": "rich", "x-sluice-version": 1, "type": "object",
+        "x-sluice-dimensions": ["/a/b/kind"], "x-sluice-measure": "a/b/n",
+        "properties": {
+            "a": {"type": "object", "additionalProperties": false, "required": ["b"], "properties": {
+                "b": {"type": "object", "additionalProperties": false, "required": ["kind", "n"], "properties": {
+                    "kind": {"type": "string"}, "n": {"type": "integer"},
+                    "seen": {"type": "string", "format": "date-time"}}}}},
+            "counts": {"type": "array", "items": {"type": "integer"}},
+            "maybe": {"type": ["integer", "null"]},
+            "rows": {"type": "array", "items": {"type": "object", "additionalProperties": false,
+                "properties": {"at": {"type": "string", "format": "date-time"}, "n": {"type": "integer"},
+                    "tags": {"type": "array", "items": {"type": ["string", "null"]}}}}}
+        },
+        "required": ["a"], "additionalProperties": false
+    });
+    std::fs::write(dir.path().join("rich/v1.json"), schema.to_string()).unwrap();
+    sluice_schemas::Registry::from_dir(dir.path()).unwrap()
+}
+
+#[test]
+fn integers_at_every_depth_must_fit_int64() {
+    let reg = rich_registry();
+    let input = |data: Value| json!({"event_type": "rich", "occurred_at": "2024-05-01T11:00:00Z", "data": data});
+    let range = "must be an integer between -9223372036854775808 and 9223372036854775807";
+    let data = json!({"a": {"b": {"kind": "k", "n": 1e19}}, "counts": [1, u64::MAX, 3], "maybe": -1e30,
+        "rows": [{"n": 2}, {"n": 1e20}]});
+    assert_eq!(
+        reg.validate(&input(data), &ctx()).unwrap_err().violations,
+        vec![
+            Violation::new("/data/a/b/n", range),
+            Violation::new("/data/counts/1", range),
+            Violation::new("/data/maybe", range),
+            Violation::new("/data/rows/1/n", range),
+        ]
+    );
+}
+
+#[test]
+fn rich_data_is_stored_normalised_and_round_trips() {
+    let reg = rich_registry();
+    let input = json!({"event_type": "rich", "occurred_at": "2024-05-01T11:00:00Z", "data": {
+        "a": {"b": {"kind": "k", "n": 3.0, "seen": "2024-05-01T14:00:00.1234567+02:00"}},
+        "counts": [1.0, -2], "maybe": null,
+        "rows": [{"at": "2024-04-30T23:59:59z", "tags": ["x", null]}, {"n": 4}]}});
+    let event = reg.validate(&input, &ctx()).unwrap();
+    assert_eq!(
+        Value::Object(event.data.clone()),
+        json!({"a": {"b": {"kind": "k", "n": 3, "seen": "2024-05-01T12:00:00.123456Z"}},
+            "counts": [1, -2], "maybe": null,
+            "rows": [{"at": "2024-04-30T23:59:59Z", "tags": ["x", null]}, {"n": 4}]})
+    );
+    let bytes = serde_json::to_vec(&event).unwrap();
+    assert_eq!(reg.decode_stored(&bytes).unwrap(), event);
+    assert_eq!(reg.decode_stored_reference(&bytes).unwrap(), event);
+    // The roles are read through the objects.
+    let schema = reg.get("rich").unwrap().latest().unwrap();
+    assert_eq!(schema.dimensions[0].get(&event.data), Some(&json!("k")));
+    assert_eq!(schema.measure.as_ref().unwrap().get(&event.data), Some(&json!(3)));
+}
+
+#[test]
+fn nested_violations_carry_their_pointers() {
+    let reg = rich_registry();
+    let input = |data: Value| json!({"event_type": "rich", "occurred_at": "2024-05-01T11:00:00Z", "data": data});
+    let data = json!({"a": {"b": {"kind": 1, "n": 1, "seen": "noon"}, "c": true},
+        "counts": [1, "2"], "maybe": "x", "rows": [{"at": "2024-05-01T12:00:00", "tags": ["a", 3]}, 5]});
+    let got: Vec<(String, String)> = reg
+        .validate(&input(data), &ctx())
+        .unwrap_err()
+        .violations
+        .into_iter()
+        .map(|v| (v.pointer, v.message))
+        .collect();
+    let time = "must be an RFC 3339 timestamp with a UTC offset, e.g. 2024-05-01T12:00:00.000Z";
+    let want: Vec<(String, String)> = [
+        ("/data/a/b/kind", "must be a string"),
+        ("/data/a/b/seen", time),
+        ("/data/a/c", "is not allowed (unknown field)"),
+        ("/data/counts/1", "must be an integer"),
+        ("/data/maybe", "must be an integer or null"),
+        ("/data/rows/0/at", time),
+        ("/data/rows/0/tags/1", "must be a string or null"),
+        ("/data/rows/1", "must be an object"),
+    ]
+    .into_iter()
+    .map(|(p, m)| (p.to_owned(), m.to_owned()))
+    .collect();
+    assert_eq!(got, want);
 }

@@ -1,7 +1,8 @@
 //! Differential tests of the lake writer's allocation-free path (`Registry::decode_stored_view`
 //! straight into the Arrow builders) against the reference (`decode_stored_reference` ->
 //! `Event` -> `RowsBuilder::append`): the same Parquet bytes and the same invalid records, on
-//! generated batches, on every invalid case of the schemas crate, and on mutated records.
+//! generated batches, on nested `order_placed` events among them, on every invalid case of the
+//! schemas crate, and on mutated records (flat and nested).
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use proptest::prelude::*;
@@ -24,7 +25,7 @@ fn files(p: &PreparedLakeBatch) -> Vec<(String, usize, bytes::Bytes)> {
 
 /// `prepare` and `prepare_reference` agree exactly on `input`, and so does the Lambda's fused
 /// path (`prepare_payload` over the raw invocation payload); returns the prepared batch.
-fn same_prepare(tables: &LakeTables, input: &KinesisEvent) -> PreparedLakeBatch {
+pub fn same_prepare(tables: &LakeTables, input: &KinesisEvent) -> PreparedLakeBatch {
     let batch = KinesisBatch::from(input);
     let (fast, fast_failed) = prepare(tables, &batch);
     let (reference, reference_failed) = prepare_reference(tables, &batch);
@@ -80,6 +81,27 @@ fn generated_batches_take_the_view_and_match_the_reference() {
     assert_eq!(prepared.files.iter().map(|f| f.rows).sum::<usize>(), events.len());
 }
 
+/// Nested events (which no view appends: they take `Registry::decode_stored` ->
+/// `RowsBuilder::append`) among flat ones: the same files as the reference.
+#[test]
+fn nested_events_among_flat_ones_match_the_reference() {
+    let tables = tables();
+    let flat = support::events(15, 900);
+    let orders = support::order_events(15, 450);
+    let mut mixed = Vec::new();
+    for (i, event) in flat.iter().enumerate() {
+        mixed.push(event.clone());
+        if i % 2 == 1 {
+            mixed.push(orders[i / 2].clone());
+        }
+    }
+    let prepared = same_prepare(&tables, &support::event_batch(&mixed, 0));
+    assert!(prepared.invalid.is_empty(), "{:?}", prepared.invalid);
+    let rows = |t: &str| prepared.files.iter().filter(|f| f.partition.event_type == t).map(|f| f.rows).sum::<usize>();
+    assert_eq!(rows("order_placed"), orders.len());
+    assert_eq!(prepared.files.iter().map(|f| f.rows).sum::<usize>(), mixed.len());
+}
+
 #[test]
 fn every_invalid_case_of_the_schemas_crate_is_rejected_the_same_way() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/tests/data/invalid");
@@ -124,6 +146,15 @@ fn arb_edit() -> impl Strategy<Value = (String, Value)> {
         "/data/app_version",
         "/data/referrer",
         "/data/extra",
+        "/data/context",
+        "/data/context/country",
+        "/data/context/app_version",
+        "/data/items",
+        "/data/items/0/qty",
+        "/data/items/0/sku",
+        "/data/items/1/unit_price",
+        "/data/coupon",
+        "/data/placed_at",
         "/schema_version",
         "/occurred_at",
         "/event_type",
@@ -158,11 +189,18 @@ fn arb_edit() -> impl Strategy<Value = (String, Value)> {
             json!("purchase"),
             json!([]),
             json!({}),
+            json!({"country": "DE", "channel": "web"}),
+            json!([{"sku": "SKU-1", "qty": 2.0, "unit_price": 3}]),
+            json!([{"sku": "SKU-1", "qty": "2", "unit_price": 3}]),
+            json!("order_placed"),
         ]),
         "\\PC{0,5}".prop_map(Value::from),
     ];
     (keys.prop_map(str::to_owned), values)
 }
+
+/// `data` fields `mutated_and_corrupted_records_agree` removes (flat and nested types').
+const REMOVABLE: &[&str] = &["country", "user_id", "referrer", "status", "coupon", "context", "placed_at"];
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
@@ -170,11 +208,13 @@ proptest! {
     #[test]
     fn mutated_and_corrupted_records_agree(
         seed in 0u64..1_000,
-        edits in prop::collection::vec((0usize..40, arb_edit()), 0..12),
-        corruptions in prop::collection::vec((0usize..40, any::<prop::sample::Index>(), any::<u8>()), 0..4),
-        remove in prop::collection::vec((0usize..40, prop::sample::select(vec!["country", "user_id", "referrer", "status"])), 0..4),
+        edits in prop::collection::vec((0usize..60, arb_edit()), 0..16),
+        corruptions in prop::collection::vec((0usize..60, any::<prop::sample::Index>(), any::<u8>()), 0..4),
+        remove in prop::collection::vec((0usize..60, prop::sample::select(REMOVABLE.to_vec())), 0..4),
     ) {
-        let events = support::events(seed, 40);
+        // 40 flat events, then 20 nested ones.
+        let mut events = support::events(seed, 40);
+        events.extend(support::order_events(seed, 20));
         let mut values: Vec<Value> = events.iter().map(|e| serde_json::to_value(e).unwrap()).collect();
         prop_assert_eq!(canonical_bytes(&values[0]), sluice_testkit::generate::record_bytes(&events[0]));
         for (i, (pointer, value)) in edits {

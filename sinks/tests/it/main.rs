@@ -5,6 +5,8 @@ mod cases;
 mod contract;
 mod evolution;
 mod fast_path;
+mod nested;
+mod orders;
 mod python;
 mod support;
 mod writer;

@@ -118,12 +118,13 @@ fn writer_letters(writer: &LakeWriter<MemoryDeadLetters>) -> Vec<sluice_dlq::Dea
 
 #[tokio::test]
 async fn every_generated_event_round_trips_exactly_once() {
-    let events = support::events(7, 3_000);
+    let mut events = support::events(7, 3_000);
+    events.extend(support::order_events(7, 300));
     let writer = memory_writer();
     let (response, outcome) = writer.process(&KinesisBatch::from(&support::batch(&events, 0)), support::now()).await;
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(outcome.rows_written, events.len());
-    assert!(outcome.files_written.len() >= 6, "3 types x >= 2 hours: {outcome:?}");
+    assert!(outcome.files_written.len() >= 8, "4 types x >= 2 hours: {outcome:?}");
 
     let (ids, files) = support::read_lake(writer.lake()).await;
     let expected: BTreeMap<String, usize> = events.iter().map(|e| (e.event_id.clone(), 1)).collect();
@@ -147,32 +148,12 @@ fn check_rows(
     let ids = batch.column_by_name("event_id").unwrap().as_string::<i32>();
     let occurred = batch.column_by_name("occurred_at").unwrap();
     assert_eq!(occurred.data_type(), &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())));
-    let occurred = occurred.as_primitive::<TimestampMicrosecondType>();
-    let received = batch.column_by_name("received_at").unwrap().as_primitive::<TimestampMicrosecondType>();
     for row in 0..batch.num_rows() {
         let event = by_id[ids.value(row)];
         assert_eq!(event.event_type, partition.event_type);
         assert_eq!(sluice_lake::layout::Partition::of(&event.event_type, event.occurred_at), *partition);
-        assert_eq!(occurred.value(row), event.occurred_at.timestamp_micros());
-        assert_eq!(received.value(row), event.received_at.timestamp_micros());
-        for (name, value) in &event.data {
-            let column = batch.column_by_name(name).unwrap();
-            let got = match column.data_type() {
-                DataType::Utf8 => serde_json::json!(column.as_string::<i32>().value(row)),
-                DataType::Int64 => serde_json::json!(column.as_primitive::<arrow::datatypes::Int64Type>().value(row)),
-                DataType::Float64 => {
-                    serde_json::json!(column.as_primitive::<arrow::datatypes::Float64Type>().value(row))
-                }
-                DataType::Boolean => serde_json::json!(column.as_boolean().value(row)),
-                other => panic!("unexpected column type {other}"),
-            };
-            let same = match (value.as_f64(), got.as_f64()) {
-                (Some(a), Some(b)) => a == b,
-                _ => *value == got,
-            };
-            assert!(same, "{name}: sent {value}, stored {got}");
-        }
     }
+    support::check_batch_against_events(batch, by_id);
 }
 
 #[tokio::test]
