@@ -18,10 +18,15 @@ fn page_view_v1() -> Value {
 
 /// A registry holding page_view v1 (shipped) and a v2 made by `edit` from v1.
 fn with_v2(edit: impl FnOnce(&mut Value)) -> Registry {
+    registry_of("page_view", page_view_v1(), edit)
+}
+
+/// A registry holding `event_type` `v1` and a v2 made by `edit` from it (both written with
+/// sorted keys, so problems come in name order).
+fn registry_of(event_type: &str, v1: Value, edit: impl FnOnce(&mut Value)) -> Registry {
     let dir = tempfile::tempdir().unwrap();
-    let t = dir.path().join("page_view");
+    let t = dir.path().join(event_type);
     std::fs::create_dir(&t).unwrap();
-    let v1 = page_view_v1();
     let mut v2 = v1.clone();
     v2["x-sluice-version"] = json!(2);
     edit(&mut v2);
@@ -151,19 +156,9 @@ fn order_placed_v1() -> Value {
     serde_json::from_str(include_str!("../../order_placed/v1.json")).unwrap()
 }
 
-/// The evolution check's answer for order_placed v1 (shipped) and a v2 made by `edit` (both
-/// written with sorted keys, so problems come in name order).
+/// The evolution check's answer for order_placed v1 (shipped) and a v2 made by `edit`.
 fn order_v2(edit: impl FnOnce(&mut Value)) -> Result<(), Vec<String>> {
-    let dir = tempfile::tempdir().unwrap();
-    let t = dir.path().join("order_placed");
-    std::fs::create_dir(&t).unwrap();
-    let v1 = order_placed_v1();
-    let mut v2 = v1.clone();
-    v2["x-sluice-version"] = json!(2);
-    edit(&mut v2);
-    std::fs::write(t.join("v1.json"), serde_json::to_vec_pretty(&v1).unwrap()).unwrap();
-    std::fs::write(t.join("v2.json"), serde_json::to_vec_pretty(&v2).unwrap()).unwrap();
-    Registry::from_dir(dir.path()).unwrap().check_evolution()
+    registry_of("order_placed", order_placed_v1(), edit).check_evolution()
 }
 
 fn problems(list: &[&str]) -> Result<(), Vec<String>> {
