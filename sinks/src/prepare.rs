@@ -432,7 +432,16 @@ impl<'t> LakePreparer<'t> {
                             sequence_number.clone_into(&mut group.last_sequence);
                             return;
                         }
-                        // No view plan for this version: the general path below decides.
+                        // No view plan for this version (nested or timestamp fields): the view's
+                        // event, equal to what `decode_stored` returns, without parsing and
+                        // checking the record again.
+                        if let Some(event) = view.to_event() {
+                            match group.builder.append(&event, shard_name, sequence_number) {
+                                Ok(()) => sequence_number.clone_into(&mut group.last_sequence),
+                                Err(error) => self.invalid.push(reject(error.to_string())),
+                            }
+                            return;
+                        }
                     }
                     Err(error) => {
                         self.invalid.push(reject(error));
